@@ -1,0 +1,77 @@
+# hv: one entry point. `make` builds build/hvctl and build/guests/*.elf.
+# BUILD can be overridden so that several trees of outputs can coexist.
+BUILD ?= build
+CC ?= gcc
+
+WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+	-Wno-unused-parameter -Wformat=2 -Wvla
+CFLAGS ?= -O2 -g
+HV_CFLAGS := -std=c11 -D_GNU_SOURCE -I. $(WARN) -pthread -MMD -MP
+LDLIBS := -pthread -luuid -lz -ljson-c
+SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+
+LIB_SRCS := $(wildcard hv/*.c devices/*.c migrate/*.c)
+TOOL_SRCS := $(wildcard tools/*.c)
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+
+LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
+TOOL_OBJS := $(TOOL_SRCS:%.c=$(BUILD)/obj/%.o)
+ASAN_LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/asan/%.o)
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+ASAN_UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests-asan/%)
+
+.PHONY: all check unit bench demo install clean guests tools
+all: $(BUILD)/hvctl guests tools
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(HV_CFLAGS) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/asan/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(HV_CFLAGS) -O1 -g $(SAN) -c $< -o $@
+
+$(BUILD)/libhv.a: $(LIB_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/libhv-asan.a: $(ASAN_LIB_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/hvctl: $(TOOL_OBJS) $(BUILD)/libhv.a
+	$(CC) $(CFLAGS) -o $@ $(TOOL_OBJS) $(BUILD)/libhv.a $(LDLIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libhv.a
+	@mkdir -p $(dir $@)
+	$(CC) $(HV_CFLAGS) $(CFLAGS) -o $@ $< $(BUILD)/libhv.a $(LDLIBS) -lcmocka
+
+$(BUILD)/tests-asan/%: tests/unit/%.c $(BUILD)/libhv-asan.a
+	@mkdir -p $(dir $@)
+	$(CC) $(HV_CFLAGS) -O1 -g $(SAN) -o $@ $< $(BUILD)/libhv-asan.a $(LDLIBS) -lcmocka
+
+unit: $(UNIT_BINS) $(ASAN_UNIT_BINS)
+
+include guests/guests.mk
+-include tests/tests.mk
+
+# Unit tests (plain and ASan+UBSan), then integration tests under real KVM.
+check: all unit
+	BUILD=$(BUILD) tests/run-all.sh
+
+bench: all
+	BUILD=$(BUILD) tests/bench/run-bench.sh
+
+demo: all
+	BUILD=$(BUILD) tools/demo.sh
+
+PREFIX ?= /usr/local
+install: all
+	install -D -m 0755 $(BUILD)/hvctl $(DESTDIR)$(PREFIX)/bin/hvctl
+	install -d $(DESTDIR)$(PREFIX)/share/hv/guests
+	install -m 0644 $(BUILD)/guests/*.elf $(DESTDIR)$(PREFIX)/share/hv/guests/
+
+clean:
+	rm -rf $(BUILD)
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

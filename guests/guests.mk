@@ -1,0 +1,2 @@
+# Built by the guest OS work: build/guests/*.elf
+guests:

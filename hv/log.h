@@ -1,0 +1,12 @@
+/* One way of logging: every message is one line on stderr, prefixed "hv: ".
+ * hv_error() is for causes a user can act on: say what failed and how to fix it. */
+#ifndef HV_LOG_H
+#define HV_LOG_H
+
+void hv_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void hv_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void hv_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Printed only when HV_DEBUG is set in the environment. */
+void hv_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#endif

@@ -1,0 +1,137 @@
+#include "hv/machine.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "devices/legacy.h"
+#include "devices/serial.h"
+#include "hv/boot.h"
+#include "hv/control.h"
+#include "hv/log.h"
+#include "hv/rundir.h"
+
+int machine_create(struct machine *m, const struct machine_config *cfg)
+{
+	memset(m, 0, sizeof(*m));
+	m->console.out_fd = m->console.in_fd = m->console.pty_slave_fd = -1;
+	snprintf(m->name, sizeof(m->name), "%s", cfg->name);
+	m->name_lock = rundir_claim_name(cfg->name);
+	if (m->name_lock < 0)
+		return -1;
+	if (vm_create(&m->vm, cfg->name, cfg->mem_size, cfg->ncpus) < 0)
+		goto fail;
+	m->vm_created = 1;
+	if (console_open(&m->console, cfg->console) < 0)
+		goto fail;
+	m->vm.serial = serial_create(&m->vm, m->console.out_fd, m->console.in_fd);
+	if (!m->vm.serial || legacy_devices_create(&m->vm) < 0)
+		goto fail;
+	return 0;
+fail:
+	machine_destroy(m);
+	return -1;
+}
+
+/* Reads a whole file; the size bound keeps a wrong path (say, a disk image) from eating RAM. */
+static uint8_t *read_file(const char *what, const char *path, size_t max, size_t *len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+
+	if (fd < 0) {
+		hv_error("cannot open %s '%s': %s", what, path, strerror(errno));
+		return NULL;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		hv_error("%s '%s' is not a regular file", what, path);
+		close(fd);
+		return NULL;
+	}
+	if ((uint64_t)st.st_size > max) {
+		hv_error("%s '%s' is %lld bytes, more than the %zu hv accepts", what, path,
+			 (long long)st.st_size, max);
+		close(fd);
+		return NULL;
+	}
+	uint8_t *buf = malloc(st.st_size ? (size_t)st.st_size : 1);
+	size_t got = 0;
+	while (buf && got < (size_t)st.st_size) {
+		ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
+		if (n <= 0) {
+			hv_error("cannot read %s '%s': %s", what, path, n ? strerror(errno) : "short file");
+			free(buf);
+			buf = NULL;
+			break;
+		}
+		got += (size_t)n;
+	}
+	close(fd);
+	*len = got;
+	return buf;
+}
+
+int machine_load_kernel(struct machine *m, const char *kernel, const char *initrd,
+			const char *cmdline)
+{
+	struct boot_params_in in = { .cmdline = cmdline };
+	struct boot_entry entry;
+	uint8_t *k = NULL, *i = NULL;
+	int r = -1;
+
+	k = read_file("kernel", kernel, 512u << 20, &in.kernel_len);
+	if (!k)
+		goto out;
+	in.kernel = k;
+	if (initrd) {
+		i = read_file("initrd", initrd, (size_t)m->vm.mem.low_size, &in.initrd_len);
+		if (!i)
+			goto out;
+		in.initrd = i;
+	}
+	if (boot_load(&m->vm.mem, &in, &entry) < 0)
+		goto out;
+	r = vm_setup_boot(&m->vm, &entry);
+out:
+	free(k);
+	free(i);
+	return r;
+}
+
+int machine_start(struct machine *m)
+{
+	if (!m->control) {
+		m->control = control_start(&m->vm);
+		if (!m->control)
+			return -1;
+		if (m->console.pty_path[0])
+			control_set_console_path(m->control, m->console.pty_path);
+	}
+	return vm_start(&m->vm);
+}
+
+int machine_wait(struct machine *m)
+{
+	return vm_wait(&m->vm);
+}
+
+void machine_destroy(struct machine *m)
+{
+	if (m->control)
+		control_stop(m->control);
+	m->control = NULL;
+	if (m->vm.serial)
+		serial_destroy(m->vm.serial);
+	m->vm.serial = NULL;
+	if (m->vm_created)
+		vm_destroy(&m->vm);
+	m->vm_created = 0;
+	console_close(&m->console);
+	if (m->name_lock >= 0)
+		rundir_release_name(m->name, m->name_lock);
+	m->name_lock = -1;
+}

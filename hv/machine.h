@@ -1,0 +1,40 @@
+/* A whole machine as a user sees it: a named VM with its devices, console and control
+ * socket. `hvctl run` boots one from a kernel; `hvctl receive` fills one from a stream. */
+#ifndef HV_MACHINE_H
+#define HV_MACHINE_H
+
+#include <stdint.h>
+
+#include "hv/console.h"
+#include "hv/vm.h"
+
+struct control_server;
+
+struct machine_config {
+	const char *name;
+	uint64_t mem_size;
+	int ncpus;
+	const char *console; /* console spec, see console.h */
+};
+
+struct machine {
+	struct vm vm;
+	struct console console;
+	struct control_server *control;
+	char name[VM_NAME_MAX];
+	int name_lock;
+	int vm_created;
+};
+
+/* Claims the name, creates the VM and its devices and opens the console. 0 or -1. */
+int machine_create(struct machine *m, const struct machine_config *cfg);
+/* Loads kernel/initrd files with cmdline and sets up the boot vCPU. 0 or -1. */
+int machine_load_kernel(struct machine *m, const char *kernel, const char *initrd,
+			const char *cmdline);
+/* Starts the control socket (if not yet) and the vCPUs. 0 or -1. */
+int machine_start(struct machine *m);
+/* Waits for the VM to stop; returns its exit status. */
+int machine_wait(struct machine *m);
+void machine_destroy(struct machine *m);
+
+#endif

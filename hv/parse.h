@@ -1,0 +1,13 @@
+/* Parsing of user-given values on the command line. */
+#ifndef HV_PARSE_H
+#define HV_PARSE_H
+
+#include <stdint.h>
+
+/* "512", "512K", "64M", "2G", "1T" (binary units; optional trailing 'B' or 'iB').
+ * 0, or -1 if malformed or overflowing. */
+int parse_size(const char *s, uint64_t *out);
+/* Decimal integer within [min, max]. 0 or -1. */
+int parse_int(const char *s, long min, long max, long *out);
+
+#endif

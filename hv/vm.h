@@ -1,0 +1,93 @@
+/* A VM: KVM VM and vCPU threads, guest RAM, buses, devices, lifecycle.
+ * All mutable state of a VM lives here (no globals). The pause/resume path is the one
+ * migration uses: vm_pause returns only when every vCPU is outside KVM_RUN. */
+#ifndef HV_VM_H
+#define HV_VM_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uuid/uuid.h>
+
+#include "hv/bus.h"
+#include "hv/guest_mem.h"
+
+/* hvctl run exit status: a guest's debug-exit value v passes through as v & 0xff
+ * (QEMU's isa-debug-exit would report (v << 1) | 1); these are hv's own. */
+#define HV_EXIT_START_FAILED 125 /* hv could not start the VM (bad input, no KVM, ...) */
+#define HV_EXIT_GUEST_CRASHED 126 /* emulation failure, triple fault, failed entry */
+
+#define VM_NAME_MAX 64
+#define VM_MAX_CPUS 64
+
+enum vm_state { VM_CREATED, VM_RUNNING, VM_PAUSED, VM_STOPPED };
+
+struct vm;
+struct serial;
+struct cpuid_table;
+
+struct vcpu {
+	struct vm *vm;
+	int index;
+	int fd;
+	struct kvm_run *run;
+	pthread_t thread;
+	bool thread_started;
+};
+
+/* Called (from any thread, VM lock not held) after every state change. */
+typedef void (*vm_state_listener_fn)(void *opaque, struct vm *vm, enum vm_state state);
+
+struct vm {
+	char name[VM_NAME_MAX];
+	char uuid[37];
+	int kvm_fd, vm_fd;
+	int run_mmap_size;
+	struct guest_mem mem;
+	struct bus pio, mmio;
+	int ncpus;
+	struct vcpu *vcpus;
+	struct cpuid_table *cpuid;
+	struct serial *serial;
+
+	pthread_mutex_t lock; /* guards everything below */
+	pthread_cond_t cond;
+	enum vm_state state;
+	bool pause_requested;
+	int vcpus_paused;  /* vCPU threads parked in the pause wait */
+	int vcpus_exited;  /* vCPU threads that have left their loop */
+	bool stop_requested;
+	int exit_status;
+	char exit_reason[160];
+	uint64_t started_ns; /* CLOCK_MONOTONIC at vm_start */
+
+	vm_state_listener_fn listener;
+	void *listener_opaque;
+};
+
+/* Opens /dev/kvm, creates the VM (irqchip, PIT, RAM, memslots) and its vCPUs (CPUID set).
+ * 0, or -1 with one hv_error line. On failure everything is released. */
+int vm_create(struct vm *vm, const char *name, uint64_t mem_size, int ncpus);
+/* Writes e820/MP tables and sets up the boot vCPU's registers for `entry`. */
+struct boot_entry;
+int vm_setup_boot(struct vm *vm, const struct boot_entry *entry);
+/* Starts one thread per vCPU. */
+int vm_start(struct vm *vm);
+/* Parks every vCPU outside KVM_RUN; returns when all are parked. Idempotent. */
+int vm_pause(struct vm *vm);
+int vm_resume(struct vm *vm);
+/* Asks the VM to stop with this status; the first request wins. Safe from any thread,
+ * including vCPU threads (device handlers). */
+void vm_request_stop(struct vm *vm, int status, const char *reason);
+/* Blocks until the VM is stopped and every vCPU thread has been joined; returns exit_status. */
+int vm_wait(struct vm *vm);
+void vm_destroy(struct vm *vm);
+
+enum vm_state vm_get_state(struct vm *vm);
+const char *vm_state_name(enum vm_state s);
+void vm_set_listener(struct vm *vm, vm_state_listener_fn fn, void *opaque);
+
+/* Raise/lower an IRQ line on the in-kernel irqchip. */
+int vm_irq_line(struct vm *vm, int irq, int level);
+
+#endif

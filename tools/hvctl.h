@@ -1,0 +1,8 @@
+/* hvctl subcommands: each takes the subcommand's argv (argv[0] is its name) and returns
+ * the process exit status. */
+#ifndef TOOLS_HVCTL_H
+#define TOOLS_HVCTL_H
+
+int hvctl_cmd_run(int argc, char **argv);
+
+#endif

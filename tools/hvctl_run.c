@@ -1,0 +1,218 @@
+/* hvctl run: boot a kernel in a new VM, in the foreground or detached. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "hv/layout.h"
+#include "hv/log.h"
+#include "hv/machine.h"
+#include "hv/parse.h"
+#include "tools/hvctl.h"
+
+struct run_opts {
+	const char *kernel, *initrd, *cmdline, *console, *name;
+	uint64_t mem;
+	int cpus;
+	int detach;
+};
+
+static void run_usage(FILE *f)
+{
+	fprintf(f,
+		"usage: hvctl run --kernel FILE [--name N] [--cpus N] [--mem SIZE] [--initrd FILE]\n"
+		"                 [--cmdline STRING] [--console stdio|file:PATH|pty|none] [--detach]\n"
+		"\n"
+		"Boots a PVH ELF or bzImage kernel in a new VM. --mem takes K/M/G suffixes (default 256M),\n"
+		"--cpus 1-%d (default 1). In the foreground the console is stdio; with --detach it is a\n"
+		"PTY (hvctl console NAME). Exit status: the guest's debug-exit value, 125 if hv could\n"
+		"not start the VM, 126 if the guest crashed, 128+N if hvctl got signal N.\n",
+		VM_MAX_CPUS);
+}
+
+static int parse_run_opts(int argc, char **argv, struct run_opts *o)
+{
+	static const struct option longopts[] = {
+		{ "kernel", required_argument, NULL, 'k' }, { "initrd", required_argument, NULL, 'i' },
+		{ "cmdline", required_argument, NULL, 'c' }, { "mem", required_argument, NULL, 'm' },
+		{ "cpus", required_argument, NULL, 'p' }, { "name", required_argument, NULL, 'n' },
+		{ "console", required_argument, NULL, 'C' }, { "detach", no_argument, NULL, 'd' },
+		{ "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 },
+	};
+	long cpus;
+	int c;
+
+	o->mem = 256 * MiB;
+	o->cpus = 1;
+	opterr = 0;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'k': o->kernel = optarg; break;
+		case 'i': o->initrd = optarg; break;
+		case 'c': o->cmdline = optarg; break;
+		case 'n': o->name = optarg; break;
+		case 'C': o->console = optarg; break;
+		case 'd': o->detach = 1; break;
+		case 'm':
+			if (parse_size(optarg, &o->mem) < 0 || o->mem < 2 * MiB || o->mem % PAGE_SIZE) {
+				hv_error("--mem '%s' is not a valid size; use e.g. 256M or 2G (at least 2M)", optarg);
+				return -1;
+			}
+			break;
+		case 'p':
+			if (parse_int(optarg, 1, VM_MAX_CPUS, &cpus) < 0) {
+				hv_error("--cpus '%s' is out of range; use 1 to %d", optarg, VM_MAX_CPUS);
+				return -1;
+			}
+			o->cpus = (int)cpus;
+			break;
+		case 'h':
+			run_usage(stdout);
+			exit(0);
+		default:
+			hv_error("hvctl run: unknown or incomplete option '%s'; see hvctl run --help",
+				 argv[optind - 1]);
+			return -1;
+		}
+	}
+	if (optind < argc) {
+		hv_error("hvctl run: unexpected argument '%s'; see hvctl run --help", argv[optind]);
+		return -1;
+	}
+	if (!o->kernel) {
+		hv_error("hvctl run: --kernel FILE is required; see hvctl run --help");
+		return -1;
+	}
+	if (!o->console)
+		o->console = o->detach ? "pty" : "stdio";
+	if (o->detach && !strcmp(o->console, "stdio")) {
+		hv_error("--console stdio cannot be used with --detach; use pty or file:PATH");
+		return -1;
+	}
+	return 0;
+}
+
+struct signal_waiter {
+	struct vm *vm;
+	sigset_t set;
+};
+
+/* SIGINT/SIGTERM/SIGHUP end the VM cleanly instead of killing the process mid-write. */
+static void *signal_thread(void *arg)
+{
+	struct signal_waiter *w = arg;
+	int sig;
+
+	if (sigwait(&w->set, &sig) == 0) {
+		char why[64];
+		snprintf(why, sizeof(why), "stopped by signal %d", sig);
+		vm_request_stop(w->vm, 128 + sig, why);
+	}
+	return NULL;
+}
+
+/* Detached: the parent waits on a pipe until the child has started the VM, so that start-up
+ * errors still reach the user's terminal and exit status. */
+static int detach_parent(pid_t child, int ready_fd, const char *name)
+{
+	char c;
+	ssize_t n = read(ready_fd, &c, 1);
+
+	close(ready_fd);
+	if (n == 1) {
+		printf("%s\n", name);
+		return 0;
+	}
+	int st;
+	if (waitpid(child, &st, 0) < 0)
+		return HV_EXIT_START_FAILED;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : HV_EXIT_START_FAILED;
+}
+
+static void detach_child_ready(int ready_fd)
+{
+	int null = open("/dev/null", O_RDWR);
+
+	if (write(ready_fd, "1", 1) < 0)
+		hv_debug("detach: parent went away");
+	close(ready_fd);
+	if (null >= 0) {
+		dup2(null, STDIN_FILENO);
+		dup2(null, STDOUT_FILENO);
+		dup2(null, STDERR_FILENO);
+		close(null);
+	}
+}
+
+int hvctl_cmd_run(int argc, char **argv)
+{
+	struct run_opts o = { 0 };
+	char default_name[32];
+	int ready[2] = { -1, -1 };
+
+	if (parse_run_opts(argc, argv, &o) < 0)
+		return HV_EXIT_START_FAILED;
+	if (!o.name) {
+		snprintf(default_name, sizeof(default_name), "vm-%d", (int)getpid());
+		o.name = default_name;
+	}
+	if (o.detach) {
+		if (pipe2(ready, O_CLOEXEC) < 0) {
+			hv_error("cannot create a pipe: %s", strerror(errno));
+			return HV_EXIT_START_FAILED;
+		}
+		pid_t pid = fork();
+		if (pid < 0) {
+			hv_error("cannot fork: %s", strerror(errno));
+			return HV_EXIT_START_FAILED;
+		}
+		if (pid > 0) {
+			close(ready[1]);
+			return detach_parent(pid, ready[0], o.name);
+		}
+		close(ready[0]);
+		setsid();
+	}
+
+	struct signal_waiter sw;
+	sigemptyset(&sw.set);
+	sigaddset(&sw.set, SIGINT);
+	sigaddset(&sw.set, SIGTERM);
+	sigaddset(&sw.set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &sw.set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	struct machine m;
+	struct machine_config cfg = { .name = o.name, .mem_size = o.mem, .ncpus = o.cpus,
+				      .console = o.console };
+	if (machine_create(&m, &cfg) < 0)
+		return HV_EXIT_START_FAILED;
+	if (machine_load_kernel(&m, o.kernel, o.initrd, o.cmdline) < 0 || machine_start(&m) < 0) {
+		machine_destroy(&m);
+		return HV_EXIT_START_FAILED;
+	}
+	sw.vm = &m.vm;
+	pthread_t sig_thread;
+	int have_sig_thread = pthread_create(&sig_thread, NULL, signal_thread, &sw) == 0;
+	if (o.detach)
+		detach_child_ready(ready[1]);
+
+	int status = machine_wait(&m);
+	if (status != 0)
+		hv_info("%s: %s", m.vm.name, m.vm.exit_reason);
+	else
+		hv_debug("%s: %s", m.vm.name, m.vm.exit_reason);
+	machine_destroy(&m);
+	if (have_sig_thread) {
+		pthread_cancel(sig_thread);
+		pthread_join(sig_thread, NULL);
+	}
+	return status;
+}
