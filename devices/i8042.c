@@ -9,7 +9,6 @@
 
 static void i8042_io(void *opaque, uint64_t offset, uint8_t *data, uint32_t len, bool is_write)
 {
-
 	if (!is_write) {
 		/* Status 0: output buffer empty, input buffer empty (ready for commands). */
 		for (uint32_t i = 0; i < len; i++)

@@ -38,4 +38,16 @@ int boot_load_pvh(struct guest_mem *m, const struct boot_params_in *in, struct b
 int boot_load_bzimage(struct guest_mem *m, const struct boot_params_in *in,
 		      struct boot_entry *out);
 
+/* Helpers shared by the loaders (hv/boot.c). Each prints its own hv_error line. */
+/* End of the RAM below the 32-bit MMIO hole. */
+uint64_t boot_low_ram_end(const struct guest_mem *m);
+/* Writes the command line (NULL = empty) NUL-terminated at BOOT_CMDLINE_ADDR; refuses one
+ * longer than max_len characters (limit_what names whose limit that is). 0 or -1. */
+int boot_write_cmdline(struct guest_mem *m, const char *cmdline, uint64_t max_len,
+		       const char *limit_what);
+/* Copies the initrd page-aligned as high as possible below `limit` (exclusive) and not
+ * below `floor`; *addr = its guest-physical address. 0 or -1. */
+int boot_place_initrd(struct guest_mem *m, const uint8_t *initrd, size_t len, uint64_t floor,
+		      uint64_t limit, uint64_t *addr);
+
 #endif
