@@ -20,8 +20,8 @@ ASAN_LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/asan/%.o)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 ASAN_UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests-asan/%)
 
-.PHONY: all check unit bench demo install clean guests tools
-all: $(BUILD)/hvctl guests tools
+.PHONY: all check unit bench demo install clean guests tools deps
+all: $(BUILD)/hvctl guests
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -55,14 +55,23 @@ unit: $(UNIT_BINS) $(ASAN_UNIT_BINS)
 include guests/guests.mk
 -include tests/tests.mk
 
-# Unit tests (plain and ASan+UBSan), then integration tests under real KVM.
-check: all unit
+# check, bench and demo install what they need first (Debian packages), so each is one
+# command on a fresh machine.
+deps:
+	tools/install-deps.sh
+
+# Unit tests (plain and ASan+UBSan), the fuzzer, then integration tests under real KVM.
+check: deps
+	$(MAKE) all unit
 	BUILD=$(BUILD) tests/run-all.sh
 
-bench: all
+bench: deps
+	tools/install-deps.sh --bench
+	$(MAKE) all
 	BUILD=$(BUILD) tests/bench/run-bench.sh
 
-demo: all
+demo: deps
+	$(MAKE) all
 	BUILD=$(BUILD) tools/demo.sh
 
 PREFIX ?= /usr/local

@@ -1,0 +1,68 @@
+#!/bin/bash
+# Runs every test: cmocka unit tests (plain and ASan+UBSan builds), the stream fuzzer for
+# a bounded time, and the integration tests under real KVM. Last line: N passed, N failed.
+set -u
+BUILD=${BUILD:-build}
+export BUILD
+cd "$(dirname "$0")/.."
+
+passed=0
+failed=0
+failures=()
+
+run_cmocka() {
+	local bin=$1 out rc p f
+	out=$("$bin" 2>&1)
+	rc=$?
+	p=$(grep -Eo '^\[  PASSED  \] [0-9]+' <<<"$out" | awk '{s+=$NF} END {print s+0}')
+	f=$(grep -Eo '^\[  FAILED  \] [0-9]+' <<<"$out" | awk '{s+=$NF} END {print s+0}')
+	if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+		f=1 # crashed or a sanitizer stopped it
+	fi
+	passed=$((passed + p))
+	failed=$((failed + f))
+	if [ "$f" -ne 0 ]; then
+		failures+=("$bin")
+		echo "$out" | tail -n 40
+	fi
+	printf '%-48s %3d passed, %d failed\n' "$bin" "$p" "$f"
+}
+
+echo "== unit tests"
+for t in "$BUILD"/tests/test_*; do
+	[ -x "$t" ] && run_cmocka "$t"
+done
+echo "== unit tests under ASan+UBSan"
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+for t in "$BUILD"/tests-asan/test_*; do
+	[ -x "$t" ] && run_cmocka "$t"
+done
+
+if [ -x tests/fuzz/run-fuzz.sh ]; then
+	echo "== fuzz (bounded)"
+	if tests/fuzz/run-fuzz.sh; then
+		passed=$((passed + 1))
+	else
+		failed=$((failed + 1))
+		failures+=("fuzz")
+	fi
+fi
+
+echo "== integration tests (real KVM)"
+out=$(mktemp)
+tests/integration/run.sh | tee "$out"
+ip=$(sed -n 's/^integration: \([0-9]*\) passed, \([0-9]*\) failed$/\1/p' "$out" | tail -1)
+if_=$(sed -n 's/^integration: \([0-9]*\) passed, \([0-9]*\) failed$/\2/p' "$out" | tail -1)
+rm -f "$out"
+if [ -z "$ip" ]; then
+	failed=$((failed + 1))
+	failures+=("integration runner")
+else
+	passed=$((passed + ip))
+	failed=$((failed + if_))
+fi
+
+[ ${#failures[@]} -gt 0 ] && printf 'failed: %s\n' "${failures[@]}"
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

@@ -1,0 +1,21 @@
+#!/bin/bash
+# Installs the Debian packages hv needs to build and test (and, with --bench, to compare
+# against QEMU). Installs only what is missing, so it is quick on a prepared machine.
+set -euo pipefail
+
+pkgs=(gcc make libc6-dev libjson-c-dev libcmocka-dev uuid-dev zlib1g-dev clang iproute2
+      procps psmisc util-linux)
+[ "${1:-}" = "--bench" ] && pkgs+=(qemu-system-x86 iperf3)
+
+missing=()
+for p in "${pkgs[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "install-deps: installing ${missing[*]}" >&2
+SUDO=
+[ "$(id -u)" -ne 0 ] && SUDO=sudo
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
