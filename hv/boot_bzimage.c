@@ -111,7 +111,7 @@ static uint64_t runtime_start(const uint8_t *img)
 	return start > pref ? start : pref;
 }
 
-static int fill_e820(const struct guest_mem *m, uint8_t *bp)
+static void fill_e820(const struct guest_mem *m, uint8_t *bp)
 {
 	struct e820_entry map[E820_MAX];
 	int n = e820_build(m, map);
@@ -120,13 +120,11 @@ static int fill_e820(const struct guest_mem *m, uint8_t *bp)
 	_Static_assert(sizeof(struct e820_entry) == 20, "e820 entry layout");
 	memcpy(bp + BP_E820_TABLE, map, (size_t)n * sizeof(map[0]));
 	bp[BP_E820_ENTRIES] = (uint8_t)n;
-	return 0;
 }
 
 int boot_load_bzimage(struct guest_mem *m, const struct boot_params_in *in,
 		      struct boot_entry *out)
 {
-	static uint8_t bp_zero[BP_SIZE];
 	const uint8_t *img = in->kernel;
 	const size_t len = in->kernel_len;
 	uint8_t bp[BP_SIZE];
@@ -146,9 +144,15 @@ int boot_load_bzimage(struct guest_mem *m, const struct boot_params_in *in,
 		return -1;
 	}
 	version = rd16(img + HDR_VERSION);
-	if (version < MIN_PROTOCOL || hdr_end < HDR_MIN_END) {
+	if (version < MIN_PROTOCOL) {
 		hv_error("kernel bzImage: boot protocol %u.%02u is too old; hv needs 2.12 or newer "
 			 "(Linux 3.8 or later)", version >> 8, version & 0xff);
+		return -1;
+	}
+	if (hdr_end < HDR_MIN_END) {
+		hv_error("kernel bzImage: setup header ends at 0x%llx, too short for boot protocol "
+			 "%u.%02u; the file is corrupt", (unsigned long long)hdr_end, version >> 8,
+			 version & 0xff);
 		return -1;
 	}
 	if (!(rd16(img + HDR_XLOADFLAGS) & XLF_KERNEL_64)) {
@@ -187,7 +191,7 @@ int boot_load_bzimage(struct guest_mem *m, const struct boot_params_in *in,
 	}
 
 	/* The zero page: the file's setup header, the rest zero, then hv's fields. */
-	memcpy(bp, bp_zero, sizeof(bp));
+	memset(bp, 0, sizeof(bp));
 	if (hdr_end > BP_HDR_SPACE_END)
 		hdr_end = BP_HDR_SPACE_END;
 	memcpy(bp + BP_HDR, img + BP_HDR, hdr_end - BP_HDR);

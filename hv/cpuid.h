@@ -5,6 +5,7 @@
 
 #include <linux/kvm.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #define CPUID_MAX_ENTRIES 256
 

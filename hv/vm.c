@@ -64,10 +64,20 @@ static int check_host_memory(uint64_t mem_size)
 	return 0;
 }
 
+static int set_memslot(struct vm *vm, uint32_t slot, uint64_t gpa, uint64_t size, void *host,
+		       uint32_t flags);
+
 static int add_memslot(struct vm *vm, uint32_t slot, uint64_t gpa, uint64_t size, void *host)
+{
+	return set_memslot(vm, slot, gpa, size, host, 0);
+}
+
+static int set_memslot(struct vm *vm, uint32_t slot, uint64_t gpa, uint64_t size, void *host,
+		       uint32_t flags)
 {
 	struct kvm_userspace_memory_region region = {
 		.slot = slot,
+		.flags = flags,
 		.guest_phys_addr = gpa,
 		.memory_size = size,
 		.userspace_addr = (uint64_t)(uintptr_t)host,
@@ -179,10 +189,10 @@ int vm_create(struct vm *vm, const char *name, uint64_t mem_size, int ncpus)
 	}
 	if (guest_mem_create(&vm->mem, mem_size) < 0)
 		goto fail;
-	if (add_memslot(vm, 0, 0, vm->mem.low_size, vm->mem.host) < 0)
+	if (add_memslot(vm, VM_SLOT_LOW, 0, vm->mem.low_size, vm->mem.host) < 0)
 		goto fail;
 	if (vm->mem.high_size &&
-	    add_memslot(vm, 1, HIGH_RAM_START, vm->mem.high_size, vm->mem.host + vm->mem.low_size) < 0)
+	    add_memslot(vm, VM_SLOT_HIGH, HIGH_RAM_START, vm->mem.high_size, vm->mem.host + vm->mem.low_size) < 0)
 		goto fail;
 	if (create_vcpus(vm) < 0)
 		goto fail;
@@ -190,6 +200,18 @@ int vm_create(struct vm *vm, const char *name, uint64_t mem_size, int ncpus)
 fail:
 	vm_destroy(vm);
 	return -1;
+}
+
+int vm_set_dirty_logging(struct vm *vm, bool on)
+{
+	uint32_t flags = on ? KVM_MEM_LOG_DIRTY_PAGES : 0;
+
+	if (set_memslot(vm, VM_SLOT_LOW, 0, vm->mem.low_size, vm->mem.host, flags) < 0)
+		return -1;
+	if (vm->mem.high_size && set_memslot(vm, VM_SLOT_HIGH, HIGH_RAM_START, vm->mem.high_size,
+					     vm->mem.host + vm->mem.low_size, flags) < 0)
+		return -1;
+	return 0;
 }
 
 int vm_setup_boot(struct vm *vm, const struct boot_entry *entry)

@@ -87,6 +87,12 @@ enum vm_state vm_get_state(struct vm *vm);
 const char *vm_state_name(enum vm_state s);
 void vm_set_listener(struct vm *vm, vm_state_listener_fn fn, void *opaque);
 
+/* KVM memory slots: low RAM, and RAM above 4 GiB (present when mem > MMIO_HOLE_START). */
+#define VM_SLOT_LOW 0
+#define VM_SLOT_HIGH 1
+/* Turns KVM dirty-page logging on or off for all RAM slots. 0 or -1. */
+int vm_set_dirty_logging(struct vm *vm, bool on);
+
 /* Raise/lower an IRQ line on the in-kernel irqchip. */
 int vm_irq_line(struct vm *vm, int irq, int level);
 

@@ -39,7 +39,6 @@ test_kvm_missing() {
 
 test_kvm_not_accessible() {
 	# An unprivileged user cannot open /dev/kvm (mode 0600 here).
-	[ "$(stat -c %a /dev/kvm)" = 600 ] || chmod 600 /dev/kvm
 	mkdir -p "$T/nobody" && chmod 777 "$T/nobody" "$T"
 	cp "$GUEST" "$T/nobody/g.elf" && chmod 644 "$T/nobody/g.elf"
 	HV_RUN_DIR="$T/nobody/run" setpriv --reuid=nobody --regid=nogroup --clear-groups \
