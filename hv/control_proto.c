@@ -48,8 +48,10 @@ int ctl_parse_request(const char *line, size_t len, struct ctl_request *req, cha
 		return malformed(err, errlen, "a request must be a JSON object");
 
 	struct json_object *v;
-	if (json_object_object_get_ex(obj, "id", &v))
-		req->id = v; /* may be a JSON null: echoed back as null */
+	if (json_object_object_get_ex(obj, "id", &v)) {
+		req->has_id = 1;
+		req->id = v; /* NULL for a JSON null */
+	}
 	if (!json_object_object_get_ex(obj, "cmd", &v))
 		return malformed(err, errlen, "missing \"cmd\"");
 	if (!json_object_is_type(v, json_type_string))
@@ -65,31 +67,27 @@ void ctl_request_free(struct ctl_request *req)
 	memset(req, 0, sizeof(*req));
 }
 
-static struct json_object *response_base(struct json_object *id, int ok)
+static struct json_object *response_base(const struct ctl_request *req, int ok)
 {
 	struct json_object *o = json_object_new_object();
 
 	if (!o)
 		return NULL;
-	/* A request {"id":null} gets "id":null back; a request without "id" gets no "id". */
-	if (id || json_object_is_type(id, json_type_null)) {
-		/* json-c represents JSON null as a NULL pointer, so "present" is decided by
-		 * the caller passing req->id; a NULL id here means "absent". */
-	}
-	if (id)
-		json_object_object_add(o, "id", json_object_get(id));
+	/* json-c's JSON null is a NULL pointer: json_object_get(NULL) adds "id":null. */
+	if (req && req->has_id)
+		json_object_object_add(o, "id", json_object_get(req->id));
 	json_object_object_add(o, "ok", json_object_new_boolean(ok));
 	return o;
 }
 
-struct json_object *ctl_response_new(struct json_object *id)
+struct json_object *ctl_response_new(const struct ctl_request *req)
 {
-	return response_base(id, 1);
+	return response_base(req, 1);
 }
 
-struct json_object *ctl_error_new(struct json_object *id, const char *msg)
+struct json_object *ctl_error_new(const struct ctl_request *req, const char *msg)
 {
-	struct json_object *o = response_base(id, 0);
+	struct json_object *o = response_base(req, 0);
 
 	if (o)
 		json_object_object_add(o, "error", json_object_new_string(msg));
@@ -194,19 +192,19 @@ char *ctl_handle_line(const struct ctl_table *t, void *ctx, const char *line, si
 
 	*subscribe = 0;
 	if (ctl_parse_request(line, len, &req, err, sizeof(err)) < 0) {
-		resp = ctl_error_new(req.id, err);
+		resp = ctl_error_new(&req, err);
 	} else if (!(c = ctl_table_find(t, req.cmd))) {
 		snprintf(err, sizeof(err), "unknown command '%.64s'", req.cmd);
-		resp = ctl_error_new(req.id, err);
+		resp = ctl_error_new(&req, err);
 	} else {
-		struct ctl_call call = { .ctx = ctx, .req = &req, .resp = ctl_response_new(req.id) };
+		struct ctl_call call = { .ctx = ctx, .req = &req, .resp = ctl_response_new(&req) };
 		if (!call.resp) {
 			ctl_request_free(&req);
 			return NULL;
 		}
 		if (c->fn(&call, c->opaque) < 0) {
 			json_object_put(call.resp);
-			resp = ctl_error_new(req.id, call.err[0] ? call.err : "command failed");
+			resp = ctl_error_new(&req, call.err[0] ? call.err : "command failed");
 		} else {
 			resp = call.resp;
 			*subscribe = call.subscribe;

@@ -21,21 +21,23 @@ struct json_object;
 struct ctl_request {
 	struct json_object *obj; /* the whole request object (owned); arguments are read from it */
 	const char *cmd;         /* points into obj; NULL if the request could not be parsed */
-	struct json_object *id;  /* points into obj; NULL when the request has no "id" */
+	struct json_object *id;  /* points into obj (json-c's NULL for a JSON null) */
+	int has_id;              /* the request had an "id", echoed back in the response */
 };
 
 /* Parses one line (len bytes, no '\n'; need not be NUL-terminated). 0 on success. -1 on a
- * malformed request, with err set to "malformed request: <why>"; req->id is still set when
- * the line was a JSON object with an "id", so that the error can carry it.
+ * malformed request, with err set to "malformed request: <why>"; req->id/has_id are still
+ * set when the line was a JSON object with an "id", so that the error can carry it.
  * Always call ctl_request_free afterwards. */
 int ctl_parse_request(const char *line, size_t len, struct ctl_request *req, char *err,
 		      size_t errlen);
 void ctl_request_free(struct ctl_request *req);
 
-/* New response objects (caller owns them; json_object_put to free). The id, if not NULL,
- * is copied. ok:true responses get result fields added by the handler. */
-struct json_object *ctl_response_new(struct json_object *id);
-struct json_object *ctl_error_new(struct json_object *id, const char *msg);
+/* New response objects (caller owns them; json_object_put to free): {"id":..,"ok":true} and
+ * {"id":..,"ok":false,"error":msg}. "id" is the request's (shared reference), present only
+ * when the request had one; req may be NULL. Handlers add result fields to ok:true ones. */
+struct json_object *ctl_response_new(const struct ctl_request *req);
+struct json_object *ctl_error_new(const struct ctl_request *req, const char *msg);
 /* {"event":"state","state":STATE,"time_ms":T} */
 struct json_object *ctl_event_state_new(const char *state, uint64_t time_ms);
 /* {"event":"stopped","status":S,"reason":R,"time_ms":T} */
