@@ -6,17 +6,28 @@
 
 void bus_init(struct bus *b)
 {
+	pthread_rwlockattr_t attr;
+
 	memset(b, 0, sizeof(*b));
+	/* Writers first: vCPUs that keep dispatching must not starve a BAR move. No thread
+	 * ever takes the read side of one bus twice, so this kind cannot self-deadlock. */
+	pthread_rwlockattr_init(&attr);
+	pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&b->lock, &attr);
+	pthread_rwlockattr_destroy(&attr);
 }
 
+/* Only after every vCPU and device thread that might dispatch has gone. */
 void bus_destroy(struct bus *b)
 {
 	free(b->regions);
-	memset(b, 0, sizeof(*b));
+	b->regions = NULL;
+	b->count = b->cap = 0;
+	pthread_rwlock_destroy(&b->lock);
 }
 
-int bus_register(struct bus *b, uint64_t base, uint64_t len, bus_handler_fn fn, void *opaque,
-		 const char *name)
+static int register_locked(struct bus *b, uint64_t base, uint64_t len, bus_handler_fn fn,
+			   void *opaque, const char *name)
 {
 	if (len == 0 || base + len < base || !fn)
 		return -EINVAL;
@@ -45,7 +56,16 @@ int bus_register(struct bus *b, uint64_t base, uint64_t len, bus_handler_fn fn, 
 	return 0;
 }
 
-int bus_unregister(struct bus *b, uint64_t base)
+int bus_register(struct bus *b, uint64_t base, uint64_t len, bus_handler_fn fn, void *opaque,
+		 const char *name)
+{
+	pthread_rwlock_wrlock(&b->lock);
+	int r = register_locked(b, base, len, fn, opaque, name);
+	pthread_rwlock_unlock(&b->lock);
+	return r;
+}
+
+static int unregister_locked(struct bus *b, uint64_t base)
 {
 	for (int i = 0; i < b->count; i++) {
 		if (b->regions[i].base == base) {
@@ -56,6 +76,14 @@ int bus_unregister(struct bus *b, uint64_t base)
 		}
 	}
 	return -ENOENT;
+}
+
+int bus_unregister(struct bus *b, uint64_t base)
+{
+	pthread_rwlock_wrlock(&b->lock);
+	int r = unregister_locked(b, base);
+	pthread_rwlock_unlock(&b->lock);
+	return r;
 }
 
 static const struct bus_region *bus_find(const struct bus *b, uint64_t addr)
@@ -75,16 +103,22 @@ static const struct bus_region *bus_find(const struct bus *b, uint64_t addr)
 	return NULL;
 }
 
-bool bus_dispatch(const struct bus *b, uint64_t addr, uint8_t *data, uint32_t len, bool is_write)
+bool bus_dispatch(struct bus *b, uint64_t addr, uint8_t *data, uint32_t len, bool is_write)
 {
+	pthread_rwlock_rdlock(&b->lock);
 	const struct bus_region *r = bus_find(b, addr);
 
 	/* An access must fit entirely in one region; a straddling access is unclaimed. */
 	if (!r || len > r->len - (addr - r->base)) {
+		pthread_rwlock_unlock(&b->lock);
 		if (!is_write)
 			memset(data, 0xff, len);
 		return false;
 	}
-	r->fn(r->opaque, addr - r->base, data, len, is_write);
+	/* The region is copied: the handler runs on this copy while the lock keeps the
+	 * region (and its opaque) alive. */
+	struct bus_region reg = *r;
+	reg.fn(reg.opaque, addr - reg.base, data, len, is_write);
+	pthread_rwlock_unlock(&b->lock);
 	return true;
 }

@@ -3,13 +3,38 @@
 #ifndef HV_CONTROL_H
 #define HV_CONTROL_H
 
+#include "hv/control_proto.h"
+
 struct vm;
 struct control_server;
+struct json_object;
 
 /* Binds rundir_socket_path(vm->name) and starts the server thread. NULL on failure
- * (with an hv_error line). Registers itself as the VM's state listener for events. */
+ * (with an hv_error line). Registers itself as the VM's state listener for events.
+ * The caller must hold the name's lock (rundir_claim_name): a socket file left at that path
+ * is stale and is replaced. */
 struct control_server *control_start(struct vm *vm);
-/* Stops the thread, closes clients, unlinks the socket. */
+/* Unregisters the listener, sends queued events to subscribers (briefly, without blocking
+ * on slow clients), removes the socket file, closes clients and stops the thread.
+ * Call it before vm_destroy; nothing else may call vm_pause/vm_resume on this VM meanwhile. */
 void control_stop(struct control_server *cs);
+
+/* The PTY that the serial console is attached to: reported as "console_pty" by "status"
+ * (hvctl console opens it). NULL or "" for none. Safe from any thread. */
+void control_set_console_path(struct control_server *cs, const char *pty_path);
+
+/* Adds a command (e.g. "migrate"). The handler runs on the server thread with call->ctx ==
+ * cs: it must not block for long (start a thread for long jobs and report through
+ * control_emit_event). 0, or -1 with an hv_error line (duplicate name, table full).
+ * Safe from any thread. */
+int control_register_command(struct control_server *cs, const char *name, ctl_handler_fn fn,
+			     void *opaque);
+/* The VM this server controls (for handlers: call->ctx is the server). */
+struct vm *control_vm(struct control_server *cs);
+
+/* Queues an event object (must have an "event" field) for every subscribed client and wakes
+ * the server thread; never blocks on clients. Does not take ownership of ev. Safe from any
+ * thread, including vCPU threads and VM state listeners. */
+void control_emit_event(struct control_server *cs, struct json_object *ev);
 
 #endif

@@ -26,21 +26,27 @@ int ctl_parse_request(const char *line, size_t len, struct ctl_request *req, cha
 	if (memchr(line, '\0', len))
 		return malformed(err, errlen, "contains a NUL byte");
 
-	struct json_tokener *tok = json_tokener_new();
-	if (!tok)
+	/* json-c wants the terminating NUL to know that the input ends (a bare number). */
+	char *text = malloc(len + 1);
+	struct json_tokener *tok = text ? json_tokener_new() : NULL;
+	if (!tok) {
+		free(text);
 		return malformed(err, errlen, "out of memory");
+	}
+	memcpy(text, line, len);
+	text[len] = '\0';
 	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
-	struct json_object *obj = json_tokener_parse_ex(tok, line, (int)len);
+	struct json_object *obj = json_tokener_parse_ex(tok, text, (int)len + 1);
 	enum json_tokener_error jerr = json_tokener_get_error(tok);
 	size_t end = json_tokener_get_parse_end(tok);
 	json_tokener_free(tok);
+	free(text);
 
-	if (!obj) {
-		if (jerr == json_tokener_continue || jerr == json_tokener_success)
-			return malformed(err, errlen, "the line ends inside a JSON value");
+	if (jerr == json_tokener_continue)
+		return malformed(err, errlen, "the line ends inside a JSON value");
+	if (jerr != json_tokener_success)
 		return malformed(err, errlen, json_tokener_error_desc(jerr));
-	}
-	req->obj = obj;
+	req->obj = obj; /* NULL for a JSON null */
 	for (size_t i = end; i < len; i++)
 		if (line[i] != ' ' && line[i] != '\t' && line[i] != '\r')
 			return malformed(err, errlen, "unexpected text after the JSON object");

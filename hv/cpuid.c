@@ -126,6 +126,8 @@ static const struct cpuid_feature features[] = {
 	F(0x80000001, 0, EDX, 29, 0, "lm"),
 };
 
+#undef F
+
 #define CPUID_HYPERVISOR_BIT 31 /* leaf 1 ECX */
 #define CPUID_HTT_BIT 28        /* leaf 1 EDX */
 #define CPUID_LEAF_XSAVE 0xd
@@ -142,7 +144,12 @@ static uint32_t *reg_ptr(struct kvm_cpuid_entry2 *e, int reg)
 
 static uint32_t reg_val(const struct kvm_cpuid_entry2 *e, int reg)
 {
-	return *reg_ptr((struct kvm_cpuid_entry2 *)e, reg);
+	switch (reg) {
+	case R_EAX: return e->eax;
+	case R_EBX: return e->ebx;
+	case R_ECX: return e->ecx;
+	default: return e->edx;
+	}
 }
 
 static uint32_t nent(const struct cpuid_table *t)
@@ -231,7 +238,8 @@ int cpuid_missing_features(const struct cpuid_table *want, const struct cpuid_ta
 		if (h && (reg_val(h, f->reg) & mask))
 			continue;
 		if (used < len) {
-			int n = snprintf(buf + used, len - used, "%s%s", count ? ", " : "", f->name);
+			int n = snprintf(buf + used, len - used, "%s%s", count ? ", " : "",
+					 f->name);
 
 			if (n > 0)
 				used += (size_t)n;
@@ -250,9 +258,35 @@ static uint32_t id_bits(int ncpus)
 	return bits;
 }
 
+/* Subleaf `index` of an index-significant leaf, appended (zeroed) if missing. */
+static struct kvm_cpuid_entry2 *ensure_subleaf(struct cpuid_table *t, uint32_t function,
+					       uint32_t index)
+{
+	struct kvm_cpuid_entry2 *e = cpuid_find(t, function, index);
+
+	if (e || t->hdr.nent >= CPUID_MAX_ENTRIES)
+		return e;
+	e = &t->entries[t->hdr.nent++];
+	memset(e, 0, sizeof(*e));
+	e->function = function;
+	e->index = index;
+	e->flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX;
+	return e;
+}
+
 /* One socket of `ncpus` cores, one thread each; APIC id == vCPU index. */
 static void set_topology(struct cpuid_table *t, int cpu, int ncpus)
 {
+	/* The extended topology leaves enumerate levels until a level of type 0: make sure
+	 * the SMT level, the core level and the terminator are all there (KVM may list only
+	 * subleaf 0). */
+	for (uint32_t leaf = 0xb; leaf <= 0x1f; leaf += 0x1f - 0xb) {
+		if (!cpuid_find(t, leaf, 0))
+			continue;
+		for (uint32_t idx = 0; idx < 3; idx++)
+			ensure_subleaf(t, leaf, idx);
+	}
+
 	const uint32_t shift = id_bits(ncpus);
 	const uint32_t apic_id = (uint32_t)cpu;
 
@@ -268,16 +302,17 @@ static void set_topology(struct cpuid_table *t, int cpu, int ncpus)
 			else
 				e->edx &= ~(1u << CPUID_HTT_BIT);
 			break;
-		case 4: {
-			uint32_t level = (e->eax >> 5) & 7;
-			uint32_t sharing = level >= 3 ? (uint32_t)ncpus - 1 : 0;
-			uint32_t cores = (uint32_t)(ncpus > 64 ? 64 : ncpus) - 1;
-
+		case 4:          /* Intel deterministic cache parameters */
+		case 0x8000001d: /* the same for AMD */
 			if ((e->eax & 0x1f) == 0) /* no more caches */
 				break;
-			e->eax = (e->eax & 0x3fff) | ((sharing & 0xfff) << 14) | (cores << 26);
+			/* L1/L2 belong to one core (one thread), L3 to the whole socket. */
+			e->eax = (e->eax & ~(0xfffu << 14)) |
+				 ((((e->eax >> 5) & 7) >= 3 ? (uint32_t)ncpus - 1 : 0) << 14);
+			if (e->function == 4)
+				e->eax = (e->eax & 0x03ffffff) |
+					 ((uint32_t)(ncpus > 64 ? 64 : ncpus) - 1) << 26;
 			break;
-		}
 		case 0xb:
 		case 0x1f:
 			/* Level 0: SMT (1 thread per core); level 1: core (all vCPUs). */

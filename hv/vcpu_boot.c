@@ -21,7 +21,8 @@
 #define PTE_RW 0x2ULL
 #define PTE_PS 0x80ULL
 
-enum { GDT_NULL, GDT_UNUSED, GDT_CODE32, GDT_DATA, GDT_TSS, GDT_CODE64, GDT_ENTRIES };
+/* Selectors 0x10 (code) and 0x18 (data), as both boot protocols expect (__BOOT_CS/__BOOT_DS). */
+enum { GDT_NULL, GDT_UNUSED, GDT_CODE, GDT_DATA, GDT_TSS, GDT_ENTRIES };
 
 static struct kvm_segment flat_segment(int index, bool code, bool long_mode)
 {
@@ -52,15 +53,13 @@ static uint64_t gdt_entry(const struct kvm_segment *s)
 
 /* A GDT in guest memory matching the hidden segment state, so a guest that reloads a
  * selector before installing its own GDT still gets the same segment. */
-static int write_gdt(struct guest_mem *m, struct kvm_sregs *sr)
+static int write_gdt(struct guest_mem *m, struct kvm_sregs *sr, bool long_mode)
 {
 	uint64_t gdt[GDT_ENTRIES] = { 0 };
-	struct kvm_segment code32 = flat_segment(GDT_CODE32, true, false);
-	struct kvm_segment code64 = flat_segment(GDT_CODE64, true, true);
+	struct kvm_segment code = flat_segment(GDT_CODE, true, long_mode);
 	struct kvm_segment data = flat_segment(GDT_DATA, false, false);
 
-	gdt[GDT_CODE32] = gdt_entry(&code32);
-	gdt[GDT_CODE64] = gdt_entry(&code64);
+	gdt[GDT_CODE] = gdt_entry(&code);
 	gdt[GDT_DATA] = gdt_entry(&data);
 	struct kvm_segment tss = { .base = 0, .limit = 0x67, .selector = GDT_TSS * 8, .type = 0xb,
 				   .present = 1, .s = 0 };
@@ -74,6 +73,7 @@ static int write_gdt(struct guest_mem *m, struct kvm_sregs *sr)
 	sr->tr = tss;
 	sr->ldt = (struct kvm_segment){ .type = 0x2, .present = 1, .limit = 0xffff };
 	sr->ds = sr->es = sr->fs = sr->gs = sr->ss = data;
+	sr->cs = code;
 	return 0;
 }
 
@@ -108,7 +108,7 @@ int vcpu_setup_boot_regs(struct vcpu *v, const struct boot_entry *e)
 		hv_error("KVM_GET_SREGS failed: %s", strerror(errno));
 		return -1;
 	}
-	if (write_gdt(m, &sr) < 0) {
+	if (write_gdt(m, &sr, e->mode == BOOT_LINUX64) < 0) {
 		hv_error("guest memory too small for the boot GDT");
 		return -1;
 	}
@@ -117,7 +117,6 @@ int vcpu_setup_boot_regs(struct vcpu *v, const struct boot_entry *e)
 	regs.rip = e->entry;
 	if (e->mode == BOOT_PVH32) {
 		/* PVH: 32-bit protected mode, paging off, EBX = hvm_start_info. */
-		sr.cs = flat_segment(GDT_CODE32, true, false);
 		sr.cr0 = CR0_PE | CR0_ET;
 		sr.cr4 = 0;
 		sr.efer = 0;
@@ -127,7 +126,6 @@ int vcpu_setup_boot_regs(struct vcpu *v, const struct boot_entry *e)
 			hv_error("guest memory too small for boot page tables");
 			return -1;
 		}
-		sr.cs = flat_segment(GDT_CODE64, true, true);
 		sr.cr0 = CR0_PE | CR0_ET | CR0_NE | CR0_PG;
 		sr.cr3 = BOOT_PML4_ADDR;
 		sr.cr4 = CR4_PAE;

@@ -18,7 +18,7 @@
  *
  * Layers: struct wire_conn moves bytes (fd, or any readv/writev pair: TLS, a test buffer);
  * wire_send_iov()/wire_recv_*() frame records over it; wire_decode() frames records from a
- * memory buffer (fuzzing, tests, files); wire_pack_*/wire_parse_* encode the small payloads. */
+ * memory buffer (fuzzing, tests, files); wire_send_NAME and wire_parse_NAME encode the small payloads. */
 #ifndef MIGRATE_WIRE_H
 #define MIGRATE_WIRE_H
 

@@ -1,0 +1,49 @@
+/* hv-guest: CPL3 main on the BSP. Boot information, command line, memory, CPUs, then the
+ * program selected by prog= (default hello). */
+#include "bootinfo.h"
+#include "cmdline.h"
+#include "lapic.h"
+#include "layout.h"
+#include "lib.h"
+#include "mem.h"
+#include "print.h"
+#include "progs.h"
+#include "serial.h"
+#include "smp.h"
+#include "sys.h"
+
+void kmain(void);
+
+static const struct {
+	const char *name;
+	int (*run)(void);
+} progs[] = {
+	{ "hello", prog_hello },
+	{ "memtouch", prog_memtouch },
+	{ "smp", prog_smp },
+};
+
+void kmain(void)
+{
+	char name[32], val[16];
+
+	serial_init();
+	bootinfo_parse(&boot);
+	cmdline_init(boot.cmdline);
+	kprintf("hv-guest: boot=%s cmdline=\"%s\"\n", boot_mode_name(boot.mode), boot.cmdline);
+
+	if (cmdline_get("lapic", val, sizeof(val)))
+		lapic_use_syscall = strcmp(val, "syscall") == 0;
+	mem_init(&boot);
+	smp_init();
+	kprintf("hv-guest: cpus=%d ram=%luMiB free=%luMiB heap=0x%lx\n", smp_ncpus,
+		mem_ram_bytes() / MiB, mem_free_bytes() / MiB, mem_heap_start());
+
+	if (!cmdline_get("prog", name, sizeof(name)) || !name[0])
+		memcpy(name, "hello", 6);
+	for (unsigned i = 0; i < ARRAY_SIZE(progs); i++)
+		if (strcmp(name, progs[i].name) == 0)
+			guest_exit(progs[i].run());
+	kprintf("hv-guest: bad parameter prog=%s (hello, memtouch, smp)\n", name);
+	guest_exit(EXIT_BADPARAM);
+}

@@ -1,0 +1,495 @@
+/* The page codec: zero / raw / zlib batches of guest pages (page_codec.h). */
+#include "migrate/page_codec.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PAGE_CODEC_ZBUF_SIZE ((size_t)PAGE_CODEC_MAX_PAGES * PAGE_CODEC_PAGE_SIZE)
+#define PAGE_CODEC_GFN_BITS 56
+
+bool page_codec_is_zero(const uint8_t *page)
+{
+	/* 64 bytes per step, OR-ed together: the compiler turns this into vector loads, and a
+	 * page with data usually fails on the first step. */
+	for (size_t off = 0; off < PAGE_CODEC_PAGE_SIZE; off += 64) {
+		uint64_t w[8];
+
+		memcpy(w, page + off, sizeof(w));
+		if (w[0] | w[1] | w[2] | w[3] | w[4] | w[5] | w[6] | w[7])
+			return false;
+	}
+	return true;
+}
+
+static void page_codec_set_err(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void page_codec_set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+/* ---- Encoding ---- */
+
+int page_codec_enc_init(struct page_codec_enc *e)
+{
+	memset(e, 0, sizeof(*e));
+	return 0;
+}
+
+void page_codec_enc_fini(struct page_codec_enc *e)
+{
+	if (e->zs_ready)
+		deflateEnd(&e->zs);
+	free(e->zbuf);
+	memset(e, 0, sizeof(*e));
+}
+
+/* Compresses the data pages into e->zbuf as one zlib stream. Returns the compressed size, 0 if
+ * it would not be smaller than raw (zlib gives up as soon as the output buffer is full), or
+ * WIRE_E_NOMEM. */
+static long page_codec_deflate(struct page_codec_enc *e, const uint8_t *const *data,
+			       unsigned ndata)
+{
+	size_t raw = (size_t)ndata * PAGE_CODEC_PAGE_SIZE;
+
+	if (!e->zbuf) {
+		e->zbuf = malloc(PAGE_CODEC_ZBUF_SIZE);
+		if (!e->zbuf)
+			return WIRE_E_NOMEM;
+	}
+	if (!e->zs_ready) {
+		if (deflateInit(&e->zs, 1) != Z_OK)
+			return WIRE_E_NOMEM;
+		e->zs_ready = true;
+	} else {
+		deflateReset(&e->zs);
+	}
+	e->zs.next_out = e->zbuf;
+	e->zs.avail_out = (uInt)(raw - 1);
+	for (unsigned k = 0; k < ndata; k++) {
+		int last = k + 1 == ndata;
+		int rc;
+
+		e->zs.next_in = (Bytef *)data[k];
+		e->zs.avail_in = PAGE_CODEC_PAGE_SIZE;
+		rc = deflate(&e->zs, last ? Z_FINISH : Z_NO_FLUSH);
+		if (last ? rc != Z_STREAM_END : (rc != Z_OK || e->zs.avail_in != 0))
+			return 0;
+	}
+	return (long)e->zs.total_out;
+}
+
+int page_codec_encode(struct page_codec_enc *e, const uint64_t *gfns, const uint8_t *const *pages,
+		      unsigned n, enum page_codec_compress compress, bool stable)
+{
+	const uint8_t *data[PAGE_CODEC_MAX_PAGES];
+	unsigned ndata = 0;
+	size_t desc_len = PAGE_CODEC_DESC_SIZE(n), data_len;
+	uint8_t encoding = PAGE_CODEC_ENC_RAW;
+	long zlen = 0;
+
+	e->iovcnt = 0;
+	if (n == 0 || n > PAGE_CODEC_MAX_PAGES)
+		return WIRE_E_ARG;
+	for (unsigned i = 0; i < n; i++) {
+		bool zero;
+
+		if (gfns[i] > WIRE_GFN_MAX || !pages[i])
+			return WIRE_E_ARG;
+		zero = page_codec_is_zero(pages[i]);
+		wire_put_u64(e->desc + 8 + 8 * i,
+			     gfns[i] | ((uint64_t)(zero ? PAGE_CODEC_KIND_ZERO : PAGE_CODEC_KIND_DATA)
+					<< PAGE_CODEC_GFN_BITS));
+		if (!zero)
+			data[ndata++] = pages[i];
+	}
+	data_len = (size_t)ndata * PAGE_CODEC_PAGE_SIZE;
+
+	if (compress == PAGE_CODEC_COMPRESS_ZLIB && ndata > 0) {
+		zlen = page_codec_deflate(e, data, ndata);
+		if (zlen < 0)
+			return (int)zlen;
+		if (zlen > 0) {
+			encoding = PAGE_CODEC_ENC_ZLIB;
+			data_len = (size_t)zlen;
+		} else {
+			e->stats.zlib_fallbacks++;
+		}
+	}
+
+	wire_put_u16(e->desc, (uint16_t)n);
+	e->desc[2] = encoding;
+	e->desc[3] = 0;
+	wire_put_u32(e->desc + 4, (uint32_t)data_len);
+	e->iov[0] = (struct iovec){ .iov_base = e->desc, .iov_len = desc_len };
+	e->iovcnt = 1;
+	if (encoding == PAGE_CODEC_ENC_ZLIB) {
+		e->iov[e->iovcnt++] = (struct iovec){ .iov_base = e->zbuf, .iov_len = data_len };
+		e->crc_len = desc_len + data_len;
+		e->stats.zlib_pages += ndata;
+		e->stats.zlib_in_bytes += (uint64_t)ndata * PAGE_CODEC_PAGE_SIZE;
+		e->stats.zlib_out_bytes += data_len;
+	} else {
+		for (unsigned k = 0; k < ndata; k++) {
+			struct iovec *last = &e->iov[e->iovcnt - 1];
+
+			/* Pages adjacent in host memory go out as one iovec. */
+			if (e->iovcnt > 1 && (const uint8_t *)last->iov_base + last->iov_len == data[k])
+				last->iov_len += PAGE_CODEC_PAGE_SIZE;
+			else
+				e->iov[e->iovcnt++] = (struct iovec){ .iov_base = (void *)data[k],
+								      .iov_len = PAGE_CODEC_PAGE_SIZE };
+		}
+		e->crc_len = stable ? desc_len + data_len : desc_len;
+		e->stats.raw_pages += ndata;
+		e->stats.raw_bytes += data_len;
+	}
+	e->payload_len = desc_len + data_len;
+	e->stats.zero_pages += n - ndata;
+	e->stats.batches++;
+	e->stats.wire_bytes += e->payload_len;
+	return 0;
+}
+
+int page_codec_send(struct page_codec_enc *e, struct wire_conn *c, const uint64_t *gfns,
+		    const uint8_t *const *pages, unsigned n, enum page_codec_compress compress,
+		    bool stable)
+{
+	int rc = page_codec_encode(e, gfns, pages, n, compress, stable);
+
+	if (rc) {
+		snprintf(c->err, sizeof(c->err), "internal error: cannot encode a batch of %u pages",
+			 n);
+		return rc;
+	}
+	return wire_send_iov(c, WIRE_PAGES, e->iov, e->iovcnt, e->crc_len);
+}
+
+/* ---- Decoding ---- */
+
+int page_codec_dec_init(struct page_codec_dec *d)
+{
+	memset(d, 0, sizeof(*d));
+	return 0;
+}
+
+void page_codec_dec_fini(struct page_codec_dec *d)
+{
+	if (d->zs_ready)
+		inflateEnd(&d->zs);
+	free(d->zbuf);
+	memset(d, 0, sizeof(*d));
+}
+
+struct page_codec_batch {
+	unsigned count;
+	unsigned encoding;
+	uint32_t data_len;
+	size_t desc_len;
+	unsigned ndata;
+};
+
+/* Checks the first 8 descriptor bytes against the payload length. */
+static int page_codec_parse_head(struct page_codec_dec *d, const uint8_t *head, size_t payload_len,
+				 struct page_codec_batch *b)
+{
+	b->count = wire_get_u16(head);
+	b->encoding = head[2];
+	b->data_len = wire_get_u32(head + 4);
+	if (b->count == 0 || b->count > PAGE_CODEC_MAX_PAGES) {
+		page_codec_set_err(d->err, sizeof(d->err), "batch of %u pages (allowed 1..%u)",
+				   b->count, PAGE_CODEC_MAX_PAGES);
+		return WIRE_E_PAYLOAD;
+	}
+	if (b->encoding != PAGE_CODEC_ENC_RAW && b->encoding != PAGE_CODEC_ENC_ZLIB) {
+		page_codec_set_err(d->err, sizeof(d->err), "unknown page encoding %u", b->encoding);
+		return WIRE_E_PAYLOAD;
+	}
+	if (head[3] != 0) {
+		page_codec_set_err(d->err, sizeof(d->err), "reserved byte is 0x%02x", head[3]);
+		return WIRE_E_PAYLOAD;
+	}
+	b->desc_len = PAGE_CODEC_DESC_SIZE(b->count);
+	if ((uint64_t)payload_len != (uint64_t)b->desc_len + b->data_len) {
+		page_codec_set_err(d->err, sizeof(d->err),
+				   "payload is %zu bytes but the descriptor says %zu + %u", payload_len,
+				   b->desc_len, b->data_len);
+		return WIRE_E_PAYLOAD;
+	}
+	return 0;
+}
+
+/* Checks every entry and resolves its page; then checks data_len against the data pages. */
+static int page_codec_parse_entries(struct page_codec_dec *d, const uint8_t *entries,
+				    struct page_codec_batch *b, uint64_t page_limit,
+				    page_codec_page_ptr_fn page_ptr, void *opaque)
+{
+	b->ndata = 0;
+	for (unsigned i = 0; i < b->count; i++) {
+		uint64_t e = wire_get_u64(entries + 8 * i);
+		uint64_t gfn = e & ((1ull << PAGE_CODEC_GFN_BITS) - 1);
+		unsigned kind = (unsigned)(e >> PAGE_CODEC_GFN_BITS);
+
+		if (kind != PAGE_CODEC_KIND_DATA && kind != PAGE_CODEC_KIND_ZERO) {
+			page_codec_set_err(d->err, sizeof(d->err), "entry %u has unknown kind %u", i,
+					   kind);
+			return WIRE_E_PAYLOAD;
+		}
+		if (gfn >= page_limit || gfn > WIRE_GFN_MAX ||
+		    !(d->ptrs[i] = page_ptr(opaque, gfn))) {
+			page_codec_set_err(d->err, sizeof(d->err),
+					   "page 0x%llx (entry %u) is outside guest RAM (%llu pages)",
+					   (unsigned long long)gfn, i, (unsigned long long)page_limit);
+			return WIRE_E_RANGE;
+		}
+		if (kind == PAGE_CODEC_KIND_DATA)
+			b->ndata++;
+	}
+	if (b->encoding == PAGE_CODEC_ENC_RAW &&
+	    b->data_len != (uint64_t)b->ndata * PAGE_CODEC_PAGE_SIZE) {
+		page_codec_set_err(d->err, sizeof(d->err),
+				   "raw batch has %u data pages but %u data bytes", b->ndata,
+				   b->data_len);
+		return WIRE_E_PAYLOAD;
+	}
+	if (b->encoding == PAGE_CODEC_ENC_ZLIB &&
+	    (b->ndata == 0 || b->data_len == 0 ||
+	     b->data_len >= (uint64_t)b->ndata * PAGE_CODEC_PAGE_SIZE)) {
+		page_codec_set_err(d->err, sizeof(d->err),
+				   "zlib batch of %u data pages has %u compressed bytes", b->ndata,
+				   b->data_len);
+		return WIRE_E_PAYLOAD;
+	}
+	return 0;
+}
+
+static uint64_t page_codec_entry_kind(const uint8_t *entries, unsigned i)
+{
+	return wire_get_u64(entries + 8 * i) >> PAGE_CODEC_GFN_BITS;
+}
+
+/* Inflates src into the data pages in entry order; the stream must produce exactly
+ * ndata * 4096 bytes and end exactly at the end of src. */
+static int page_codec_inflate(struct page_codec_dec *d, const uint8_t *src, size_t srclen,
+			      const uint8_t *entries, const struct page_codec_batch *b)
+{
+	unsigned filled = 0;
+	int rc = Z_OK;
+
+	if (!d->zs_ready) {
+		if (inflateInit(&d->zs) != Z_OK) {
+			page_codec_set_err(d->err, sizeof(d->err), "out of memory for zlib");
+			return WIRE_E_NOMEM;
+		}
+		d->zs_ready = true;
+	} else {
+		inflateReset(&d->zs);
+	}
+	d->zs.next_in = (Bytef *)src;
+	d->zs.avail_in = (uInt)srclen;
+	for (unsigned i = 0; i < b->count; i++) {
+		if (page_codec_entry_kind(entries, i) != PAGE_CODEC_KIND_DATA)
+			continue;
+		if (rc == Z_STREAM_END)
+			goto short_data;
+		d->zs.next_out = d->ptrs[i];
+		d->zs.avail_out = PAGE_CODEC_PAGE_SIZE;
+		while (d->zs.avail_out > 0) {
+			rc = inflate(&d->zs, Z_NO_FLUSH);
+			if (rc == Z_STREAM_END)
+				break;
+			if (rc != Z_OK)
+				goto bad;
+		}
+		if (d->zs.avail_out > 0)
+			goto short_data;
+		filled++;
+	}
+	if (rc != Z_STREAM_END) {
+		/* The output is full: the stream must end here without producing anything. */
+		uint8_t extra;
+
+		d->zs.next_out = &extra;
+		d->zs.avail_out = 1;
+		do
+			rc = inflate(&d->zs, Z_NO_FLUSH);
+		while (rc == Z_OK && d->zs.avail_out == 1);
+		if (d->zs.avail_out == 0) {
+			page_codec_set_err(d->err, sizeof(d->err),
+					   "zlib data inflates to more than the declared %u pages",
+					   b->ndata);
+			return WIRE_E_PAYLOAD;
+		}
+		if (rc != Z_STREAM_END)
+			goto bad;
+	}
+	if (d->zs.avail_in != 0) {
+		page_codec_set_err(d->err, sizeof(d->err), "%u bytes after the end of the zlib data",
+				   d->zs.avail_in);
+		return WIRE_E_PAYLOAD;
+	}
+	return 0;
+
+short_data:
+	page_codec_set_err(d->err, sizeof(d->err),
+			   "zlib data inflates to fewer than the declared %u pages (%u filled)",
+			   b->ndata, filled);
+	return WIRE_E_PAYLOAD;
+bad:
+	page_codec_set_err(d->err, sizeof(d->err), "corrupt zlib data (%s, zlib code %d)",
+			   d->zs.msg ? d->zs.msg : "truncated", rc);
+	return WIRE_E_PAYLOAD;
+}
+
+/* Clears the zero pages, touching only those that are not zero already (a fresh memfd page
+ * is left unallocated). */
+static void page_codec_apply_zero(struct page_codec_dec *d, const uint8_t *entries,
+				  const struct page_codec_batch *b)
+{
+	for (unsigned i = 0; i < b->count; i++) {
+		if (page_codec_entry_kind(entries, i) != PAGE_CODEC_KIND_ZERO)
+			continue;
+		if (!page_codec_is_zero(d->ptrs[i])) {
+			memset(d->ptrs[i], 0, PAGE_CODEC_PAGE_SIZE);
+			d->stats.zero_writes++;
+		}
+	}
+}
+
+static void page_codec_count(struct page_codec_dec *d, const struct page_codec_batch *b)
+{
+	uint64_t bytes = (uint64_t)b->ndata * PAGE_CODEC_PAGE_SIZE;
+
+	d->stats.batches++;
+	d->stats.zero_pages += b->count - b->ndata;
+	if (b->encoding == PAGE_CODEC_ENC_ZLIB) {
+		d->stats.zlib_pages += b->ndata;
+		d->stats.zlib_in_bytes += bytes;
+		d->stats.zlib_out_bytes += b->data_len;
+	} else {
+		d->stats.raw_pages += b->ndata;
+		d->stats.raw_bytes += bytes;
+	}
+	d->stats.wire_bytes += b->desc_len + b->data_len;
+}
+
+int page_codec_decode(struct page_codec_dec *d, const uint8_t *payload, size_t len,
+		      uint64_t page_limit, page_codec_page_ptr_fn page_ptr, void *opaque)
+{
+	struct page_codec_batch b;
+	const uint8_t *entries, *data;
+	int rc;
+
+	if (len < 8) {
+		page_codec_set_err(d->err, sizeof(d->err), "PAGES payload of %zu bytes", len);
+		return WIRE_E_PAYLOAD;
+	}
+	rc = page_codec_parse_head(d, payload, len, &b);
+	if (rc)
+		return rc;
+	entries = payload + 8;
+	rc = page_codec_parse_entries(d, entries, &b, page_limit, page_ptr, opaque);
+	if (rc)
+		return rc;
+	data = payload + b.desc_len;
+	if (b.encoding == PAGE_CODEC_ENC_ZLIB) {
+		rc = page_codec_inflate(d, data, b.data_len, entries, &b);
+		if (rc)
+			return rc;
+	} else {
+		for (unsigned i = 0; i < b.count; i++) {
+			if (page_codec_entry_kind(entries, i) != PAGE_CODEC_KIND_DATA)
+				continue;
+			memcpy(d->ptrs[i], data, PAGE_CODEC_PAGE_SIZE);
+			data += PAGE_CODEC_PAGE_SIZE;
+		}
+	}
+	page_codec_apply_zero(d, entries, &b);
+	page_codec_count(d, &b);
+	return 0;
+}
+
+/* A payload error in a received record: the message names the record. */
+static int page_codec_recv_fail(struct page_codec_dec *d, struct wire_conn *c,
+				const struct wire_rx *rx, int rc)
+{
+	snprintf(c->err, sizeof(c->err), "stream corrupt: PAGES record #%u at byte %llu: %.170s",
+		 rx->hdr.seq, (unsigned long long)rx->offset, d->err);
+	return rc;
+}
+
+int page_codec_recv(struct page_codec_dec *d, struct wire_conn *c, struct wire_rx *rx,
+		    uint64_t page_limit, page_codec_page_ptr_fn page_ptr, void *opaque)
+{
+	struct iovec iov[PAGE_CODEC_MAX_PAGES];
+	struct page_codec_batch b;
+	const uint8_t *entries = d->desc + 8;
+	int rc, n = 0;
+
+	if (rx->hdr.type != WIRE_PAGES || rx->done != 0) {
+		snprintf(c->err, sizeof(c->err), "internal error: page_codec_recv on a %s record",
+			 wire_type_name(rx->hdr.type));
+		return WIRE_E_ARG;
+	}
+	rc = wire_recv_payload(c, rx, d->desc, 8);
+	if (rc)
+		return rc;
+	rc = page_codec_parse_head(d, d->desc, rx->hdr.length, &b);
+	if (rc)
+		return page_codec_recv_fail(d, c, rx, rc);
+	/* The descriptor is always checksummed; the page bytes are, unless raw from a live guest. */
+	if (rx->hdr.crc_len != rx->hdr.length &&
+	    (rx->hdr.crc_len != b.desc_len || b.encoding != PAGE_CODEC_ENC_RAW)) {
+		page_codec_set_err(d->err, sizeof(d->err),
+				   "checksum covers %u of %u bytes (descriptor is %zu)",
+				   rx->hdr.crc_len, rx->hdr.length, b.desc_len);
+		return page_codec_recv_fail(d, c, rx, WIRE_E_PAYLOAD);
+	}
+	rc = wire_recv_payload(c, rx, d->desc + 8, b.desc_len - 8);
+	if (rc)
+		return rc;
+	rc = page_codec_parse_entries(d, entries, &b, page_limit, page_ptr, opaque);
+	if (rc)
+		return page_codec_recv_fail(d, c, rx, rc);
+
+	if (b.encoding == PAGE_CODEC_ENC_ZLIB) {
+		if (!d->zbuf && !(d->zbuf = malloc(PAGE_CODEC_ZBUF_SIZE))) {
+			snprintf(c->err, sizeof(c->err), "out of memory for a zlib batch");
+			return WIRE_E_NOMEM;
+		}
+		/* data_len < ndata * 4096 <= the buffer size (checked in parse_entries). */
+		rc = wire_recv_payload(c, rx, d->zbuf, b.data_len);
+		if (rc)
+			return rc;
+		rc = page_codec_inflate(d, d->zbuf, b.data_len, entries, &b);
+		if (rc)
+			return page_codec_recv_fail(d, c, rx, rc);
+	} else if (b.ndata > 0) {
+		/* Straight into guest RAM, one readv for the batch. */
+		for (unsigned i = 0; i < b.count; i++) {
+			if (page_codec_entry_kind(entries, i) != PAGE_CODEC_KIND_DATA)
+				continue;
+			if (n > 0 && (uint8_t *)iov[n - 1].iov_base + iov[n - 1].iov_len == d->ptrs[i])
+				iov[n - 1].iov_len += PAGE_CODEC_PAGE_SIZE;
+			else
+				iov[n++] = (struct iovec){ .iov_base = d->ptrs[i],
+							   .iov_len = PAGE_CODEC_PAGE_SIZE };
+		}
+		rc = wire_recv_payloadv(c, rx, iov, n);
+		if (rc)
+			return rc;
+	}
+	rc = wire_recv_end(c, rx);
+	if (rc)
+		return rc;
+	page_codec_apply_zero(d, entries, &b);
+	page_codec_count(d, &b);
+	return 0;
+}
