@@ -30,8 +30,8 @@ struct pci_device;
 #define PCI_CFG_SIZE 256
 #define PCI_NUM_BARS 6
 #define PCI_MSIX_MAX_VECTORS 16
-#define PCI_MSIX_BAR_SIZE 0x1000  /* MSI-X BAR: table at 0, PBA at PCI_MSIX_PBA_OFFSET */
-#define PCI_MSIX_PBA_OFFSET 0x800
+#define PCI_MSIX_BAR_SIZE 0x1000  /* MSI-X BAR: table at 0, PBA at PCI_MSIX_BAR_PBA */
+#define PCI_MSIX_BAR_PBA 0x800
 #define PCI_INTX_IRQ(slot) ((slot) % 2 ? 10 : 11) /* odd slots IRQ 10, even slots IRQ 11 */
 #define PCI_FIRST_MSI_GSI 24       /* GSIs 0-23 stay the irqchip's (PIC, IOAPIC pins) */
 

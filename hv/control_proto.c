@@ -44,8 +44,11 @@ int ctl_parse_request(const char *line, size_t len, struct ctl_request *req, cha
 
 	if (jerr == json_tokener_continue)
 		return malformed(err, errlen, "the line ends inside a JSON value");
-	if (jerr != json_tokener_success)
-		return malformed(err, errlen, json_tokener_error_desc(jerr));
+	if (jerr != json_tokener_success) {
+		char why[128];
+		snprintf(why, sizeof(why), "%s at byte %zu", json_tokener_error_desc(jerr), end);
+		return malformed(err, errlen, why);
+	}
 	req->obj = obj; /* NULL for a JSON null */
 	for (size_t i = end; i < len; i++)
 		if (line[i] != ' ' && line[i] != '\t' && line[i] != '\r')

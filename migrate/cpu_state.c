@@ -640,11 +640,12 @@ typedef int (*cpu_state_var_fn)(void *state, uint16_t id, const uint8_t *body, u
 				char *err, size_t errlen);
 
 /* Walks the header and the sections of a blob, copying fixed-size ones into state.
- * *index gets the header's vcpu_index; *have the have-bits of the sections seen. */
+ * *index gets the header's vcpu_index; *have the have-bits of the sections seen, *seen a bit
+ * (1 << id) per section seen. */
 static int cpu_state_decode_blob(const uint8_t *buf, size_t len, uint32_t magic, const char *what,
 				 const struct cpu_state_section_desc *descs, unsigned ndescs,
 				 cpu_state_var_fn var, void *state, uint32_t *index,
-				 uint32_t *have, char *err, size_t errlen)
+				 uint32_t *have, uint32_t *seen_out, char *err, size_t errlen)
 {
 	uint32_t seen = 0;
 	unsigned nsections;
@@ -734,6 +735,7 @@ static int cpu_state_decode_blob(const uint8_t *buf, size_t len, uint32_t magic,
 			return -EINVAL;
 		}
 	}
+	*seen_out = seen;
 	return 0;
 }
 
@@ -783,13 +785,13 @@ static int cpu_state_vcpu_var(void *state, uint16_t id, const uint8_t *body, uin
 int cpu_state_decode_vcpu(const uint8_t *buf, size_t len, struct vcpu_state *s, char *err,
 			  size_t errlen)
 {
-	uint32_t index, have;
+	uint32_t index, have, seen;
 	int rc;
 
 	memset(s, 0, sizeof(*s));
 	rc = cpu_state_decode_blob(buf, len, CPU_STATE_MAGIC_VCPU, "vCPU", cpu_state_vcpu_sections,
 				   sizeof(cpu_state_vcpu_sections) / sizeof(cpu_state_vcpu_sections[0]),
-				   cpu_state_vcpu_var, s, &index, &have, err, errlen);
+				   cpu_state_vcpu_var, s, &index, &have, &seen, err, errlen);
 	if (rc)
 		goto fail;
 	rc = -EINVAL;
@@ -798,9 +800,9 @@ int cpu_state_decode_vcpu(const uint8_t *buf, size_t len, struct vcpu_state *s, 
 		goto fail;
 	}
 	/* Exactly one of SREGS and SREGS2: a zero-filled SREGS would be a broken vCPU. */
-	if (!!(have & CPU_STATE_HAVE_SREGS2) ==
-	    !!(len && memchr(s->sregs.interrupt_bitmap, 0, 0) == NULL && 0)) {
-		/* placeholder, replaced below */
+	if (!(seen & (1u << CPU_STATE_SEC_SREGS)) == !(seen & (1u << CPU_STATE_SEC_SREGS2))) {
+		cpu_state_err(err, errlen, "vCPU state: needs exactly one of SREGS and SREGS2");
+		goto fail;
 	}
 	s->vcpu_index = index;
 	s->have = have;
@@ -823,13 +825,13 @@ static int cpu_state_vm_var(void *state, uint16_t id, const uint8_t *body, uint3
 int cpu_state_decode_vm(const uint8_t *buf, size_t len, struct vm_kvm_state *s, char *err,
 			size_t errlen)
 {
-	uint32_t index, have;
+	uint32_t index, have, seen;
 	int rc;
 
 	memset(s, 0, sizeof(*s));
 	rc = cpu_state_decode_blob(buf, len, CPU_STATE_MAGIC_VM, "VM", cpu_state_vm_sections,
 				   sizeof(cpu_state_vm_sections) / sizeof(cpu_state_vm_sections[0]),
-				   cpu_state_vm_var, s, &index, &have, err, errlen);
+				   cpu_state_vm_var, s, &index, &have, &seen, err, errlen);
 	if (rc)
 		goto fail;
 	rc = -EINVAL;

@@ -4,7 +4,7 @@
 set -euo pipefail
 
 pkgs=(gcc make libc6-dev libjson-c-dev libcmocka-dev uuid-dev zlib1g-dev clang iproute2
-      procps psmisc util-linux)
+      procps psmisc util-linux xz-utils)
 [ "${1:-}" = "--bench" ] && pkgs+=(qemu-system-x86 iperf3)
 
 missing=()

@@ -48,6 +48,9 @@ gdt:
 	.set i, i + 1
 	.endr
 gdt_end:
+	.if gdt_end - gdt != GDT_SIZE
+	.error "GDT_SIZE does not match the GDT"
+	.endif
 
 	.balign 8
 	.word 0, 0, 0
@@ -72,16 +75,19 @@ gdt_ptr:	/* 6 bytes in 32-bit mode, 10 bytes in 64-bit mode */
 idt:
 	.set i, 0
 	.rept 32
+	.set ga, VECTORS_ADDR + i * VEC_STUB_SIZE
 	.if i == VEC_SYSCALL
-	GATE VECTORS_ADDR + i * VEC_STUB_SIZE, 3
+	GATE ga, 3
 	.else
-	GATE VECTORS_ADDR + i * VEC_STUB_SIZE, 0
+	GATE ga, 0
 	.endif
 	.set i, i + 1
 	.endr
-	GATE TIMER_STUB_ADDR, 0 /* VEC_TIMER == 32 */
+	.set ga, TIMER_STUB_ADDR
+	GATE ga, 0 /* VEC_TIMER == 32 */
 	.fill (VEC_SPURIOUS - VEC_TIMER - 1) * 16, 1, 0
-	GATE SPURIOUS_STUB_ADDR, 0
+	.set ga, SPURIOUS_STUB_ADDR
+	GATE ga, 0
 idt_end:
 
 	.balign 8

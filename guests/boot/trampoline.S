@@ -16,6 +16,6 @@ tramp_start:
 	ljmpl $SEL_KCODE32, $ap_entry32
 	.balign 8
 tramp_gdtp:
-	.word gdt_end - gdt - 1
+	.word GDT_SIZE - 1
 	.long gdt
 tramp_end:

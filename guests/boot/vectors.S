@@ -22,11 +22,13 @@ vectors_start:
 	jmp trap_common
 .endm
 
+	.altmacro
 	.set v, 0
 	.rept 32
 	STUB %v
 	.set v, v + 1
 	.endr
+	.noaltmacro
 
 	.org TIMER_STUB_ADDR - VECTORS_ADDR, 0xcc
 	.globl timer_stub

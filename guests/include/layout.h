@@ -33,6 +33,7 @@
 #define SEL_UDATA 0x23   /* ring 3 data (0x20 | RPL 3) */
 #define SEL_UCODE 0x2b   /* 64-bit ring 3 code (0x28 | RPL 3) */
 #define SEL_TSS0 0x30    /* CPU i uses SEL_TSS0 + 16*i */
+#define GDT_SIZE (SEL_TSS0 + 16 * MAX_CPUS)
 
 /* Interrupt vectors (besides exceptions 0-31). */
 #define VEC_TIMER 0x20

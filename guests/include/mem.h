@@ -6,9 +6,9 @@
 
 #include "bootinfo.h"
 
-#define PAGE_SIZE 4096ULL
-#define MiB (1ULL << 20)
-#define ALLOC_LIMIT 0xC0000000ULL /* allocate below 3 GiB only */
+#define PAGE_SIZE 4096UL
+#define MiB (1UL << 20)
+#define ALLOC_LIMIT 0xC0000000UL /* allocate below 3 GiB only */
 
 extern char _end[]; /* end of the image, including its stacks (linker script) */
 
