@@ -745,6 +745,11 @@ struct pci_device *pci_bus_device(struct pci_bus *b, int slot)
 	return d;
 }
 
+struct vm *pci_bus_vm(struct pci_bus *b)
+{
+	return b->vm;
+}
+
 /* ---- save / restore ---- */
 
 void pci_device_get_state(struct pci_device *d, struct pci_device_state *st)

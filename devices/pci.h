@@ -86,6 +86,7 @@ struct pci_bus *pci_bus_create(struct vm *vm);
 /* Destroys the remaining devices, then the bus. */
 void pci_bus_destroy(struct pci_bus *bus);
 struct pci_device *pci_bus_device(struct pci_bus *bus, int slot);
+struct vm *pci_bus_vm(struct pci_bus *bus);
 /* Level of the wired-OR INTx line `irq` as the VMM drives it (tests). */
 int pci_bus_irq_level(struct pci_bus *bus, int irq);
 

@@ -90,6 +90,11 @@ static void fail(struct virtq *q, const char *why)
 		q->on_error(q->opaque, q, why);
 }
 
+void virtq_fail(struct virtq *q, const char *why)
+{
+	fail(q, why);
+}
+
 void virtq_reset(struct virtq *q)
 {
 	memset(&q->s, 0, sizeof(q->s));

@@ -76,6 +76,9 @@ void virtq_destroy(struct virtq *q);
 int virtq_start(struct virtq *q, bool event_idx, bool indirect);
 /* Back to the reset state: not ready, not broken, state zeroed (vector: none). */
 void virtq_reset(struct virtq *q);
+/* Marks the queue broken and reports `why` through the error callback (once): for a
+ * device that finds a request it cannot make sense of. */
+void virtq_fail(struct virtq *q, const char *why);
 /* True if the queue is started, not broken and not paused. */
 bool virtq_active(const struct virtq *q);
 

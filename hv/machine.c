@@ -31,6 +31,9 @@ int machine_create(struct machine *m, const struct machine_config *cfg)
 	m->vm.serial = serial_create(&m->vm, m->console.out_fd, m->console.in_fd);
 	if (!m->vm.serial || legacy_devices_create(&m->vm) < 0)
 		goto fail;
+	m->devices = virtio_devices_create(&m->vm, cfg->disks, cfg->ndisks, cfg->nics, cfg->nnics);
+	if (!m->devices)
+		goto fail;
 	return 0;
 fail:
 	machine_destroy(m);
@@ -124,6 +127,8 @@ void machine_destroy(struct machine *m)
 	if (m->control)
 		control_stop(m->control);
 	m->control = NULL;
+	virtio_devices_destroy(m->devices);
+	m->devices = NULL;
 	if (m->vm.serial)
 		serial_destroy(m->vm.serial);
 	m->vm.serial = NULL;

@@ -5,6 +5,7 @@
 
 #include <stdint.h>
 
+#include "devices/virtio_devices.h"
 #include "hv/console.h"
 #include "hv/vm.h"
 
@@ -15,12 +16,17 @@ struct machine_config {
 	uint64_t mem_size;
 	int ncpus;
 	const char *console; /* console spec, see console.h */
+	struct disk_spec disks[VIRTIO_MAX_DISKS]; /* --disk, see virtio_devices.h */
+	int ndisks;
+	struct nic_spec nics[VIRTIO_MAX_NICS]; /* --net */
+	int nnics;
 };
 
 struct machine {
 	struct vm vm;
 	struct console console;
 	struct control_server *control;
+	struct virtio_devices *devices; /* the PCI bus and its virtio devices */
 	char name[VM_NAME_MAX];
 	int name_lock;
 	int vm_created;

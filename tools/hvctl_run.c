@@ -21,6 +21,10 @@ struct run_opts {
 	uint64_t mem;
 	int cpus;
 	int detach;
+	struct disk_spec disks[VIRTIO_MAX_DISKS];
+	int ndisks;
+	struct nic_spec nics[VIRTIO_MAX_NICS];
+	int nnics;
 };
 
 static void run_usage(FILE *f)
@@ -28,12 +32,18 @@ static void run_usage(FILE *f)
 	fprintf(f,
 		"usage: hvctl run --kernel FILE [--name N] [--cpus N] [--mem SIZE] [--initrd FILE]\n"
 		"                 [--cmdline STRING] [--console stdio|file:PATH|pty|none] [--detach]\n"
+		"                 [--disk PATH[,ro]]... [--net tap=IF[,mac=MAC]]...\n"
 		"\n"
 		"Boots a PVH ELF or bzImage kernel in a new VM. --mem takes K/M/G suffixes (default 256M),\n"
 		"--cpus 1-%d (default 1). In the foreground the console is stdio; with --detach it is a\n"
 		"PTY (hvctl console NAME). Exit status: the guest's debug-exit value, 125 if hv could\n"
-		"not start the VM, 126 if the guest crashed, 128+N if hvctl got signal N.\n",
-		VM_MAX_CPUS);
+		"not start the VM, 126 if the guest crashed, 128+N if hvctl got signal N.\n"
+		"\n"
+		"--disk attaches a raw image (or block device) as virtio-blk, read-only with ,ro; up to\n"
+		"%d, at PCI 00:01.0 onwards. --net attaches a virtio-net NIC to TAP IF, creating it if\n"
+		"needed (root or CAP_NET_ADMIN); the MAC defaults to 52:54:00:xx:xx:xx derived from\n"
+		"the VM's UUID; up to %d, at PCI 00:08.0 onwards.\n",
+		VM_MAX_CPUS, VIRTIO_MAX_DISKS, VIRTIO_MAX_NICS);
 }
 
 static int parse_run_opts(int argc, char **argv, struct run_opts *o)
@@ -43,6 +53,7 @@ static int parse_run_opts(int argc, char **argv, struct run_opts *o)
 		{ "cmdline", required_argument, NULL, 'c' }, { "mem", required_argument, NULL, 'm' },
 		{ "cpus", required_argument, NULL, 'p' }, { "name", required_argument, NULL, 'n' },
 		{ "console", required_argument, NULL, 'C' }, { "detach", no_argument, NULL, 'd' },
+		{ "disk", required_argument, NULL, 'D' }, { "net", required_argument, NULL, 'N' },
 		{ "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 },
 	};
 	long cpus;
@@ -60,6 +71,24 @@ static int parse_run_opts(int argc, char **argv, struct run_opts *o)
 		case 'n': o->name = optarg; break;
 		case 'C': o->console = optarg; break;
 		case 'd': o->detach = 1; break;
+		case 'D':
+			if (o->ndisks == VIRTIO_MAX_DISKS) {
+				hv_error("at most %d --disk options are supported", VIRTIO_MAX_DISKS);
+				return -1;
+			}
+			if (virtio_devices_parse_disk(optarg, &o->disks[o->ndisks]) < 0)
+				return -1;
+			o->ndisks++;
+			break;
+		case 'N':
+			if (o->nnics == VIRTIO_MAX_NICS) {
+				hv_error("at most %d --net options are supported", VIRTIO_MAX_NICS);
+				return -1;
+			}
+			if (virtio_devices_parse_net(optarg, &o->nics[o->nnics]) < 0)
+				return -1;
+			o->nnics++;
+			break;
 		case 'm':
 			if (parse_size(optarg, &o->mem) < 0 || o->mem < 2 * MiB || o->mem % PAGE_SIZE) {
 				hv_error("--mem '%s' is not a valid size; use e.g. 256M or 2G (at least 2M)", optarg);
@@ -191,7 +220,9 @@ int hvctl_cmd_run(int argc, char **argv)
 
 	struct machine m;
 	struct machine_config cfg = { .name = o.name, .mem_size = o.mem, .ncpus = o.cpus,
-				      .console = o.console };
+				      .console = o.console, .ndisks = o.ndisks, .nnics = o.nnics };
+	memcpy(cfg.disks, o.disks, sizeof(cfg.disks));
+	memcpy(cfg.nics, o.nics, sizeof(cfg.nics));
 	if (machine_create(&m, &cfg) < 0)
 		return HV_EXIT_START_FAILED;
 	if (machine_load_kernel(&m, o.kernel, o.initrd, o.cmdline) < 0 || machine_start(&m) < 0) {

@@ -60,10 +60,10 @@ gdt_ptr:	/* 6 bytes in 32-bit mode, 10 bytes in 64-bit mode */
 
 /* ---- IDT: exceptions 0-31 (int3 callable from CPL3), timer, spurious. Other vectors are
  * not present: a stray one raises #NP whose error code names it. */
-.macro GATE addr, dpl
+.macro GATE addr, dpl, ist=0
 	.word (\addr) & 0xffff
 	.word SEL_KCODE
-	.byte 0
+	.byte \ist
 	.byte 0x8e | (\dpl << 5)
 	.word ((\addr) >> 16) & 0xffff
 	.long 0
@@ -78,6 +78,8 @@ idt:
 	.set ga, VECTORS_ADDR + i * VEC_STUB_SIZE
 	.if i == VEC_SYSCALL
 	GATE ga, 3
+	.elseif i == 8
+	GATE ga, 0, 1 /* #DF on IST1: a fault with a broken stack is still reported */
 	.else
 	GATE ga, 0
 	.endif
@@ -107,7 +109,8 @@ tss_start:
 	.quad kstacks + (i + 1) * KSTACK_SIZE    /* RSP0 */
 	.quad 0, 0                               /* RSP1, RSP2 */
 	.quad 0                                  /* reserved */
-	.quad 0, 0, 0, 0, 0, 0, 0                /* IST1-7 */
+	.quad dfstack + 4096                     /* IST1: #DF (shared; fatal anyway) */
+	.quad 0, 0, 0, 0, 0, 0                   /* IST2-7 */
 	.quad 0                                  /* reserved */
 	.word 0                                  /* reserved */
 	.word IOBITMAP_ADDR - (TSS_ADDR + i * TSS_STRIDE) /* I/O map base */

@@ -28,8 +28,10 @@ ap_user_start:
 	/* Stacks: not part of .bss (never zeroed, never in the file). */
 	.section .stacks, "aw", @nobits
 	.balign 4096
-	.globl kstacks, bsp_ustack
+	.globl kstacks, bsp_ustack, dfstack
 kstacks:
 	.skip MAX_CPUS * KSTACK_SIZE
+dfstack:
+	.skip 4096
 bsp_ustack:
 	.skip USTACK_SIZE

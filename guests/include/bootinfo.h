@@ -17,6 +17,7 @@ struct mem_region {
 struct bootinfo {
 	int mode;               /* BOOT_PVH or BOOT_LINUX */
 	const char *cmdline;    /* never NULL */
+	uint64_t rsdp;          /* ACPI RSDP from the loader, 0 if not given */
 	int nregions;
 	struct mem_region regions[BOOT_MAX_REGIONS];
 	/* Loader structures that must survive (cmdline, info, memory map), so the AP

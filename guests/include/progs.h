@@ -5,5 +5,6 @@
 int prog_hello(void);
 int prog_memtouch(void);
 int prog_smp(void);
+int prog_fault(void);
 
 #endif

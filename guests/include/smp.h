@@ -1,4 +1,4 @@
-/* hv-guest: CPU discovery (MP table) and AP startup (INIT-SIPI-SIPI). */
+/* hv-guest: CPU discovery (MP table, ACPI MADT) and AP startup (INIT-SIPI-SIPI). */
 #ifndef HVG_SMP_H
 #define HVG_SMP_H
 
@@ -7,7 +7,9 @@
 #include "bootinfo.h"
 #include "layout.h"
 
-extern int smp_ncpus;                   /* CPUs in the MP table (1 if none) */
+extern int smp_ncpus;                   /* CPUs found (1 if no table) */
+extern const char *smp_source;          /* "mptable", "acpi" or "none" */
+extern int smp_found_mptable, smp_found_madt; /* CPUs listed by each source */
 extern uint8_t smp_apic_id[MAX_CPUS];   /* index 0 is the BSP */
 
 void smp_init(void);

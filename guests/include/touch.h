@@ -38,6 +38,10 @@ void touch_step(struct touch *t);
 /* The value word w of page i holds at generation g (exported for documentation/tests). */
 uint64_t touch_expected(uint64_t i, uint64_t g, unsigned w, int full);
 
+/* Test hook: flips one bit in page `index` (of this worker's region) so that the next
+ * sweep reports CORRUPT for it (word 7 with fill=full, word 1 with fill=stamp). */
+void touch_inject(struct touch *t, uint64_t index);
+
 /* Parses fill=full|stamp (default full); exits EXIT_BADPARAM on anything else. */
 int touch_param_fill(const char *prog);
 

@@ -31,6 +31,7 @@ struct hvm_memmap_entry {
 	uint32_t reserved;
 };
 
+#define BP_ACPI_RSDP_ADDR 0x070
 #define BP_EXT_CMD_LINE_PTR 0x0c8
 #define BP_E820_ENTRIES 0x1e8
 #define BP_CMD_LINE_PTR 0x228
@@ -82,6 +83,7 @@ static void parse_pvh(struct bootinfo *bi, const struct hvm_start_info *si)
 	}
 	add_busy(bi, (uintptr_t)si, sizeof(*si));
 	set_cmdline(bi, si->cmdline_paddr);
+	bi->rsdp = si->rsdp_paddr;
 	if (si->nr_modules)
 		add_busy(bi, si->modlist_paddr, si->nr_modules * 32ULL);
 	if (si->version >= 1 && si->memmap_paddr && si->memmap_entries) {
@@ -116,6 +118,7 @@ static void parse_linux(struct bootinfo *bi, const uint8_t *bp)
 
 	add_busy(bi, (uintptr_t)bp, 4096);
 	set_cmdline(bi, cmd);
+	bi->rsdp = rd64(bp + BP_ACPI_RSDP_ADDR);
 	if (n > BP_E820_MAX)
 		n = BP_E820_MAX;
 	for (unsigned i = 0; i < n; i++) {

@@ -21,6 +21,7 @@ static const struct {
 	{ "hello", prog_hello },
 	{ "memtouch", prog_memtouch },
 	{ "smp", prog_smp },
+	{ "fault", prog_fault },
 };
 
 void kmain(void)
@@ -36,14 +37,15 @@ void kmain(void)
 		lapic_use_syscall = strcmp(val, "syscall") == 0;
 	mem_init(&boot);
 	smp_init();
-	kprintf("hv-guest: cpus=%d ram=%luMiB free=%luMiB heap=0x%lx\n", smp_ncpus,
-		mem_ram_bytes() / MiB, mem_free_bytes() / MiB, mem_heap_start());
+	kprintf("hv-guest: cpus=%d (%s; mptable %d, madt %d) ram=%luMiB free=%luMiB heap=0x%lx\n",
+		smp_ncpus, smp_source, smp_found_mptable, smp_found_madt, mem_ram_bytes() / MiB,
+		mem_free_bytes() / MiB, mem_heap_start());
 
 	if (!cmdline_get("prog", name, sizeof(name)) || !name[0])
 		memcpy(name, "hello", 6);
 	for (unsigned i = 0; i < ARRAY_SIZE(progs); i++)
 		if (strcmp(name, progs[i].name) == 0)
 			guest_exit(progs[i].run());
-	kprintf("hv-guest: bad parameter prog=%s (hello, memtouch, smp)\n", name);
+	kprintf("hv-guest: bad parameter prog=%s (hello, memtouch, smp, fault)\n", name);
 	guest_exit(EXIT_BADPARAM);
 }

@@ -2,7 +2,8 @@
  * area are identity-mapped and user-accessible.
  *  floating pointer "_MP_": 16-byte aligned, in the first KiB of the EBDA, the last KiB of
  *  base memory, or 0xF0000-0xFFFFF; config table "PCMP" with 20-byte processor entries
- *  (type 0: APIC ID at +1, flags at +3: bit 0 enabled, bit 1 BSP) and 8-byte others. */
+ *  (type 0: APIC ID at +1, flags at +3: bit 0 enabled, bit 1 BSP) and 8-byte others.
+ *  (hv writes one at 0xF0000; SeaBIOS lists only the first CPU of each package.) */
 #include "mptable.h"
 
 #include "lib.h"
@@ -28,7 +29,8 @@ static const uint8_t *scan(uint64_t start, uint64_t len)
 
 static const uint8_t *find_fp(void)
 {
-	/* BIOS data area: EBDA segment at 0x40e, base memory size (KiB) at 0x413. */
+	/* BIOS data area: EBDA segment at 0x40e, base memory size (KiB) at 0x413. Without a
+	 * BIOS (hv, qboot) both are 0; then 0x9FC00 (639 KiB, as Linux also scans). */
 	uint64_t ebda = (uint64_t)*(volatile const uint16_t *)(uintptr_t)0x40e << 4;
 	uint64_t basekb = *(volatile const uint16_t *)(uintptr_t)0x413;
 	const uint8_t *fp = 0;
@@ -37,6 +39,8 @@ static const uint8_t *find_fp(void)
 		fp = scan(ebda, 1024);
 	if (!fp && basekb >= 512 && basekb <= 640)
 		fp = scan(basekb * 1024 - 1024, 1024);
+	if (!fp)
+		fp = scan(639 * 1024, 1024);
 	if (!fp)
 		fp = scan(0xf0000, 0x10000);
 	return fp;
@@ -67,7 +71,8 @@ int mptable_cpus(uint8_t *apic_ids, int max)
 		return 0;
 
 	const uint8_t *e = cfg + 44, *end = cfg + len;
-	for (unsigned i = 0; i < count && e < end; i++) {
+	/* Some firmware (qboot) leaves the entry count 0: then the length bounds the walk. */
+	for (unsigned i = 0; (!count || i < count) && e < end; i++) {
 		if (e[0] == 0) {
 			if (e + 20 > end)
 				break;

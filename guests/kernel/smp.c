@@ -1,9 +1,11 @@
-/* hv-guest: AP startup. The BSP (at CPL3) copies the real-mode trampoline to a free page
+/* hv-guest: CPU discovery and AP startup. CPUs come from the MP table or the ACPI MADT,
+ * whichever lists more. The BSP (at CPL3) copies the real-mode trampoline to a free page
  * below 1 MiB and starts each AP in turn with INIT-SIPI-SIPI; the AP goes real ->
  * protected -> long mode (entry.S long_ap), loads its own TSS (SEL_TSS0 + 16*i, RSP0 =
  * its kernel stack) and drops to CPL3 in ap_main(). APs have no timer. */
 #include "smp.h"
 
+#include "acpi.h"
 #include "lapic.h"
 #include "lib.h"
 #include "mem.h"
@@ -19,24 +21,51 @@ __attribute__((section(".data"))) volatile uint32_t ap_boot_cpu;
 __attribute__((section(".data"))) uint64_t ap_ustack_top[MAX_CPUS];
 
 int smp_ncpus = 1;
+const char *smp_source = "none";
+int smp_found_mptable, smp_found_madt;
 uint8_t smp_apic_id[MAX_CPUS];
 static volatile int ap_started[MAX_CPUS];
 static void (*ap_fn)(int cpu);
 
 void ap_main(int cpu);
 
+/* Keeps the first occurrence of each APIC ID; returns the new count. */
+static int dedup(uint8_t *ids, int n)
+{
+	int m = 0;
+
+	for (int i = 0; i < n; i++) {
+		int seen = 0;
+		for (int j = 0; j < m; j++)
+			seen |= ids[j] == ids[i];
+		if (!seen)
+			ids[m++] = ids[i];
+	}
+	return m;
+}
+
 void smp_init(void)
 {
-	int n = mptable_cpus(smp_apic_id, MAX_CPUS);
+	static uint8_t madt_ids[MAX_CPUS];
+	int n = dedup(smp_apic_id, mptable_cpus(smp_apic_id, MAX_CPUS));
+	int m = dedup(madt_ids, acpi_cpus(boot.rsdp, madt_ids, MAX_CPUS));
 	uint32_t me = lapic_id();
 
+	smp_found_mptable = n;
+	smp_found_madt = m;
+	smp_source = n ? "mptable" : "none";
+	if (m > n) {
+		memcpy(smp_apic_id, madt_ids, sizeof(madt_ids));
+		n = m;
+		smp_source = "acpi";
+	}
 	if (n <= 0) {
 		smp_ncpus = 1;
 		smp_apic_id[0] = (uint8_t)me;
 		return;
 	}
 	smp_ncpus = n;
-	/* Trust the LAPIC over the table's BSP flag: put our own APIC ID first. */
+	/* Trust the LAPIC over the table's order or BSP flag: our own APIC ID goes first. */
 	for (int i = 1; i < n; i++) {
 		if (smp_apic_id[i] == me) {
 			smp_apic_id[i] = smp_apic_id[0];

@@ -1,6 +1,7 @@
 /* hv-guest: prog=memtouch. One self-verifying working set on the BSP (see touch.h).
  * Parameters: ws=SIZE (64M), rate=MiB/s (0 = unlimited), secs=N (0 = forever),
- * fill=full|stamp. Heartbeat every 10 ticks (100 ms):
+ * fill=full|stamp, inject=PAGE (test hook: flip a bit in PAGE after the first sweep).
+ * Heartbeat every 10 ticks (100 ms):
  *   memtouch: tick=<t> gen=<g> pages=<n> rate=<MiB/s> maxgap_us=<us> */
 #include "cmdline.h"
 #include "layout.h"
@@ -29,6 +30,7 @@ int prog_memtouch(void)
 	uint64_t rate = param_uint(me, "rate", 0);
 	uint64_t secs = param_uint(me, "secs", 0);
 	int full = touch_param_fill(me);
+	uint64_t inject = param_uint(me, "inject", UINT64_MAX);
 	uint64_t npages = ws / PAGE_SIZE;
 
 	if (!npages) {
@@ -69,6 +71,11 @@ int prog_memtouch(void)
 		}
 		if (secs && now - start >= secs * TIMER_HZ)
 			break;
+		if (inject != UINT64_MAX && mt.gen >= 2) {
+			kprintf("%s: injecting a bit flip into page %lu\n", me, inject);
+			touch_inject(&mt, inject);
+			inject = UINT64_MAX;
+		}
 		touch_step(&mt);
 	}
 	gap_take(&mt.gap);

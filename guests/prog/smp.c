@@ -1,6 +1,7 @@
 /* hv-guest: prog=smp. One memtouch worker per CPU on separate regions of one working
  * set (CPU c owns pages [c*n, (c+1)*n)). Parameters: ws=SIZE per CPU (16M), rate=MiB/s
- * per CPU, secs=N, fill=full|stamp. The BSP prints every 10 ticks:
+ * per CPU, secs=N, fill=full|stamp, inject=PAGE (test hook, as memtouch; PAGE indexes the
+ * whole working set). The BSP prints every 10 ticks:
  *   smp: tick=<t> cpus=<n> pages=<c0>,<c1>,... maxgap_us=<us> */
 #include "cmdline.h"
 #include "layout.h"
@@ -51,6 +52,7 @@ int prog_smp(void)
 	uint64_t rate = param_uint(me, "rate", 0);
 	uint64_t secs = param_uint(me, "secs", 0);
 	int full = touch_param_fill(me);
+	uint64_t inject = param_uint(me, "inject", UINT64_MAX);
 	uint64_t npages = ws / PAGE_SIZE;
 	int ncpus = smp_ncpus;
 
@@ -103,6 +105,14 @@ int prog_smp(void)
 		}
 		if (secs && now - start >= secs * TIMER_HZ)
 			break;
+		if (inject != UINT64_MAX && workers[0].gen >= 2) {
+			int c = (int)(inject / npages);
+			if (c < n) {
+				kprintf("%s: injecting a bit flip into page %lu (cpu %d)\n", me, inject, c);
+				touch_inject(&workers[c], inject);
+			}
+			inject = UINT64_MAX;
+		}
 		touch_step(&workers[0]);
 	}
 	uint64_t worst = 0;

@@ -63,6 +63,12 @@ void touch_init(struct touch *t, uint64_t base, uint64_t npages, uint64_t first,
 	gap_start(&t->gap);
 }
 
+void touch_inject(struct touch *t, uint64_t index)
+{
+	if (index >= t->first && index < t->first + t->npages)
+		t->base[(index - t->first) * WORDS + (t->full ? 7 : 1)] ^= 1;
+}
+
 __attribute__((noinline, noreturn)) static void corrupt(struct touch *t, uint64_t i, uint64_t g,
 							unsigned w, uint64_t found)
 {

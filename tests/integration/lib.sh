@@ -33,7 +33,7 @@ expect_error() {
 	"$@" >"$T/out" 2>"$T/err" && fail "'$*' succeeded but should have failed"
 	rc=$?
 	[ "$(wc -l <"$T/err")" -ge 1 ] || fail "'$*' failed (rc $rc) without a message"
-	grep -Eq "$re" "$T/err" || { cat "$T/err" >&2; fail "stderr of '$*' does not match '$re'"; }
+	grep -Eq -e "$re" "$T/err" || { cat "$T/err" >&2; fail "stderr of '$*' does not match '$re'"; }
 	[ "$(grep -c . "$T/err")" -eq 1 ] || { cat "$T/err" >&2; fail "'$*' printed more than one line on stderr"; }
 	return 0
 }

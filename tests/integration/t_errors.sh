@@ -10,7 +10,7 @@ test_kernel_not_bootable() {
 }
 
 test_elf_without_pvh_note() {
-	expect_error "PVH" "$HVCTL" run --kernel /bin/true
+	expect_error "kernel ELF" "$HVCTL" run --kernel /bin/true
 }
 
 test_bad_mem_size() {

@@ -1,0 +1,425 @@
+/* virtio-blk: requests from the guest's queue become preadv/pwritev/fdatasync/fallocate
+ * on the image, on the device's I/O thread. Request layout (virtio 1.x 5.2.6): a 16-byte
+ * header {type, ioprio, sector} device-readable, then the data (readable for OUT, DISCARD,
+ * WRITE_ZEROES; writable for IN, GET_ID), then one writable status byte. */
+#include "devices/virtio_blk.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <linux/virtio_blk.h>
+#include <linux/virtio_ids.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "devices/virtio_pci.h"
+#include "hv/log.h"
+
+#define BLK_CONFIG_SIZE offsetof(struct virtio_blk_config, max_secure_erase_sectors)
+#define BLK_SEG_MAX (VIRTQ_MAX_SEGS - 2) /* header and status take two */
+#define BLK_SIZE_MAX (1u << 20)
+#define BLK_MAX_DISCARD_SECTORS 0x3fffffu
+#define BLK_MAX_DISCARD_SEG 16
+#define BLK_DISCARD_ALIGN 8 /* sectors: 4 KiB */
+
+struct virtio_blk {
+	struct virtio_pci *vp;
+	int fd;
+	bool ro;
+	uint64_t capacity; /* sectors */
+	char path[256];
+	char id[VIRTIO_BLK_ID_BYTES];
+	struct virtio_blk_config cfg;
+	int stop_fd;
+	pthread_t thread;
+	bool thread_started;
+	struct virtq_chain chain; /* used under the queue lock only */
+};
+
+/* ---- requests ---- */
+
+static bool range_ok(const struct virtio_blk *b, uint64_t sector, uint64_t bytes)
+{
+	if (bytes % VIRTIO_BLK_SECTOR)
+		return false;
+	return sector <= b->capacity && bytes / VIRTIO_BLK_SECTOR <= b->capacity - sector;
+}
+
+/* preadv/pwritev until done; the iovecs are consumed. */
+static int do_rw(struct virtio_blk *b, struct iovec *iov, int n, uint64_t off, bool write)
+{
+	while (n > 0) {
+		ssize_t r = write ? pwritev(b->fd, iov, n, (off_t)off) : preadv(b->fd, iov, n, (off_t)off);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return -1; /* error, or end of file: the image shrank under us */
+		off += (uint64_t)r;
+		size_t left = (size_t)r;
+		while (n > 0 && left >= iov->iov_len) {
+			left -= iov->iov_len;
+			iov++;
+			n--;
+		}
+		if (n > 0) {
+			iov->iov_base = (uint8_t *)iov->iov_base + left;
+			iov->iov_len -= left;
+		}
+	}
+	return 0;
+}
+
+static int write_zeroes(struct virtio_blk *b, uint64_t off, uint64_t len, bool unmap)
+{
+	if (fallocate(b->fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len) == 0)
+		return 0;
+	if (unmap && fallocate(b->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
+			       (off_t)len) == 0)
+		return 0;
+	static const uint8_t zero[64 * 1024];
+	while (len) {
+		size_t chunk = len < sizeof(zero) ? (size_t)len : sizeof(zero);
+		ssize_t r = pwrite(b->fd, zero, chunk, (off_t)off);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return -1;
+		off += (uint64_t)r;
+		len -= (uint64_t)r;
+	}
+	return 0;
+}
+
+/* DISCARD / WRITE_ZEROES: an array of {sector u64, num_sectors u32, flags u32}. */
+static uint8_t discard_or_zero(struct virtio_blk *b, const struct virtq_chain *c, bool zeroes)
+{
+	uint64_t f = virtio_pci_driver_features(b->vp);
+	uint64_t bytes = c->out_len - sizeof(struct virtio_blk_outhdr);
+	struct virtio_blk_discard_write_zeroes seg;
+
+	if (!(f & (1ull << (zeroes ? VIRTIO_BLK_F_WRITE_ZEROES : VIRTIO_BLK_F_DISCARD))))
+		return VIRTIO_BLK_S_UNSUPP;
+	if (b->ro)
+		return VIRTIO_BLK_S_IOERR;
+	if (bytes == 0 || bytes % sizeof(seg))
+		return VIRTIO_BLK_S_IOERR;
+	if (bytes / sizeof(seg) > BLK_MAX_DISCARD_SEG)
+		return VIRTIO_BLK_S_UNSUPP;
+	for (uint64_t i = 0; i < bytes / sizeof(seg); i++) {
+		virtq_iov_read(c->iov, c->n_out, sizeof(struct virtio_blk_outhdr) + i * sizeof(seg),
+			       &seg, sizeof(seg));
+		uint32_t allowed = zeroes ? VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP : 0;
+		if (seg.flags & ~allowed)
+			return VIRTIO_BLK_S_UNSUPP;
+		if (seg.num_sectors > BLK_MAX_DISCARD_SECTORS ||
+		    !range_ok(b, seg.sector, (uint64_t)seg.num_sectors * VIRTIO_BLK_SECTOR))
+			return VIRTIO_BLK_S_IOERR;
+		uint64_t off = seg.sector * VIRTIO_BLK_SECTOR;
+		uint64_t len = (uint64_t)seg.num_sectors * VIRTIO_BLK_SECTOR;
+		if (!len)
+			continue;
+		if (zeroes) {
+			if (write_zeroes(b, off, len, seg.flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP) < 0)
+				return VIRTIO_BLK_S_IOERR;
+		} else {
+			/* A hint: where holes cannot be punched, the data simply stays. */
+			fallocate(b->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len);
+		}
+	}
+	return VIRTIO_BLK_S_OK;
+}
+
+/* Serves one request; returns the number of bytes written into the chain (status
+ * included), or -1 if the request is malformed (the queue is then broken). */
+static int handle_request(struct virtio_blk *b, struct virtq *q, struct virtq_chain *c)
+{
+	struct virtio_blk_outhdr hdr;
+	struct iovec data[VIRTQ_MAX_SEGS];
+	const struct iovec *in = &c->iov[c->n_out];
+	uint8_t status = VIRTIO_BLK_S_OK;
+	uint64_t written = 0;
+
+	if (c->out_len < sizeof(hdr) || c->in_len < 1) {
+		virtq_fail(q, "virtio-blk request without a header or a status byte");
+		return -1;
+	}
+	virtq_iov_read(c->iov, c->n_out, 0, &hdr, sizeof(hdr));
+	uint64_t in_data = c->in_len - 1, out_data = c->out_len - sizeof(hdr);
+
+	switch (hdr.type) {
+	case VIRTIO_BLK_T_IN: {
+		if (!range_ok(b, hdr.sector, in_data)) {
+			status = VIRTIO_BLK_S_IOERR;
+			break;
+		}
+		int n = virtq_iov_slice(in, c->n_in, 0, in_data, data, VIRTQ_MAX_SEGS);
+		if (do_rw(b, data, n, hdr.sector * VIRTIO_BLK_SECTOR, false) < 0)
+			status = VIRTIO_BLK_S_IOERR;
+		else
+			written = in_data;
+		break;
+	}
+	case VIRTIO_BLK_T_OUT: {
+		if (b->ro || !range_ok(b, hdr.sector, out_data)) {
+			status = VIRTIO_BLK_S_IOERR;
+			break;
+		}
+		int n = virtq_iov_slice(c->iov, c->n_out, sizeof(hdr), out_data, data, VIRTQ_MAX_SEGS);
+		if (do_rw(b, data, n, hdr.sector * VIRTIO_BLK_SECTOR, true) < 0)
+			status = VIRTIO_BLK_S_IOERR;
+		break;
+	}
+	case VIRTIO_BLK_T_FLUSH:
+		if (!b->ro && fdatasync(b->fd) < 0)
+			status = VIRTIO_BLK_S_IOERR;
+		break;
+	case VIRTIO_BLK_T_GET_ID: {
+		uint64_t n = in_data < VIRTIO_BLK_ID_BYTES ? in_data : VIRTIO_BLK_ID_BYTES;
+		written = virtq_iov_write(in, c->n_in, 0, b->id, (size_t)n);
+		break;
+	}
+	case VIRTIO_BLK_T_DISCARD:
+	case VIRTIO_BLK_T_WRITE_ZEROES:
+		status = discard_or_zero(b, c, hdr.type == VIRTIO_BLK_T_WRITE_ZEROES);
+		break;
+	default:
+		status = VIRTIO_BLK_S_UNSUPP;
+		break;
+	}
+	virtq_iov_write(in, c->n_in, c->in_len - 1, &status, 1);
+	return (int)(written + 1);
+}
+
+void virtio_blk_process(struct virtio_blk *b)
+{
+	struct virtq *q = virtio_pci_queue(b->vp, VIRTIO_BLK_QUEUE);
+
+	pthread_mutex_lock(&q->lock);
+	while (virtq_active(q)) {
+		int r;
+		virtq_disable_notify(q);
+		while ((r = virtq_pop(q, &b->chain)) == 1) {
+			int written = handle_request(b, q, &b->chain);
+			virtq_push(q, &b->chain, written < 0 ? 0 : (uint32_t)written);
+			if (written < 0)
+				break;
+		}
+		virtio_pci_notify_used(b->vp, q);
+		if (r < 0 || !virtq_enable_notify(q))
+			break;
+	}
+	pthread_mutex_unlock(&q->lock);
+}
+
+static void *io_thread(void *arg)
+{
+	struct virtio_blk *b = arg;
+	struct pollfd pfd[2] = {
+		{ .fd = virtio_pci_queue_eventfd(b->vp, VIRTIO_BLK_QUEUE), .events = POLLIN },
+		{ .fd = b->stop_fd, .events = POLLIN },
+	};
+	uint64_t count;
+
+	pthread_setname_np(pthread_self(), "virtio-blk");
+	for (;;) {
+		if (poll(pfd, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		if (pfd[1].revents)
+			break;
+		if (pfd[0].revents & POLLIN) {
+			if (read(pfd[0].fd, &count, sizeof(count)) < 0 && errno != EAGAIN)
+				break;
+			virtio_blk_process(b);
+		}
+	}
+	return NULL;
+}
+
+/* ---- configuration ---- */
+
+static void blk_get_config(void *dev, uint32_t offset, void *data, uint32_t len)
+{
+	struct virtio_blk *b = dev;
+
+	memcpy(data, (const uint8_t *)&b->cfg + offset, len);
+}
+
+static const struct virtio_dev_ops blk_ops = {
+	.name = "virtio-blk",
+	.type = VIRTIO_ID_BLOCK,
+	.class_code = 0x018000, /* mass storage, other */
+	.features = (1ull << VIRTIO_BLK_F_SIZE_MAX) | (1ull << VIRTIO_BLK_F_SEG_MAX) |
+		    (1ull << VIRTIO_BLK_F_BLK_SIZE) | (1ull << VIRTIO_BLK_F_FLUSH),
+	.num_queues = 1,
+	.config_size = BLK_CONFIG_SIZE,
+	.get_config = blk_get_config,
+};
+
+static void build_config(struct virtio_blk *b)
+{
+	struct virtio_blk_config *c = &b->cfg;
+
+	memset(c, 0, sizeof(*c));
+	c->capacity = b->capacity;
+	c->size_max = BLK_SIZE_MAX;
+	c->seg_max = BLK_SEG_MAX;
+	c->blk_size = VIRTIO_BLK_SECTOR;
+	c->num_queues = 1;
+	c->max_discard_sectors = BLK_MAX_DISCARD_SECTORS;
+	c->max_discard_seg = BLK_MAX_DISCARD_SEG;
+	c->discard_sector_alignment = BLK_DISCARD_ALIGN;
+	c->max_write_zeroes_sectors = BLK_MAX_DISCARD_SECTORS;
+	c->max_write_zeroes_seg = BLK_MAX_DISCARD_SEG;
+	c->write_zeroes_may_unmap = 1;
+}
+
+/* Opens the image; one hv_error line naming the path and the fix on failure. */
+static int open_image(struct virtio_blk *b, const char *path, bool ro)
+{
+	struct stat st;
+	int fd = open(path, (ro ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+
+	if (fd < 0) {
+		int err = errno;
+		if (err == ENOENT)
+			hv_error("disk image '%s' does not exist; create it (e.g. truncate -s 1G %s) or correct --disk",
+				 path, path);
+		else if (err == EROFS)
+			hv_error("disk image '%s' is on a read-only file system; use --disk %s,ro", path, path);
+		else if ((err == EACCES || err == EPERM) && !ro && access(path, R_OK) == 0)
+			hv_error("disk image '%s' is not writable for this user; use --disk %s,ro or make it writable",
+				 path, path);
+		else if (err == EACCES || err == EPERM)
+			hv_error("cannot open disk image '%s': permission denied; fix its permissions or run as its owner",
+				 path);
+		else if (err == EISDIR)
+			hv_error("disk image '%s' is a directory; give a raw image file", path);
+		else
+			hv_error("cannot open disk image '%s': %s", path, strerror(err));
+		return -1;
+	}
+	if (fstat(fd, &st) < 0 || !(S_ISREG(st.st_mode) || S_ISBLK(st.st_mode))) {
+		hv_error("disk image '%s' is not a regular file or block device", path);
+		close(fd);
+		return -1;
+	}
+	/* root opens anything read-write: respect an image deliberately marked read-only. */
+	if (!ro && S_ISREG(st.st_mode) && !(st.st_mode & 0222)) {
+		hv_error("disk image '%s' is read-only (mode %03o); use --disk %s,ro or chmod u+w it",
+			 path, (unsigned)(st.st_mode & 0777), path);
+		close(fd);
+		return -1;
+	}
+	uint64_t size = (uint64_t)st.st_size;
+	if (S_ISBLK(st.st_mode) && ioctl(fd, BLKGETSIZE64, &size) < 0) {
+		hv_error("cannot get the size of block device '%s': %s", path, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	if (size < VIRTIO_BLK_SECTOR) {
+		hv_error("disk image '%s' is smaller than one 512-byte sector; give it a size (e.g. truncate -s 1G %s)",
+			 path, path);
+		close(fd);
+		return -1;
+	}
+	if (size % VIRTIO_BLK_SECTOR)
+		hv_warn("disk image '%s': the last %llu bytes (not a whole sector) are not visible to the guest",
+			path, (unsigned long long)(size % VIRTIO_BLK_SECTOR));
+	b->fd = fd;
+	b->capacity = size / VIRTIO_BLK_SECTOR;
+	return 0;
+}
+
+struct virtio_blk *virtio_blk_create(struct pci_bus *bus, int slot, const char *path, bool ro)
+{
+	struct virtio_blk *b = calloc(1, sizeof(*b));
+
+	if (!b) {
+		hv_error("virtio-blk: out of memory");
+		return NULL;
+	}
+	b->fd = b->stop_fd = -1;
+	b->ro = ro;
+	snprintf(b->path, sizeof(b->path), "%s", path);
+	const char *base = strrchr(path, '/');
+	base = base ? base + 1 : path;
+	/* Not NUL-terminated when it fills all 20 bytes, as the spec has it. */
+	size_t idlen = strlen(base);
+	memcpy(b->id, base, idlen < sizeof(b->id) ? idlen : sizeof(b->id));
+	if (open_image(b, path, ro) < 0)
+		goto fail;
+	build_config(b);
+	uint64_t extra = ro ? 1ull << VIRTIO_BLK_F_RO
+			    : (1ull << VIRTIO_BLK_F_DISCARD) | (1ull << VIRTIO_BLK_F_WRITE_ZEROES);
+	b->vp = virtio_pci_create(bus, slot, &blk_ops, b, extra);
+	if (!b->vp)
+		goto fail;
+	b->stop_fd = eventfd(0, EFD_CLOEXEC);
+	if (b->stop_fd < 0 || pthread_create(&b->thread, NULL, io_thread, b) != 0) {
+		hv_error("virtio-blk: cannot start the I/O thread for '%s'", path);
+		goto fail;
+	}
+	b->thread_started = true;
+	return b;
+fail:
+	virtio_blk_destroy(b);
+	return NULL;
+}
+
+void virtio_blk_destroy(struct virtio_blk *b)
+{
+	if (!b)
+		return;
+	if (b->thread_started) {
+		uint64_t one = 1;
+		if (write(b->stop_fd, &one, sizeof(one)) < 0)
+			hv_debug("virtio-blk: stop write failed");
+		pthread_join(b->thread, NULL);
+	}
+	virtio_pci_destroy(b->vp);
+	if (b->stop_fd >= 0)
+		close(b->stop_fd);
+	if (b->fd >= 0)
+		close(b->fd);
+	free(b);
+}
+
+struct virtio_pci *virtio_blk_transport(struct virtio_blk *b)
+{
+	return b->vp;
+}
+
+uint64_t virtio_blk_capacity(const struct virtio_blk *b)
+{
+	return b->capacity;
+}
+
+void virtio_blk_get_state(struct virtio_blk *b, struct virtio_blk_state *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->capacity = b->capacity;
+	st->read_only = b->ro;
+}
+
+int virtio_blk_set_state(struct virtio_blk *b, const struct virtio_blk_state *st)
+{
+	if (st->capacity != b->capacity || !st->read_only != !b->ro) {
+		hv_error("disk '%s' differs from the saved one (%llu sectors%s; here %llu%s); attach the same image",
+			 b->path, (unsigned long long)st->capacity, st->read_only ? ", read-only" : "",
+			 (unsigned long long)b->capacity, b->ro ? ", read-only" : "");
+		return -EINVAL;
+	}
+	return 0;
+}

@@ -1,0 +1,550 @@
+/* virtio-net: guest packets go to a TAP, TAP packets come to the guest. See virtio_net.h. */
+#include "devices/virtio_net.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/if_tun.h>
+#include <linux/virtio_ids.h>
+#include <linux/virtio_net.h>
+#include <net/if.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+#include <uuid/uuid.h>
+
+#include "devices/virtio_pci.h"
+#include "hv/log.h"
+
+#define NET_CONFIG_SIZE (offsetof(struct virtio_net_config, mtu) + 2)
+#define RX_BATCH 64 /* packets between interrupt decisions */
+
+_Static_assert(sizeof(struct virtio_net_hdr_v1) == VIRTIO_NET_HDR_LEN, "virtio-net header");
+
+struct virtio_net {
+	struct virtio_pci *vp;
+	int tap_fd;
+	char ifname[IFNAMSIZ];
+	pthread_mutex_t cfg_lock; /* mac, status */
+	uint8_t mac[6];
+	uint16_t status;
+	int stop_fd;
+	pthread_t rx_thread, tx_thread;
+	bool rx_started, tx_started;
+	bool tx_error_logged;
+	struct virtq_chain rx_chain, tx_chain, ctrl_chain; /* each under its queue's lock */
+};
+
+/* ---- MAC addresses ---- */
+
+int virtio_net_parse_mac(const char *s, uint8_t mac[6])
+{
+	uint8_t m[6];
+
+	if (strlen(s) != 17)
+		return -1;
+	for (int i = 0; i < 6; i++) {
+		const char *p = s + 3 * i;
+		if (!isxdigit((unsigned char)p[0]) || !isxdigit((unsigned char)p[1]))
+			return -1;
+		if (i < 5 && p[2] != ':' && p[2] != '-')
+			return -1;
+		char hex[3] = { p[0], p[1], 0 };
+		m[i] = (uint8_t)strtoul(hex, NULL, 16);
+	}
+	static const uint8_t zero[6];
+	if ((m[0] & 1) || !memcmp(m, zero, 6))
+		return -1; /* multicast / broadcast, or no address at all */
+	memcpy(mac, m, 6);
+	return 0;
+}
+
+void virtio_net_default_mac(const char *uuid, int index, uint8_t mac[6])
+{
+	uuid_t id;
+	uint32_t h = 2166136261u; /* FNV-1a */
+
+	if (uuid_parse(uuid, id) == 0) {
+		for (int i = 0; i < 16; i++)
+			h = (h ^ id[i]) * 16777619u;
+	} else {
+		for (const char *p = uuid; *p; p++)
+			h = (h ^ (uint8_t)*p) * 16777619u;
+	}
+	h = (h ^ (uint32_t)index) * 16777619u;
+	/* 0x52: unicast, locally administered (the QEMU/KVM convention). */
+	mac[0] = 0x52;
+	mac[1] = 0x54;
+	mac[2] = 0x00;
+	mac[3] = (uint8_t)(h >> 16);
+	mac[4] = (uint8_t)(h >> 8);
+	mac[5] = (uint8_t)h;
+}
+
+void virtio_net_format_mac(const uint8_t mac[6], char out[18])
+{
+	snprintf(out, 18, "%02x:%02x:%02x:%02x:%02x:%02x", mac[0], mac[1], mac[2], mac[3], mac[4],
+		 mac[5]);
+}
+
+/* ---- the TAP ---- */
+
+static bool ifname_ok(const char *s)
+{
+	if (!*s || !strcmp(s, ".") || !strcmp(s, ".."))
+		return false;
+	for (const char *p = s; *p; p++)
+		if (*p == '/' || *p == ':' || isspace((unsigned char)*p) || !isprint((unsigned char)*p))
+			return false;
+	return true;
+}
+
+static void bring_up(const char *ifname)
+{
+	struct ifreq ifr;
+	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+	if (s < 0)
+		return;
+	memset(&ifr, 0, sizeof(ifr));
+	memcpy(ifr.ifr_name, ifname, strlen(ifname));
+	if (ioctl(s, SIOCGIFFLAGS, &ifr) == 0 && !(ifr.ifr_flags & IFF_UP)) {
+		ifr.ifr_flags |= IFF_UP;
+		if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0)
+			hv_debug("cannot bring TAP %s up: %s", ifname, strerror(errno));
+	}
+	close(s);
+}
+
+int virtio_net_tap_open(const char *ifname, const char *tun_path)
+{
+	size_t len = strlen(ifname);
+
+	if (len >= IFNAMSIZ) {
+		hv_error("TAP name '%s' is too long: at most %d characters", ifname, IFNAMSIZ - 1);
+		return -1;
+	}
+	if (!ifname_ok(ifname)) {
+		hv_error("TAP name '%s' is not a valid interface name; use e.g. --net tap=tap0", ifname);
+		return -1;
+	}
+	int fd = open(tun_path, O_RDWR | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0) {
+		int err = errno;
+		if (err == ENOENT || err == ENODEV || err == ENXIO)
+			hv_error("%s does not exist: load the tun module (modprobe tun) to use --net tap=%s",
+				 tun_path, ifname);
+		else if (err == EACCES || err == EPERM)
+			hv_error("cannot open %s: permission denied; run hvctl as root or with CAP_NET_ADMIN for --net tap=%s",
+				 tun_path, ifname);
+		else
+			hv_error("cannot open %s for --net tap=%s: %s", tun_path, ifname, strerror(err));
+		return -1;
+	}
+	bool existed = if_nametoindex(ifname) != 0;
+	struct ifreq ifr;
+	memset(&ifr, 0, sizeof(ifr));
+	memcpy(ifr.ifr_name, ifname, len);
+	ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+	if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
+		int err = errno;
+		if (err == EPERM && existed)
+			hv_error("cannot attach to TAP '%s': permission denied; run as root or recreate it for this user (ip tuntap add dev %s mode tap user $USER)",
+				 ifname, ifname);
+		else if (err == EPERM)
+			hv_error("cannot create TAP '%s': permission denied (needs CAP_NET_ADMIN); run as root or create it first (ip tuntap add dev %s mode tap user $USER)",
+				 ifname, ifname);
+		else if (err == EBUSY)
+			hv_error("TAP '%s' is already in use by another process; give each VM its own TAP", ifname);
+		else if (err == EINVAL && existed)
+			hv_error("network interface '%s' exists but is not a TAP device; choose another name for --net tap=",
+				 ifname);
+		else
+			hv_error("cannot create TAP '%s': %s", ifname, strerror(err));
+		close(fd);
+		return -1;
+	}
+	int hdr = VIRTIO_NET_HDR_LEN;
+	if (ioctl(fd, TUNSETVNETHDRSZ, &hdr) < 0) {
+		hv_error("TAP '%s' does not accept a %d-byte virtio-net header: %s", ifname, hdr,
+			 strerror(errno));
+		close(fd);
+		return -1;
+	}
+	/* No offloads: the kernel hands us only complete, checksummed frames. */
+	if (ioctl(fd, TUNSETOFFLOAD, 0) < 0)
+		hv_debug("TAP %s: TUNSETOFFLOAD failed: %s", ifname, strerror(errno));
+	bring_up(ifname);
+	return fd;
+}
+
+/* ---- receive ---- */
+
+bool virtio_net_process_rx(struct virtio_net *n)
+{
+	struct virtq *q = virtio_pci_queue(n->vp, VIRTIO_NET_RXQ);
+	struct virtq_chain *c = &n->rx_chain;
+	bool poll_tap = false;
+	int batch = 0;
+
+	pthread_mutex_lock(&q->lock);
+	virtq_disable_notify(q);
+	while (virtq_active(q)) {
+		int r = virtq_pop(q, c);
+		if (r < 0)
+			break;
+		if (r == 0) {
+			/* No buffers: sleep until the guest posts some (it will notify). */
+			if (virtq_enable_notify(q)) {
+				virtq_disable_notify(q);
+				continue;
+			}
+			break;
+		}
+		if (c->in_len < VIRTIO_NET_HDR_LEN) {
+			virtq_push(q, c, 0);
+			virtq_fail(q, "receive buffer smaller than the virtio-net header");
+			break;
+		}
+		ssize_t len = readv(n->tap_fd, &c->iov[c->n_out], c->n_in);
+		if (len < 0) {
+			int err = errno;
+			virtq_unpop(q);
+			if (err == EINTR)
+				continue;
+			if (err != EAGAIN)
+				hv_debug("virtio-net %s: TAP read failed: %s", n->ifname, strerror(err));
+			poll_tap = true;
+			break;
+		}
+		if (len >= VIRTIO_NET_HDR_LEN) {
+			uint16_t one = 1; /* num_buffers: one buffer per packet without MRG_RXBUF */
+			virtq_iov_write(&c->iov[c->n_out], c->n_in,
+					offsetof(struct virtio_net_hdr_v1, num_buffers), &one, sizeof(one));
+		}
+		virtq_push(q, c, (uint32_t)len);
+		if (++batch == RX_BATCH) {
+			virtio_pci_notify_used(n->vp, q);
+			batch = 0;
+		}
+	}
+	if (batch)
+		virtio_pci_notify_used(n->vp, q);
+	pthread_mutex_unlock(&q->lock);
+	return poll_tap;
+}
+
+static void drain(int fd)
+{
+	uint64_t count;
+
+	if (read(fd, &count, sizeof(count)) < 0 && errno != EAGAIN)
+		hv_debug("virtio-net: eventfd read failed: %s", strerror(errno));
+}
+
+static void *rx_thread(void *arg)
+{
+	struct virtio_net *n = arg;
+	struct pollfd pfd[3] = {
+		{ .fd = virtio_pci_queue_eventfd(n->vp, VIRTIO_NET_RXQ), .events = POLLIN },
+		{ .fd = n->stop_fd, .events = POLLIN },
+		{ .fd = n->tap_fd, .events = POLLIN },
+	};
+	bool poll_tap = false;
+
+	pthread_setname_np(pthread_self(), "virtio-net-rx");
+	for (;;) {
+		if (poll(pfd, poll_tap ? 3 : 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		if (pfd[1].revents)
+			break;
+		if (pfd[0].revents & POLLIN)
+			drain(pfd[0].fd);
+		poll_tap = virtio_net_process_rx(n);
+	}
+	return NULL;
+}
+
+/* ---- transmit ---- */
+
+static void tap_write(struct virtio_net *n, struct iovec *iov, int cnt)
+{
+	for (int tries = 0; tries < 100; tries++) {
+		ssize_t r = writev(n->tap_fd, iov, cnt);
+		if (r >= 0)
+			return;
+		if (errno == EINTR)
+			continue;
+		if (errno == EAGAIN) {
+			struct pollfd p = { .fd = n->tap_fd, .events = POLLOUT };
+			poll(&p, 1, 10);
+			continue;
+		}
+		/* The TAP is down, or the frame is malformed: it is dropped, as a wire would. */
+		if (!n->tx_error_logged) {
+			n->tx_error_logged = true;
+			hv_debug("virtio-net %s: dropping a frame: %s", n->ifname, strerror(errno));
+		}
+		return;
+	}
+}
+
+void virtio_net_process_tx(struct virtio_net *n)
+{
+	struct virtq *q = virtio_pci_queue(n->vp, VIRTIO_NET_TXQ);
+	struct virtq_chain *c = &n->tx_chain;
+	struct iovec iov[VIRTQ_MAX_SEGS + 1];
+	static const struct virtio_net_hdr_v1 zero_hdr;
+
+	pthread_mutex_lock(&q->lock);
+	while (virtq_active(q)) {
+		int r;
+		virtq_disable_notify(q);
+		while ((r = virtq_pop(q, c)) == 1) {
+			if (c->out_len < VIRTIO_NET_HDR_LEN) {
+				virtq_push(q, c, 0);
+				virtq_fail(q, "transmit packet shorter than the virtio-net header");
+				r = -1;
+				break;
+			}
+			/* No offloads were offered: whatever the guest put in the header is
+			 * ignored, the TAP gets a clean one. */
+			iov[0] = (struct iovec){ (void *)&zero_hdr, sizeof(zero_hdr) };
+			int k = virtq_iov_slice(c->iov, c->n_out, VIRTIO_NET_HDR_LEN,
+						c->out_len - VIRTIO_NET_HDR_LEN, &iov[1], VIRTQ_MAX_SEGS);
+			tap_write(n, iov, k + 1);
+			virtq_push(q, c, 0);
+		}
+		virtio_pci_notify_used(n->vp, q);
+		if (r < 0 || !virtq_enable_notify(q))
+			break;
+	}
+	pthread_mutex_unlock(&q->lock);
+}
+
+/* ---- control queue ---- */
+
+static uint8_t ctrl_command(struct virtio_net *n, uint8_t class, uint8_t cmd)
+{
+	if (class == VIRTIO_NET_CTRL_ANNOUNCE && cmd == VIRTIO_NET_CTRL_ANNOUNCE_ACK) {
+		pthread_mutex_lock(&n->cfg_lock);
+		n->status &= (uint16_t)~VIRTIO_NET_S_ANNOUNCE;
+		pthread_mutex_unlock(&n->cfg_lock);
+		return VIRTIO_NET_OK;
+	}
+	return VIRTIO_NET_ERR;
+}
+
+void virtio_net_process_ctrl(struct virtio_net *n)
+{
+	struct virtq *q = virtio_pci_queue(n->vp, VIRTIO_NET_CTRLQ);
+	struct virtq_chain *c = &n->ctrl_chain;
+	struct virtio_net_ctrl_hdr hdr;
+
+	pthread_mutex_lock(&q->lock);
+	while (virtq_active(q)) {
+		int r;
+		virtq_disable_notify(q);
+		while ((r = virtq_pop(q, c)) == 1) {
+			if (c->out_len < sizeof(hdr) || c->in_len < 1) {
+				virtq_push(q, c, 0);
+				virtq_fail(q, "control command without header or ack byte");
+				r = -1;
+				break;
+			}
+			virtq_iov_read(c->iov, c->n_out, 0, &hdr, sizeof(hdr));
+			uint8_t ack = ctrl_command(n, hdr.class, hdr.cmd);
+			virtq_iov_write(&c->iov[c->n_out], c->n_in, c->in_len - 1, &ack, 1);
+			virtq_push(q, c, 1);
+		}
+		virtio_pci_notify_used(n->vp, q);
+		if (r < 0 || !virtq_enable_notify(q))
+			break;
+	}
+	pthread_mutex_unlock(&q->lock);
+}
+
+static void *tx_thread(void *arg)
+{
+	struct virtio_net *n = arg;
+	struct pollfd pfd[3] = {
+		{ .fd = virtio_pci_queue_eventfd(n->vp, VIRTIO_NET_TXQ), .events = POLLIN },
+		{ .fd = virtio_pci_queue_eventfd(n->vp, VIRTIO_NET_CTRLQ), .events = POLLIN },
+		{ .fd = n->stop_fd, .events = POLLIN },
+	};
+
+	pthread_setname_np(pthread_self(), "virtio-net-tx");
+	for (;;) {
+		if (poll(pfd, 3, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		if (pfd[2].revents)
+			break;
+		if (pfd[0].revents & POLLIN) {
+			drain(pfd[0].fd);
+			virtio_net_process_tx(n);
+		}
+		if (pfd[1].revents & POLLIN) {
+			drain(pfd[1].fd);
+			virtio_net_process_ctrl(n);
+		}
+	}
+	return NULL;
+}
+
+/* ---- device ---- */
+
+static void net_get_config(void *dev, uint32_t offset, void *data, uint32_t len)
+{
+	struct virtio_net *n = dev;
+	struct virtio_net_config cfg;
+
+	memset(&cfg, 0, sizeof(cfg));
+	pthread_mutex_lock(&n->cfg_lock);
+	memcpy(cfg.mac, n->mac, 6);
+	cfg.status = n->status;
+	pthread_mutex_unlock(&n->cfg_lock);
+	cfg.max_virtqueue_pairs = 1;
+	cfg.mtu = 1500;
+	memcpy(data, (const uint8_t *)&cfg + offset, len);
+}
+
+static void net_reset(void *dev)
+{
+	struct virtio_net *n = dev;
+
+	pthread_mutex_lock(&n->cfg_lock);
+	n->status &= (uint16_t)~VIRTIO_NET_S_ANNOUNCE;
+	pthread_mutex_unlock(&n->cfg_lock);
+}
+
+static const struct virtio_dev_ops net_ops = {
+	.name = "virtio-net",
+	.type = VIRTIO_ID_NET,
+	.class_code = 0x020000, /* Ethernet controller */
+	.features = (1ull << VIRTIO_NET_F_MAC) | (1ull << VIRTIO_NET_F_STATUS) |
+		    (1ull << VIRTIO_NET_F_CTRL_VQ) | (1ull << VIRTIO_NET_F_GUEST_ANNOUNCE),
+	.num_queues = 3,
+	.config_size = NET_CONFIG_SIZE,
+	.get_config = net_get_config,
+	.reset = net_reset,
+};
+
+struct virtio_net *virtio_net_create(struct pci_bus *bus, int slot, const char *ifname,
+				     const uint8_t mac[6])
+{
+	struct virtio_net *n = calloc(1, sizeof(*n));
+
+	if (!n) {
+		hv_error("virtio-net: out of memory");
+		return NULL;
+	}
+	n->tap_fd = n->stop_fd = -1;
+	pthread_mutex_init(&n->cfg_lock, NULL);
+	memcpy(n->mac, mac, 6);
+	n->status = VIRTIO_NET_S_LINK_UP;
+	snprintf(n->ifname, sizeof(n->ifname), "%s", ifname);
+	n->tap_fd = virtio_net_tap_open(ifname, VIRTIO_NET_TUN_PATH);
+	if (n->tap_fd < 0)
+		goto fail;
+	n->vp = virtio_pci_create(bus, slot, &net_ops, n, 0);
+	if (!n->vp)
+		goto fail;
+	n->stop_fd = eventfd(0, EFD_CLOEXEC);
+	if (n->stop_fd < 0 || pthread_create(&n->rx_thread, NULL, rx_thread, n) != 0) {
+		hv_error("virtio-net: cannot start the I/O threads for TAP %s", ifname);
+		goto fail;
+	}
+	n->rx_started = true;
+	if (pthread_create(&n->tx_thread, NULL, tx_thread, n) != 0) {
+		hv_error("virtio-net: cannot start the I/O threads for TAP %s", ifname);
+		goto fail;
+	}
+	n->tx_started = true;
+	return n;
+fail:
+	virtio_net_destroy(n);
+	return NULL;
+}
+
+void virtio_net_destroy(struct virtio_net *n)
+{
+	if (!n)
+		return;
+	if (n->rx_started || n->tx_started) {
+		uint64_t one = 1;
+		if (write(n->stop_fd, &one, sizeof(one)) < 0)
+			hv_debug("virtio-net: stop write failed");
+	}
+	if (n->rx_started)
+		pthread_join(n->rx_thread, NULL);
+	if (n->tx_started)
+		pthread_join(n->tx_thread, NULL);
+	virtio_pci_destroy(n->vp);
+	if (n->stop_fd >= 0)
+		close(n->stop_fd);
+	if (n->tap_fd >= 0)
+		close(n->tap_fd);
+	pthread_mutex_destroy(&n->cfg_lock);
+	free(n);
+}
+
+struct virtio_pci *virtio_net_transport(struct virtio_net *n)
+{
+	return n->vp;
+}
+
+void virtio_net_get_mac(const struct virtio_net *n, uint8_t mac[6])
+{
+	memcpy(mac, n->mac, 6);
+}
+
+bool virtio_net_announce(struct virtio_net *n)
+{
+	if (!(virtio_pci_driver_features(n->vp) & (1ull << VIRTIO_NET_F_GUEST_ANNOUNCE)))
+		return false;
+	pthread_mutex_lock(&n->cfg_lock);
+	n->status |= VIRTIO_NET_S_ANNOUNCE;
+	pthread_mutex_unlock(&n->cfg_lock);
+	virtio_pci_config_changed(n->vp);
+	return true;
+}
+
+int virtio_net_send_to_host(struct virtio_net *n, const void *frame, size_t len)
+{
+	static const struct virtio_net_hdr_v1 zero_hdr;
+	struct iovec iov[2] = { { (void *)&zero_hdr, sizeof(zero_hdr) }, { (void *)frame, len } };
+
+	return writev(n->tap_fd, iov, 2) < 0 ? -errno : 0;
+}
+
+void virtio_net_get_state(struct virtio_net *n, struct virtio_net_state *st)
+{
+	memset(st, 0, sizeof(*st));
+	pthread_mutex_lock(&n->cfg_lock);
+	memcpy(st->mac, n->mac, 6);
+	st->status = n->status;
+	pthread_mutex_unlock(&n->cfg_lock);
+}
+
+int virtio_net_set_state(struct virtio_net *n, const struct virtio_net_state *st)
+{
+	pthread_mutex_lock(&n->cfg_lock);
+	memcpy(n->mac, st->mac, 6);
+	n->status = st->status & (VIRTIO_NET_S_LINK_UP | VIRTIO_NET_S_ANNOUNCE);
+	pthread_mutex_unlock(&n->cfg_lock);
+	return 0;
+}
