@@ -164,6 +164,9 @@ int virtio_net_tap_open(const char *ifname, const char *tun_path)
 				 ifname, ifname);
 		else if (err == EBUSY)
 			hv_error("TAP '%s' is already in use by another process; give each VM its own TAP", ifname);
+		else if (err == ENOTTY || err == EBADFD)
+			hv_error("%s is not the TUN/TAP control device (it should be character device 10,200)",
+				 tun_path);
 		else if (err == EINVAL && existed)
 			hv_error("network interface '%s' exists but is not a TAP device; choose another name for --net tap=",
 				 ifname);

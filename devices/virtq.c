@@ -14,29 +14,35 @@
 
 #define DESC_SIZE 16
 
+/* Guest structures need not be naturally aligned (an indirect table may sit anywhere):
+ * packed types make the compiler emit accesses that are fine at any address. */
+struct __attribute__((packed, may_alias)) u16p { uint16_t v; };
+struct __attribute__((packed, may_alias)) u32p { uint32_t v; };
+struct __attribute__((packed, may_alias)) u64p { uint64_t v; };
+
 static uint16_t rd16(const void *base, uint64_t off)
 {
-	return *(const volatile uint16_t *)((const uint8_t *)base + off);
+	return ((const volatile struct u16p *)((const uint8_t *)base + off))->v;
 }
 
 static uint32_t rd32(const void *base, uint64_t off)
 {
-	return *(const volatile uint32_t *)((const uint8_t *)base + off);
+	return ((const volatile struct u32p *)((const uint8_t *)base + off))->v;
 }
 
 static uint64_t rd64(const void *base, uint64_t off)
 {
-	return *(const volatile uint64_t *)((const uint8_t *)base + off);
+	return ((const volatile struct u64p *)((const uint8_t *)base + off))->v;
 }
 
 static void wr16(void *base, uint64_t off, uint16_t v)
 {
-	*(volatile uint16_t *)((uint8_t *)base + off) = v;
+	((volatile struct u16p *)((uint8_t *)base + off))->v = v;
 }
 
 static void wr32(void *base, uint64_t off, uint32_t v)
 {
-	*(volatile uint32_t *)((uint8_t *)base + off) = v;
+	((volatile struct u32p *)((uint8_t *)base + off))->v = v;
 }
 
 struct desc {
@@ -129,6 +135,11 @@ int virtq_start(struct virtq *q, bool event_idx, bool indirect)
 		return -1;
 	}
 	q->no_notify = rd16(q->used, 0) & VRING_USED_F_NO_NOTIFY;
+	if (!q->s.signalled_used_valid) {
+		/* Nothing pushed yet, so nothing to signal: interrupts start with the first push. */
+		q->s.signalled_used = q->s.used_idx;
+		q->s.signalled_used_valid = 1;
+	}
 	q->ready = true;
 	return 0;
 }
@@ -302,14 +313,16 @@ bool virtq_needs_interrupt(struct virtq *q)
 		return false;
 	/* Our used index store must be ordered before reading the driver's suppression. */
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	if (!q->event_idx)
-		return !(rd16(q->avail, 0) & VRING_AVAIL_F_NO_INTERRUPT);
 	uint16_t old = q->s.signalled_used, now = q->s.used_idx;
 	bool valid = q->s.signalled_used_valid;
 	q->s.signalled_used = now;
 	q->s.signalled_used_valid = 1;
+	if (valid && now == old)
+		return false; /* nothing new since the last decision */
+	if (!q->event_idx)
+		return !(rd16(q->avail, 0) & VRING_AVAIL_F_NO_INTERRUPT);
 	if (!valid)
-		return true;
+		return true; /* a restored queue that never decided: err on the side of telling */
 	uint16_t event = rd16(q->avail, 4 + 2ull * q->s.size);
 	/* vring_need_event: did the used index step over used_event since `old`? */
 	return (uint16_t)(now - event - 1) < (uint16_t)(now - old);

@@ -3,7 +3,7 @@
 
 GUEST_OUT := $(BUILD)/guests
 GUEST_OBJDIR := $(GUEST_OUT)/obj
-GUEST_CC := $(CC)
+GUEST_CC ?= gcc
 GUEST_LD ?= ld
 GUEST_OBJCOPY ?= objcopy
 GUEST_NM ?= nm
@@ -35,21 +35,21 @@ $(GUEST_S_SRCS:%.S=$(GUEST_OBJDIR)/%.o): $(GUEST_OBJDIR)/%.o: %.S
 	@mkdir -p $(dir $@)
 	$(GUEST_CC) $(GUEST_ASFLAGS) -c $< -o $@
 
-$(GUEST_OUT)/hv-guest.ld: guests/hv-guest.ld.S guests/include/layout.h guests/guests.mk
+$(GUEST_OBJDIR)/hv-guest.ld: guests/hv-guest.ld.S guests/include/layout.h guests/guests.mk
 	@mkdir -p $(dir $@)
 	$(GUEST_CC) -E -P -x c -Iguests/include $< -o $@
 
-$(GUEST_OUT)/hv-guest.elf: $(GUEST_OBJS) $(GUEST_OUT)/hv-guest.ld
-	$(GUEST_LD) $(GUEST_LDFLAGS) -T $(GUEST_OUT)/hv-guest.ld -o $@ $(GUEST_OBJS)
+$(GUEST_OUT)/hv-guest.elf: $(GUEST_OBJS) $(GUEST_OBJDIR)/hv-guest.ld
+	$(GUEST_LD) $(GUEST_LDFLAGS) -T $(GUEST_OBJDIR)/hv-guest.ld -o $@ $(GUEST_OBJS)
 
 # bzImage: the ELF's loadable bytes as a flat payload behind a setup header.
-$(GUEST_OUT)/hv-guest.bin: $(GUEST_OUT)/hv-guest.elf
+$(GUEST_OBJDIR)/hv-guest.bin: $(GUEST_OUT)/hv-guest.elf
 	$(GUEST_OBJCOPY) -O binary $< $@
 
-$(GUEST_OBJDIR)/bzsetup.o: guests/boot/bzsetup.S $(GUEST_OUT)/hv-guest.bin guests/include/layout.h
+$(GUEST_OBJDIR)/bzsetup.o: guests/boot/bzsetup.S $(GUEST_OBJDIR)/hv-guest.bin guests/include/layout.h
 	@mkdir -p $(dir $@)
 	$(GUEST_CC) -fno-pic -fno-pie -Iguests/include -Wa,--fatal-warnings \
-		-DPAYLOAD='"$(GUEST_OUT)/hv-guest.bin"' \
+		-DPAYLOAD='"$(GUEST_OBJDIR)/hv-guest.bin"' \
 		-DINIT_END=0x$$($(GUEST_NM) -P $(GUEST_OUT)/hv-guest.elf | awk '$$1 == "_end" { print $$3 }') \
 		-c $< -o $@
 

@@ -13,13 +13,26 @@ static void log_line(const char *tag, const char *fmt, va_list ap)
 	fprintf(stderr, "hv: %s%s\n", tag, line);
 }
 
+static __thread char last_error[512];
+
 void hv_error(const char *fmt, ...)
 {
 	va_list ap;
 
 	va_start(ap, fmt);
-	log_line("error: ", fmt, ap);
+	vsnprintf(last_error, sizeof(last_error), fmt, ap);
 	va_end(ap);
+	fprintf(stderr, "hv: error: %s\n", last_error);
+}
+
+const char *hv_last_error(void)
+{
+	return last_error;
+}
+
+void hv_clear_error(void)
+{
+	last_error[0] = 0;
 }
 
 void hv_warn(const char *fmt, ...)

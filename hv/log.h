@@ -6,6 +6,11 @@
 void hv_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void hv_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void hv_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The last hv_error() message of the calling thread ("" if none), like errno: for callers
+ * that must pass a failure on (e.g. to a migration source) as well as print it. */
+const char *hv_last_error(void);
+void hv_clear_error(void);
+
 /* Printed only when HV_DEBUG is set in the environment. */
 void hv_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

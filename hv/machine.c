@@ -14,6 +14,7 @@
 #include "hv/control.h"
 #include "hv/log.h"
 #include "hv/rundir.h"
+#include "migrate/migrate_control.h"
 
 int machine_create(struct machine *m, const struct machine_config *cfg)
 {
@@ -113,6 +114,9 @@ int machine_start(struct machine *m)
 			return -1;
 		if (m->console.pty_path[0])
 			control_set_console_path(m->control, m->console.pty_path);
+		m->migration = migrate_control_register(m->control);
+		if (!m->migration)
+			return -1;
 	}
 	return vm_start(&m->vm);
 }
@@ -124,6 +128,8 @@ int machine_wait(struct machine *m)
 
 void machine_destroy(struct machine *m)
 {
+	migrate_control_stop(m->migration);
+	m->migration = NULL;
 	if (m->control)
 		control_stop(m->control);
 	m->control = NULL;

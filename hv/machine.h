@@ -10,6 +10,7 @@
 #include "hv/vm.h"
 
 struct control_server;
+struct migrate_job;
 
 struct machine_config {
 	const char *name;
@@ -26,6 +27,7 @@ struct machine {
 	struct vm vm;
 	struct console console;
 	struct control_server *control;
+	struct migrate_job *migration; /* the control socket's migrate commands */
 	struct virtio_devices *devices; /* the PCI bus and its virtio devices */
 	char name[VM_NAME_MAX];
 	int name_lock;

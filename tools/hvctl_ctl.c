@@ -694,7 +694,7 @@ static int relay(int pty, bool tty)
 			if (n <= 0) {
 				/* EIO: the VM closed its side of the PTY. */
 				if (tty)
-					fprintf(stderr, "\r\n[the VM's console closed]\r\n");
+					fprintf(stderr, "\n[the VM's console closed]\n");
 				return 0;
 			}
 			if (write_all(STDOUT_FILENO, out, (size_t)n) < 0)
@@ -724,7 +724,7 @@ static int relay(int pty, bool tty)
 				if (keep && write(pty, in, keep) < 0) {
 				}
 				if (tty)
-					fprintf(stderr, "\r\n[detached]\r\n");
+					fprintf(stderr, "\n[detached]\n");
 				return 0;
 			}
 			in_len = keep;
@@ -780,7 +780,7 @@ int hvctl_cmd_console(int argc, char **argv)
 		/* Keep "\n" -> "\r\n" on output: small guests print bare newlines. */
 		raw.c_oflag |= OPOST | ONLCR;
 		tcsetattr(STDIN_FILENO, TCSAFLUSH, &raw);
-		fprintf(stderr, "[connected to VM '%s' on %s; Ctrl-] detaches]\r\n", a.name, path);
+		fprintf(stderr, "[connected to VM '%s' on %s; Ctrl-] detaches]\n", a.name, path);
 	} else {
 		tty = false;
 	}

@@ -108,7 +108,7 @@ void touch_step(struct touch *t)
 	if (t->pps)
 		throttle(t);
 
-	uint64_t *p = t->base + t->cursor * WORDS;
+	volatile uint64_t *p = t->base + t->cursor * WORDS; /* never cached in registers */
 	uint64_t i = t->first + t->cursor;
 	uint64_t gold = t->gen - 1, gnew = t->gen;
 

@@ -542,9 +542,12 @@ static void test_interrupt_suppression_no_event_idx(void **state)
 
 	set_desc(f, DESC_GPA, 0, DATA_GPA, 8, VRING_DESC_F_WRITE, 0);
 	publish(f, 0);
+	/* Nothing pushed yet: nothing to tell. */
+	assert_false(virtq_needs_interrupt(&f->q));
 	assert_int_equal(virtq_pop(&f->q, &c), 1);
 	virtq_push(&f->q, &c, 8);
 	assert_true(virtq_needs_interrupt(&f->q));
+	assert_false(virtq_needs_interrupt(&f->q)); /* and not twice */
 	avail[0] = VRING_AVAIL_F_NO_INTERRUPT;
 	publish(f, 0);
 	assert_int_equal(virtq_pop(&f->q, &c), 1);
@@ -581,7 +584,7 @@ static void test_event_idx(void **state)
 		virtq_push(&f->q, &c, 8);
 		irq[i] = virtq_needs_interrupt(&f->q);
 	}
-	assert_true(irq[0]);  /* the first decision always interrupts */
+	assert_false(irq[0]); /* used 1 */
 	assert_false(irq[1]); /* used 2 */
 	assert_false(irq[2]); /* used 3 */
 	assert_true(irq[3]);  /* used 4: stepped over used_event 3 */

@@ -1,0 +1,63 @@
+#include "migrate/auto_compress.h"
+
+/* Below this link rate zlib might win, so it is worth a probe. */
+#define PROBE_BELOW_BPS (400.0 * 1024 * 1024)
+#define PROBE_BATCHES 8      /* batches a probe lasts before it is judged */
+#define REPROBE_BATCHES 1024 /* raw batches before zlib is tried again */
+#define WIN_MARGIN 1.10      /* zlib must be this much faster to be chosen */
+
+static double ewma(double old, double sample)
+{
+	return old <= 0 ? sample : old * 0.75 + sample * 0.25;
+}
+
+void auto_compress_init(struct auto_compress *ac, enum migrate_compress mode)
+{
+	*ac = (struct auto_compress){ .mode = mode };
+	ac->zlib_allowed = mode != MIGRATE_COMPRESS_NONE;
+	ac->use_zlib = mode == MIGRATE_COMPRESS_ZLIB;
+	ac->zlib_ratio = 1.0;
+}
+
+void auto_compress_account(struct auto_compress *ac, uint64_t wire_bytes, uint64_t send_ns,
+			   uint64_t zlib_in, uint64_t zlib_out, uint64_t encode_ns)
+{
+	if (zlib_in && encode_ns) {
+		ac->zlib_bps = ewma(ac->zlib_bps, (double)zlib_in * 1e9 / (double)encode_ns);
+		ac->zlib_ratio = ewma(ac->zlib_ratio, (double)zlib_out / (double)zlib_in);
+	}
+	/* A send that returned at once only filled the socket buffer: it says nothing about the
+	 * link, except that the link is not the bottleneck yet. */
+	if (wire_bytes && send_ns > 20000)
+		ac->link_bps = ewma(ac->link_bps, (double)wire_bytes * 1e9 / (double)send_ns);
+	else if (wire_bytes)
+		ac->link_bps = ewma(ac->link_bps, 1e12);
+	ac->batches_since_switch++;
+}
+
+void auto_compress_decide(struct auto_compress *ac)
+{
+	if (ac->mode != MIGRATE_COMPRESS_AUTO || !ac->zlib_allowed || ac->link_bps <= 0)
+		return;
+	if (ac->use_zlib) {
+		if (ac->batches_since_switch < PROBE_BATCHES || ac->zlib_bps <= 0)
+			return;
+		/* Page bytes per second with zlib: compress, then send the smaller result. */
+		double with_zlib = 1.0 / (1.0 / ac->zlib_bps + ac->zlib_ratio / ac->link_bps);
+		if (with_zlib < ac->link_bps * WIN_MARGIN) {
+			ac->use_zlib = false;
+			ac->batches_since_switch = 0;
+		}
+		return;
+	}
+	if (ac->link_bps < PROBE_BELOW_BPS &&
+	    (ac->zlib_bps <= 0 || ac->batches_since_switch >= REPROBE_BATCHES)) {
+		ac->use_zlib = true;
+		ac->batches_since_switch = 0;
+	}
+}
+
+double auto_compress_wire_ratio(const struct auto_compress *ac)
+{
+	return ac->use_zlib ? ac->zlib_ratio : 1.0;
+}

@@ -1,0 +1,34 @@
+/* --compress auto: zlib only while the link, not the CPU, is the bottleneck.
+ * zlib level 1 does ~50-100 MiB/s per core while loopback TCP moves GiB/s, so compressing
+ * pays only on slow links, and only for compressible memory. The sender measures both sides
+ * per batch (time blocked in the socket, time in zlib, compression ratio) and compares the
+ * page rate each choice would give. */
+#ifndef MIGRATE_AUTO_COMPRESS_H
+#define MIGRATE_AUTO_COMPRESS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "migrate/migrate.h"
+
+struct auto_compress {
+	enum migrate_compress mode;
+	bool zlib_allowed; /* mode allows it and the destination speaks it */
+	bool use_zlib;     /* current choice */
+	double link_bps;   /* bytes/s the socket accepts while it is the bottleneck (EWMA) */
+	double zlib_bps;   /* page bytes/s zlib consumes (EWMA); 0 until measured */
+	double zlib_ratio; /* compressed/raw (EWMA) */
+	uint32_t batches_since_switch;
+};
+
+void auto_compress_init(struct auto_compress *ac, enum migrate_compress mode);
+/* One batch: wire bytes and the time the send took; page bytes that went into zlib, what
+ * came out, and the time encoding took. */
+void auto_compress_account(struct auto_compress *ac, uint64_t wire_bytes, uint64_t send_ns,
+			   uint64_t zlib_in, uint64_t zlib_out, uint64_t encode_ns);
+/* Re-decides use_zlib (auto mode only). */
+void auto_compress_decide(struct auto_compress *ac);
+/* Expected wire bytes per page byte under the current choice (for downtime estimates). */
+double auto_compress_wire_ratio(const struct auto_compress *ac);
+
+#endif

@@ -1,0 +1,375 @@
+/* The destination side of live migration: check compatibility, take pages straight into
+ * guest RAM, load the vCPU/VM/device state, acknowledge, and run the guest only on COMMIT.
+ * Every record is untrusted: the wire layer checks framing and CRCs, the decoders check
+ * contents, and the record order is enforced. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "devices/serial.h"
+#include "hv/cpuid.h"
+#include "hv/layout.h"
+#include "hv/log.h"
+#include "hv/machine.h"
+#include "migrate/channel.h"
+#include "migrate/cpu_state.h"
+#include "migrate/migrate.h"
+#include "migrate/page_codec.h"
+#include "migrate/wire.h"
+
+/* The source streams continuously; silence this long means it is gone. */
+#define INCOMING_IDLE_TIMEOUT_MS 60000
+
+struct incoming {
+	struct wire_conn conn;
+	struct machine *m;
+	bool machine_up;
+	struct page_codec_dec dec;
+	struct wire_hello *hello;
+	struct cpuid_table *src_cpuid;
+	struct vcpu_state *vcpus; /* one per vCPU */
+	bool *vcpu_seen;
+	struct vm_kvm_state vm_state;
+	bool vm_seen, serial_seen;
+	struct serial_regs serial;
+	uint8_t *buf;
+	size_t buf_cap;
+	char err[512];
+	bool peer_gone;
+};
+
+static int failf(struct incoming *in, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static int failf(struct incoming *in, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!in->err[0]) {
+		va_start(ap, fmt);
+		vsnprintf(in->err, sizeof(in->err), fmt, ap);
+		va_end(ap);
+	}
+	return -1;
+}
+
+static int fail_wire(struct incoming *in, int r, const char *what)
+{
+	if (r == WIRE_E_IO || r == WIRE_E_EOF)
+		in->peer_gone = true;
+	if (r == WIRE_E_EOF)
+		return failf(in, "%s: the source closed the connection", what);
+	return failf(in, "%s: %s", what, in->conn.err[0] ? in->conn.err : wire_strerror(r));
+}
+
+static uint8_t *page_ptr(void *opaque, uint64_t gfn)
+{
+	struct guest_mem *mem = opaque;
+
+	if (gfn >= guest_mem_pages(mem))
+		return NULL;
+	return mem->host + gfn * PAGE_SIZE;
+}
+
+/* The source's guest saw these CPUID bits; this host must have every one of them. */
+static int check_cpu(struct incoming *in, struct cpuid_table *have)
+{
+	struct wire_hello *h = in->hello;
+	struct cpuid_table *want = in->src_cpuid;
+	char missing[400];
+
+	memset(want, 0, sizeof(*want));
+	for (uint32_t i = 0; i < h->ncpuid && i < CPUID_MAX_ENTRIES; i++) {
+		struct kvm_cpuid_entry2 *e = &want->entries[i];
+		e->function = h->cpuid[i].function;
+		e->index = h->cpuid[i].index;
+		e->eax = h->cpuid[i].eax;
+		e->ebx = h->cpuid[i].ebx;
+		e->ecx = h->cpuid[i].ecx;
+		e->edx = h->cpuid[i].edx;
+		/* Sub-leaf-indexed leaves carry the flag; the lookups below need it. */
+		if (e->function == 4 || e->function == 7 || e->function == 0xb || e->function == 0xd ||
+		    e->function == 0x1f || e->function == 0x8000001d)
+			e->flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX;
+	}
+	want->hdr.nent = h->ncpuid;
+	if (cpuid_missing_features(want, have, missing, sizeof(missing)) > 0)
+		return failf(in, "destination CPU lacks %s; use a common CPU baseline", missing);
+	return 0;
+}
+
+static int check_devices(struct incoming *in)
+{
+	const char *d = in->hello->devices_json;
+
+	/* This version's machines have exactly the serial console; say so if the source differs. */
+	if (strstr(d, "\"type\"") && !strstr(d, "\"serial\""))
+		return failf(in, "the source VM has no serial device, which this destination requires");
+	const char *p = d;
+	while ((p = strstr(p, "\"type\":\"")) != NULL) {
+		p += 8;
+		if (strncmp(p, "serial\"", 7) != 0) {
+			char t[32];
+			size_t n = strcspn(p, "\"");
+			snprintf(t, sizeof(t), "%.*s", (int)(n < 31 ? n : 31), p);
+			return failf(in, "destination cannot provide device type '%s'", t);
+		}
+	}
+	return 0;
+}
+
+static int handle_hello(struct incoming *in, const uint8_t *payload, size_t len,
+			const struct machine_config *cfg)
+{
+	struct wire_hello *h = in->hello;
+	char perr[256];
+	struct cpuid_table *have = NULL;
+
+	if (wire_parse_hello(payload, len, h, perr, sizeof(perr)) < 0)
+		return failf(in, "bad hello: %s", perr);
+	have = calloc(1, sizeof(*have));
+	int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (!have || kvm < 0) {
+		free(have);
+		if (kvm >= 0)
+			close(kvm);
+		return failf(in, "cannot open /dev/kvm on the destination");
+	}
+	int r = cpuid_get_supported(kvm, have);
+	close(kvm);
+	if (r < 0) {
+		free(have);
+		return failf(in, "KVM_GET_SUPPORTED_CPUID failed on the destination");
+	}
+	cpuid_filter(have);
+	r = check_cpu(in, have);
+	free(have);
+	if (r < 0 || check_devices(in) < 0)
+		return -1;
+
+	struct machine_config c = *cfg;
+	if (!c.name)
+		c.name = h->name;
+	c.mem_size = h->mem_size;
+	c.ncpus = (int)h->vcpus;
+	hv_clear_error();
+	if (machine_create(in->m, &c) < 0)
+		return failf(in, "%s", hv_last_error()[0] ? hv_last_error() : "cannot create the VM");
+	in->machine_up = true;
+	struct vm *vm = &in->m->vm;
+	/* The guest keeps the CPUID it booted with (a subset of ours, checked above). */
+	for (int i = 0; i < vm->ncpus; i++)
+		if (cpuid_apply(vm->vcpus[i].fd, in->src_cpuid, i, vm->ncpus) < 0)
+			return failf(in, "cannot apply the source's CPUID to vCPU %d", i);
+	in->vcpus = calloc((size_t)vm->ncpus, sizeof(*in->vcpus));
+	in->vcpu_seen = calloc((size_t)vm->ncpus, sizeof(*in->vcpu_seen));
+	if (!in->vcpus || !in->vcpu_seen)
+		return failf(in, "out of memory for vCPU state");
+	return 0;
+}
+
+static int handle_cpu_state(struct incoming *in, const uint8_t *p, size_t len)
+{
+	struct vm *vm = &in->m->vm;
+	struct vcpu_state *tmp = malloc(sizeof(*tmp));
+	char e[256];
+
+	if (!tmp)
+		return failf(in, "out of memory");
+	if (cpu_state_decode_vcpu(p, len, tmp, e, sizeof(e)) < 0) {
+		free(tmp);
+		return failf(in, "bad vCPU state: %s", e);
+	}
+	uint32_t i = tmp->vcpu_index;
+	if (i >= (uint32_t)vm->ncpus || in->vcpu_seen[i]) {
+		free(tmp);
+		return failf(in, "vCPU state for index %u is out of range or repeated", i);
+	}
+	in->vcpus[i] = *tmp;
+	in->vcpu_seen[i] = true;
+	free(tmp);
+	return 0;
+}
+
+static int handle_device_state(struct incoming *in, const uint8_t *p, size_t len)
+{
+	struct wire_device_state d;
+	char e[256];
+
+	if (wire_parse_device_state(p, len, &d, e, sizeof(e)) < 0)
+		return failf(in, "bad device state: %s", e);
+	if (strcmp(d.name, "serial") != 0)
+		return failf(in, "state for unknown device '%s'", d.name);
+	if (d.version != 1 || d.len != sizeof(in->serial) || in->serial_seen)
+		return failf(in, "serial state: version %u, %zu bytes, not what this hv expects",
+			     d.version, d.len);
+	memcpy(&in->serial, d.data, sizeof(in->serial));
+	in->serial_seen = true;
+	return 0;
+}
+
+/* Everything arrived: cross-check, then load it all into KVM in the documented order. */
+static int load_state(struct incoming *in, const uint8_t *p, size_t len)
+{
+	struct vm *vm = &in->m->vm;
+	struct wire_end_of_state eos;
+	char e[256];
+
+	if (wire_parse_end_of_state(p, len, &eos, e, sizeof(e)) < 0)
+		return failf(in, "bad end of state: %s", e);
+	if (eos.vcpus != (uint32_t)vm->ncpus)
+		return failf(in, "source sent state for %u vCPUs, the VM has %d", eos.vcpus, vm->ncpus);
+	for (int i = 0; i < vm->ncpus; i++)
+		if (!in->vcpu_seen[i])
+			return failf(in, "no state arrived for vCPU %d", i);
+	if (!in->vm_seen || !in->serial_seen)
+		return failf(in, "VM or device state missing");
+	int *fds = calloc((size_t)vm->ncpus, sizeof(int));
+	if (!fds)
+		return failf(in, "out of memory");
+	for (int i = 0; i < vm->ncpus; i++)
+		fds[i] = vm->vcpus[i].fd;
+	int r = cpu_state_restore_all(vm->vm_fd, vm->kvm_fd, fds, in->vcpus, (unsigned)vm->ncpus,
+				      &in->vm_state, e, sizeof(e));
+	free(fds);
+	if (r < 0)
+		return failf(in, "loading vCPU/VM state: %s", e);
+	serial_set_regs(vm->serial, &in->serial);
+	return 0;
+}
+
+/* Reads a whole small record's payload into in->buf (sized for the largest state record). */
+static int read_payload(struct incoming *in, struct wire_rx *rx)
+{
+	/* The wire layer has already bounded the length by the record type's limit. */
+	if (rx->hdr.length > in->buf_cap) {
+		uint8_t *nb = realloc(in->buf, rx->hdr.length);
+		if (!nb)
+			return failf(in, "out of memory for a %u-byte record", rx->hdr.length);
+		in->buf = nb;
+		in->buf_cap = rx->hdr.length;
+	}
+	int r = wire_recv_payload(&in->conn, rx, in->buf, rx->hdr.length);
+	if (r >= 0)
+		r = wire_recv_end(&in->conn, rx);
+	return r < 0 ? fail_wire(in, r, "reading the stream") : 0;
+}
+
+static int receive(struct incoming *in, const struct machine_config *cfg)
+{
+	struct wire_order order;
+	struct wire_rx rx;
+
+	wire_order_init(&order);
+	for (;;) {
+		int r = wire_recv_hdr(&in->conn, &rx);
+		if (r < 0)
+			return fail_wire(in, r, "reading the stream");
+		if (rx.hdr.type == WIRE_ABORT) {
+			struct wire_abort a;
+			in->peer_gone = true;
+			if (read_payload(in, &rx) == 0 &&
+			    wire_parse_abort(in->buf, rx.hdr.length, &a, NULL, 0) == 0)
+				return failf(in, "the source aborted the migration: %s", a.reason);
+			return failf(in, "the source aborted the migration");
+		}
+		if (wire_order_check(&order, rx.hdr.type) < 0)
+			return failf(in, "stream corrupt: %s record out of order at byte %llu",
+				     wire_type_name(rx.hdr.type), (unsigned long long)rx.offset);
+		if (rx.hdr.type == WIRE_PAGES) {
+			r = page_codec_recv(&in->dec, &in->conn, &rx, guest_mem_pages(&in->m->vm.mem),
+					    page_ptr, &in->m->vm.mem);
+			if (r < 0)
+				return fail_wire(in, r, "receiving pages");
+			continue;
+		}
+		if (read_payload(in, &rx) < 0)
+			return -1;
+		const uint8_t *p = in->buf;
+		size_t len = rx.hdr.length;
+		switch (rx.hdr.type) {
+		case WIRE_HELLO: {
+			int ok = handle_hello(in, p, len, cfg);
+			struct wire_hello_reply reply = { .ok = ok == 0, .caps = WIRE_CAP_ZLIB };
+			if (ok < 0)
+				snprintf(reply.error, sizeof(reply.error), "%s", in->err);
+			r = wire_send_hello_reply(&in->conn, &reply);
+			if (ok < 0)
+				return -1;
+			if (r < 0)
+				return fail_wire(in, r, "answering the hello");
+			break;
+		}
+		case WIRE_ROUND_END:
+		case WIRE_PROGRESS:
+			break;
+		case WIRE_CPU_STATE:
+			if (handle_cpu_state(in, p, len) < 0)
+				return -1;
+			break;
+		case WIRE_VM_STATE: {
+			char e[256];
+			if (in->vm_seen || cpu_state_decode_vm(p, len, &in->vm_state, e, sizeof(e)) < 0)
+				return failf(in, "bad or repeated VM state");
+			in->vm_seen = true;
+			break;
+		}
+		case WIRE_DEVICE_STATE:
+			if (handle_device_state(in, p, len) < 0)
+				return -1;
+			break;
+		case WIRE_END_OF_STATE:
+			if (load_state(in, p, len) < 0)
+				return -1;
+			r = wire_send(&in->conn, WIRE_ACK, NULL, 0);
+			if (r < 0)
+				return fail_wire(in, r, "acknowledging the state");
+			break;
+		case WIRE_COMMIT:
+			return 0;
+		default:
+			return failf(in, "unexpected %s record", wire_type_name(rx.hdr.type));
+		}
+	}
+}
+
+int migrate_incoming(int fd, struct machine *m, const struct machine_config *cfg)
+{
+	struct incoming in = { .m = m };
+	int r = -1;
+
+	m->name_lock = -1;
+	wire_conn_init_fd(&in.conn, fd);
+	channel_set_recv_timeout(fd, INCOMING_IDLE_TIMEOUT_MS);
+	in.hello = calloc(1, sizeof(*in.hello));
+	in.src_cpuid = calloc(1, sizeof(*in.src_cpuid));
+	if (!in.hello || !in.src_cpuid || page_codec_dec_init(&in.dec) < 0) {
+		failf(&in, "out of memory");
+		goto out;
+	}
+	if (receive(&in, cfg) < 0)
+		goto out;
+	if (machine_start(m) < 0) {
+		failf(&in, "cannot start the received VM");
+		goto out;
+	}
+	r = 0;
+out:
+	if (r < 0) {
+		if (!in.peer_gone)
+			wire_send_abort(&in.conn, WIRE_ABORT_LOAD_FAILED, in.err);
+		if (in.machine_up)
+			machine_destroy(m);
+		hv_error("incoming migration failed: %s", in.err);
+	}
+	page_codec_dec_fini(&in.dec);
+	free(in.hello);
+	free(in.src_cpuid);
+	free(in.vcpus);
+	free(in.vcpu_seen);
+	free(in.buf);
+	return r;
+}

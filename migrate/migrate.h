@@ -1,0 +1,73 @@
+/* Live migration: the pre-copy engine (source) and the incoming side (destination).
+ * docs/migration-protocol.md describes the stream; docs/migration.md the engine. */
+#ifndef MIGRATE_MIGRATE_H
+#define MIGRATE_MIGRATE_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+struct vm;
+struct machine;
+struct machine_config;
+
+enum migrate_compress { MIGRATE_COMPRESS_AUTO, MIGRATE_COMPRESS_ZLIB, MIGRATE_COMPRESS_NONE };
+enum migrate_on_timeout { MIGRATE_ON_TIMEOUT_FORCE, MIGRATE_ON_TIMEOUT_CANCEL };
+
+#define MIGRATE_DEFAULT_DOWNTIME_MS 30
+#define MIGRATE_DEFAULT_MAX_ROUNDS 30
+
+struct migrate_params {
+	char uri[256];           /* HOST:PORT of 'hvctl receive' */
+	uint32_t downtime_ms;    /* switch over when the last round fits in this */
+	uint32_t max_rounds;     /* pre-copy rounds before on_timeout applies */
+	uint64_t bandwidth;      /* bytes/s cap on the stream; 0 = none */
+	enum migrate_compress compress;
+	enum migrate_on_timeout on_timeout;
+};
+
+void migrate_params_default(struct migrate_params *p);
+
+enum migrate_phase {
+	MIGRATE_PHASE_CONNECT,
+	MIGRATE_PHASE_PRECOPY,
+	MIGRATE_PHASE_SWITCHOVER,
+	MIGRATE_PHASE_DONE,
+	MIGRATE_PHASE_FAILED,
+};
+const char *migrate_phase_name(enum migrate_phase p);
+
+/* Progress and, at the end, the summary. */
+struct migrate_stats {
+	enum migrate_phase phase;
+	uint32_t round;
+	uint64_t ram_pages;       /* guest RAM in pages */
+	uint64_t remaining_pages; /* dirty pages still to send */
+	uint64_t pages_sent, zero_pages, raw_pages, zlib_pages;
+	uint64_t wire_bytes;
+	double rate_mbs;          /* MiB/s on the wire, last round */
+	double dirty_rate_mbs;    /* MiB/s the guest dirties, last round */
+	double expected_downtime_ms;
+	double elapsed_ms;
+	double downtime_ms;       /* source paused -> destination acknowledged + commit sent */
+	bool compressing;         /* auto mode's current choice */
+	char error[512];
+};
+
+typedef void (*migrate_progress_fn)(void *opaque, const struct migrate_stats *st);
+
+/* Source: migrates a running (or paused) VM. Blocks until done. On success the guest now
+ * runs on the destination, the VM here stays paused for the caller to stop, and 0 is
+ * returned; on failure the VM runs as before
+ * (resumed if the engine paused it), st->error says why, and -1 is returned. `cancel` may be
+ * set from another thread at any time before commit. */
+int migrate_source(struct vm *vm, const struct migrate_params *p, atomic_bool *cancel,
+		   migrate_progress_fn progress, void *opaque, struct migrate_stats *st);
+
+/* Destination: receives one migration on an accepted connection into a new machine built
+ * from cfg (name, console; memory and vCPUs come from the stream unless set). On success the
+ * machine is created and started (running the guest) and 0 is returned; on failure nothing is
+ * left and -1 is returned with one hv_error line. */
+int migrate_incoming(int fd, struct machine *m, const struct machine_config *cfg);
+
+#endif

@@ -1,0 +1,230 @@
+#include "migrate/migrate_control.h"
+
+#include <json-c/json.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hv/control.h"
+#include "hv/log.h"
+#include "hv/parse.h"
+#include "hv/vm.h"
+#include "migrate/migrate.h"
+
+struct migrate_job {
+	struct control_server *cs;
+	pthread_mutex_t lock;
+	bool running;      /* a migration thread exists (until joined) */
+	bool thread_valid;
+	pthread_t thread;
+	atomic_bool cancel;
+	struct migrate_params params;
+	struct migrate_stats stats;
+	uint64_t last_event_ns;
+};
+
+static struct json_object *stats_json(const char *event, const struct migrate_stats *st)
+{
+	struct json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "event", json_object_new_string(event));
+	json_object_object_add(o, "phase", json_object_new_string(migrate_phase_name(st->phase)));
+	json_object_object_add(o, "round", json_object_new_int((int32_t)st->round));
+	json_object_object_add(o, "ram_pages", json_object_new_int64((int64_t)st->ram_pages));
+	json_object_object_add(o, "remaining_pages", json_object_new_int64((int64_t)st->remaining_pages));
+	json_object_object_add(o, "pages_sent", json_object_new_int64((int64_t)st->pages_sent));
+	json_object_object_add(o, "zero_pages", json_object_new_int64((int64_t)st->zero_pages));
+	json_object_object_add(o, "raw_pages", json_object_new_int64((int64_t)st->raw_pages));
+	json_object_object_add(o, "zlib_pages", json_object_new_int64((int64_t)st->zlib_pages));
+	json_object_object_add(o, "wire_bytes", json_object_new_int64((int64_t)st->wire_bytes));
+	json_object_object_add(o, "rate_mibs", json_object_new_double(st->rate_mbs));
+	json_object_object_add(o, "dirty_rate_mibs", json_object_new_double(st->dirty_rate_mbs));
+	json_object_object_add(o, "expected_downtime_ms", json_object_new_double(st->expected_downtime_ms));
+	json_object_object_add(o, "elapsed_ms", json_object_new_double(st->elapsed_ms));
+	json_object_object_add(o, "downtime_ms", json_object_new_double(st->downtime_ms));
+	json_object_object_add(o, "compressing", json_object_new_boolean(st->compressing));
+	if (st->error[0])
+		json_object_object_add(o, "error", json_object_new_string(st->error));
+	return o;
+}
+
+static void on_progress(void *opaque, const struct migrate_stats *st)
+{
+	struct migrate_job *job = opaque;
+	struct json_object *ev = stats_json("migration", st);
+
+	control_emit_event(job->cs, ev);
+	json_object_put(ev);
+}
+
+static void *migration_thread(void *arg)
+{
+	struct migrate_job *job = arg;
+	struct vm *vm = control_vm(job->cs);
+	int r = migrate_source(vm, &job->params, &job->cancel, on_progress, job, &job->stats);
+	struct json_object *ev = stats_json(r == 0 ? "migration-done" : "migration-failed", &job->stats);
+
+	/* The result goes out before the VM stops, so a subscriber always learns it. */
+	control_emit_event(job->cs, ev);
+	json_object_put(ev);
+	if (r == 0) {
+		char why[320];
+		snprintf(why, sizeof(why), "migrated to %s", job->params.uri);
+		vm_request_stop(vm, 0, why);
+	} else {
+		hv_warn("migration of '%s' to %s failed: %s; the VM keeps running here", vm->name,
+			job->params.uri, job->stats.error);
+	}
+	pthread_mutex_lock(&job->lock);
+	job->running = false;
+	pthread_mutex_unlock(&job->lock);
+	return NULL;
+}
+
+static int get_uint(struct json_object *req, const char *key, uint64_t max, uint64_t *out,
+		    char *err, size_t errlen)
+{
+	struct json_object *v;
+
+	if (!json_object_object_get_ex(req, key, &v))
+		return 0;
+	if (!json_object_is_type(v, json_type_int) || json_object_get_int64(v) < 0 ||
+	    (uint64_t)json_object_get_int64(v) > max) {
+		snprintf(err, errlen, "'%s' must be an integer from 0 to %llu", key, (unsigned long long)max);
+		return -1;
+	}
+	*out = (uint64_t)json_object_get_int64(v);
+	return 0;
+}
+
+static int get_choice(struct json_object *req, const char *key, const char *const *names, int n,
+		      int *out, char *err, size_t errlen)
+{
+	struct json_object *v;
+
+	if (!json_object_object_get_ex(req, key, &v))
+		return 0;
+	const char *s = json_object_get_string(v);
+	for (int i = 0; s && i < n; i++) {
+		if (!strcmp(s, names[i])) {
+			*out = i;
+			return 0;
+		}
+	}
+	snprintf(err, errlen, "'%s' has no value '%s'", key, s ? s : "");
+	return -1;
+}
+
+static int parse_params(struct json_object *req, struct migrate_params *p, char *err, size_t errlen)
+{
+	static const char *const compress[] = { "auto", "zlib", "none" };
+	static const char *const on_timeout[] = { "force", "cancel" };
+	struct json_object *v;
+	uint64_t n;
+	int c;
+
+	migrate_params_default(p);
+	if (!json_object_object_get_ex(req, "uri", &v) || !json_object_is_type(v, json_type_string) ||
+	    json_object_get_string_len(v) >= (int)sizeof(p->uri) || json_object_get_string_len(v) == 0) {
+		snprintf(err, errlen, "'uri' (HOST:PORT) is required");
+		return -1;
+	}
+	snprintf(p->uri, sizeof(p->uri), "%s", json_object_get_string(v));
+	n = p->downtime_ms;
+	if (get_uint(req, "downtime_ms", 3600000, &n, err, errlen) < 0)
+		return -1;
+	p->downtime_ms = (uint32_t)n;
+	n = p->max_rounds;
+	if (get_uint(req, "max_rounds", 10000, &n, err, errlen) < 0)
+		return -1;
+	p->max_rounds = n ? (uint32_t)n : 1;
+	if (get_uint(req, "bandwidth", UINT64_MAX >> 1, &p->bandwidth, err, errlen) < 0)
+		return -1;
+	c = (int)p->compress;
+	if (get_choice(req, "compress", compress, 3, &c, err, errlen) < 0)
+		return -1;
+	p->compress = (enum migrate_compress)c;
+	c = (int)p->on_timeout;
+	if (get_choice(req, "on_timeout", on_timeout, 2, &c, err, errlen) < 0)
+		return -1;
+	p->on_timeout = (enum migrate_on_timeout)c;
+	return 0;
+}
+
+static int cmd_migrate(struct ctl_call *call, void *opaque)
+{
+	struct migrate_job *job = opaque;
+	struct migrate_params p;
+
+	if (parse_params(call->req->obj, &p, call->err, sizeof(call->err)) < 0)
+		return -1;
+	pthread_mutex_lock(&job->lock);
+	if (job->running) {
+		pthread_mutex_unlock(&job->lock);
+		snprintf(call->err, sizeof(call->err), "a migration of this VM is already in progress");
+		return -1;
+	}
+	if (job->thread_valid)
+		pthread_join(job->thread, NULL); /* the previous, finished one */
+	job->thread_valid = false;
+	job->params = p;
+	atomic_store(&job->cancel, false);
+	job->running = true;
+	if (pthread_create(&job->thread, NULL, migration_thread, job) != 0) {
+		job->running = false;
+		pthread_mutex_unlock(&job->lock);
+		snprintf(call->err, sizeof(call->err), "cannot start the migration thread");
+		return -1;
+	}
+	job->thread_valid = true;
+	pthread_mutex_unlock(&job->lock);
+	return 0;
+}
+
+static int cmd_migrate_cancel(struct ctl_call *call, void *opaque)
+{
+	struct migrate_job *job = opaque;
+
+	pthread_mutex_lock(&job->lock);
+	bool running = job->running;
+	if (running)
+		atomic_store(&job->cancel, true);
+	pthread_mutex_unlock(&job->lock);
+	if (!running) {
+		snprintf(call->err, sizeof(call->err), "no migration is in progress");
+		return -1;
+	}
+	return 0;
+}
+
+struct migrate_job *migrate_control_register(struct control_server *cs)
+{
+	struct migrate_job *job = calloc(1, sizeof(*job));
+
+	if (!job)
+		return NULL;
+	job->cs = cs;
+	pthread_mutex_init(&job->lock, NULL);
+	if (control_register_command(cs, "migrate", cmd_migrate, job) < 0 ||
+	    control_register_command(cs, "migrate-cancel", cmd_migrate_cancel, job) < 0) {
+		free(job);
+		return NULL;
+	}
+	return job;
+}
+
+void migrate_control_stop(struct migrate_job *job)
+{
+	if (!job)
+		return;
+	pthread_mutex_lock(&job->lock);
+	atomic_store(&job->cancel, true);
+	bool joinable = job->thread_valid;
+	job->thread_valid = false;
+	pthread_mutex_unlock(&job->lock);
+	if (joinable)
+		pthread_join(job->thread, NULL);
+	pthread_mutex_destroy(&job->lock);
+	free(job);
+}

@@ -1,0 +1,15 @@
+/* The control-socket face of migration: the "migrate" and "migrate-cancel" commands and the
+ * "migration" progress events (docs/control-protocol.md). */
+#ifndef MIGRATE_MIGRATE_CONTROL_H
+#define MIGRATE_MIGRATE_CONTROL_H
+
+struct control_server;
+struct migrate_job;
+
+/* Registers the commands on cs. Returns the job slot (to pass to migrate_control_stop), or
+ * NULL on failure. */
+struct migrate_job *migrate_control_register(struct control_server *cs);
+/* Cancels a migration in flight, waits for its thread, frees the slot. */
+void migrate_control_stop(struct migrate_job *job);
+
+#endif

@@ -1,0 +1,520 @@
+/* The source side of live migration: handshake, pre-copy rounds driven by the dirty log,
+ * switchover, and the two-phase commit. Until COMMIT is sent, any failure leaves the guest
+ * running here. */
+#include <errno.h>
+#include <stdarg.h>
+#include <linux/kvm.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "devices/serial.h"
+#include "hv/cpuid.h"
+#include "hv/layout.h"
+#include "hv/log.h"
+#include "hv/vm.h"
+#include "migrate/auto_compress.h"
+#include "migrate/channel.h"
+#include "migrate/cpu_state.h"
+#include "migrate/dirty.h"
+#include "migrate/migrate.h"
+#include "migrate/page_codec.h"
+#include "migrate/wire.h"
+
+#define ACK_TIMEOUT_MS 30000
+#define HELLO_TIMEOUT_MS 30000
+#define SEND_TIMEOUT_MS 30000 /* a destination that stops reading this long is gone */
+/* Fixed part of the downtime estimate: vCPU/VM/device state and the commit round trip. */
+#define SWITCHOVER_OVERHEAD_MS 2.0
+
+struct source {
+	struct vm *vm;
+	const struct migrate_params *p;
+	atomic_bool *cancel;
+	migrate_progress_fn progress;
+	void *opaque;
+	struct migrate_stats *st;
+
+	int fd;
+	struct wire_conn conn;
+	struct page_codec_enc enc;
+	struct dirty_tracker dirty;
+	bool dirty_on;
+
+	uint64_t gfns[WIRE_PAGES_MAX];
+	const uint8_t *ptrs[WIRE_PAGES_MAX];
+	unsigned n;
+	bool skip_zero; /* round 0: the destination's fresh memory is already zero */
+	bool stable;    /* vCPUs stopped: page bytes cannot change under the CRC */
+	struct auto_compress ac;
+
+	uint64_t t0, bw_t0, bw_bytes;
+	bool paused_by_us;
+	bool peer_gone; /* do not try to send ABORT */
+};
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+static int failf(struct source *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static int failf(struct source *s, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!s->st->error[0]) {
+		va_start(ap, fmt);
+		vsnprintf(s->st->error, sizeof(s->st->error), fmt, ap);
+		va_end(ap);
+	}
+	return -1;
+}
+
+static int fail_wire(struct source *s, int r, const char *what)
+{
+	if (r == WIRE_E_IO || r == WIRE_E_EOF)
+		s->peer_gone = true;
+	return failf(s, "%s: %s", what, s->conn.err[0] ? s->conn.err : wire_strerror(r));
+}
+
+static void report(struct source *s)
+{
+	s->st->elapsed_ms = (double)(now_ns() - s->t0) / 1e6;
+	s->st->wire_bytes = s->conn.tx_bytes;
+	s->st->zero_pages = s->enc.stats.zero_pages;
+	s->st->raw_pages = s->enc.stats.raw_pages;
+	s->st->zlib_pages = s->enc.stats.zlib_pages;
+	s->st->compressing = s->ac.use_zlib;
+	if (s->progress)
+		s->progress(s->opaque, s->st);
+}
+
+/* Sleeps as needed to keep the stream under --bandwidth. */
+static void throttle(struct source *s, uint64_t bytes)
+{
+	if (!s->p->bandwidth)
+		return;
+	s->bw_bytes += bytes;
+	uint64_t due = (uint64_t)((double)s->bw_bytes * 1e9 / (double)s->p->bandwidth);
+	uint64_t elapsed = now_ns() - s->bw_t0;
+	if (due > elapsed) {
+		uint64_t d = due - elapsed;
+		struct timespec ts = { .tv_sec = (time_t)(d / 1000000000ULL), .tv_nsec = (long)(d % 1000000000ULL) };
+		nanosleep(&ts, NULL);
+	}
+}
+
+static int flush_batch(struct source *s)
+{
+	if (!s->n)
+		return 0;
+	if (atomic_load(s->cancel))
+		return failf(s, "migration cancelled");
+	uint64_t before = s->conn.tx_bytes;
+	uint64_t zin = s->enc.stats.zlib_in_bytes, zout = s->enc.stats.zlib_out_bytes;
+	enum page_codec_compress c = s->ac.use_zlib ? PAGE_CODEC_COMPRESS_ZLIB : PAGE_CODEC_COMPRESS_NONE;
+	uint64_t t = now_ns();
+	int r = page_codec_encode(&s->enc, s->gfns, s->ptrs, s->n, c, s->stable);
+	uint64_t t_enc = now_ns();
+	if (r >= 0)
+		r = wire_send_iov(&s->conn, WIRE_PAGES, s->enc.iov, s->enc.iovcnt, s->enc.crc_len);
+	if (r < 0)
+		return fail_wire(s, r, "sending pages");
+	auto_compress_account(&s->ac, s->conn.tx_bytes - before, now_ns() - t_enc,
+			      s->enc.stats.zlib_in_bytes - zin, s->enc.stats.zlib_out_bytes - zout,
+			      t_enc - t);
+	auto_compress_decide(&s->ac);
+	s->st->pages_sent += s->n;
+	s->n = 0;
+	throttle(s, s->conn.tx_bytes - before);
+	return 0;
+}
+
+static int queue_page(struct source *s, uint64_t gfn)
+{
+	const uint8_t *page = s->vm->mem.host + gfn * PAGE_SIZE;
+
+	if (s->skip_zero && page_codec_is_zero(page))
+		return 0;
+	s->gfns[s->n] = gfn;
+	s->ptrs[s->n] = page;
+	if (++s->n == WIRE_PAGES_MAX)
+		return flush_batch(s);
+	return 0;
+}
+
+/* Round 0: only pages the memfd has ever allocated; holes were never touched by anyone. */
+static int send_allocated_pages(struct source *s)
+{
+	struct guest_mem *m = &s->vm->mem;
+	off_t pos = 0, end = (off_t)m->size;
+
+	s->skip_zero = true;
+	while (pos < end) {
+		off_t data = lseek(m->memfd, pos, SEEK_DATA);
+		if (data < 0)
+			break; /* ENXIO: no data after pos */
+		off_t hole = lseek(m->memfd, data, SEEK_HOLE);
+		if (hole < 0 || hole > end)
+			hole = end;
+		for (uint64_t g = (uint64_t)data / PAGE_SIZE; g < ((uint64_t)hole + PAGE_SIZE - 1) / PAGE_SIZE; g++)
+			if (queue_page(s, g) < 0)
+				return -1;
+		pos = hole;
+	}
+	s->skip_zero = false;
+	return flush_batch(s);
+}
+
+static int send_dirty_pages(struct source *s, const uint64_t *bitmap, uint64_t words)
+{
+	for (uint64_t w = 0; w < words; w++) {
+		uint64_t bits = bitmap[w];
+		while (bits) {
+			int b = __builtin_ctzll(bits);
+			bits &= bits - 1;
+			if (queue_page(s, w * 64 + (uint64_t)b) < 0)
+				return -1;
+		}
+	}
+	return flush_batch(s);
+}
+
+static int send_round_end(struct source *s, uint64_t pages, uint64_t bytes, uint64_t dur_ns,
+			  uint64_t dirty)
+{
+	struct wire_round_end re = {
+		.round = s->st->round, .pages = pages, .zero_pages = s->enc.stats.zero_pages,
+		.raw_pages = s->enc.stats.raw_pages, .zlib_pages = s->enc.stats.zlib_pages,
+		.bytes = bytes, .dirty_pages = dirty, .duration_us = dur_ns / 1000,
+	};
+	int r = wire_send_round_end(&s->conn, &re);
+	return r < 0 ? fail_wire(s, r, "sending round end") : 0;
+}
+
+static void fill_hello(struct source *s, struct wire_hello *h)
+{
+	struct vm *vm = s->vm;
+
+	memset(h, 0, sizeof(*h));
+	h->protocol = WIRE_VERSION;
+	snprintf(h->name, sizeof(h->name), "%s", vm->name);
+	snprintf(h->uuid, sizeof(h->uuid), "%s", vm->uuid);
+	gethostname(h->host, sizeof(h->host) - 1);
+	h->mem_size = vm->mem.size;
+	h->vcpus = (uint32_t)vm->ncpus;
+	h->caps = WIRE_CAP_ZLIB;
+	uint32_t n = vm->cpuid->hdr.nent;
+	if (n > WIRE_CPUID_MAX)
+		n = WIRE_CPUID_MAX;
+	for (uint32_t i = 0; i < n; i++) {
+		const struct kvm_cpuid_entry2 *e = &vm->cpuid->entries[i];
+		h->cpuid[i] = (struct wire_cpuid_word){ e->function, e->index, e->eax, e->ebx, e->ecx, e->edx };
+	}
+	h->ncpuid = n;
+	snprintf(h->devices_json, sizeof(h->devices_json), "[{\"type\":\"serial\",\"name\":\"com1\"}]");
+}
+
+static int handshake(struct source *s)
+{
+	struct wire_hello *h = calloc(1, sizeof(*h));
+	struct wire_buf buf = { 0 };
+	struct wire_record rec;
+	struct wire_hello_reply reply;
+	char perr[256];
+	int r;
+
+	if (!h)
+		return failf(s, "out of memory");
+	fill_hello(s, h);
+	r = wire_send_hello(&s->conn, h);
+	free(h);
+	if (r < 0)
+		return fail_wire(s, r, "sending hello");
+	channel_set_recv_timeout(s->fd, HELLO_TIMEOUT_MS);
+	r = wire_recv(&s->conn, &buf, &rec);
+	if (r < 0) {
+		wire_buf_free(&buf);
+		return fail_wire(s, r, "waiting for the destination's compatibility check");
+	}
+	if (rec.hdr.type == WIRE_ABORT) {
+		struct wire_abort a;
+		if (wire_parse_abort(rec.payload, rec.len, &a, NULL, 0) == 0)
+			failf(s, "destination refused: %s", a.reason);
+		wire_buf_free(&buf);
+		s->peer_gone = true;
+		return failf(s, "destination refused the migration");
+	}
+	if (rec.hdr.type != WIRE_HELLO_REPLY ||
+	    wire_parse_hello_reply(rec.payload, rec.len, &reply, perr, sizeof(perr)) < 0) {
+		wire_buf_free(&buf);
+		return failf(s, "destination answered the handshake with %s", wire_type_name(rec.hdr.type));
+	}
+	wire_buf_free(&buf);
+	if (!reply.ok) {
+		s->peer_gone = true;
+		return failf(s, "destination refused: %s", reply.error);
+	}
+	if (!(reply.caps & WIRE_CAP_ZLIB))
+		s->ac.zlib_allowed = false;
+	return 0;
+}
+
+/* Pre-copy until the remaining dirty set fits the downtime budget (or rounds run out).
+ * Leaves the last collected dirty set in s->dirty.bitmap, unsent. */
+static int precopy(struct source *s)
+{
+	struct migrate_stats *st = s->st;
+	uint64_t t = now_ns(), bytes0 = s->conn.tx_bytes, pages0 = st->pages_sent;
+
+	st->phase = MIGRATE_PHASE_PRECOPY;
+	st->round = 0;
+	if (send_allocated_pages(s) < 0)
+		return -1;
+	for (;;) {
+		uint64_t dur = now_ns() - t;
+		uint64_t bytes = s->conn.tx_bytes - bytes0;
+		int64_t dirty = dirty_collect(&s->dirty);
+		if (dirty < 0)
+			return failf(s, "cannot read the dirty log");
+		if (send_round_end(s, st->pages_sent - pages0, bytes, dur, (uint64_t)dirty) < 0)
+			return -1;
+		double secs = dur > 0 ? (double)dur / 1e9 : 1e-9;
+		/* Link rate as measured; a round too small to measure keeps the previous figure. */
+		if (bytes > (1u << 20) || st->rate_mbs == 0)
+			st->rate_mbs = (double)bytes / secs / (1 << 20);
+		st->dirty_rate_mbs = (double)dirty * PAGE_SIZE / secs / (1 << 20);
+		st->remaining_pages = (uint64_t)dirty;
+		double rate = st->rate_mbs > 1 ? st->rate_mbs : 1;
+		st->expected_downtime_ms =
+			(double)dirty * PAGE_SIZE / (1 << 20) / rate * 1000.0 * auto_compress_wire_ratio(&s->ac) +
+			SWITCHOVER_OVERHEAD_MS;
+		report(s);
+		if (st->expected_downtime_ms <= s->p->downtime_ms)
+			return 0;
+		if (st->round + 1 >= s->p->max_rounds) {
+			if (s->p->on_timeout == MIGRATE_ON_TIMEOUT_FORCE)
+				return 0;
+			return failf(s, "did not converge in %u rounds: the guest dirties %.0f MiB/s, the link moves %.0f MiB/s; raise --downtime or --max-rounds, or use --on-timeout force",
+				     st->round + 1, st->dirty_rate_mbs, st->rate_mbs);
+		}
+		st->round++;
+		t = now_ns();
+		bytes0 = s->conn.tx_bytes;
+		pages0 = st->pages_sent;
+		if (send_dirty_pages(s, s->dirty.bitmap, s->dirty.words) < 0)
+			return -1;
+	}
+}
+
+static int send_state(struct source *s)
+{
+	struct vm *vm = s->vm;
+	struct vcpu_state *vs = malloc(sizeof(*vs));
+	uint8_t *blob = malloc(CPU_STATE_VCPU_BLOB_MAX);
+	char err[256];
+	size_t len;
+	int r = -1;
+
+	if (!vs || !blob) {
+		failf(s, "out of memory saving vCPU state");
+		goto out;
+	}
+	for (int i = 0; i < vm->ncpus; i++) {
+		if (cpu_state_save_vcpu(vm->vcpus[i].fd, vm->kvm_fd, vs, err, sizeof(err)) < 0) {
+			failf(s, "saving vCPU %d: %s", i, err);
+			goto out;
+		}
+		vs->vcpu_index = (uint32_t)i;
+		if (cpu_state_encode_vcpu(vs, blob, CPU_STATE_VCPU_BLOB_MAX, &len) < 0) {
+			failf(s, "encoding vCPU %d state", i);
+			goto out;
+		}
+		int w = wire_send(&s->conn, WIRE_CPU_STATE, blob, len);
+		if (w < 0) {
+			fail_wire(s, w, "sending vCPU state");
+			goto out;
+		}
+	}
+	struct vm_kvm_state vms;
+	if (cpu_state_save_vm(vm->vm_fd, &vms, err, sizeof(err)) < 0) {
+		failf(s, "saving VM state: %s", err);
+		goto out;
+	}
+	if (cpu_state_encode_vm(&vms, blob, CPU_STATE_VM_BLOB_MAX, &len) < 0) {
+		failf(s, "encoding VM state");
+		goto out;
+	}
+	int w = wire_send(&s->conn, WIRE_VM_STATE, blob, len);
+	if (w < 0) {
+		fail_wire(s, w, "sending VM state");
+		goto out;
+	}
+	struct serial_regs sr;
+	serial_get_regs(vm->serial, &sr);
+	w = wire_send_device_state(&s->conn, "serial", 1, &sr, sizeof(sr));
+	if (w < 0) {
+		fail_wire(s, w, "sending device state");
+		goto out;
+	}
+	struct wire_end_of_state eos = { .vcpus = (uint32_t)vm->ncpus, .devices = 1 };
+	w = wire_send_end_of_state(&s->conn, &eos);
+	if (w < 0) {
+		fail_wire(s, w, "sending end of state");
+		goto out;
+	}
+	r = 0;
+out:
+	free(vs);
+	free(blob);
+	return r;
+}
+
+static int wait_ack(struct source *s)
+{
+	struct wire_buf buf = { 0 };
+	struct wire_record rec;
+
+	channel_set_recv_timeout(s->fd, ACK_TIMEOUT_MS);
+	int r = wire_recv(&s->conn, &buf, &rec);
+	if (r < 0) {
+		wire_buf_free(&buf);
+		return fail_wire(s, r, "waiting for the destination to load the state");
+	}
+	if (rec.hdr.type == WIRE_ABORT) {
+		struct wire_abort a;
+		s->peer_gone = true;
+		if (wire_parse_abort(rec.payload, rec.len, &a, NULL, 0) == 0)
+			failf(s, "destination failed to load the VM: %s", a.reason);
+		wire_buf_free(&buf);
+		return failf(s, "destination aborted");
+	}
+	wire_buf_free(&buf);
+	if (rec.hdr.type != WIRE_ACK)
+		return failf(s, "destination sent %s instead of ACK", wire_type_name(rec.hdr.type));
+	return 0;
+}
+
+static int switchover(struct source *s)
+{
+	struct vm *vm = s->vm;
+	uint64_t t_pause = now_ns();
+
+	s->st->phase = MIGRATE_PHASE_SWITCHOVER;
+	if (vm_get_state(vm) == VM_RUNNING) {
+		if (vm_pause(vm) < 0)
+			return failf(s, "the VM stopped during migration");
+		s->paused_by_us = true;
+	}
+	/* What the last pre-copy round left, plus what was dirtied since: all of it, now stable. */
+	uint64_t *left = malloc(s->dirty.words * sizeof(uint64_t));
+	if (!left)
+		return failf(s, "out of memory");
+	memcpy(left, s->dirty.bitmap, s->dirty.words * sizeof(uint64_t));
+	if (dirty_collect(&s->dirty) < 0) {
+		free(left);
+		return failf(s, "cannot read the dirty log");
+	}
+	for (uint64_t w = 0; w < s->dirty.words; w++)
+		s->dirty.bitmap[w] |= left[w];
+	free(left);
+	s->stable = true;
+	s->st->round++;
+	if (send_dirty_pages(s, s->dirty.bitmap, s->dirty.words) < 0 || send_state(s) < 0 ||
+	    wait_ack(s) < 0)
+		return -1;
+	if (atomic_load(s->cancel))
+		return failf(s, "migration cancelled");
+	int r = wire_send(&s->conn, WIRE_COMMIT, NULL, 0);
+	if (r < 0)
+		return fail_wire(s, r, "sending commit");
+	s->st->downtime_ms = (double)(now_ns() - t_pause) / 1e6;
+	return 0;
+}
+
+void migrate_params_default(struct migrate_params *p)
+{
+	memset(p, 0, sizeof(*p));
+	p->downtime_ms = MIGRATE_DEFAULT_DOWNTIME_MS;
+	p->max_rounds = MIGRATE_DEFAULT_MAX_ROUNDS;
+	p->compress = MIGRATE_COMPRESS_AUTO;
+	p->on_timeout = MIGRATE_ON_TIMEOUT_FORCE;
+}
+
+const char *migrate_phase_name(enum migrate_phase p)
+{
+	switch (p) {
+	case MIGRATE_PHASE_CONNECT: return "connect";
+	case MIGRATE_PHASE_PRECOPY: return "precopy";
+	case MIGRATE_PHASE_SWITCHOVER: return "switchover";
+	case MIGRATE_PHASE_DONE: return "done";
+	case MIGRATE_PHASE_FAILED: return "failed";
+	}
+	return "?";
+}
+
+int migrate_source(struct vm *vm, const struct migrate_params *p, atomic_bool *cancel,
+		   migrate_progress_fn progress, void *opaque, struct migrate_stats *st)
+{
+	struct source s = { .vm = vm, .p = p, .cancel = cancel, .progress = progress,
+			    .opaque = opaque, .st = st, .fd = -1 };
+	int r = -1;
+
+	memset(st, 0, sizeof(*st));
+	st->phase = MIGRATE_PHASE_CONNECT;
+	st->ram_pages = guest_mem_pages(&vm->mem);
+	s.t0 = s.bw_t0 = now_ns();
+	auto_compress_init(&s.ac, p->compress);
+	if (page_codec_enc_init(&s.enc) < 0) {
+		failf(&s, "out of memory for the page encoder");
+		goto out;
+	}
+	if (vm_get_state(vm) != VM_RUNNING && vm_get_state(vm) != VM_PAUSED) {
+		failf(&s, "VM '%s' is %s, not running or paused", vm->name, vm_state_name(vm_get_state(vm)));
+		goto out;
+	}
+	s.fd = channel_connect(p->uri, 10000, st->error, sizeof(st->error));
+	if (s.fd < 0) {
+		s.peer_gone = true;
+		goto out;
+	}
+	channel_set_send_timeout(s.fd, SEND_TIMEOUT_MS);
+	wire_conn_init_fd(&s.conn, s.fd);
+	report(&s);
+	if (handshake(&s) < 0)
+		goto out;
+	if (dirty_start(&s.dirty, vm) < 0) {
+		failf(&s, "cannot start dirty logging: %s", hv_last_error());
+		goto out;
+	}
+	s.dirty_on = true;
+	if (precopy(&s) < 0 || switchover(&s) < 0)
+		goto out;
+	r = 0;
+out:
+	if (r < 0) {
+		if (s.fd >= 0 && !s.peer_gone)
+			wire_send_abort(&s.conn, atomic_load(cancel) ? WIRE_ABORT_CANCELLED : WIRE_ABORT_GENERIC,
+					st->error);
+		if (s.dirty_on)
+			dirty_stop(&s.dirty);
+		if (s.paused_by_us)
+			vm_resume(vm);
+		st->phase = MIGRATE_PHASE_FAILED;
+	} else {
+		dirty_stop(&s.dirty);
+		st->phase = MIGRATE_PHASE_DONE;
+	}
+	report(&s);
+	if (s.fd >= 0)
+		close(s.fd);
+	page_codec_enc_fini(&s.enc);
+	return r;
+}
