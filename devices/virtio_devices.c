@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include "devices/pci.h"
+#include "devices/virtio_pci.h"
 #include "hv/log.h"
 #include "hv/vm.h"
 
@@ -160,6 +161,22 @@ struct virtio_devices *virtio_devices_create(struct vm *vm, const struct disk_sp
 fail:
 	virtio_devices_destroy(d);
 	return NULL;
+}
+
+void virtio_devices_pause(struct virtio_devices *d)
+{
+	for (int i = 0; i < d->ndisks; i++)
+		virtio_pci_pause(virtio_blk_transport(d->disks[i]));
+	for (int i = 0; i < d->nnics; i++)
+		virtio_pci_pause(virtio_net_transport(d->nics[i]));
+}
+
+void virtio_devices_resume(struct virtio_devices *d)
+{
+	for (int i = 0; i < d->ndisks; i++)
+		virtio_pci_resume(virtio_blk_transport(d->disks[i]));
+	for (int i = 0; i < d->nnics; i++)
+		virtio_pci_resume(virtio_net_transport(d->nics[i]));
 }
 
 void virtio_devices_destroy(struct virtio_devices *d)

@@ -49,6 +49,10 @@ int virtio_devices_parse_net(const char *spec, struct nic_spec *n);
  * everything created so far is gone again). */
 struct virtio_devices *virtio_devices_create(struct vm *vm, const struct disk_spec *disks,
 					     int ndisks, const struct nic_spec *nics, int nnics);
+/* Quiesce every device for save/restore or the final migration round: afterwards no
+ * device thread touches guest memory until resume (virtio_pci_pause on each). */
+void virtio_devices_pause(struct virtio_devices *d);
+void virtio_devices_resume(struct virtio_devices *d);
 /* Stops the devices' I/O threads and removes everything (the vCPUs must be stopped). */
 void virtio_devices_destroy(struct virtio_devices *d);
 

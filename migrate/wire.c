@@ -2,11 +2,11 @@
 #include "migrate/wire.h"
 
 #include <errno.h>
-#include <inttypes.h>
-#include <stdarg.h>
 #include <json-c/json.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <uuid/uuid.h>
@@ -684,11 +684,15 @@ static struct json_object *wire_json_parse(const uint8_t *p, size_t len, const c
 	struct json_tokener *tok;
 	struct json_object *o;
 
+	if (len > WIRE_MAX_RECORD) {
+		wire_set_err(err, errlen, "%s: %zu bytes of JSON", what, len);
+		return NULL;
+	}
 	if (memchr(p, 0, len)) {
 		wire_set_err(err, errlen, "%s: NUL byte in JSON", what);
 		return NULL;
 	}
-	tok = json_tokener_new_ex(8);
+	tok = json_tokener_new_ex(16);
 	if (!tok) {
 		wire_set_err(err, errlen, "%s: out of memory", what);
 		return NULL;

@@ -19,6 +19,8 @@ static const struct subcommand subcommands[] = {
 	{ "resume", hvctl_cmd_resume, "restart a paused VM's vCPUs" },
 	{ "stop", hvctl_cmd_stop, "end a VM" },
 	{ "console", hvctl_cmd_console, "attach to a VM's serial console (PTY)" },
+	{ "migrate", hvctl_cmd_migrate, "live-migrate a VM to 'hvctl receive' on another host" },
+	{ "receive", hvctl_cmd_receive, "wait for one incoming migration and run the guest" },
 };
 
 static void usage(FILE *f)

@@ -4,5 +4,7 @@
 #define TOOLS_HVCTL_H
 
 int hvctl_cmd_run(int argc, char **argv);
+int hvctl_cmd_receive(int argc, char **argv);
+int hvctl_cmd_migrate(int argc, char **argv);
 
 #endif

@@ -25,20 +25,13 @@
 #include "hv/log.h"
 #include "hv/parse.h"
 #include "hv/rundir.h"
+#include "tools/ctl_client.h"
 
 #define REQUEST_TIMEOUT_MS 10000
 #define LIST_TIMEOUT_MS 2000 /* a VM that does not answer this fast is left out of the list */
 #define STOP_TIMEOUT_S 10
-#define MAX_REPLY (16u << 20)
 #define DETACH_CHAR 0x1d /* Ctrl-] */
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000ULL + (uint64_t)ts.tv_nsec / 1000000ULL;
-}
 
 static void sleep_ms(long ms)
 {
@@ -117,200 +110,16 @@ static int parse_args(int argc, char **argv, const struct cmd_spec *spec, struct
 	return -1;
 }
 
-/* ---- a connection to one VM ---- */
-
-struct conn {
-	int fd;
-	const char *name;
-	char *buf;
-	size_t len, cap;
-	int next_id;
-};
-
-enum { CONN_OK = 0, CONN_ABSENT = 1, CONN_FAILED = 2 };
-
-static void conn_close(struct conn *c)
-{
-	if (c->fd >= 0)
-		close(c->fd);
-	free(c->buf);
-	c->fd = -1;
-	c->buf = NULL;
-	c->len = c->cap = 0;
-}
-
-static void no_such_vm(const char *name)
-{
-	hv_error("no VM named '%s' is running (see 'hvctl list')", name);
-}
-
-/* Connects to NAME's socket. CONN_ABSENT when no VM of that name is running (also for a
- * stale socket left by a crashed VM). Messages only when !quiet. */
-static int conn_open(struct conn *c, const char *name, bool quiet)
-{
-	struct sockaddr_un addr = { .sun_family = AF_UNIX };
-
-	memset(c, 0, sizeof(*c));
-	c->fd = -1;
-	c->name = name;
-	c->next_id = 1;
-	if (!rundir_path())
-		return CONN_FAILED;
-	if (rundir_socket_path(name, addr.sun_path, sizeof(addr.sun_path)) < 0) {
-		/* No VM could have bound a path this long. */
-		if (!quiet)
-			no_such_vm(name);
-		return CONN_ABSENT;
-	}
-	c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (c->fd < 0) {
-		if (!quiet)
-			hv_error("cannot create a socket: %s", strerror(errno));
-		return CONN_FAILED;
-	}
-	if (connect(c->fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
-		int err = errno;
-		conn_close(c);
-		if (err == ENOENT || err == ECONNREFUSED) {
-			if (!quiet)
-				no_such_vm(name);
-			return CONN_ABSENT;
-		}
-		if (!quiet)
-			hv_error("cannot connect to VM '%s' at %s: %s; run hvctl as the user that started the VM, with the same HV_RUN_DIR",
-				 name, addr.sun_path, strerror(err));
-		return CONN_FAILED;
-	}
-	return CONN_OK;
-}
-
-/* Next line from the VM (NUL-terminated, malloc'd). 1 got a line, 0 end of connection,
- * -1 read error, -2 deadline passed. */
-static int conn_read_line(struct conn *c, uint64_t deadline, char **line)
-{
-	for (;;) {
-		char *nl = c->len ? memchr(c->buf, '\n', c->len) : NULL;
-		if (nl) {
-			size_t n = (size_t)(nl - c->buf);
-			*line = malloc(n + 1);
-			if (!*line)
-				return -1;
-			memcpy(*line, c->buf, n);
-			(*line)[n] = '\0';
-			memmove(c->buf, nl + 1, c->len - n - 1);
-			c->len -= n + 1;
-			return 1;
-		}
-		if (c->len == c->cap) {
-			size_t cap = c->cap ? c->cap * 2 : 8192;
-			char *p = cap <= MAX_REPLY ? realloc(c->buf, cap) : NULL;
-			if (!p)
-				return -1;
-			c->buf = p;
-			c->cap = cap;
-		}
-		uint64_t now = now_ms();
-		if (now >= deadline)
-			return -2;
-		struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
-		int r = poll(&pfd, 1, (int)(deadline - now));
-		if (r < 0 && errno != EINTR)
-			return -1;
-		if (r <= 0)
-			continue;
-		ssize_t n = read(c->fd, c->buf + c->len, c->cap - c->len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -1;
-		if (n == 0)
-			return 0;
-		c->len += (size_t)n;
-	}
-}
-
-static int send_all(int fd, const char *p, size_t len)
-{
-	while (len) {
-		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-/* Sends {"cmd":cmd,"id":N} and returns the reply with id N, or NULL (with a message unless
- * quiet). An ok:false reply is returned as well: see call_ok. */
-static struct json_object *conn_call(struct conn *c, const char *cmd, int timeout_ms, bool quiet)
-{
-	int id = c->next_id++;
-	struct json_object *req = json_object_new_object();
-	size_t len;
-
-	json_object_object_add(req, "cmd", json_object_new_string(cmd));
-	json_object_object_add(req, "id", json_object_new_int(id));
-	char *line = ctl_format_line_alloc(req, &len);
-	json_object_put(req);
-	if (!line || send_all(c->fd, line, len) < 0) {
-		free(line);
-		if (!quiet)
-			hv_error("VM '%s' closed its control connection (it is probably ending)", c->name);
-		return NULL;
-	}
-	free(line);
-
-	uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
-	for (;;) {
-		int r = conn_read_line(c, deadline, &line);
-		if (r <= 0) {
-			if (quiet)
-				return NULL;
-			if (r == -2)
-				hv_error("VM '%s' did not answer '%s' within %d s; it may be hung", c->name,
-					 cmd, timeout_ms / 1000);
-			else
-				hv_error("VM '%s' closed its control connection before answering '%s' (it is probably ending)",
-					 c->name, cmd);
-			return NULL;
-		}
-		struct json_object *o = json_tokener_parse(line);
-		free(line);
-		struct json_object *v;
-		if (!o || !json_object_is_type(o, json_type_object)) {
-			if (o)
-				json_object_put(o);
-			if (!quiet)
-				hv_error("VM '%s' sent a reply that is not a JSON object; is it a different hv version?",
-					 c->name);
-			return NULL;
-		}
-		if (!json_object_object_get_ex(o, "event", NULL) &&
-		    json_object_object_get_ex(o, "id", &v) && json_object_is_type(v, json_type_int) &&
-		    json_object_get_int(v) == id)
-			return o;
-		json_object_put(o); /* an event, or a reply to something else */
-	}
-}
-
 /* The reply if it says ok:true; otherwise NULL after printing the VM's error. */
-static struct json_object *call_ok(struct conn *c, const char *cmd)
+static struct json_object *call_ok(struct ctl_conn *c, const char *cmd)
 {
-	struct json_object *r = conn_call(c, cmd, REQUEST_TIMEOUT_MS, false);
-	struct json_object *v;
+	struct json_object *r = ctl_conn_call(c, cmd, REQUEST_TIMEOUT_MS, false);
 
-	if (!r)
+	if (r && !ctl_reply_ok(r, c->name)) {
+		json_object_put(r);
 		return NULL;
-	if (json_object_object_get_ex(r, "ok", &v) && json_object_get_boolean(v))
-		return r;
-	const char *msg = json_object_object_get_ex(r, "error", &v) ? json_object_get_string(v) :
-								      "request refused";
-	hv_error("VM '%s': %s", c->name, msg);
-	json_object_put(r);
-	return NULL;
+	}
+	return r;
 }
 
 /* ---- formatting ---- */
@@ -430,9 +239,9 @@ int hvctl_cmd_list(int argc, char **argv)
 
 	struct json_object *all = json_object_new_array();
 	for (size_t i = 0; i < n; i++) {
-		struct conn c;
-		if (conn_open(&c, names[i], true) == CONN_OK) {
-			struct json_object *s = conn_call(&c, "status", LIST_TIMEOUT_MS, true);
+		struct ctl_conn c;
+		if (ctl_conn_open(&c, names[i], true) == CTL_CONN_OK) {
+			struct json_object *s = ctl_conn_call(&c, "status", LIST_TIMEOUT_MS, true);
 			struct json_object *v;
 			if (s && json_object_object_get_ex(s, "ok", &v) && json_object_get_boolean(v)) {
 				strip_reply(s);
@@ -441,7 +250,7 @@ int hvctl_cmd_list(int argc, char **argv)
 				json_object_put(s);
 			}
 		}
-		conn_close(&c);
+		ctl_conn_close(&c);
 		free(names[i]);
 	}
 	free(names);
@@ -488,13 +297,13 @@ int hvctl_cmd_status(int argc, char **argv)
 
 	if (r >= 0)
 		return r;
-	struct conn c;
-	if (conn_open(&c, a.name, false) != CONN_OK) {
-		conn_close(&c);
+	struct ctl_conn c;
+	if (ctl_conn_open(&c, a.name, false) != CTL_CONN_OK) {
+		ctl_conn_close(&c);
 		return 1;
 	}
 	struct json_object *s = call_ok(&c, "status");
-	conn_close(&c);
+	ctl_conn_close(&c);
 	if (!s)
 		return 1;
 	strip_reply(s);
@@ -527,13 +336,13 @@ static int simple_command(int argc, char **argv, const struct cmd_spec *spec, co
 
 	if (r >= 0)
 		return r;
-	struct conn c;
-	if (conn_open(&c, a.name, false) != CONN_OK) {
-		conn_close(&c);
+	struct ctl_conn c;
+	if (ctl_conn_open(&c, a.name, false) != CTL_CONN_OK) {
+		ctl_conn_close(&c);
 		return 1;
 	}
 	struct json_object *reply = call_ok(&c, cmd);
-	conn_close(&c);
+	ctl_conn_close(&c);
 	if (!reply)
 		return 1;
 	json_object_put(reply);
@@ -598,9 +407,9 @@ int hvctl_cmd_stop(int argc, char **argv)
 
 	if (r >= 0)
 		return r;
-	struct conn c;
-	if (conn_open(&c, a.name, false) != CONN_OK) {
-		conn_close(&c);
+	struct ctl_conn c;
+	if (ctl_conn_open(&c, a.name, false) != CTL_CONN_OK) {
+		ctl_conn_close(&c);
 		return 1;
 	}
 	struct json_object *s = call_ok(&c, "status");
@@ -609,23 +418,23 @@ int hvctl_cmd_stop(int argc, char **argv)
 		json_object_put(s);
 	struct json_object *reply = s ? call_ok(&c, "stop") : NULL;
 	if (!reply) {
-		conn_close(&c);
+		ctl_conn_close(&c);
 		return 1;
 	}
 	json_object_put(reply);
 	if (a.timeout == 0) {
-		conn_close(&c);
+		ctl_conn_close(&c);
 		return 0;
 	}
 
 	/* The server closes every connection after removing the socket, when the VM ends. */
-	uint64_t deadline = now_ms() + (uint64_t)a.timeout * 1000;
+	uint64_t deadline = ctl_now_ms() + (uint64_t)a.timeout * 1000;
 	char *line;
-	while ((r = conn_read_line(&c, deadline, &line)) == 1)
+	while ((r = ctl_conn_read_line(&c, deadline, &line)) == 1)
 		free(line);
-	conn_close(&c);
+	ctl_conn_close(&c);
 	if (r != -2) {
-		while (!name_released(a.name) && now_ms() < deadline)
+		while (!name_released(a.name) && ctl_now_ms() < deadline)
 			sleep_ms(20);
 		if (name_released(a.name))
 			return 0;
@@ -739,13 +548,13 @@ int hvctl_cmd_console(int argc, char **argv)
 
 	if (r >= 0)
 		return r;
-	struct conn c;
-	if (conn_open(&c, a.name, false) != CONN_OK) {
-		conn_close(&c);
+	struct ctl_conn c;
+	if (ctl_conn_open(&c, a.name, false) != CTL_CONN_OK) {
+		ctl_conn_close(&c);
 		return 1;
 	}
 	struct json_object *s = call_ok(&c, "status");
-	conn_close(&c);
+	ctl_conn_close(&c);
 	if (!s)
 		return 1;
 	const char *p = get_str(s, "console_pty");

@@ -1,13 +1,8 @@
 /* hvctl run: boot a kernel in a new VM, in the foreground or detached. */
-#include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
-#include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "hv/layout.h"
@@ -15,6 +10,7 @@
 #include "hv/machine.h"
 #include "hv/parse.h"
 #include "tools/hvctl.h"
+#include "tools/vm_process.h"
 
 struct run_opts {
 	const char *kernel, *initrd, *cmdline, *console, *name;
@@ -128,63 +124,11 @@ static int parse_run_opts(int argc, char **argv, struct run_opts *o)
 	return 0;
 }
 
-struct signal_waiter {
-	struct vm *vm;
-	sigset_t set;
-};
-
-/* SIGINT/SIGTERM/SIGHUP end the VM cleanly instead of killing the process mid-write. */
-static void *signal_thread(void *arg)
-{
-	struct signal_waiter *w = arg;
-	int sig;
-
-	if (sigwait(&w->set, &sig) == 0) {
-		char why[64];
-		snprintf(why, sizeof(why), "stopped by signal %d", sig);
-		vm_request_stop(w->vm, 128 + sig, why);
-	}
-	return NULL;
-}
-
-/* Detached: the parent waits on a pipe until the child has started the VM, so that start-up
- * errors still reach the user's terminal and exit status. */
-static int detach_parent(pid_t child, int ready_fd, const char *name)
-{
-	char c;
-	ssize_t n = read(ready_fd, &c, 1);
-
-	close(ready_fd);
-	if (n == 1) {
-		printf("%s\n", name);
-		return 0;
-	}
-	int st;
-	if (waitpid(child, &st, 0) < 0)
-		return HV_EXIT_START_FAILED;
-	return WIFEXITED(st) ? WEXITSTATUS(st) : HV_EXIT_START_FAILED;
-}
-
-static void detach_child_ready(int ready_fd)
-{
-	int null = open("/dev/null", O_RDWR);
-
-	if (write(ready_fd, "1", 1) < 0)
-		hv_debug("detach: parent went away");
-	close(ready_fd);
-	if (null >= 0) {
-		dup2(null, STDIN_FILENO);
-		dup2(null, STDOUT_FILENO);
-		dup2(null, STDERR_FILENO);
-		close(null);
-	}
-}
-
 int hvctl_cmd_run(int argc, char **argv)
 {
 	struct run_opts o = { 0 };
 	char default_name[32];
-	int ready[2] = { -1, -1 };
+	struct signal_watch sw;
 
 	if (parse_run_opts(argc, argv, &o) < 0)
 		return HV_EXIT_START_FAILED;
@@ -192,58 +136,26 @@ int hvctl_cmd_run(int argc, char **argv)
 		snprintf(default_name, sizeof(default_name), "vm-%d", (int)getpid());
 		o.name = default_name;
 	}
-	if (o.detach) {
-		if (pipe2(ready, O_CLOEXEC) < 0) {
-			hv_error("cannot create a pipe: %s", strerror(errno));
-			return HV_EXIT_START_FAILED;
-		}
-		pid_t pid = fork();
-		if (pid < 0) {
-			hv_error("cannot fork: %s", strerror(errno));
-			return HV_EXIT_START_FAILED;
-		}
-		if (pid > 0) {
-			close(ready[1]);
-			return detach_parent(pid, ready[0], o.name);
-		}
-		close(ready[0]);
-		setsid();
-	}
-
-	struct signal_waiter sw;
-	sigemptyset(&sw.set);
-	sigaddset(&sw.set, SIGINT);
-	sigaddset(&sw.set, SIGTERM);
-	sigaddset(&sw.set, SIGHUP);
-	pthread_sigmask(SIG_BLOCK, &sw.set, NULL);
-	signal(SIGPIPE, SIG_IGN);
+	if (o.detach && vm_process_detach(o.name) < 0)
+		return HV_EXIT_START_FAILED;
+	signal_watch_block(&sw);
 
 	struct machine m;
 	struct machine_config cfg = { .name = o.name, .mem_size = o.mem, .ncpus = o.cpus,
-				      .console = o.console, .ndisks = o.ndisks, .nnics = o.nnics };
-	memcpy(cfg.disks, o.disks, sizeof(cfg.disks));
-	memcpy(cfg.nics, o.nics, sizeof(cfg.nics));
+				      .console = o.console };
 	if (machine_create(&m, &cfg) < 0)
 		return HV_EXIT_START_FAILED;
 	if (machine_load_kernel(&m, o.kernel, o.initrd, o.cmdline) < 0 || machine_start(&m) < 0) {
 		machine_destroy(&m);
 		return HV_EXIT_START_FAILED;
 	}
-	sw.vm = &m.vm;
-	pthread_t sig_thread;
-	int have_sig_thread = pthread_create(&sig_thread, NULL, signal_thread, &sw) == 0;
-	if (o.detach)
-		detach_child_ready(ready[1]);
+	signal_watch_start(&sw, &m.vm);
+	vm_process_detach_done();
 
 	int status = machine_wait(&m);
 	if (status != 0)
 		hv_info("%s: %s", m.vm.name, m.vm.exit_reason);
-	else
-		hv_debug("%s: %s", m.vm.name, m.vm.exit_reason);
 	machine_destroy(&m);
-	if (have_sig_thread) {
-		pthread_cancel(sig_thread);
-		pthread_join(sig_thread, NULL);
-	}
+	signal_watch_stop(&sw);
 	return status;
 }

@@ -1,0 +1,271 @@
+/* hvctl migrate: asks a VM (over its control socket) to migrate itself, then shows the
+ * progress: a live bar on a TTY, JSON events with --json, and a final summary. */
+#include <getopt.h>
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "hv/log.h"
+#include "hv/parse.h"
+#include "tools/ctl_client.h"
+#include "tools/hvctl.h"
+
+struct migrate_opts {
+	const char *name, *uri, *compress, *on_timeout;
+	long downtime_ms, max_rounds;
+	uint64_t bandwidth;
+	int json, cancel;
+};
+
+static void migrate_usage(FILE *f)
+{
+	fprintf(f,
+		"usage: hvctl migrate NAME HOST:PORT [--downtime MS] [--bandwidth RATE] [--compress auto|zlib|none]\n"
+		"                     [--max-rounds N] [--on-timeout force|cancel] [--json]\n"
+		"       hvctl migrate --cancel NAME\n"
+		"\n"
+		"Live-migrates VM NAME to 'hvctl receive --listen HOST:PORT'. Pre-copy rounds run until\n"
+		"the rest fits in --downtime (default 30 ms) or --max-rounds (default 30) is reached,\n"
+		"then --on-timeout decides (default force). --bandwidth caps the stream (bytes/s, with\n"
+		"K/M/G suffixes). On any failure before the destination commits, the VM keeps running\n"
+		"here. Exit status: 0 migrated, 1 failed (the reason on stderr), 2 bad usage.\n");
+}
+
+static int parse_opts(int argc, char **argv, struct migrate_opts *o)
+{
+	static const struct option longopts[] = {
+		{ "downtime", required_argument, NULL, 'd' }, { "bandwidth", required_argument, NULL, 'b' },
+		{ "compress", required_argument, NULL, 'c' }, { "max-rounds", required_argument, NULL, 'r' },
+		{ "on-timeout", required_argument, NULL, 'o' }, { "json", no_argument, NULL, 'j' },
+		{ "cancel", no_argument, NULL, 'x' }, { "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c;
+
+	o->downtime_ms = -1;
+	o->max_rounds = -1;
+	opterr = 0;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'd':
+			if (parse_int(optarg, 1, 3600000, &o->downtime_ms) < 0) {
+				hv_error("--downtime '%s' is not a number of milliseconds (1-3600000)", optarg);
+				return -1;
+			}
+			break;
+		case 'r':
+			if (parse_int(optarg, 1, 10000, &o->max_rounds) < 0) {
+				hv_error("--max-rounds '%s' is not a number from 1 to 10000", optarg);
+				return -1;
+			}
+			break;
+		case 'b':
+			if (parse_size(optarg, &o->bandwidth) < 0 || o->bandwidth < 4096) {
+				hv_error("--bandwidth '%s' is not a rate in bytes/s (e.g. 100M)", optarg);
+				return -1;
+			}
+			break;
+		case 'c':
+			if (strcmp(optarg, "auto") && strcmp(optarg, "zlib") && strcmp(optarg, "none")) {
+				hv_error("--compress '%s': use auto, zlib or none", optarg);
+				return -1;
+			}
+			o->compress = optarg;
+			break;
+		case 'o':
+			if (strcmp(optarg, "force") && strcmp(optarg, "cancel")) {
+				hv_error("--on-timeout '%s': use force or cancel", optarg);
+				return -1;
+			}
+			o->on_timeout = optarg;
+			break;
+		case 'j': o->json = 1; break;
+		case 'x': o->cancel = 1; break;
+		case 'h': migrate_usage(stdout); exit(0);
+		default:
+			hv_error("hvctl migrate: unknown or incomplete option '%s'; see hvctl migrate --help",
+				 argv[optind - 1]);
+			return -1;
+		}
+	}
+	int need = o->cancel ? 1 : 2;
+	if (argc - optind != need) {
+		hv_error(o->cancel ? "usage: hvctl migrate --cancel NAME"
+				   : "usage: hvctl migrate NAME HOST:PORT [options]; see hvctl migrate --help");
+		return -1;
+	}
+	o->name = argv[optind];
+	o->uri = o->cancel ? NULL : argv[optind + 1];
+	return 0;
+}
+
+static double num(struct json_object *o, const char *key)
+{
+	struct json_object *v;
+
+	return json_object_object_get_ex(o, key, &v) ? json_object_get_double(v) : 0;
+}
+
+static const char *str(struct json_object *o, const char *key)
+{
+	struct json_object *v;
+
+	return json_object_object_get_ex(o, key, &v) ? json_object_get_string(v) : "";
+}
+
+static void human_bytes(char *buf, size_t len, double b)
+{
+	const char *u[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+	int i = 0;
+
+	while (b >= 1024 && i < 4) {
+		b /= 1024;
+		i++;
+	}
+	snprintf(buf, len, "%.1f %s", b, u[i]);
+}
+
+static void draw_bar(struct json_object *ev)
+{
+	double ram = num(ev, "ram_pages"), rem = num(ev, "remaining_pages");
+	double done = ram > 0 ? 1.0 - rem / ram : 0;
+	char sent[32];
+	int width = 24, fill;
+
+	if (done < 0)
+		done = 0;
+	fill = (int)(done * width + 0.5);
+	human_bytes(sent, sizeof(sent), num(ev, "wire_bytes"));
+	fprintf(stderr, "\r\033[K[%.*s%*s] %-10s round %-3.0f sent %-10s %7.1f MiB/s dirty %7.1f MiB/s left %8.0f pages expected downtime %.1f ms",
+		fill, "########################", width - fill, "", str(ev, "phase"), num(ev, "round"),
+		sent, num(ev, "rate_mibs"), num(ev, "dirty_rate_mibs"), rem, num(ev, "expected_downtime_ms"));
+	fflush(stderr);
+}
+
+static void print_summary(struct json_object *ev, const char *name, const char *uri)
+{
+	char bytes[32];
+
+	human_bytes(bytes, sizeof(bytes), num(ev, "wire_bytes"));
+	printf("migrated %s to %s\n", name, uri);
+	printf("  total time      %.1f ms\n", num(ev, "elapsed_ms"));
+	printf("  downtime        %.1f ms\n", num(ev, "downtime_ms"));
+	printf("  rounds          %.0f\n", num(ev, "round") + 1);
+	printf("  on the wire     %s\n", bytes);
+	printf("  pages           %.0f zero, %.0f raw, %.0f compressed\n", num(ev, "zero_pages"),
+	       num(ev, "raw_pages"), num(ev, "zlib_pages"));
+}
+
+static int do_cancel(const char *name)
+{
+	struct ctl_conn c;
+
+	if (ctl_conn_open(&c, name, false) != CTL_CONN_OK)
+		return 1;
+	struct json_object *req = json_object_new_object();
+	json_object_object_add(req, "cmd", json_object_new_string("migrate-cancel"));
+	struct json_object *reply = ctl_conn_request(&c, req, 5000, false);
+	json_object_put(req);
+	int r = reply && ctl_reply_ok(reply, name) ? 0 : 1;
+	if (reply)
+		json_object_put(reply);
+	ctl_conn_close(&c);
+	return r;
+}
+
+int hvctl_cmd_migrate(int argc, char **argv)
+{
+	struct migrate_opts o = { 0 };
+	struct ctl_conn c;
+
+	if (parse_opts(argc, argv, &o) < 0)
+		return 2;
+	if (o.cancel)
+		return do_cancel(o.name);
+	if (ctl_conn_open(&c, o.name, false) != CTL_CONN_OK)
+		return 1;
+
+	struct json_object *req = json_object_new_object();
+	json_object_object_add(req, "cmd", json_object_new_string("subscribe"));
+	struct json_object *reply = ctl_conn_request(&c, req, 5000, false);
+	json_object_put(req);
+	if (!reply || !ctl_reply_ok(reply, o.name)) {
+		if (reply)
+			json_object_put(reply);
+		ctl_conn_close(&c);
+		return 1;
+	}
+	json_object_put(reply);
+
+	req = json_object_new_object();
+	json_object_object_add(req, "cmd", json_object_new_string("migrate"));
+	json_object_object_add(req, "uri", json_object_new_string(o.uri));
+	if (o.downtime_ms > 0)
+		json_object_object_add(req, "downtime_ms", json_object_new_int64(o.downtime_ms));
+	if (o.max_rounds > 0)
+		json_object_object_add(req, "max_rounds", json_object_new_int64(o.max_rounds));
+	if (o.bandwidth)
+		json_object_object_add(req, "bandwidth", json_object_new_int64((int64_t)o.bandwidth));
+	if (o.compress)
+		json_object_object_add(req, "compress", json_object_new_string(o.compress));
+	if (o.on_timeout)
+		json_object_object_add(req, "on_timeout", json_object_new_string(o.on_timeout));
+	reply = ctl_conn_request(&c, req, 5000, false);
+	json_object_put(req);
+	if (!reply || !ctl_reply_ok(reply, o.name)) {
+		if (reply)
+			json_object_put(reply);
+		ctl_conn_close(&c);
+		return 1;
+	}
+	json_object_put(reply);
+
+	bool tty = !o.json && isatty(STDERR_FILENO);
+	int result = 1;
+	for (;;) {
+		char *line;
+		/* Rounds can be long on a slow link; the engine reports at least once per round. */
+		int r = ctl_conn_read_line(&c, 24 * 3600 * 1000, &line);
+		if (r <= 0) {
+			if (tty)
+				fputc('\n', stderr);
+			hv_error("VM '%s' closed its control connection before the migration finished", o.name);
+			break;
+		}
+		struct json_object *ev = json_tokener_parse(line);
+		if (!ev) {
+			free(line);
+			continue;
+		}
+		const char *kind = str(ev, "event");
+		if (o.json && !strncmp(kind, "migration", 9))
+			printf("%s\n", line);
+		free(line);
+		if (!strcmp(kind, "migration")) {
+			if (tty)
+				draw_bar(ev);
+		} else if (!strcmp(kind, "migration-done")) {
+			if (tty)
+				fputc('\n', stderr);
+			if (!o.json)
+				print_summary(ev, o.name, o.uri);
+			result = 0;
+			json_object_put(ev);
+			break;
+		} else if (!strcmp(kind, "migration-failed")) {
+			if (tty)
+				fputc('\n', stderr);
+			hv_error("migration of '%s' failed: %s; the VM keeps running here", o.name,
+				 str(ev, "error"));
+			json_object_put(ev);
+			break;
+		}
+		json_object_put(ev);
+	}
+	fflush(stdout);
+	ctl_conn_close(&c);
+	return result;
+}
