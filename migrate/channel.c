@@ -53,6 +53,15 @@ int channel_parse_hostport(const char *s, char *host, size_t hostlen, char *port
 	return 0;
 }
 
+/* Records are written whole (writev); Nagle would only hold back the small ones at the end
+ * of a phase (END_OF_STATE, ACK, COMMIT) for a delayed ACK, costing ~40 ms of downtime. */
+static void set_nodelay(int fd)
+{
+	int one = 1;
+
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
 static struct addrinfo *resolve(const char *hostport, int passive, char *err, size_t errlen)
 {
 	char host[256], port[16];
@@ -114,6 +123,8 @@ int channel_connect(const char *hostport, int timeout_ms, char *err, size_t errl
 		fd = -1;
 	}
 	freeaddrinfo(res);
+	if (fd >= 0)
+		set_nodelay(fd);
 	if (fd < 0) {
 		if (last_err == ECONNREFUSED)
 			snprintf(err, errlen, "connection refused by %s: is 'hvctl receive --listen %s' running there?",
@@ -180,6 +191,7 @@ int channel_accept(int listen_fd, int timeout_ms, char *peer, size_t peerlen, ch
 	char h[128] = "?", p[16] = "?";
 	getnameinfo((struct sockaddr *)&ss, sl, h, sizeof(h), p, sizeof(p), NI_NUMERICHOST | NI_NUMERICSERV);
 	snprintf(peer, peerlen, "%s:%s", h, p);
+	set_nodelay(fd);
 	return fd;
 }
 

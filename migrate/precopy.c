@@ -427,9 +427,18 @@ static int switchover(struct source *s)
 	free(left);
 	s->stable = true;
 	s->st->round++;
-	if (send_dirty_pages(s, s->dirty.bitmap, s->dirty.words) < 0 || send_state(s) < 0 ||
-	    wait_ack(s) < 0)
+	uint64_t t_paused = now_ns();
+	if (send_dirty_pages(s, s->dirty.bitmap, s->dirty.words) < 0)
 		return -1;
+	uint64_t t_pages = now_ns();
+	if (send_state(s) < 0)
+		return -1;
+	uint64_t t_state = now_ns();
+	if (wait_ack(s) < 0)
+		return -1;
+	hv_debug("switchover: pause %.2f ms, last pages %.2f ms, state %.2f ms, destination load %.2f ms",
+		 (double)(t_paused - t_pause) / 1e6, (double)(t_pages - t_paused) / 1e6,
+		 (double)(t_state - t_pages) / 1e6, (double)(now_ns() - t_state) / 1e6);
 	if (atomic_load(s->cancel))
 		return failf(s, "migration cancelled");
 	int r = wire_send(&s->conn, WIRE_COMMIT, NULL, 0);
