@@ -223,8 +223,12 @@ int vm_setup_boot(struct vm *vm, const struct boot_entry *entry)
 
 static void notify(struct vm *vm, enum vm_state s)
 {
-	if (vm->listener)
-		vm->listener(vm->listener_opaque, vm, s);
+	pthread_mutex_lock(&vm->lock);
+	vm_state_listener_fn fn = vm->listener;
+	void *opaque = vm->listener_opaque;
+	pthread_mutex_unlock(&vm->lock);
+	if (fn)
+		fn(opaque, vm, s);
 }
 
 static void set_state_locked(struct vm *vm, enum vm_state s)

@@ -26,7 +26,8 @@ for file in tests/integration/t_*.sh; do
 		" >"$T/log" 2>&1
 		rc=$?
 		# Everything the test left running (its process group and any VM in its run dir).
-		for pidfile in "$T"/run/*.pid; do [ -f "$pidfile" ] && kill -9 "$(cat "$pidfile")" 2>/dev/null; done
+		# Each running VM holds NAME.lock in its run dir, with its pid inside.
+		for lock in "$T"/run/*.lock; do [ -s "$lock" ] && kill -9 "$(cat "$lock")" 2>/dev/null; done
 		pkill -9 -f -- "$T" 2>/dev/null
 		[ -x "$T/cleanup" ] && "$T/cleanup" >/dev/null 2>&1
 		secs=$(awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN {printf "%.1f", b - a}')
