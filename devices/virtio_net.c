@@ -40,6 +40,7 @@ struct virtio_net {
 	pthread_t rx_thread, tx_thread;
 	bool rx_started, tx_started;
 	bool tx_error_logged;
+	bool tap_broken; /* reads fail for good (the interface was deleted): stop polling it */
 	struct virtq_chain rx_chain, tx_chain, ctrl_chain; /* each under its queue's lock */
 };
 
@@ -217,15 +218,20 @@ bool virtio_net_process_rx(struct virtio_net *n)
 			virtq_fail(q, "receive buffer smaller than the virtio-net header");
 			break;
 		}
-		ssize_t len = readv(n->tap_fd, &c->iov[c->n_out], c->n_in);
+		ssize_t len = n->tap_broken ? -1 : readv(n->tap_fd, &c->iov[c->n_out], c->n_in);
 		if (len < 0) {
-			int err = errno;
+			int err = n->tap_broken ? EIO : errno;
 			virtq_unpop(q);
 			if (err == EINTR)
 				continue;
-			if (err != EAGAIN)
-				hv_debug("virtio-net %s: TAP read failed: %s", n->ifname, strerror(err));
-			poll_tap = true;
+			if (err == EAGAIN) {
+				poll_tap = true;
+			} else if (!n->tap_broken) {
+				/* Polling a dead TAP would spin: receive stops, transmit drops. */
+				n->tap_broken = true;
+				hv_warn("virtio-net: reading TAP %s failed: %s; the NIC receives nothing more",
+					n->ifname, strerror(err));
+			}
 			break;
 		}
 		if (len >= VIRTIO_NET_HDR_LEN) {

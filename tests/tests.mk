@@ -4,3 +4,4 @@ $(BUILD)/bench/%: tests/bench/%.c
 	$(CC) $(HV_CFLAGS) $(CFLAGS) -o $@ $< $(LDLIBS)
 
 all: $(BUILD)/bench/firstbyte
+all: $(BUILD)/bench/tcpbw

@@ -1,6 +1,7 @@
 /* hv-guest: prog=memtouch. One self-verifying working set on the BSP (see touch.h).
  * Parameters: ws=SIZE (64M), rate=MiB/s (0 = unlimited), secs=N (0 = forever),
- * fill=full|stamp, inject=PAGE (test hook: flip a bit in PAGE after the first sweep).
+ * fill=full|stamp, inject=PAGE (test hook: flip a bit in PAGE after the first sweep),
+ * sweeps=N (stop writing after N sweeps and idle in hlt: a filled, quiet guest).
  * Heartbeat every 10 ticks (100 ms):
  *   memtouch: tick=<t> gen=<g> pages=<n> rate=<MiB/s> maxgap_us=<us> */
 #include "cmdline.h"
@@ -8,6 +9,7 @@
 #include "mem.h"
 #include "print.h"
 #include "progs.h"
+#include "sys.h"
 #include "time.h"
 #include "touch.h"
 
@@ -31,6 +33,7 @@ int prog_memtouch(void)
 	uint64_t secs = param_uint(me, "secs", 0);
 	int full = touch_param_fill(me);
 	uint64_t inject = param_uint(me, "inject", UINT64_MAX);
+	uint64_t sweeps = param_uint(me, "sweeps", 0);
 	uint64_t npages = ws / PAGE_SIZE;
 
 	if (!npages) {
@@ -75,6 +78,12 @@ int prog_memtouch(void)
 			kprintf("%s: injecting a bit flip into page %lu\n", me, inject);
 			touch_inject(&mt, inject);
 			inject = UINT64_MAX;
+		}
+		if (sweeps && mt.gen > sweeps) {
+			/* Idle: progress is waking up for each tick, so a gap is time not running. */
+			sys_wait();
+			gap_mark(&mt.gap);
+			continue;
 		}
 		touch_step(&mt);
 	}

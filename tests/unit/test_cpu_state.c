@@ -522,16 +522,14 @@ static uint64_t run_to_out(struct test_vm *t)
 
 static void set_msr(int vcpu_fd, uint32_t index, uint64_t value)
 {
-	struct {
-		struct kvm_msrs hdr;
-		struct kvm_msr_entry e;
-	} m;
+	struct kvm_msrs *m = calloc(1, sizeof(*m) + sizeof(m->entries[0]));
 
-	memset(&m, 0, sizeof(m));
-	m.hdr.nmsrs = 1;
-	m.e.index = index;
-	m.e.data = value;
-	assert_int_equal(ioctl(vcpu_fd, KVM_SET_MSRS, &m), 1);
+	assert_non_null(m);
+	m->nmsrs = 1;
+	m->entries[0].index = index;
+	m->entries[0].data = value;
+	assert_int_equal(ioctl(vcpu_fd, KVM_SET_MSRS, m), 1);
+	free(m);
 }
 
 static const struct kvm_msr_entry *find_msr(const struct vcpu_state *s, uint32_t index)

@@ -1,0 +1,57 @@
+#!/bin/bash
+# Migration benchmarks on loopback, each beside loopback TCP throughput measured in the same
+# run. Prints markdown tables. Downtime is shown twice: as the source measures it (guest
+# paused -> destination acknowledged and commit sent) and as the guest saw it (the longest
+# gap in its progress on the destination, from memtouch's maxgap_us).
+set -u
+cd "$(dirname "$0")/../.."
+BUILD=${BUILD:-build}
+HVCTL=$PWD/$BUILD/hvctl
+GUEST=$PWD/$BUILD/guests/hv-guest.elf
+W=$(mktemp -d /tmp/hv-bench-mig.XXXXXX)
+export HV_RUN_DIR=$W/run
+port=$((46000 + RANDOM % 1000))
+trap 'for l in "$W"/run/*.lock; do [ -s "$l" ] && kill -9 "$(cat "$l")" 2>/dev/null; done; rm -rf "$W"' EXIT
+
+tcp=$("$BUILD/bench/tcpbw" 2)
+
+field() { sed -n "s/^  $1 *\([0-9.]*\).*/\1/p" "$2"; }
+
+# migrate_one LABEL "GUEST ARGS" MEM [migrate options...]: prints a table row.
+migrate_one() {
+	local label=$1 cmdline=$2 mem=$3
+	shift 3
+	port=$((port + 1))
+	"$HVCTL" run --detach --name src --mem "$mem" --console "file:$W/src.log" --kernel "$GUEST" \
+		--cmdline "$cmdline" >/dev/null || return
+	for _ in $(seq 100); do grep -q READY "$W/src.log" 2>/dev/null && break; sleep 0.1; done
+	sleep "${SETTLE:-1}"
+	"$HVCTL" receive --listen "127.0.0.1:$port" --name dst --console "file:$W/dst.log" --timeout 60 --detach
+	local rc=0
+	"$HVCTL" migrate src "127.0.0.1:$port" "$@" >"$W/sum" 2>"$W/err" || rc=$?
+	sleep 0.6
+	local gap=$(grep -Eo 'maxgap_us=[0-9]+' "$W/dst.log" 2>/dev/null | head -n 3 | cut -d= -f2 | sort -n | tail -n 1)
+	if [ $rc -eq 0 ]; then
+		local total=$(field "total time" "$W/sum") down=$(field downtime "$W/sum") rounds=$(field rounds "$W/sum")
+		local wire=$(sed -n 's/^  on the wire *//p' "$W/sum")
+		local mib=$(awk -v b="$(sed -n 's/.*"wire_bytes":\([0-9]*\).*/\1/p' "$W/sum")" 'BEGIN{print b}')
+		printf '| %-40s | %9s | %9s | %10s | %6s | %12s | %s |\n' "$label" "$total" "$down" "${gap:+$((gap / 1000)).$(((gap % 1000) / 100))}" "$rounds" "$wire" "yes"
+	else
+		printf '| %-40s | %9s | %9s | %10s | %6s | %12s | %s |\n' "$label" "-" "-" "-" "-" "-" "no: $(head -c 60 "$W/err")"
+	fi
+	"$HVCTL" stop dst >/dev/null 2>&1
+	"$HVCTL" stop src >/dev/null 2>&1
+	rm -f "$W"/*.log
+}
+
+echo "## Live migration on loopback (loopback TCP, one stream, measured now: $tcp MiB/s)"
+echo
+printf '| %-40s | %9s | %9s | %10s | %6s | %12s | %s |\n' "case" "total ms" "down ms" "guest gap ms" "rounds" "on the wire" "converged"
+printf '|%s|%s|%s|%s|%s|%s|%s|\n' "------------------------------------------" "-----------" "-----------" "------------" "--------" "--------------" "-----------"
+migrate_one "1 GiB idle (hello)" "prog=hello secs=120" 1G
+SETTLE=0.2 migrate_one "1 GiB, 900 MiB incompressible, quiet" "prog=memtouch ws=900M sweeps=1" 1G
+migrate_one "memtouch 64 MiB at 50 MiB/s" "prog=memtouch ws=64M rate=50" 512M
+migrate_one "memtouch 64 MiB at 200 MiB/s" "prog=memtouch ws=64M rate=200" 512M
+migrate_one "memtouch 64 MiB at 1000 MiB/s" "prog=memtouch ws=64M rate=1000" 512M
+migrate_one "memtouch 64 MiB at 1000 MiB/s, zlib" "prog=memtouch ws=64M rate=1000" 512M --compress zlib
+echo
