@@ -19,6 +19,7 @@
 #include "migrate/cpu_state.h"
 #include "migrate/migrate.h"
 #include "migrate/page_codec.h"
+#include "migrate/prefault.h"
 #include "migrate/wire.h"
 
 /* The source streams continuously; silence this long means it is gone. */
@@ -29,6 +30,7 @@ struct incoming {
 	struct machine *m;
 	bool machine_up;
 	struct page_codec_dec dec;
+	struct prefault prefault;
 	struct wire_hello *hello;
 	struct cpuid_table *src_cpuid;
 	struct vcpu_state *vcpus; /* one per vCPU */
@@ -164,6 +166,7 @@ static int handle_hello(struct incoming *in, const uint8_t *payload, size_t len,
 	for (int i = 0; i < vm->ncpus; i++)
 		if (cpuid_apply(vm->vcpus[i].fd, in->src_cpuid, i, vm->ncpus) < 0)
 			return failf(in, "cannot apply the source's CPUID to vCPU %d", i);
+	prefault_start(&in->prefault, &vm->mem, h->ram, h->nram);
 	in->vcpus = calloc((size_t)vm->ncpus, sizeof(*in->vcpus));
 	in->vcpu_seen = calloc((size_t)vm->ncpus, sizeof(*in->vcpu_seen));
 	if (!in->vcpus || !in->vcpu_seen)
@@ -350,7 +353,9 @@ int migrate_incoming(int fd, struct machine *m, const struct machine_config *cfg
 		failf(&in, "out of memory");
 		goto out;
 	}
-	if (receive(&in, cfg) < 0)
+	int rr = receive(&in, cfg);
+	prefault_stop(&in.prefault);
+	if (rr < 0)
 		goto out;
 	if (machine_start(m) < 0) {
 		failf(&in, "cannot start the received VM");

@@ -909,7 +909,52 @@ int wire_send_hello(struct wire_conn *c, const struct wire_hello *h)
 		devs = json_object_new_array();
 	}
 	json_object_object_add(o, "devices", devs);
+	if (h->nram) {
+		struct json_object *ram = json_object_new_array();
+		for (uint32_t i = 0; i < h->nram && i < WIRE_RAM_RANGES_MAX; i++) {
+			struct json_object *e = json_object_new_array();
+			json_object_array_add(e, json_object_new_int64((int64_t)h->ram[i].gfn));
+			json_object_array_add(e, json_object_new_int64((int64_t)h->ram[i].npages));
+			json_object_array_add(ram, e);
+		}
+		json_object_object_add(o, "ram", ram);
+	}
 	return wire_send_json(c, WIRE_HELLO, o);
+}
+
+/* "ram": ascending, non-overlapping [gfn, npages] pairs inside the guest's memory. */
+static int wire_parse_ram(struct json_object *a, struct wire_hello *h, const char *what, char *err,
+			  size_t errlen)
+{
+	uint64_t pages = h->mem_size / WIRE_PAGE_SIZE, next = 0;
+
+	if (!json_object_is_type(a, json_type_array) ||
+	    json_object_array_length(a) > WIRE_RAM_RANGES_MAX) {
+		wire_set_err(err, errlen, "%s: \"ram\" is not an array of at most %d ranges", what,
+			     WIRE_RAM_RANGES_MAX);
+		return -1;
+	}
+	h->nram = (uint32_t)json_object_array_length(a);
+	for (uint32_t i = 0; i < h->nram; i++) {
+		struct json_object *e = json_object_array_get_idx(a, i);
+		struct json_object *g = json_object_array_get_idx(e, 0), *n = json_object_array_get_idx(e, 1);
+
+		if (!json_object_is_type(e, json_type_array) || json_object_array_length(e) != 2 ||
+		    !json_object_is_type(g, json_type_int) || !json_object_is_type(n, json_type_int) ||
+		    json_object_get_int64(g) < 0 || json_object_get_int64(n) <= 0) {
+			wire_set_err(err, errlen, "%s: ram range %u is not [gfn, npages]", what, i);
+			return -1;
+		}
+		uint64_t gfn = (uint64_t)json_object_get_int64(g), np = (uint64_t)json_object_get_int64(n);
+		if (gfn < next || gfn >= pages || np > pages - gfn) {
+			wire_set_err(err, errlen, "%s: ram range %u is out of order or outside guest memory",
+				     what, i);
+			return -1;
+		}
+		h->ram[i] = (struct wire_ram_range){ gfn, np };
+		next = gfn + np;
+	}
+	return 0;
 }
 
 int wire_parse_hello(const uint8_t *p, size_t len, struct wire_hello *h, char *err, size_t errlen)
@@ -983,6 +1028,8 @@ int wire_parse_hello(const uint8_t *p, size_t len, struct wire_hello *h, char *e
 	} else {
 		strcpy(h->devices_json, "[]");
 	}
+	if (json_object_object_get_ex(o, "ram", &a) && wire_parse_ram(a, h, what, err, errlen))
+		goto out;
 	rc = 0;
 out:
 	json_object_put(o);

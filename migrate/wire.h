@@ -224,6 +224,13 @@ struct wire_cpuid_word {
 /* HELLO: JSON object, e.g. {"protocol":1,"name":"vm1","uuid":"...","mem_size":268435456,
  * "vcpus":2,"caps":["zlib"],"host":"lab1","cpuid":[[1,0,eax,ebx,ecx,edx],...],
  * "devices":[{"type":"serial","name":"com1"},...]} */
+/* A run of guest RAM pages the source has ever allocated (memfd data, not holes): the
+ * destination may allocate them ahead of the page stream. */
+#define WIRE_RAM_RANGES_MAX 1024
+struct wire_ram_range {
+	uint64_t gfn, npages;
+};
+
 struct wire_hello {
 	uint32_t protocol;
 	char name[WIRE_NAME_MAX + 1];
@@ -237,6 +244,9 @@ struct wire_hello {
 	/* A JSON array of objects, each with at least a string "type". Device modules define the
 	 * rest; parse re-serialises it, so it is always well-formed JSON. "" means []. */
 	char devices_json[WIRE_DEVICES_JSON_MAX];
+	/* Optional "ram": [[gfn, npages], ...], ascending, inside mem_size. */
+	uint32_t nram;
+	struct wire_ram_range ram[WIRE_RAM_RANGES_MAX];
 };
 
 /* HELLO_REPLY: {"ok":true,"caps":["zlib"]} or {"ok":false,"error":"..."} */

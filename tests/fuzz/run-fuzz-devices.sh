@@ -33,11 +33,15 @@ if ! "$CLANG" $CFLAGS -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=
 	exit 1
 fi
 
+mkdir -p "$OUT/seeds"
+FUZZ_DEVICES_SEED="$OUT/seeds/in-request" "$OUT/fuzz_devices" >/dev/null 2>&1 ||
+	{ echo "fuzz_devices: seed generation failed"; exit 1; }
+
 rm -f "$OUT"/crash-* "$OUT"/leak-* "$OUT"/timeout-* "$OUT"/oom-*
 start=$(date +%s)
 # The device logs a warning for every bad ring it is fed: keep them out of the log.
 "$OUT/fuzz_devices" -max_total_time="$FUZZ_TIME" -max_len=4096 -timeout=10 -rss_limit_mb=2048 \
-	-artifact_prefix="$OUT/" -print_final_stats=1 "$OUT/corpus" 2>&1 |
+	-artifact_prefix="$OUT/" -print_final_stats=1 "$OUT/corpus" "$OUT/seeds" 2>&1 |
 	grep -v '^hv: ' >"$OUT/fuzz.log"
 rc=0
 ls "$OUT"/crash-* "$OUT"/leak-* "$OUT"/timeout-* "$OUT"/oom-* >/dev/null 2>&1 && rc=1

@@ -50,3 +50,119 @@ start_vm() {
 last_pages() {
 	grep -Eo 'pages=[0-9]+' "$1" | tail -n 1 | cut -d= -f2
 }
+
+# ---- Migration helpers (t_migrate.sh, t_migrate_netns.sh) ----
+
+# mig_receiver NAME HOST:PORT CONSOLE [ARGS...]: a detached 'hvctl receive' (returns once
+# listening) whose guest will be called NAME and write its console to file CONSOLE.
+mig_receiver() {
+	local name=$1 addr=$2 console=$3
+	shift 3
+	"$HVCTL" receive --listen "$addr" --name "$name" --console "file:$console" --timeout 60 \
+		--detach "$@" >/dev/null || fail "hvctl receive --listen $addr --name $name failed"
+}
+
+# mig_migrate NAME HOST:PORT [OPTIONS...]: a migration that must succeed; the summary goes to
+# $T/mig.out (stderr to $T/mig.err).
+mig_migrate() {
+	local name=$1 addr=$2
+	shift 2
+	"$HVCTL" migrate "$name" "$addr" "$@" >"$T/mig.out" 2>"$T/mig.err" ||
+		{ cat "$T/mig.out" "$T/mig.err" >&2; fail "hvctl migrate $name $addr $* failed"; }
+	grep -q "^migrated $name to $addr" "$T/mig.out" ||
+		{ cat "$T/mig.out" >&2; fail "hvctl migrate $name $addr: no summary"; }
+}
+
+# mig_summary_pages FILE zero|raw|compressed: a page count from a migrate summary.
+mig_summary_pages() {
+	local n
+	n=$(sed -nE "s/^ *pages +([0-9]+) zero, ([0-9]+) raw, ([0-9]+) compressed.*/\1 \2 \3/p" "$1" |
+		awk -v k="$2" '{ print (k == "zero") ? $1 : (k == "raw") ? $2 : $3 }')
+	[ -n "$n" ] || { cat "$1" >&2; fail "no 'pages' line in the summary $1"; }
+	echo "$n"
+}
+
+# mig_summary_wire_bytes FILE: the "on the wire" figure of a migrate summary, in bytes.
+mig_summary_wire_bytes() {
+	awk '/^ *on the wire/ { m = 1; split("B KiB MiB GiB TiB", u, " ");
+		for (i = 1; i <= 5; i++) if ($5 == u[i]) m = 1024 ^ (i - 1);
+		printf "%.0f\n", $4 * m }' "$1"
+}
+
+# mig_vm_pid NAME: the process id of running VM NAME.
+mig_vm_pid() {
+	"$HVCTL" status "$1" --json | grep -Eo '"pid": *[0-9]+' | grep -Eo '[0-9]+$'
+}
+
+# mig_wait_pid_gone PID SECS: until process PID has exited, or fail.
+mig_wait_pid_gone() {
+	local pid=$1 secs=${2:-5} i
+	for ((i = 0; i < secs * 20; i++)); do
+		kill -0 "$pid" 2>/dev/null || return 0
+		sleep 0.05
+	done
+	fail "process $pid ($(tr '\0' ' ' </proc/"$pid"/cmdline 2>/dev/null)) still exists after ${secs}s"
+}
+
+# mig_field FILE PREFIX KEY: KEY's value in the last complete line (ended by a newline: the
+# guest may be in the middle of one) of FILE that starts with PREFIX.
+mig_field() {
+	local file=$1 prefix=$2 key=$3
+	{ [ -s "$file" ] && [ -z "$(tail -c 1 "$file")" ] && cat "$file" || sed '$d' "$file"; } 2>/dev/null |
+		grep -E "^$prefix" | tail -n 1 | grep -Eo "(^| )$key=[^ ]+" | cut -d= -f2
+}
+
+# mig_first_field FILE PREFIX KEY: KEY's value in the first line of FILE starting with PREFIX.
+mig_first_field() {
+	grep -E "^$2" "$1" 2>/dev/null | head -n 1 | grep -Eo "(^| )$3=[^ ]+" | cut -d= -f2
+}
+
+# mig_wait_field_above FILE PREFIX KEY VALUE SECS: until KEY (last complete PREFIX line)
+# exceeds VALUE, or fail.
+mig_wait_field_above() {
+	local file=$1 prefix=$2 key=$3 min=$4 secs=${5:-10} i v
+	for ((i = 0; i < secs * 20; i++)); do
+		v=$(mig_field "$file" "$prefix" "$key")
+		[ -n "$v" ] && [ "$v" -gt "$min" ] && return 0
+		sleep 0.05
+	done
+	echo "--- $file:" >&2
+	tail -n 10 "$file" >&2 2>/dev/null
+	fail "$key in '$prefix' lines of $file did not exceed $min within ${secs}s (last: ${v:-none})"
+}
+
+# mig_no_corrupt FILE...: no guest reported a corrupt page or crashed.
+mig_no_corrupt() {
+	local f
+	for f in "$@"; do
+		if grep -Eq 'CORRUPT|FATAL|hv-guest: exit [1-9]' "$f" 2>/dev/null; then
+			grep -E -m 3 'CORRUPT|FATAL|exit' "$f" >&2
+			fail "the guest reported a problem in $f"
+		fi
+	done
+	return 0
+}
+
+# mig_check_memtouch_continues SRC_CONSOLE DST_CONSOLE: after a migration, memtouch goes on
+# at the destination where it stopped at the source (tick, gen and pages move on: no restart),
+# verifies at least one whole sweep there, lives 2 s of guest time, and nothing is corrupt.
+mig_check_memtouch_continues() {
+	local src=$1 dst=$2 hb='memtouch: tick=' st sg sp dt dg dp gap
+	st=$(mig_field "$src" "$hb" tick)
+	sg=$(mig_field "$src" "$hb" gen)
+	sp=$(mig_field "$src" "$hb" pages)
+	[ -n "$sp" ] || fail "no memtouch heartbeat from the source in $src"
+	wait_for "$dst" "^$hb" 10
+	dt=$(mig_first_field "$dst" "$hb" tick)
+	dg=$(mig_first_field "$dst" "$hb" gen)
+	dp=$(mig_first_field "$dst" "$hb" pages)
+	gap=$(mig_first_field "$dst" "$hb" maxgap_us)
+	echo "source last: tick=$st gen=$sg pages=$sp; destination first: tick=$dt gen=$dg pages=$dp maxgap_us=$gap"
+	[ "$dt" -gt "$st" ] || fail "guest ticks went back: source tick=$st, destination tick=$dt"
+	[ "$dg" -ge "$sg" ] || fail "memtouch generation went back: source gen=$sg, destination gen=$dg"
+	[ "$dp" -gt "$sp" ] || fail "memtouch restarted: source pages=$sp, destination pages=$dp"
+	[ "$gap" -lt 5000000 ] || fail "the guest stood still ${gap} us around the switchover"
+	mig_wait_field_above "$dst" "$hb" gen $((dg + 1)) 20  # a whole sweep checked here
+	mig_wait_field_above "$dst" "$hb" tick $((dt + 200)) 10 # 2 s of guest time
+	mig_no_corrupt "$src" "$dst"
+}

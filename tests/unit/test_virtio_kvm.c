@@ -209,19 +209,14 @@ static void test_bar_move_moves_ioeventfd(void **state)
 	run_guest(f);
 	assert_int_equal(f->mmio_exits, 0);
 	assert_true(vdrv_wait_used(&f->d, 0, 1));
-	/* The old notify address is dead: a store there exits to us and reaches nothing. */
-	f->d.next_buf = 0x200000;
+	/* The old notify address is dead: a store there is no longer taken by an ioeventfd but
+	 * exits to us, and nothing is mapped there any more. */
 	uint64_t old_notify = PCI_SLOT_MMIO(SLOT) + VIRTIO_PCI_NOTIFY_OFF;
-	uint64_t hdr = vdrv_alloc(&f->d, 16, 16), st = vdrv_alloc(&f->d, 1, 1);
-	struct virtio_blk_outhdr *h = vdrv_ptr(&f->d, hdr, 16);
-	h->type = VIRTIO_BLK_T_FLUSH;
-	struct vdrv_seg segs[] = { { hdr, 16, false }, { st, 1, true } };
-	vdrv_add(&f->d, 0, segs, 2);
+	uint8_t probe[2];
+	assert_false(bus_dispatch(&f->vm.mmio, old_notify, probe, 2, false));
 	write_guest(f, (uint32_t)old_notify);
 	run_guest(f);
 	assert_int_equal(f->mmio_exits, 1);
-	usleep(20000);
-	assert_int_equal(vdrv_used_idx(&f->d, 0), 1);
 }
 
 int main(void)

@@ -1,0 +1,316 @@
+# Live migration on one host over loopback: the guest continues on the destination with its
+# memory (memtouch verifies every page), vCPUs and timer intact; failures leave it running on
+# the source. Each test has its own ports (471xx).
+
+# A port on 127.0.0.1 that nothing listens on, from BASE up.
+mig_unused_port() {
+	local p=$1
+	while ss -Htln "sport = :$p" 2>/dev/null | grep -q .; do p=$((p + 1)); done
+	echo "$p"
+}
+
+# The source VM SRC must be gone after a successful migration: its process (PID) exits and
+# hvctl no longer knows the name.
+mig_check_source_gone() {
+	local name=$1 pid=$2
+	mig_wait_pid_gone "$pid" 5
+	if "$HVCTL" status "$name" >/dev/null 2>&1; then fail "source VM '$name' still answers after migration"; fi
+	if "$HVCTL" list | grep -q "^$name "; then fail "source VM '$name' still listed after migration"; fi
+	return 0
+}
+
+test_migrate_idle_hello() {
+	local port=47101 pid st dt
+	start_vm hi-src --kernel "$GUEST" --mem 1G --cmdline "prog=hello secs=60"
+	wait_for "$T/hi-src.console" '^hello: tick=' 5
+	pid=$(mig_vm_pid hi-src)
+	mig_receiver hi-dst 127.0.0.1:$port "$T/hi-dst.console"
+	mig_migrate hi-src 127.0.0.1:$port
+	cat "$T/mig.out"
+	mig_check_source_gone hi-src "$pid"
+	st=$(mig_field "$T/hi-src.console" 'hello: tick=' tick)
+	# Its timer keeps firing there: two more ticks lines, later than the source's last.
+	for ((i = 0; i < 60; i++)); do
+		[ "$(count_lines "$T/hi-dst.console" '^hello: tick=')" -ge 2 ] && break
+		sleep 0.1
+	done
+	[ "$(count_lines "$T/hi-dst.console" '^hello: tick=')" -ge 2 ] ||
+		{ cat "$T/hi-dst.console" >&2; fail "the destination printed fewer than 2 'hello: tick=' lines in 6 s"; }
+	dt=$(mig_first_field "$T/hi-dst.console" 'hello: tick=' tick)
+	[ "$dt" -gt "$st" ] || fail "ticks went back: source $st, destination $dt"
+	"$HVCTL" status hi-dst --json | grep -q '"state": *"running"' || fail "destination not running"
+	mig_no_corrupt "$T/hi-src.console" "$T/hi-dst.console"
+	pid=$(mig_vm_pid hi-dst)
+	"$HVCTL" stop hi-dst || fail "stop of the destination failed"
+	mig_wait_pid_gone "$pid" 5
+}
+
+# One memtouch migration: PORT, guest command line.
+mig_memtouch_case() {
+	local port=$1 cmdline=$2 pid
+	start_vm mt-src --kernel "$GUEST" --mem 512M --cmdline "$cmdline"
+	mig_wait_field_above "$T/mt-src.console" 'memtouch: tick=' gen 1 15 # one whole sweep done
+	pid=$(mig_vm_pid mt-src)
+	mig_receiver mt-dst 127.0.0.1:$port "$T/mt-dst.console"
+	mig_migrate mt-src 127.0.0.1:$port
+	cat "$T/mig.out"
+	mig_check_source_gone mt-src "$pid"
+	mig_check_memtouch_continues "$T/mt-src.console" "$T/mt-dst.console"
+	"$HVCTL" status mt-dst --json | grep -q '"state": *"running"' || fail "destination not running"
+	pid=$(mig_vm_pid mt-dst)
+	"$HVCTL" stop mt-dst || fail "stop of the destination failed"
+	mig_wait_pid_gone "$pid" 5
+}
+
+test_migrate_memtouch_rate50() {
+	mig_memtouch_case 47111 "prog=memtouch ws=32M rate=50"
+}
+
+test_migrate_memtouch_rate200() {
+	mig_memtouch_case 47112 "prog=memtouch ws=64M rate=200"
+}
+
+test_migrate_memtouch_unlimited() {
+	mig_memtouch_case 47113 "prog=memtouch ws=16M"
+}
+
+test_migrate_smp_4cpus() {
+	local port=47121 pid hb='smp: tick=' src dst a b i
+	start_vm smp-src --kernel "$GUEST" --mem 512M --cpus 4 --cmdline "prog=smp ws=16M"
+	wait_for "$T/smp-src.console" 'READY cpus=4' 15
+	wait_for "$T/smp-src.console" "^$hb" 10
+	pid=$(mig_vm_pid smp-src)
+	mig_receiver smp-dst 127.0.0.1:$port "$T/smp-dst.console"
+	mig_migrate smp-src 127.0.0.1:$port
+	cat "$T/mig.out"
+	mig_check_source_gone smp-src "$pid"
+	src=$(mig_field "$T/smp-src.console" "$hb" pages)
+	wait_for "$T/smp-dst.console" "^$hb" 10
+	[ "$(mig_first_field "$T/smp-dst.console" "$hb" cpus)" = 4 ] || fail "destination does not report cpus=4"
+	dst=$(mig_first_field "$T/smp-dst.console" "$hb" pages)
+	sleep 1.5
+	now=$(mig_field "$T/smp-dst.console" "$hb" pages)
+	echo "per-CPU pages: source last $src, destination first $dst, 1.5 s later $now"
+	IFS=, read -r -a s <<<"$src"
+	IFS=, read -r -a d <<<"$dst"
+	IFS=, read -r -a n <<<"$now"
+	[ ${#s[@]} -eq 4 ] && [ ${#d[@]} -eq 4 ] && [ ${#n[@]} -eq 4 ] || fail "expected 4 per-CPU counters"
+	for i in 0 1 2 3; do
+		[ "${d[i]}" -ge "${s[i]}" ] || fail "CPU $i restarted: source ${s[i]} pages, destination ${d[i]}"
+		[ "${n[i]}" -gt "${d[i]}" ] || fail "CPU $i does not run on the destination (${d[i]} -> ${n[i]} pages)"
+	done
+	mig_no_corrupt "$T/smp-src.console" "$T/smp-dst.console"
+	pid=$(mig_vm_pid smp-dst)
+	"$HVCTL" stop smp-dst || fail "stop of the destination failed"
+	mig_wait_pid_gone "$pid" 5
+}
+
+test_migrate_ping_pong() {
+	local port=47131 hop from to pid cons prev hb='memtouch: tick='
+	start_vm pp-a --kernel "$GUEST" --mem 512M --cmdline "prog=memtouch ws=32M rate=100"
+	mig_wait_field_above "$T/pp-a.console" "$hb" gen 1 15
+	from=pp-a
+	prev="$T/pp-a.console"
+	for hop in 1 2 3 4 5 6 7 8 9 10; do
+		[ $from = pp-a ] && to=pp-b || to=pp-a
+		cons="$T/pp-hop$hop.console"
+		pid=$(mig_vm_pid $from)
+		mig_receiver $to 127.0.0.1:$((port + hop)) "$cons"
+		mig_migrate $from 127.0.0.1:$((port + hop))
+		echo "hop $hop: $from -> $to: $(grep -E 'downtime|rounds' "$T/mig.out" | tr -s ' ' | tr '\n' ' ')"
+		mig_wait_pid_gone "$pid" 5
+		# The heartbeat carries on from where the previous host left it.
+		wait_for "$cons" "^$hb" 10
+		[ "$(mig_first_field "$cons" "$hb" pages)" -gt "$(mig_field "$prev" "$hb" pages)" ] ||
+			fail "hop $hop: memtouch restarted ($(mig_field "$prev" "$hb" pages) -> $(mig_first_field "$cons" "$hb" pages) pages)"
+		mig_no_corrupt "$prev" "$cons"
+		from=$to
+		prev=$cons
+	done
+	# After the last hop: a whole sweep verified and 2 s of life.
+	mig_check_memtouch_continues "$T/pp-hop9.console" "$prev"
+	"$HVCTL" stop $from || fail "stop failed"
+}
+
+test_migrate_no_convergence() {
+	local port=47141 pid rc a b hb='memtouch: tick='
+	# Unlimited memtouch rewrites its 32M in a few ms; a 20 MB/s link needs 1.6 s for it.
+	start_vm nc --kernel "$GUEST" --mem 512M --cmdline "prog=memtouch ws=32M"
+	mig_wait_field_above "$T/nc.console" "$hb" gen 1 15
+	pid=$(mig_vm_pid nc)
+	mig_receiver nc-dst 127.0.0.1:$port "$T/nc-dst1.console"
+	rc=0
+	"$HVCTL" migrate nc 127.0.0.1:$port --bandwidth 20M --max-rounds 3 --on-timeout cancel \
+		>"$T/out" 2>"$T/err" || rc=$?
+	cat "$T/out" "$T/err"
+	[ $rc -ne 0 ] || fail "a migration that cannot converge succeeded with --on-timeout cancel"
+	grep -q 'did not converge' "$T/err" || fail "no 'did not converge' message"
+	[ "$(grep -c . "$T/err")" -eq 1 ] || fail "more than one line on stderr"
+	# The guest keeps running here, intact; the receiver gives up.
+	kill -0 "$pid" 2>/dev/null || fail "the source VM process exited"
+	"$HVCTL" status nc --json | grep -q '"state": *"running"' || fail "source not running after the failed migration"
+	a=$(mig_field "$T/nc.console" "$hb" pages)
+	mig_wait_field_above "$T/nc.console" "$hb" pages "$a" 3
+	mig_no_corrupt "$T/nc.console"
+	for ((i = 0; i < 100; i++)); do pgrep -f -- "$T/nc-dst1.console" >/dev/null || break; sleep 0.05; done
+	if pgrep -f -- "$T/nc-dst1.console" >/dev/null; then fail "the receiver did not exit after the cancelled migration"; fi
+	# The same with --on-timeout force: the rest goes in one (long) switchover.
+	mig_receiver nc-dst 127.0.0.1:$((port + 1)) "$T/nc-dst2.console"
+	mig_migrate nc 127.0.0.1:$((port + 1)) --bandwidth 20M --max-rounds 1 --on-timeout force
+	cat "$T/mig.out"
+	mig_check_source_gone nc "$pid"
+	mig_check_memtouch_continues "$T/nc.console" "$T/nc-dst2.console"
+	"$HVCTL" stop nc-dst || fail "stop failed"
+}
+
+test_migrate_cancel() {
+	local port=47151 pid rc mpid
+	start_vm cx --kernel "$GUEST" --mem 512M --cmdline "prog=memtouch ws=128M rate=100"
+	mig_wait_field_above "$T/cx.console" 'memtouch: tick=' pages 20000 15
+	expect_error "no migration is in progress" "$HVCTL" migrate --cancel cx
+	pid=$(mig_vm_pid cx)
+	mig_receiver cx-dst 127.0.0.1:$port "$T/cx-dst.console"
+	# 80 MiB at 5 MB/s: ~16 s if nobody stops it.
+	"$HVCTL" migrate cx 127.0.0.1:$port --bandwidth 5M >"$T/out" 2>"$T/err" &
+	mpid=$!
+	sleep 1.5
+	kill -0 $mpid 2>/dev/null || { cat "$T/out" "$T/err"; fail "the slow migration ended early"; }
+	"$HVCTL" migrate --cancel cx || fail "hvctl migrate --cancel failed"
+	rc=0
+	for ((i = 0; i < 100; i++)); do kill -0 $mpid 2>/dev/null || break; sleep 0.05; done
+	kill -0 $mpid 2>/dev/null && fail "hvctl migrate still runs 5 s after the cancel"
+	wait $mpid || rc=$?
+	cat "$T/out" "$T/err"
+	[ $rc -eq 1 ] || fail "cancelled migration exited with $rc, not 1"
+	grep -q 'cancelled' "$T/err" || fail "the migrate command does not say it was cancelled"
+	kill -0 "$pid" 2>/dev/null || fail "the source VM process exited"
+	"$HVCTL" status cx --json | grep -q '"state": *"running"' || fail "source not running after cancel"
+	a=$(mig_field "$T/cx.console" 'memtouch: tick=' pages)
+	mig_wait_field_above "$T/cx.console" 'memtouch: tick=' pages "$a" 3
+	for ((i = 0; i < 100; i++)); do pgrep -f -- "$T/cx-dst.console" >/dev/null || break; sleep 0.05; done
+	if pgrep -f -- "$T/cx-dst.console" >/dev/null; then fail "the receiver still runs 5 s after the cancel"; fi
+	mig_no_corrupt "$T/cx.console"
+	"$HVCTL" stop cx || fail "stop failed"
+}
+
+test_migrate_json_events() {
+	local port=47161 rc
+	start_vm js --kernel "$GUEST" --mem 512M --cmdline "prog=memtouch ws=16M rate=100"
+	mig_wait_field_above "$T/js.console" 'memtouch: tick=' gen 1 15
+	# A failure first: nothing listens there.
+	rc=0
+	"$HVCTL" migrate js 127.0.0.1:"$(mig_unused_port $((port + 1)))" --json >"$T/fail.json" 2>"$T/err" || rc=$?
+	[ $rc -eq 1 ] || fail "failed --json migration exited with $rc"
+	mig_receiver js-dst 127.0.0.1:$port "$T/js-dst.console"
+	"$HVCTL" migrate js 127.0.0.1:$port --json >"$T/ok.json" 2>"$T/err" || { cat "$T/err"; fail "migrate --json failed"; }
+	cat "$T/fail.json" "$T/ok.json"
+	if command -v python3 >/dev/null; then
+		python3 - "$T/ok.json" "$T/fail.json" <<'EOF' || fail "the JSON events are wrong (see above)"
+import json, sys
+def events(path):
+    lines = [l for l in open(path) if l.strip()]
+    assert lines, f"{path}: no events"
+    return [json.loads(l) for l in lines]  # every stdout line must be one JSON object
+ok, bad = events(sys.argv[1]), events(sys.argv[2])
+fields = ("phase", "round", "ram_pages", "remaining_pages", "pages_sent", "zero_pages", "raw_pages",
+          "zlib_pages", "wire_bytes", "rate_mibs", "dirty_rate_mibs", "expected_downtime_ms",
+          "elapsed_ms", "downtime_ms", "compressing")
+for e in ok + bad:
+    missing = [f for f in fields if f not in e]
+    assert not missing, f"event {e.get('event')} lacks {missing}"
+assert [e["event"] for e in ok[:-1]] == ["migration"] * (len(ok) - 1), "only progress events before the end"
+last = ok[-1]
+assert last["event"] == "migration-done", f"last event is {last['event']}"
+assert last["phase"] == "done" and "error" not in last
+assert last["pages_sent"] > 0 and last["wire_bytes"] >= last["raw_pages"] * 4096
+assert 0 < last["downtime_ms"] <= last["elapsed_ms"]
+assert last["ram_pages"] == 512 * 256
+rounds = [e["round"] for e in ok]
+assert rounds == sorted(rounds), f"rounds go back: {rounds}"
+elapsed = [e["elapsed_ms"] for e in ok]
+assert elapsed == sorted(elapsed), "elapsed_ms goes back"
+assert any(e["phase"] == "precopy" for e in ok), "no precopy progress event"
+assert bad[-1]["event"] == "migration-failed", f"failure ends with {bad[-1]['event']}"
+assert "connection refused" in bad[-1].get("error", ""), bad[-1]
+print(f"{len(ok)} events, done after {last['elapsed_ms']:.1f} ms, downtime {last['downtime_ms']:.1f} ms")
+EOF
+	else
+		tail -n 1 "$T/ok.json" | grep -q '^{"event":"migration-done",' || fail "last event is not migration-done"
+		grep -vq '^{"event":"migration' "$T/ok.json" && fail "a stdout line is not a migration event"
+		for f in phase round pages_sent wire_bytes downtime_ms elapsed_ms; do
+			tail -n 1 "$T/ok.json" | grep -q "\"$f\":" || fail "migration-done lacks $f"
+		done
+		tail -n 1 "$T/fail.json" | grep -q '"event":"migration-failed".*"error":"connection refused' ||
+			fail "the failed migration does not end with migration-failed and its error"
+	fi
+	mig_check_memtouch_continues "$T/js.console" "$T/js-dst.console"
+	"$HVCTL" stop js-dst || fail "stop failed"
+}
+
+test_migrate_compress() {
+	local port=47171 z r w pid
+	# fill=stamp: 16 bytes per page, the rest zero: compresses ~100x.
+	start_vm cz-a --kernel "$GUEST" --mem 512M --cmdline "prog=memtouch ws=32M rate=50 fill=stamp"
+	mig_wait_field_above "$T/cz-a.console" 'memtouch: tick=' gen 1 15
+	pid=$(mig_vm_pid cz-a)
+	mig_receiver cz-b 127.0.0.1:$port "$T/cz-b.console"
+	mig_migrate cz-a 127.0.0.1:$port --compress zlib
+	cat "$T/mig.out"
+	z=$(mig_summary_pages "$T/mig.out" compressed)
+	r=$(mig_summary_pages "$T/mig.out" raw)
+	w=$(mig_summary_wire_bytes "$T/mig.out")
+	[ "$z" -gt 0 ] || fail "--compress zlib: no compressed pages"
+	[ "$z" -ge 8192 ] || fail "--compress zlib: only $z compressed pages for a 32M working set"
+	[ "$w" -lt $(((z + r) * 4096 / 4)) ] || fail "--compress zlib: $w bytes on the wire for $((z + r)) pages"
+	mig_check_memtouch_continues "$T/cz-a.console" "$T/cz-b.console"
+	# And back, uncompressed (the name cz-a is free again once its first process is gone).
+	mig_wait_pid_gone "$pid" 5
+	mig_receiver cz-a 127.0.0.1:$((port + 1)) "$T/cz-a2.console"
+	mig_migrate cz-b 127.0.0.1:$((port + 1)) --compress none
+	cat "$T/mig.out"
+	z=$(mig_summary_pages "$T/mig.out" compressed)
+	r=$(mig_summary_pages "$T/mig.out" raw)
+	w=$(mig_summary_wire_bytes "$T/mig.out")
+	[ "$z" -eq 0 ] || fail "--compress none: $z compressed pages"
+	[ "$r" -ge 8192 ] || fail "--compress none: only $r raw pages for a 32M working set"
+	[ "$w" -ge $((r * 4096)) ] || fail "--compress none: $w bytes on the wire for $r raw pages"
+	mig_check_memtouch_continues "$T/cz-b.console" "$T/cz-a2.console"
+	"$HVCTL" stop cz-a || fail "stop failed"
+}
+
+test_migrate_destination_refusals() {
+	local port=47181 pid a rc free
+	start_vm rf --kernel "$GUEST" --mem 512M --cmdline "prog=memtouch ws=16M rate=50"
+	wait_for "$T/rf.console" '^memtouch: tick=' 10
+	pid=$(mig_vm_pid rf)
+	# Same host, same run directory, same name: the destination refuses at the handshake.
+	mig_receiver rf 127.0.0.1:$port "$T/rf-dst.console"
+	expect_error "destination refused: a VM named 'rf' is already running.*--name" \
+		"$HVCTL" migrate rf 127.0.0.1:$port
+	cat "$T/err"
+	for ((i = 0; i < 100; i++)); do pgrep -f -- "$T/rf-dst.console" >/dev/null || break; sleep 0.05; done
+	if pgrep -f -- "$T/rf-dst.console" >/dev/null; then fail "the refusing receiver did not exit"; fi
+	kill -0 "$pid" 2>/dev/null || fail "the source VM process exited"
+	"$HVCTL" status rf --json | grep -q '"state": *"running"' || fail "source not running after the refusal"
+	a=$(mig_field "$T/rf.console" 'memtouch: tick=' pages)
+	mig_wait_field_above "$T/rf.console" 'memtouch: tick=' pages "$a" 3
+	# Nobody listening.
+	free=$(mig_unused_port $((port + 1)))
+	expect_error "connection refused.*is 'hvctl receive --listen 127.0.0.1:$free' running" \
+		"$HVCTL" migrate rf 127.0.0.1:$free
+	rc=0
+	"$HVCTL" migrate rf 127.0.0.1:$free 2>/dev/null || rc=$?
+	[ $rc -eq 1 ] || fail "migrate to a closed port exited with $rc, not 1"
+	# No such VM.
+	expect_error "no VM named 'nosuchvm'" "$HVCTL" migrate nosuchvm 127.0.0.1:1
+	rc=0
+	"$HVCTL" migrate nosuchvm 127.0.0.1:1 2>/dev/null || rc=$?
+	[ $rc -eq 1 ] || fail "migrate of an unknown VM exited with $rc, not 1"
+	# After all that, a real migration still works.
+	mig_receiver rf-dst 127.0.0.1:$((port + 2)) "$T/rf-dst2.console"
+	mig_migrate rf 127.0.0.1:$((port + 2))
+	mig_check_source_gone rf "$pid"
+	wait_for "$T/rf-dst2.console" '^memtouch: tick=' 10
+	mig_no_corrupt "$T/rf.console" "$T/rf-dst2.console"
+	"$HVCTL" stop rf-dst || fail "stop failed"
+}
