@@ -33,6 +33,9 @@ int machine_create(struct machine *m, const struct machine_config *cfg)
 	if (!m->vm.serial || legacy_devices_create(&m->vm) < 0)
 		goto fail;
 	m->devices = virtio_devices_create(&m->vm, cfg->disks, cfg->ndisks, cfg->nics, cfg->nnics);
+	/* The migration stream does not carry virtio device state yet: refuse rather than lose it. */
+	if (cfg->ndisks || cfg->nnics)
+		m->vm.migration_blocker = "it has virtio disks or NICs, whose state hv cannot migrate yet";
 	if (!m->devices)
 		goto fail;
 	return 0;

@@ -524,6 +524,10 @@ int migrate_source(struct vm *vm, const struct migrate_params *p, atomic_bool *c
 		failf(&s, "VM '%s' is %s, not running or paused", vm->name, vm_state_name(vm_get_state(vm)));
 		goto out;
 	}
+	if (vm->migration_blocker) {
+		failf(&s, "VM '%s' cannot be migrated: %s", vm->name, vm->migration_blocker);
+		goto out;
+	}
 	s.fd = channel_connect(p->uri, 10000, st->error, sizeof(st->error));
 	if (s.fd < 0) {
 		s.peer_gone = true;
