@@ -39,15 +39,17 @@ for t in "$BUILD"/tests-asan/test_*; do
 	[ -x "$t" ] && run_cmocka "$t"
 done
 
-if [ -x tests/fuzz/run-fuzz.sh ]; then
-	echo "== fuzz (bounded)"
-	if tests/fuzz/run-fuzz.sh; then
+echo "== fuzz (bounded: the migration stream decoder, the device model)"
+export FUZZ_TIME=${FUZZ_TIME:-20}
+for f in tests/fuzz/run-fuzz.sh tests/fuzz/run-fuzz-devices.sh; do
+	[ -x "$f" ] || continue
+	if "$f"; then
 		passed=$((passed + 1))
 	else
 		failed=$((failed + 1))
-		failures+=("fuzz")
+		failures+=("$f")
 	fi
-fi
+done
 
 echo "== integration tests (real KVM)"
 out=$(mktemp)
