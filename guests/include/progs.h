@@ -6,5 +6,11 @@ int prog_hello(void);
 int prog_memtouch(void);
 int prog_smp(void);
 int prog_fault(void);
+/* Device programs (virtio-blk / virtio-net, see guests/README.md). */
+int prog_blkcheck(void);
+int prog_blkbench(void);
+int prog_netecho(void);
+int prog_netbench(void);
+int prog_virtq_hostile(void);
 
 #endif

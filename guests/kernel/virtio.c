@@ -40,7 +40,20 @@ static inline uint32_t mmio_r32(volatile uint8_t *base, uint32_t off)
 
 int virtio_probe(struct virtio_dev *d, uint16_t pci_device, int index, const char *name)
 {
+	/* Ring memory from an earlier probe of this structure is kept and reused. */
+	struct {
+		volatile struct vring_desc *desc;
+		uint16_t alloc_size;
+	} keep[VIRTIO_MAX_QUEUES];
+	for (int i = 0; i < VIRTIO_MAX_QUEUES; i++) {
+		keep[i].desc = d->vq[i].desc;
+		keep[i].alloc_size = d->vq[i].alloc_size;
+	}
 	memset(d, 0, sizeof(*d));
+	for (int i = 0; i < VIRTIO_MAX_QUEUES; i++) {
+		d->vq[i].desc = keep[i].desc;
+		d->vq[i].alloc_size = keep[i].alloc_size;
+	}
 	d->name = name;
 	if (pci_find(VIRTIO_VENDOR, pci_device, index, &d->pci) < 0)
 		return -1;

@@ -1,6 +1,7 @@
 /* hv-guest: virtio-blk driver (see virtio_blk.h). */
 #include "virtio_blk.h"
 
+#include "layout.h"
 #include "lib.h"
 #include "mem.h"
 #include "print.h"
@@ -13,7 +14,11 @@
 
 int vblk_init(struct vblk *b, int index)
 {
-	memset(b, 0, sizeof(*b));
+	struct vblk_req *req = b->req;
+
+	b->capacity = 0;
+	b->ro = b->flush = 0;
+	b->req = req;
 	int r = virtio_probe(&b->dev, VIRTIO_DEV_BLK, index, "virtio-blk");
 	if (r < 0)
 		return r;

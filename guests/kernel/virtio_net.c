@@ -1,6 +1,7 @@
 /* hv-guest: virtio-net driver (see virtio_net.h). */
 #include "virtio_net.h"
 
+#include "layout.h"
 #include "lib.h"
 #include "mem.h"
 #include "print.h"
@@ -25,7 +26,9 @@ int vnet_init(struct vnet *n, int index)
 {
 	uint8_t *rx = n->rxbuf, *tx = n->txbuf;
 
-	memset(n, 0, sizeof(*n));
+	/* Keep the device structure (its ring memory) and the buffers across re-inits. */
+	n->rx_pending = 0;
+	n->rx_packets = n->tx_packets = n->rx_bad = 0;
 	int r = virtio_probe(&n->dev, VIRTIO_DEV_NET, index, "virtio-net");
 	if (r < 0)
 		return r;

@@ -193,6 +193,7 @@ int prog_blkcheck(void)
 	int rc = vblk_init(&blk, (int)disk);
 	if (rc == -1) {
 		kprintf("%s: no virtio-blk disk %lu (attach one with hvctl run --disk IMAGE)\n", me, disk);
+		pci_print();
 		return EXIT_BADPARAM;
 	}
 	if (rc < 0)

@@ -39,7 +39,7 @@ migrate_one() {
 		local total=$(field "total time" "$W/sum") down=$(field downtime "$W/sum") rounds=$(field rounds "$W/sum")
 		local wire=$(sed -n 's/^  on the wire *//p' "$W/sum")
 		local mib=$(awk -v b="$(sed -n 's/.*"wire_bytes":\([0-9]*\).*/\1/p' "$W/sum")" 'BEGIN{print b}')
-		printf '| %-46s | %9s | %9s | %10s | %6s | %12s | %s |\n' "$label" "$total" "$down" "${gap:+$((gap / 1000)).$(((gap % 1000) / 100))}${gap:--}" "$rounds" "$wire" "yes"
+		printf '| %-46s | %9s | %9s | %10s | %6s | %12s | %s |\n' "$label" "$total" "$down" "$(awk -v g="$gap" 'BEGIN { if (g == "") print "-"; else printf "%.1f", g / 1000 }')" "$rounds" "$wire" "yes"
 	else
 		printf '| %-46s | %9s | %9s | %10s | %6s | %12s | %s |\n' "$label" "-" "-" "-" "-" "-" "no: $(head -c 60 "$W/err")"
 	fi

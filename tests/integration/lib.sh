@@ -94,11 +94,19 @@ mig_vm_pid() {
 	"$HVCTL" status "$1" --json | grep -Eo '"pid": *[0-9]+' | grep -Eo '[0-9]+$'
 }
 
+# mig_pid_alive PID: process PID exists and has not exited (a zombie waiting for its parent
+# to reap it has exited).
+mig_pid_alive() {
+	local st
+	st=$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null) || return 1
+	[ -n "$st" ] && [ "$st" != Z ] && [ "$st" != X ]
+}
+
 # mig_wait_pid_gone PID SECS: until process PID has exited, or fail.
 mig_wait_pid_gone() {
 	local pid=$1 secs=${2:-5} i
 	for ((i = 0; i < secs * 20; i++)); do
-		kill -0 "$pid" 2>/dev/null || return 0
+		mig_pid_alive "$pid" || return 0
 		sleep 0.05
 	done
 	fail "process $pid ($(tr '\0' ' ' </proc/"$pid"/cmdline 2>/dev/null)) still exists after ${secs}s"
@@ -124,6 +132,7 @@ mig_wait_field_above() {
 	for ((i = 0; i < secs * 20; i++)); do
 		v=$(mig_field "$file" "$prefix" "$key")
 		[ -n "$v" ] && [ "$v" -gt "$min" ] && return 0
+		mig_no_corrupt "$file" # a guest that has stopped will not get there
 		sleep 0.05
 	done
 	echo "--- $file:" >&2

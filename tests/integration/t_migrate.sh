@@ -147,7 +147,7 @@ test_migrate_no_convergence() {
 	grep -q 'did not converge' "$T/err" || fail "no 'did not converge' message"
 	[ "$(grep -c . "$T/err")" -eq 1 ] || fail "more than one line on stderr"
 	# The guest keeps running here, intact; the receiver gives up.
-	kill -0 "$pid" 2>/dev/null || fail "the source VM process exited"
+	mig_pid_alive "$pid" || fail "the source VM process exited"
 	"$HVCTL" status nc --json | grep -q '"state": *"running"' || fail "source not running after the failed migration"
 	a=$(mig_field "$T/nc.console" "$hb" pages)
 	mig_wait_field_above "$T/nc.console" "$hb" pages "$a" 3
@@ -174,16 +174,16 @@ test_migrate_cancel() {
 	"$HVCTL" migrate cx 127.0.0.1:$port --bandwidth 5M >"$T/out" 2>"$T/err" &
 	mpid=$!
 	sleep 1.5
-	kill -0 $mpid 2>/dev/null || { cat "$T/out" "$T/err"; fail "the slow migration ended early"; }
+	mig_pid_alive $mpid || { cat "$T/out" "$T/err"; fail "the slow migration ended early"; }
 	"$HVCTL" migrate --cancel cx || fail "hvctl migrate --cancel failed"
 	rc=0
-	for ((i = 0; i < 100; i++)); do kill -0 $mpid 2>/dev/null || break; sleep 0.05; done
-	kill -0 $mpid 2>/dev/null && fail "hvctl migrate still runs 5 s after the cancel"
+	for ((i = 0; i < 100; i++)); do mig_pid_alive $mpid || break; sleep 0.05; done
+	mig_pid_alive $mpid && fail "hvctl migrate still runs 5 s after the cancel"
 	wait $mpid || rc=$?
 	cat "$T/out" "$T/err"
 	[ $rc -eq 1 ] || fail "cancelled migration exited with $rc, not 1"
 	grep -q 'cancelled' "$T/err" || fail "the migrate command does not say it was cancelled"
-	kill -0 "$pid" 2>/dev/null || fail "the source VM process exited"
+	mig_pid_alive "$pid" || fail "the source VM process exited"
 	"$HVCTL" status cx --json | grep -q '"state": *"running"' || fail "source not running after cancel"
 	a=$(mig_field "$T/cx.console" 'memtouch: tick=' pages)
 	mig_wait_field_above "$T/cx.console" 'memtouch: tick=' pages "$a" 3
@@ -290,7 +290,7 @@ test_migrate_destination_refusals() {
 	cat "$T/err"
 	for ((i = 0; i < 100; i++)); do pgrep -f -- "$T/rf-dst.console" >/dev/null || break; sleep 0.05; done
 	if pgrep -f -- "$T/rf-dst.console" >/dev/null; then fail "the refusing receiver did not exit"; fi
-	kill -0 "$pid" 2>/dev/null || fail "the source VM process exited"
+	mig_pid_alive "$pid" || fail "the source VM process exited"
 	"$HVCTL" status rf --json | grep -q '"state": *"running"' || fail "source not running after the refusal"
 	a=$(mig_field "$T/rf.console" 'memtouch: tick=' pages)
 	mig_wait_field_above "$T/rf.console" 'memtouch: tick=' pages "$a" 3

@@ -382,9 +382,15 @@ static uint64_t limit(const struct dir *d)
 	return l;
 }
 
+/* A stall or cut point has been read past: nothing more will be read from this side. */
+static bool stopped(const struct dir *d)
+{
+	return d->rd > d->f.stall || d->rd > d->f.cut;
+}
+
 static bool can_read(const struct dir *d)
 {
-	return !d->eof && d->queued < opt.queue_max && d->rd <= d->f.stall && d->rd <= d->f.cut;
+	return !d->eof && d->queued < opt.queue_max && !stopped(d);
 }
 
 /* 1: read something, 0: nothing now, -1: error (reset). */
@@ -549,12 +555,18 @@ static const char *relay(int conn, int cfd, int tfd)
 		}
 		for (int i = 0; i < 2; i++) {
 			struct dir *d = &dirs[i];
-			/* Watch for the peer going away, even while not reading its data. */
-			if (!d->eof)
+			/* Watch for the peer going away even while its data is held back for good
+			 * (a full queue only waits: its FIN comes after the unread data). */
+			if (!d->eof && stopped(d))
 				pfd[i].events |= POLLRDHUP;
 			if (can_read(d))
 				pfd[i].events |= POLLIN;
 		}
+		/* A socket with nothing to wait for is left out: after both sides shut down, poll
+		 * would report POLLHUP on it forever. */
+		for (int i = 0; i < 2; i++)
+			if (!pfd[i].events)
+				pfd[i].fd = -1;
 		if (progress)
 			continue;
 		int timeout = -1;
@@ -575,9 +587,9 @@ static const char *relay(int conn, int cfd, int tfd)
 			if ((re & POLLIN) && can_read(d)) {
 				if (do_read(d) < 0)
 					end = i == 0 ? "reset-by-client" : "reset-by-target";
-			} else if (re & (POLLERR | POLLHUP)) {
+			} else if (re & POLLERR) {
 				end = i == 0 ? "reset-by-client" : "reset-by-target";
-			} else if ((re & POLLRDHUP) && !can_read(d) && !d->eof) {
+			} else if ((re & (POLLRDHUP | POLLHUP)) && !d->eof && stopped(d)) {
 				/* Closed while we hold back its data (stall or full queue). */
 				d->eof = true;
 				if (grace_end == NONE)
