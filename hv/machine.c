@@ -19,6 +19,8 @@
 int machine_create(struct machine *m, const struct machine_config *cfg)
 {
 	memset(m, 0, sizeof(*m));
+	m->config = *cfg;
+	m->config.name = m->config.console = NULL;
 	m->console.out_fd = m->console.in_fd = m->console.pty_slave_fd = -1;
 	snprintf(m->name, sizeof(m->name), "%s", cfg->name);
 	m->name_lock = rundir_claim_name(cfg->name);
@@ -33,9 +35,6 @@ int machine_create(struct machine *m, const struct machine_config *cfg)
 	if (!m->vm.serial || legacy_devices_create(&m->vm) < 0)
 		goto fail;
 	m->devices = virtio_devices_create(&m->vm, cfg->disks, cfg->ndisks, cfg->nics, cfg->nnics);
-	/* The migration stream does not carry virtio device state yet: refuse rather than lose it. */
-	if (cfg->ndisks || cfg->nnics)
-		m->vm.migration_blocker = "it has virtio disks or NICs, whose state hv cannot migrate yet";
 	if (!m->devices)
 		goto fail;
 	return 0;
@@ -117,7 +116,7 @@ int machine_start(struct machine *m)
 			return -1;
 		if (m->console.pty_path[0])
 			control_set_console_path(m->control, m->console.pty_path);
-		m->migration = migrate_control_register(m->control);
+		m->migration = migrate_control_register(m->control, m);
 		if (!m->migration)
 			return -1;
 	}

@@ -29,6 +29,7 @@ struct machine {
 	struct control_server *control;
 	struct migrate_job *migration; /* the control socket's migrate commands */
 	struct virtio_devices *devices; /* the PCI bus and its virtio devices */
+	struct machine_config config; /* as created (name and console pointers cleared) */
 	char name[VM_NAME_MAX];
 	int name_lock;
 	int vm_created;

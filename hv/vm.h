@@ -49,8 +49,6 @@ struct vm {
 	struct vcpu *vcpus;
 	struct cpuid_table *cpuid;
 	struct serial *serial;
-	/* Why this VM cannot be migrated, or NULL. */
-	const char *migration_blocker;
 
 	pthread_mutex_t lock; /* guards everything below */
 	pthread_cond_t cond;

@@ -10,13 +10,14 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "devices/serial.h"
+#include "devices/virtio_devices.h"
 #include "hv/cpuid.h"
 #include "hv/layout.h"
 #include "hv/log.h"
 #include "hv/machine.h"
 #include "migrate/channel.h"
 #include "migrate/cpu_state.h"
+#include "migrate/device_state.h"
 #include "migrate/migrate.h"
 #include "migrate/page_codec.h"
 #include "migrate/prefault.h"
@@ -36,8 +37,9 @@ struct incoming {
 	struct vcpu_state *vcpus; /* one per vCPU */
 	bool *vcpu_seen;
 	struct vm_kvm_state vm_state;
-	bool vm_seen, serial_seen;
-	struct serial_regs serial;
+	bool vm_seen;
+	struct device_state_rx *devs;
+	bool devices_paused;
 	uint8_t *buf;
 	size_t buf_cap;
 	char err[512];
@@ -103,26 +105,6 @@ static int check_cpu(struct incoming *in, struct cpuid_table *have)
 	return 0;
 }
 
-static int check_devices(struct incoming *in)
-{
-	const char *d = in->hello->devices_json;
-
-	/* This version's machines have exactly the serial console; say so if the source differs. */
-	if (strstr(d, "\"type\"") && !strstr(d, "\"serial\""))
-		return failf(in, "the source VM has no serial device, which this destination requires");
-	const char *p = d;
-	while ((p = strstr(p, "\"type\":\"")) != NULL) {
-		p += 8;
-		if (strncmp(p, "serial\"", 7) != 0) {
-			char t[32];
-			size_t n = strcspn(p, "\"");
-			snprintf(t, sizeof(t), "%.*s", (int)(n < 31 ? n : 31), p);
-			return failf(in, "destination cannot provide device type '%s'", t);
-		}
-	}
-	return 0;
-}
-
 static int handle_hello(struct incoming *in, const uint8_t *payload, size_t len,
 			const struct machine_config *cfg)
 {
@@ -149,10 +131,12 @@ static int handle_hello(struct incoming *in, const uint8_t *payload, size_t len,
 	cpuid_filter(have);
 	r = check_cpu(in, have);
 	free(have);
-	if (r < 0 || check_devices(in) < 0)
+	if (r < 0)
 		return -1;
 
 	struct machine_config c = *cfg;
+	if (device_state_config(h->devices_json, &c, in->err, sizeof(in->err)) < 0)
+		return -1;
 	if (!c.name)
 		c.name = h->name;
 	c.mem_size = h->mem_size;
@@ -162,6 +146,12 @@ static int handle_hello(struct incoming *in, const uint8_t *payload, size_t len,
 		return failf(in, "%s", hv_last_error()[0] ? hv_last_error() : "cannot create the VM");
 	in->machine_up = true;
 	struct vm *vm = &in->m->vm;
+	/* Devices stay quiet until the guest runs: their state arrives at switchover. */
+	virtio_devices_pause(in->m->devices);
+	in->devices_paused = true;
+	in->devs = device_state_rx_new(in->m);
+	if (!in->devs)
+		return failf(in, "out of memory");
 	/* The guest keeps the CPUID it booted with (a subset of ours, checked above). */
 	for (int i = 0; i < vm->ncpus; i++)
 		if (cpuid_apply(vm->vcpus[i].fd, in->src_cpuid, i, vm->ncpus) < 0)
@@ -204,13 +194,8 @@ static int handle_device_state(struct incoming *in, const uint8_t *p, size_t len
 
 	if (wire_parse_device_state(p, len, &d, e, sizeof(e)) < 0)
 		return failf(in, "bad device state: %s", e);
-	if (strcmp(d.name, "serial") != 0)
-		return failf(in, "state for unknown device '%s'", d.name);
-	if (d.version != 1 || d.len != sizeof(in->serial) || in->serial_seen)
-		return failf(in, "serial state: version %u, %zu bytes, not what this hv expects",
-			     d.version, d.len);
-	memcpy(&in->serial, d.data, sizeof(in->serial));
-	in->serial_seen = true;
+	if (device_state_rx_add(in->devs, d.name, d.version, d.data, d.len, e, sizeof(e)) < 0)
+		return failf(in, "%s", e);
 	return 0;
 }
 
@@ -228,8 +213,8 @@ static int load_state(struct incoming *in, const uint8_t *p, size_t len)
 	for (int i = 0; i < vm->ncpus; i++)
 		if (!in->vcpu_seen[i])
 			return failf(in, "no state arrived for vCPU %d", i);
-	if (!in->vm_seen || !in->serial_seen)
-		return failf(in, "VM or device state missing");
+	if (!in->vm_seen)
+		return failf(in, "VM state missing");
 	int *fds = calloc((size_t)vm->ncpus, sizeof(int));
 	if (!fds)
 		return failf(in, "out of memory");
@@ -240,7 +225,11 @@ static int load_state(struct incoming *in, const uint8_t *p, size_t len)
 	free(fds);
 	if (r < 0)
 		return failf(in, "loading vCPU/VM state: %s", e);
-	serial_set_regs(vm->serial, &in->serial);
+	int ndev = device_state_rx_apply(in->devs, e, sizeof(e));
+	if (ndev < 0)
+		return failf(in, "loading device state: %s", e);
+	if (eos.devices != (uint32_t)ndev)
+		return failf(in, "source sent state for %u devices, the VM has %d", eos.devices, ndev);
 	return 0;
 }
 
@@ -357,10 +346,13 @@ int migrate_incoming(int fd, struct machine *m, const struct machine_config *cfg
 	prefault_stop(&in.prefault);
 	if (rr < 0)
 		goto out;
+	virtio_devices_resume(m->devices);
+	in.devices_paused = false;
 	if (machine_start(m) < 0) {
 		failf(&in, "cannot start the received VM");
 		goto out;
 	}
+	device_state_announce(m);
 	r = 0;
 out:
 	if (r < 0) {
@@ -371,6 +363,7 @@ out:
 		hv_error("incoming migration failed: %s", in.err);
 	}
 	page_codec_dec_fini(&in.dec);
+	device_state_rx_free(in.devs);
 	free(in.hello);
 	free(in.src_cpuid);
 	free(in.vcpus);

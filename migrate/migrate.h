@@ -61,7 +61,7 @@ typedef void (*migrate_progress_fn)(void *opaque, const struct migrate_stats *st
  * returned; on failure the VM runs as before
  * (resumed if the engine paused it), st->error says why, and -1 is returned. `cancel` may be
  * set from another thread at any time before commit. */
-int migrate_source(struct vm *vm, const struct migrate_params *p, atomic_bool *cancel,
+int migrate_source(struct machine *m, const struct migrate_params *p, atomic_bool *cancel,
 		   migrate_progress_fn progress, void *opaque, struct migrate_stats *st);
 
 /* Destination: receives one migration on an accepted connection into a new machine built

@@ -8,12 +8,14 @@
 
 #include "hv/control.h"
 #include "hv/log.h"
+#include "hv/machine.h"
 #include "hv/parse.h"
 #include "hv/vm.h"
 #include "migrate/migrate.h"
 
 struct migrate_job {
 	struct control_server *cs;
+	struct machine *machine;
 	pthread_mutex_t lock;
 	bool running;      /* a migration thread exists (until joined) */
 	bool thread_valid;
@@ -61,8 +63,8 @@ static void on_progress(void *opaque, const struct migrate_stats *st)
 static void *migration_thread(void *arg)
 {
 	struct migrate_job *job = arg;
-	struct vm *vm = control_vm(job->cs);
-	int r = migrate_source(vm, &job->params, &job->cancel, on_progress, job, &job->stats);
+	struct vm *vm = &job->machine->vm;
+	int r = migrate_source(job->machine, &job->params, &job->cancel, on_progress, job, &job->stats);
 	struct json_object *ev = stats_json(r == 0 ? "migration-done" : "migration-failed", &job->stats);
 
 	/* The result goes out before the VM stops, so a subscriber always learns it. */
@@ -198,13 +200,14 @@ static int cmd_migrate_cancel(struct ctl_call *call, void *opaque)
 	return 0;
 }
 
-struct migrate_job *migrate_control_register(struct control_server *cs)
+struct migrate_job *migrate_control_register(struct control_server *cs, struct machine *m)
 {
 	struct migrate_job *job = calloc(1, sizeof(*job));
 
 	if (!job)
 		return NULL;
 	job->cs = cs;
+	job->machine = m;
 	pthread_mutex_init(&job->lock, NULL);
 	if (control_register_command(cs, "migrate", cmd_migrate, job) < 0 ||
 	    control_register_command(cs, "migrate-cancel", cmd_migrate_cancel, job) < 0) {

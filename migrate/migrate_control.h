@@ -4,11 +4,12 @@
 #define MIGRATE_MIGRATE_CONTROL_H
 
 struct control_server;
+struct machine;
 struct migrate_job;
 
 /* Registers the commands on cs. Returns the job slot (to pass to migrate_control_stop), or
  * NULL on failure. */
-struct migrate_job *migrate_control_register(struct control_server *cs);
+struct migrate_job *migrate_control_register(struct control_server *cs, struct machine *m);
 /* Cancels a migration in flight, waits for its thread, frees the slot. */
 void migrate_control_stop(struct migrate_job *job);
 

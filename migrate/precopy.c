@@ -10,14 +10,16 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "devices/serial.h"
+#include "devices/virtio_devices.h"
 #include "hv/cpuid.h"
 #include "hv/layout.h"
 #include "hv/log.h"
+#include "hv/machine.h"
 #include "hv/vm.h"
 #include "migrate/auto_compress.h"
 #include "migrate/channel.h"
 #include "migrate/cpu_state.h"
+#include "migrate/device_state.h"
 #include "migrate/dirty.h"
 #include "migrate/migrate.h"
 #include "migrate/page_codec.h"
@@ -32,6 +34,7 @@
 #define GOOD_ENOUGH_DOWNTIME_MS 5.0
 
 struct source {
+	struct machine *m;
 	struct vm *vm;
 	const struct migrate_params *p;
 	atomic_bool *cancel;
@@ -53,7 +56,7 @@ struct source {
 	struct auto_compress ac;
 
 	uint64_t t0, bw_t0, bw_bytes;
-	bool paused_by_us;
+	bool paused_by_us, devices_paused;
 	bool peer_gone; /* do not try to send ABORT */
 };
 
@@ -248,7 +251,7 @@ static void fill_hello(struct source *s, struct wire_hello *h)
 	}
 	h->ncpuid = n;
 	ram_ranges(&vm->mem, h);
-	snprintf(h->devices_json, sizeof(h->devices_json), "[{\"type\":\"serial\",\"name\":\"com1\"}]");
+	device_state_describe(s->m, h->devices_json, sizeof(h->devices_json));
 }
 
 static int handshake(struct source *s)
@@ -392,14 +395,12 @@ static int send_state(struct source *s)
 		fail_wire(s, w, "sending VM state");
 		goto out;
 	}
-	struct serial_regs sr;
-	serial_get_regs(vm->serial, &sr);
-	w = wire_send_device_state(&s->conn, "serial", 1, &sr, sizeof(sr));
-	if (w < 0) {
-		fail_wire(s, w, "sending device state");
+	int ndev = device_state_send(&s->conn, s->m);
+	if (ndev < 0) {
+		fail_wire(s, ndev, "sending device state");
 		goto out;
 	}
-	struct wire_end_of_state eos = { .vcpus = (uint32_t)vm->ncpus, .devices = 1 };
+	struct wire_end_of_state eos = { .vcpus = (uint32_t)vm->ncpus, .devices = (uint32_t)ndev };
 	w = wire_send_end_of_state(&s->conn, &eos);
 	if (w < 0) {
 		fail_wire(s, w, "sending end of state");
@@ -448,6 +449,9 @@ static int switchover(struct source *s)
 			return failf(s, "the VM stopped during migration");
 		s->paused_by_us = true;
 	}
+	/* Device threads finish what they do and then stay off guest memory and the image. */
+	virtio_devices_pause(s->m->devices);
+	s->devices_paused = true;
 	/* What the last pre-copy round left, plus what was dirtied since: all of it, now stable. */
 	uint64_t *left = malloc(s->dirty.words * sizeof(uint64_t));
 	if (!left)
@@ -504,10 +508,11 @@ const char *migrate_phase_name(enum migrate_phase p)
 	return "?";
 }
 
-int migrate_source(struct vm *vm, const struct migrate_params *p, atomic_bool *cancel,
+int migrate_source(struct machine *m, const struct migrate_params *p, atomic_bool *cancel,
 		   migrate_progress_fn progress, void *opaque, struct migrate_stats *st)
 {
-	struct source s = { .vm = vm, .p = p, .cancel = cancel, .progress = progress,
+	struct vm *vm = &m->vm;
+	struct source s = { .m = m, .vm = vm, .p = p, .cancel = cancel, .progress = progress,
 			    .opaque = opaque, .st = st, .fd = -1 };
 	int r = -1;
 
@@ -522,10 +527,6 @@ int migrate_source(struct vm *vm, const struct migrate_params *p, atomic_bool *c
 	}
 	if (vm_get_state(vm) != VM_RUNNING && vm_get_state(vm) != VM_PAUSED) {
 		failf(&s, "VM '%s' is %s, not running or paused", vm->name, vm_state_name(vm_get_state(vm)));
-		goto out;
-	}
-	if (vm->migration_blocker) {
-		failf(&s, "VM '%s' cannot be migrated: %s", vm->name, vm->migration_blocker);
 		goto out;
 	}
 	s.fd = channel_connect(p->uri, 10000, st->error, sizeof(st->error));
@@ -553,6 +554,8 @@ out:
 					st->error);
 		if (s.dirty_on)
 			dirty_stop(&s.dirty);
+		if (s.devices_paused)
+			virtio_devices_resume(m->devices);
 		if (s.paused_by_us)
 			vm_resume(vm);
 		st->phase = MIGRATE_PHASE_FAILED;

@@ -141,8 +141,11 @@ int hvctl_cmd_run(int argc, char **argv)
 	signal_watch_block(&sw);
 
 	struct machine m;
-	struct machine_config cfg = { .name = o.name, .mem_size = o.mem, .ncpus = o.cpus,
-				      .console = o.console };
+	static struct machine_config cfg; /* static: the disk paths make it ~16 KiB */
+	cfg = (struct machine_config){ .name = o.name, .mem_size = o.mem, .ncpus = o.cpus,
+				       .console = o.console, .ndisks = o.ndisks, .nnics = o.nnics };
+	memcpy(cfg.disks, o.disks, sizeof(cfg.disks));
+	memcpy(cfg.nics, o.nics, sizeof(cfg.nics));
 	if (machine_create(&m, &cfg) < 0)
 		return HV_EXIT_START_FAILED;
 	if (machine_load_kernel(&m, o.kernel, o.initrd, o.cmdline) < 0 || machine_start(&m) < 0) {
