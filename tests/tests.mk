@@ -18,3 +18,24 @@ $(BUILD)/tools/wiregen: tests/tools/wiregen.c $(BUILD)/libhv.a
 
 all: $(BUILD)/tools/faultproxy
 all: $(BUILD)/tools/wiregen
+
+# Device test helpers (t_blk.sh, t_net.sh): a host-side checker of the disk that the guest's
+# prog=blkcheck wrote, and a UDP echo client / sink for prog=netecho and prog=netbench.
+$(BUILD)/tools/blkverify: tests/tools/blkverify.c
+	@mkdir -p $(dir $@)
+	$(CC) $(HV_CFLAGS) $(CFLAGS) -o $@ $<
+
+$(BUILD)/tools/udpecho: tests/tools/udpecho.c
+	@mkdir -p $(dir $@)
+	$(CC) $(HV_CFLAGS) $(CFLAGS) -o $@ $<
+
+all: $(BUILD)/tools/blkverify
+all: $(BUILD)/tools/udpecho
+
+# hvctl built with ASan + UBSan: t_migrate_faults.sh runs the receiver of hostile streams
+# under it when it is there (it is built with the unit tests, i.e. by 'make check').
+$(BUILD)/tools/hvctl-asan: $(TOOL_SRCS) $(BUILD)/libhv-asan.a
+	@mkdir -p $(dir $@)
+	$(CC) $(HV_CFLAGS) -O1 -g $(SAN) -o $@ $(TOOL_SRCS) $(BUILD)/libhv-asan.a $(LDLIBS)
+
+unit: $(BUILD)/tools/hvctl-asan

@@ -49,8 +49,9 @@ void pci_write8(int slot, int off, uint8_t v);
 /* The index-th device (counting from 0, in slot order) with this vendor and device ID:
  * fills d (identity, BARs as currently programmed) and returns 0, or -1 if there is none. */
 int pci_find(uint16_t vendor, uint16_t device, int index, struct pci_dev *d);
-/* Sizes the memory BARs, places any that are unassigned, and turns on memory decoding
- * and bus mastering (plus `extra_cmd` bits, e.g. PCI_CMD_INTX_DISABLE). */
+/* Sizes the memory BARs, places any that are unassigned (all of them with the command
+ * line key pci=reassign), and turns on memory decoding and bus mastering (plus
+ * `extra_cmd` bits, e.g. PCI_CMD_INTX_DISABLE). */
 void pci_enable(struct pci_dev *d, uint16_t extra_cmd);
 /* The first capability with ID `id` at or after config offset `from` in the list
  * (pass 0 to start at the head); 0 if none. */

@@ -16,6 +16,7 @@
 #define VBLK_S_OK 0
 #define VBLK_S_IOERR 1
 #define VBLK_S_UNSUPP 2
+#define VBLK_S_NOSTATUS 0xfd /* not a device status: completed without writing one */
 #define VBLK_S_TIMEOUT 0xfe /* not a device status: the driver gave up waiting */
 #define VBLK_S_BROKEN 0xff  /* not a device status: DEVICE_NEEDS_RESET or a bad used id */
 

@@ -1,6 +1,7 @@
 /* hv-guest: PCI configuration mechanism #1 at CPL3 (see pci.h). */
 #include "pci.h"
 
+#include "cmdline.h"
 #include "lib.h"
 #include "print.h"
 
@@ -122,9 +123,22 @@ int pci_find(uint16_t vendor, uint16_t device, int index, struct pci_dev *d)
 	return -1;
 }
 
+/* Command-line key pci=reassign: place every BAR ourselves, as if the VMM had left them
+ * unassigned (exercises the placement path and the VMM's BAR moves). */
+static int reassign_all(void)
+{
+	static int v = -1;
+	char val[16];
+
+	if (v < 0)
+		v = cmdline_get("pci", val, sizeof(val)) && strcmp(val, "reassign") == 0;
+	return v;
+}
+
 void pci_enable(struct pci_dev *d, uint16_t extra_cmd)
 {
 	int s = d->slot;
+	int reassign = reassign_all();
 	uint16_t cmd = pci_read16(s, PCI_COMMAND);
 	uint64_t next = PCI_GUEST_MMIO_BASE + (uint64_t)s * PCI_GUEST_SLOT_WINDOW;
 
@@ -149,7 +163,7 @@ void pci_enable(struct pci_dev *d, uint16_t extra_cmd)
 		uint64_t addr = orig & ~0xfu;
 		if (is64 && i + 1 < PCI_NUM_BARS)
 			addr |= (uint64_t)pci_read32(s, off + 4) << 32;
-		if (!addr) {
+		if (!addr || reassign) {
 			addr = ALIGN_UP(next, size);
 			next = addr + size;
 			pci_write32(s, off, (uint32_t)addr | (orig & 0xf));

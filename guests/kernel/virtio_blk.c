@@ -61,7 +61,7 @@ int vblk_submit(struct vblk *b, uint32_t type, uint64_t sector, void *buf, uint3
 	r->hdr.type = type;
 	r->hdr.reserved = 0;
 	r->hdr.sector = sector;
-	r->status = 0xff;
+	r->status = VBLK_S_NOSTATUS; /* the device must overwrite it */
 	struct vq_buf out[2] = { { &r->hdr, sizeof(r->hdr) }, { buf, len } };
 	struct vq_buf in[2] = { { buf, len }, { (void *)&r->status, 1 } };
 	int rc;
@@ -143,6 +143,8 @@ const char *vblk_status_name(uint8_t s)
 		return "UNSUPP";
 	case VBLK_S_TIMEOUT:
 		return "TIMEOUT";
+	case VBLK_S_NOSTATUS:
+		return "NO_STATUS";
 	case VBLK_S_BROKEN:
 		return "NEEDS_RESET";
 	default:

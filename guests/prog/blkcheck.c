@@ -115,23 +115,26 @@ static void phase(struct run *r, uint64_t g, int write)
 		}
 		if (submitted)
 			vblk_kick(&blk);
+		/* Wait for one completion, then take every other one that is ready too. */
 		uint64_t cookie;
 		uint8_t st = vblk_wait(&blk, &cookie, 10);
-		uint64_t start = cookie >> 8;
-		int slot = (int)(cookie & 0xff);
-		if (st != VBLK_S_OK)
-			io_failed(write ? "write" : "read", start, st);
-		uint64_t n = r->blocks - start < r->chunk ? r->blocks - start : r->chunk;
-		if (!write) {
-			uint8_t *buf = r->buf + (uint64_t)slot * r->chunk * BLOCK;
-			for (uint64_t k = 0; k < n; k++)
-				check_block((const uint64_t *)(buf + k * BLOCK), start + k, g);
-			r->verified += n;
-		} else {
-			r->written += n;
-		}
-		done += n;
-		free_mask |= 1ULL << slot;
+		do {
+			uint64_t start = cookie >> 8;
+			int slot = (int)(cookie & 0xff);
+			if (st != VBLK_S_OK)
+				io_failed(write ? "write" : "read", start, st);
+			uint64_t n = r->blocks - start < r->chunk ? r->blocks - start : r->chunk;
+			if (!write) {
+				uint8_t *buf = r->buf + (uint64_t)slot * r->chunk * BLOCK;
+				for (uint64_t k = 0; k < n; k++)
+					check_block((const uint64_t *)(buf + k * BLOCK), start + k, g);
+				r->verified += n;
+			} else {
+				r->written += n;
+			}
+			done += n;
+			free_mask |= 1ULL << slot;
+		} while (vblk_poll(&blk, &cookie, &st) > 0);
 		heartbeat(r, 0);
 	}
 	r->busy_tsc[write ? 0 : 1] += rdtsc() - t0;
@@ -216,8 +219,8 @@ int prog_blkcheck(void)
 		kprintf("%s: the LAPIC timer does not tick\n", me);
 		return EXIT_PLATFORM;
 	}
-	kprintf("%s: disk=00:%02x.0 capacity=%lu blocks=%lu passes=%lu secs=%lu chunk=%lu qd=%lu ro=%d flush=%d%s\n",
-		me, blk.dev.pci.slot, blk.capacity, blocks, passes, secs, chunk, qd, blk.ro, blk.flush,
+	kprintf("%s: disk=00:%02x.0 bar=0x%lx capacity=%lu blocks=%lu passes=%lu secs=%lu chunk=%lu qd=%lu ro=%d flush=%d%s\n",
+		me, blk.dev.pci.slot, (uint64_t)(uintptr_t)blk.dev.common, blk.capacity, blocks, passes, secs, chunk, qd, blk.ro, blk.flush,
 		verify_only ? " verify-only" : "");
 	kprintf("READY\n");
 	if (blk.ro && !verify_only)

@@ -20,7 +20,8 @@ mig_check_source_gone() {
 }
 
 test_migrate_idle_hello() {
-	local port=47101 pid st dt
+	local port pid st dt
+	port=$(mig_unused_port 47101)
 	start_vm hi-src --kernel "$GUEST" --mem 1G --cmdline "prog=hello secs=60"
 	wait_for "$T/hi-src.console" '^hello: tick=' 5
 	pid=$(mig_vm_pid hi-src)
@@ -47,7 +48,8 @@ test_migrate_idle_hello() {
 
 # One memtouch migration: PORT, guest command line.
 mig_memtouch_case() {
-	local port=$1 cmdline=$2 pid
+	local port cmdline=$2 pid
+	port=$(mig_unused_port "$1")
 	start_vm mt-src --kernel "$GUEST" --mem 512M --cmdline "$cmdline"
 	mig_wait_field_above "$T/mt-src.console" 'memtouch: tick=' gen 1 15 # one whole sweep done
 	pid=$(mig_vm_pid mt-src)
@@ -75,7 +77,8 @@ test_migrate_memtouch_unlimited() {
 }
 
 test_migrate_smp_4cpus() {
-	local port=47121 pid hb='smp: tick=' src dst a b i
+	local port pid hb='smp: tick=' src dst now i t s d n ok
+	port=$(mig_unused_port 47121)
 	start_vm smp-src --kernel "$GUEST" --mem 512M --cpus 4 --cmdline "prog=smp ws=16M"
 	wait_for "$T/smp-src.console" 'READY cpus=4' 15
 	wait_for "$T/smp-src.console" "^$hb" 10
@@ -88,16 +91,24 @@ test_migrate_smp_4cpus() {
 	wait_for "$T/smp-dst.console" "^$hb" 10
 	[ "$(mig_first_field "$T/smp-dst.console" "$hb" cpus)" = 4 ] || fail "destination does not report cpus=4"
 	dst=$(mig_first_field "$T/smp-dst.console" "$hb" pages)
-	sleep 1.5
-	now=$(mig_field "$T/smp-dst.console" "$hb" pages)
-	echo "per-CPU pages: source last $src, destination first $dst, 1.5 s later $now"
 	IFS=, read -r -a s <<<"$src"
 	IFS=, read -r -a d <<<"$dst"
-	IFS=, read -r -a n <<<"$now"
-	[ ${#s[@]} -eq 4 ] && [ ${#d[@]} -eq 4 ] && [ ${#n[@]} -eq 4 ] || fail "expected 4 per-CPU counters"
+	[ ${#s[@]} -eq 4 ] && [ ${#d[@]} -eq 4 ] || fail "expected 4 per-CPU counters ($src; $dst)"
 	for i in 0 1 2 3; do
 		[ "${d[i]}" -ge "${s[i]}" ] || fail "CPU $i restarted: source ${s[i]} pages, destination ${d[i]}"
-		[ "${n[i]}" -gt "${d[i]}" ] || fail "CPU $i does not run on the destination (${d[i]} -> ${n[i]} pages)"
+	done
+	# Every CPU goes on: two sweeps of its 16M (4096 pages) each, so all its pages are checked.
+	for ((t = 0; t < 200; t++)); do
+		now=$(mig_field "$T/smp-dst.console" "$hb" pages)
+		IFS=, read -r -a n <<<"$now"
+		ok=1
+		for i in 0 1 2 3; do [ "${n[i]:-0}" -ge $((d[i] + 8192)) ] || ok=0; done
+		[ $ok = 1 ] && break
+		sleep 0.05
+	done
+	echo "per-CPU pages: source last $src, destination first $dst, then $now"
+	for i in 0 1 2 3; do
+		[ "${n[i]:-0}" -ge $((d[i] + 8192)) ] || fail "CPU $i does not run on the destination (${d[i]} -> ${n[i]:-?} pages in 10 s)"
 	done
 	mig_no_corrupt "$T/smp-src.console" "$T/smp-dst.console"
 	pid=$(mig_vm_pid smp-dst)
@@ -106,7 +117,7 @@ test_migrate_smp_4cpus() {
 }
 
 test_migrate_ping_pong() {
-	local port=47131 hop from to pid cons prev hb='memtouch: tick='
+	local port hop from to pid cons prev hb='memtouch: tick='
 	start_vm pp-a --kernel "$GUEST" --mem 512M --cmdline "prog=memtouch ws=32M rate=100"
 	mig_wait_field_above "$T/pp-a.console" "$hb" gen 1 15
 	from=pp-a
@@ -115,8 +126,9 @@ test_migrate_ping_pong() {
 		[ $from = pp-a ] && to=pp-b || to=pp-a
 		cons="$T/pp-hop$hop.console"
 		pid=$(mig_vm_pid $from)
-		mig_receiver $to 127.0.0.1:$((port + hop)) "$cons"
-		mig_migrate $from 127.0.0.1:$((port + hop))
+		port=$(mig_unused_port $((47131 + hop)))
+		mig_receiver $to 127.0.0.1:$port "$cons"
+		mig_migrate $from 127.0.0.1:$port
 		echo "hop $hop: $from -> $to: $(grep -E 'downtime|rounds' "$T/mig.out" | tr -s ' ' | tr '\n' ' ')"
 		mig_wait_pid_gone "$pid" 5
 		# The heartbeat carries on from where the previous host left it.
@@ -133,7 +145,8 @@ test_migrate_ping_pong() {
 }
 
 test_migrate_no_convergence() {
-	local port=47141 pid rc a b hb='memtouch: tick='
+	local port pid rc a b hb='memtouch: tick='
+	port=$(mig_unused_port 47141)
 	# Unlimited memtouch rewrites its 32M in a few ms; a 20 MB/s link needs 1.6 s for it.
 	start_vm nc --kernel "$GUEST" --mem 512M --cmdline "prog=memtouch ws=32M"
 	mig_wait_field_above "$T/nc.console" "$hb" gen 1 15
@@ -155,8 +168,9 @@ test_migrate_no_convergence() {
 	for ((i = 0; i < 100; i++)); do pgrep -f -- "$T/nc-dst1.console" >/dev/null || break; sleep 0.05; done
 	if pgrep -f -- "$T/nc-dst1.console" >/dev/null; then fail "the receiver did not exit after the cancelled migration"; fi
 	# The same with --on-timeout force: the rest goes in one (long) switchover.
-	mig_receiver nc-dst 127.0.0.1:$((port + 1)) "$T/nc-dst2.console"
-	mig_migrate nc 127.0.0.1:$((port + 1)) --bandwidth 20M --max-rounds 1 --on-timeout force
+	port=$(mig_unused_port $((port + 1)))
+	mig_receiver nc-dst 127.0.0.1:$port "$T/nc-dst2.console"
+	mig_migrate nc 127.0.0.1:$port --bandwidth 20M --max-rounds 1 --on-timeout force
 	cat "$T/mig.out"
 	mig_check_source_gone nc "$pid"
 	mig_check_memtouch_continues "$T/nc.console" "$T/nc-dst2.console"
@@ -164,7 +178,8 @@ test_migrate_no_convergence() {
 }
 
 test_migrate_cancel() {
-	local port=47151 pid rc mpid
+	local port pid rc mpid
+	port=$(mig_unused_port 47151)
 	start_vm cx --kernel "$GUEST" --mem 512M --cmdline "prog=memtouch ws=128M rate=100"
 	mig_wait_field_above "$T/cx.console" 'memtouch: tick=' pages 20000 15
 	expect_error "no migration is in progress" "$HVCTL" migrate --cancel cx
@@ -194,12 +209,13 @@ test_migrate_cancel() {
 }
 
 test_migrate_json_events() {
-	local port=47161 rc
+	local port rc
+	port=$(mig_unused_port 47161)
 	start_vm js --kernel "$GUEST" --mem 512M --cmdline "prog=memtouch ws=16M rate=100"
 	mig_wait_field_above "$T/js.console" 'memtouch: tick=' gen 1 15
 	# A failure first: nothing listens there.
 	rc=0
-	"$HVCTL" migrate js 127.0.0.1:"$(mig_unused_port $((port + 1)))" --json >"$T/fail.json" 2>"$T/err" || rc=$?
+	"$HVCTL" migrate js 127.0.0.1:"$port" --json >"$T/fail.json" 2>"$T/err" || rc=$?
 	[ $rc -eq 1 ] || fail "failed --json migration exited with $rc"
 	mig_receiver js-dst 127.0.0.1:$port "$T/js-dst.console"
 	"$HVCTL" migrate js 127.0.0.1:$port --json >"$T/ok.json" 2>"$T/err" || { cat "$T/err"; fail "migrate --json failed"; }
@@ -248,7 +264,8 @@ EOF
 }
 
 test_migrate_compress() {
-	local port=47171 z r w pid
+	local port z r w pid
+	port=$(mig_unused_port 47171)
 	# fill=stamp: 16 bytes per page, the rest zero: compresses ~100x.
 	start_vm cz-a --kernel "$GUEST" --mem 512M --cmdline "prog=memtouch ws=32M rate=50 fill=stamp"
 	mig_wait_field_above "$T/cz-a.console" 'memtouch: tick=' gen 1 15
@@ -265,8 +282,9 @@ test_migrate_compress() {
 	mig_check_memtouch_continues "$T/cz-a.console" "$T/cz-b.console"
 	# And back, uncompressed (the name cz-a is free again once its first process is gone).
 	mig_wait_pid_gone "$pid" 5
-	mig_receiver cz-a 127.0.0.1:$((port + 1)) "$T/cz-a2.console"
-	mig_migrate cz-b 127.0.0.1:$((port + 1)) --compress none
+	port=$(mig_unused_port $((port + 1)))
+	mig_receiver cz-a 127.0.0.1:$port "$T/cz-a2.console"
+	mig_migrate cz-b 127.0.0.1:$port --compress none
 	cat "$T/mig.out"
 	z=$(mig_summary_pages "$T/mig.out" compressed)
 	r=$(mig_summary_pages "$T/mig.out" raw)
@@ -279,7 +297,8 @@ test_migrate_compress() {
 }
 
 test_migrate_destination_refusals() {
-	local port=47181 pid a rc free
+	local port pid a rc free
+	port=$(mig_unused_port 47181)
 	start_vm rf --kernel "$GUEST" --mem 512M --cmdline "prog=memtouch ws=16M rate=50"
 	wait_for "$T/rf.console" '^memtouch: tick=' 10
 	pid=$(mig_vm_pid rf)
@@ -307,8 +326,9 @@ test_migrate_destination_refusals() {
 	"$HVCTL" migrate nosuchvm 127.0.0.1:1 2>/dev/null || rc=$?
 	[ $rc -eq 1 ] || fail "migrate of an unknown VM exited with $rc, not 1"
 	# After all that, a real migration still works.
-	mig_receiver rf-dst 127.0.0.1:$((port + 2)) "$T/rf-dst2.console"
-	mig_migrate rf 127.0.0.1:$((port + 2))
+	port=$(mig_unused_port $((free + 1)))
+	mig_receiver rf-dst 127.0.0.1:$port "$T/rf-dst2.console"
+	mig_migrate rf 127.0.0.1:$port
 	mig_check_source_gone rf "$pid"
 	wait_for "$T/rf-dst2.console" '^memtouch: tick=' 10
 	mig_no_corrupt "$T/rf.console" "$T/rf-dst2.console"

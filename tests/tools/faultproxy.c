@@ -509,7 +509,7 @@ static const char *relay(int conn, int cfd, int tfd)
 	while (!end) {
 		uint64_t now = now_ns();
 		struct pollfd pfd[2] = { { .fd = cfd }, { .fd = tfd } };
-		uint64_t wake = deadline_ns < grace_end ? deadline_ns : grace_end;
+		uint64_t wake = NONE;
 		bool progress = false;
 
 		if (now >= deadline_ns) {
@@ -549,7 +549,11 @@ static const char *relay(int conn, int cfd, int tfd)
 		}
 		if (end)
 			break;
-		if (dirs[0].shut && dirs[1].shut) {
+		/* Both sides have ended; what is still queued is held back by a fault for good. */
+		bool done = true;
+		for (int i = 0; i < 2; i++)
+			done &= dirs[i].shut || (dirs[i].eof && dirs[i].wr >= limit(&dirs[i]));
+		if (done) {
 			end = "closed";
 			break;
 		}
@@ -569,6 +573,10 @@ static const char *relay(int conn, int cfd, int tfd)
 				pfd[i].fd = -1;
 		if (progress)
 			continue;
+		if (deadline_ns < wake)
+			wake = deadline_ns;
+		if (grace_end < wake)
+			wake = grace_end;
 		int timeout = -1;
 		if (wake != NONE) {
 			uint64_t ms = wake > now ? (wake - now + 999999) / 1000000 : 0;
