@@ -13,7 +13,10 @@
 #define VNET_MAX_FRAME (VNET_BUF_SIZE - VNET_HDR_LEN)
 #define VNET_F_MAC 5
 #define VNET_F_STATUS 16
+#define VNET_F_CTRL_VQ 17
+#define VNET_F_GUEST_ANNOUNCE 21
 #define VNET_S_LINK_UP 1
+#define VNET_S_ANNOUNCE 2
 
 struct vnet {
 	struct virtio_dev dev;
@@ -25,6 +28,9 @@ struct vnet {
 	int tx_nfree;
 	int rx_pending;        /* buffers released but not yet kicked */
 	uint64_t rx_packets, tx_packets, rx_bad;
+	int want_announce;     /* set before vnet_init: negotiate CTRL_VQ + GUEST_ANNOUNCE */
+	int announce;          /* negotiated: queue 2 is the control queue */
+	uint8_t *ctrl;         /* control command buffer */
 };
 
 /* Finds and starts the index-th virtio-net device with all receive buffers posted.
@@ -47,5 +53,13 @@ void vnet_tx_kick(struct vnet *n);
 int vnet_tx_reclaim(struct vnet *n);
 /* Copies and sends one frame, waiting (bounded) for a free buffer. 0 or -1. */
 int vnet_send(struct vnet *n, const void *frame, uint32_t len);
+
+/* VIRTIO_NET_F_GUEST_ANNOUNCE (after a live migration the device asks the driver to
+ * announce itself): 1 if the device config has VIRTIO_NET_S_ANNOUNCE set (one MMIO read).
+ * The driver then sends its gratuitous ARP and acknowledges with vnet_announce_ack
+ * (VIRTIO_NET_CTRL_ANNOUNCE_ACK on the control queue): 0, or -1 if the device said no or
+ * did not answer within 1 s. */
+int vnet_announce_pending(struct vnet *n);
+int vnet_announce_ack(struct vnet *n);
 
 #endif

@@ -9,6 +9,9 @@
 
 #define RXQ 0
 #define TXQ 1
+#define CTRLQ 2
+#define CTRL_ANNOUNCE 3     /* VIRTIO_NET_CTRL_ANNOUNCE */
+#define CTRL_ANNOUNCE_ACK 0 /* VIRTIO_NET_CTRL_ANNOUNCE_ACK */
 #define QSIZE 256
 
 /* virtio_net_config offsets. */
@@ -32,8 +35,14 @@ int vnet_init(struct vnet *n, int index)
 	int r = virtio_probe(&n->dev, VIRTIO_DEV_NET, index, "virtio-net");
 	if (r < 0)
 		return r;
-	if (virtio_begin(&n->dev, 1ULL << VNET_F_MAC | 1ULL << VNET_F_STATUS) < 0)
+	uint64_t want = 1ULL << VNET_F_MAC | 1ULL << VNET_F_STATUS;
+	if (n->want_announce)
+		want |= 1ULL << VNET_F_CTRL_VQ | 1ULL << VNET_F_GUEST_ANNOUNCE;
+	if (virtio_begin(&n->dev, want) < 0)
 		return -2;
+	/* GUEST_ANNOUNCE works through the control queue: both or neither. */
+	n->announce = (n->dev.features & (1ULL << VNET_F_CTRL_VQ)) &&
+		      (n->dev.features & (1ULL << VNET_F_GUEST_ANNOUNCE));
 	if (n->dev.features & (1ULL << VNET_F_MAC)) {
 		for (int i = 0; i < 6; i++)
 			n->mac[i] = virtio_cfg8(&n->dev, CFG_MAC + (uint32_t)i);
@@ -46,12 +55,16 @@ int vnet_init(struct vnet *n, int index)
 								 : VNET_S_LINK_UP;
 	if (virtio_setup_vq(&n->dev, RXQ, QSIZE) < 0 || virtio_setup_vq(&n->dev, TXQ, QSIZE) < 0)
 		return -2;
+	if (n->announce && virtio_setup_vq(&n->dev, CTRLQ, 16) < 0)
+		return -2;
 	n->rxq_size = n->dev.vq[RXQ].size;
 	n->txq_size = n->dev.vq[TXQ].size;
 	/* Buffers survive a re-init (the allocator never frees). */
 	n->rxbuf = rx ? rx : (uint8_t *)(uintptr_t)mem_alloc((uint64_t)VQ_MAX_SIZE * VNET_BUF_SIZE, PAGE_SIZE);
 	n->txbuf = tx ? tx : (uint8_t *)(uintptr_t)mem_alloc((uint64_t)VQ_MAX_SIZE * VNET_BUF_SIZE, PAGE_SIZE);
-	if (!n->rxbuf || !n->txbuf) {
+	if (n->announce && !n->ctrl)
+		n->ctrl = (uint8_t *)(uintptr_t)mem_alloc(64, 64);
+	if (!n->rxbuf || !n->txbuf || (n->announce && !n->ctrl)) {
 		kprintf("virtio-net: out of memory for buffers\n");
 		return -2;
 	}
@@ -157,4 +170,33 @@ int vnet_send(struct vnet *n, const void *frame, uint32_t len)
 	memcpy(b, frame, len);
 	vnet_tx_send(n, b, len, 1);
 	return 0;
+}
+
+int vnet_announce_pending(struct vnet *n)
+{
+	return n->announce && (virtio_cfg16(&n->dev, CFG_STATUS) & VNET_S_ANNOUNCE);
+}
+
+int vnet_announce_ack(struct vnet *n)
+{
+	struct virtq *q = &n->dev.vq[CTRLQ];
+	uint64_t t0 = ticks;
+	uint8_t *hdr = n->ctrl, *ack = n->ctrl + 32;
+
+	if (!n->announce)
+		return -1;
+	hdr[0] = CTRL_ANNOUNCE;
+	hdr[1] = CTRL_ANNOUNCE_ACK;
+	*(volatile uint8_t *)ack = 0xff;
+	struct vq_buf out = { hdr, 2 }, in = { ack, 1 };
+	if (vq_add(q, &out, 1, &in, 1, 0) < 0)
+		return -1;
+	vq_kick(q);
+	while (!vq_has_used(q)) {
+		if (ticks - t0 > TIMER_HZ)
+			return -1;
+		cpu_relax();
+	}
+	vq_get(q, NULL, NULL);
+	return *(volatile uint8_t *)ack == 0 ? 0 : -1; /* VIRTIO_NET_OK */
 }
