@@ -1,0 +1,40 @@
+# Live migration of a guest that is using a virtio-blk disk (shared storage: both sides open
+# the same image path) while it writes and verifies it.
+
+BLKVERIFY=${BLKVERIFY:-$PWD/$BUILD/tools/blkverify}
+
+test_migrate_blkcheck_mid_io() {
+	truncate -s 64M "$T/disk.img"
+	start_vm bsrc --mem 256M --disk "$T/disk.img" --kernel "$GUEST" --cmdline "prog=blkcheck passes=40"
+	wait_for "$T/bsrc.console" '^blkcheck: pass=1 ' 30
+	"$HVCTL" receive --listen 127.0.0.1:47811 --name bdst --console "file:$T/bdst.console" \
+		--timeout 60 --detach || fail "receiver did not start"
+	"$HVCTL" migrate bsrc 127.0.0.1:47811 >"$T/mig" 2>&1 || { cat "$T/mig"; fail "migration failed"; }
+	grep -q '^migrated bsrc' "$T/mig" || fail "no summary"
+	# The guest finishes its passes on the destination: every block written and read back.
+	wait_for "$T/bdst.console" '^blkcheck: done gen=' 120
+	! grep -q CORRUPT "$T/bsrc.console" "$T/bdst.console" || fail "the guest found corruption"
+	gen=$(sed -n 's/^blkcheck: done gen=\([0-9]*\) .*/\1/p' "$T/bdst.console")
+	[ "$gen" = 40 ] || fail "final generation '$gen', expected 40"
+	# Let the guest's exit finish, then check the image from the host.
+	for _ in $(seq 50); do [ -e "$HV_RUN_DIR/bdst.sock" ] || break; sleep 0.1; done
+	"$BLKVERIFY" "$T/disk.img" 16384 "$gen" >"$T/v" || { cat "$T/v"; fail "host-side check failed"; }
+	grep -q '^blkverify: blocks=16384 ok=16384 bad=0$' "$T/v" || { cat "$T/v"; fail "not every block verified"; }
+}
+
+test_migrate_refused_when_disk_missing_on_destination() {
+	truncate -s 16M "$T/disk.img"
+	start_vm dsrc --mem 256M --disk "$T/disk.img" --kernel "$GUEST" --cmdline "prog=memtouch ws=8M"
+	wait_for "$T/dsrc.console" 'memtouch: tick=' 20
+	# The destination cannot reach the image: it must refuse before any page moves.
+	mv "$T/disk.img" "$T/moved.img"
+	"$HVCTL" receive --listen 127.0.0.1:47812 --name ddst --console "file:$T/ddst.console" \
+		--timeout 30 --detach || fail "receiver did not start"
+	"$HVCTL" migrate dsrc 127.0.0.1:47812 >"$T/out" 2>"$T/err" && fail "migration succeeded without the disk"
+	grep -q "disk image '$T/disk.img' does not exist" "$T/err" || { cat "$T/err"; fail "wrong message"; }
+	[ "$(grep -c . "$T/err")" -eq 1 ] || { cat "$T/err"; fail "more than one line"; }
+	"$HVCTL" status dsrc --json | grep -q '"state": *"running"' || fail "the source is not running"
+	a=$(last_pages "$T/dsrc.console"); sleep 0.5; b=$(last_pages "$T/dsrc.console")
+	[ "$a" != "$b" ] || fail "the source guest stopped making progress"
+	"$HVCTL" stop dsrc
+}
