@@ -14,6 +14,12 @@ static void log_line(const char *tag, const char *fmt, va_list ap)
 }
 
 static __thread char last_error[512];
+static __thread bool quiet_errors;
+
+void hv_quiet_errors(bool on)
+{
+	quiet_errors = on;
+}
 
 void hv_error(const char *fmt, ...)
 {
@@ -22,7 +28,8 @@ void hv_error(const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(last_error, sizeof(last_error), fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "hv: error: %s\n", last_error);
+	if (!quiet_errors)
+		fprintf(stderr, "hv: error: %s\n", last_error);
 }
 
 const char *hv_last_error(void)

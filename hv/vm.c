@@ -57,7 +57,7 @@ static int check_host_memory(uint64_t mem_size)
 		return 0;
 	uint64_t host = (uint64_t)si.totalram * si.mem_unit + (uint64_t)si.totalswap * si.mem_unit;
 	if (mem_size > host) {
-		hv_error("--mem %llu MiB is more than this host has (%llu MiB of RAM and swap); choose a smaller --mem",
+		hv_error("%llu MiB of guest memory is more than this host has (%llu MiB of RAM and swap); choose a smaller --mem",
 			 (unsigned long long)(mem_size >> 20), (unsigned long long)(host >> 20));
 		return -1;
 	}

@@ -26,12 +26,10 @@ void auto_compress_account(struct auto_compress *ac, uint64_t wire_bytes, uint64
 		ac->zlib_bps = ewma(ac->zlib_bps, (double)zlib_in * 1e9 / (double)encode_ns);
 		ac->zlib_ratio = ewma(ac->zlib_ratio, (double)zlib_out / (double)zlib_in);
 	}
-	/* A send that returned at once only filled the socket buffer: it says nothing about the
-	 * link, except that the link is not the bottleneck yet. */
-	if (wire_bytes && send_ns > 20000)
+	/* Only a send that had to wait says how fast the link drains; one that returned at once
+	 * merely filled the socket buffer (with zlib on, the link may be idle half the time). */
+	if (wire_bytes && send_ns > 200000)
 		ac->link_bps = ewma(ac->link_bps, (double)wire_bytes * 1e9 / (double)send_ns);
-	else if (wire_bytes)
-		ac->link_bps = ewma(ac->link_bps, 1e12);
 	ac->batches_since_switch++;
 }
 

@@ -44,6 +44,8 @@ struct incoming {
 	size_t buf_cap;
 	char err[512];
 	bool peer_gone;
+	bool replied;         /* a refusal already went out as HELLO_REPLY */
+	uint32_t abort_code;  /* what kind of failure an ABORT reports */
 };
 
 static int failf(struct incoming *in, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -112,8 +114,16 @@ static int handle_hello(struct incoming *in, const uint8_t *payload, size_t len,
 	char perr[256];
 	struct cpuid_table *have = NULL;
 
-	if (wire_parse_hello(payload, len, h, perr, sizeof(perr)) < 0)
+	if (wire_parse_hello(payload, len, h, perr, sizeof(perr)) < 0) {
+		in->abort_code = WIRE_ABORT_CORRUPT;
 		return failf(in, "bad hello: %s", perr);
+	}
+	in->abort_code = WIRE_ABORT_INCOMPATIBLE;
+	if (h->protocol != WIRE_VERSION)
+		return failf(in, "the source speaks migration protocol %u, this hv speaks %d; use the same hv version on both hosts",
+			     h->protocol, WIRE_VERSION);
+	if (h->vcpus > VM_MAX_CPUS)
+		return failf(in, "the source VM has %u vCPUs, this hv runs at most %d", h->vcpus, VM_MAX_CPUS);
 	have = calloc(1, sizeof(*have));
 	int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
 	if (!have || kvm < 0) {
@@ -141,8 +151,12 @@ static int handle_hello(struct incoming *in, const uint8_t *payload, size_t len,
 		c.name = h->name;
 	c.mem_size = h->mem_size;
 	c.ncpus = (int)h->vcpus;
+	/* Its errors go to the source (and our one line at the end), not to stderr now. */
 	hv_clear_error();
-	if (machine_create(in->m, &c) < 0)
+	hv_quiet_errors(true);
+	int created = machine_create(in->m, &c);
+	hv_quiet_errors(false);
+	if (created < 0)
 		return failf(in, "%s", hv_last_error()[0] ? hv_last_error() : "cannot create the VM");
 	in->machine_up = true;
 	struct vm *vm = &in->m->vm;
@@ -202,6 +216,7 @@ static int handle_device_state(struct incoming *in, const uint8_t *p, size_t len
 /* Everything arrived: cross-check, then load it all into KVM in the documented order. */
 static int load_state(struct incoming *in, const uint8_t *p, size_t len)
 {
+	in->abort_code = WIRE_ABORT_LOAD_FAILED;
 	struct vm *vm = &in->m->vm;
 	struct wire_end_of_state eos;
 	char e[256];
@@ -289,8 +304,10 @@ static int receive(struct incoming *in, const struct machine_config *cfg)
 			if (ok < 0)
 				snprintf(reply.error, sizeof(reply.error), "%s", in->err);
 			r = wire_send_hello_reply(&in->conn, &reply);
-			if (ok < 0)
+			if (ok < 0) {
+				in->replied = true;
 				return -1;
+			}
 			if (r < 0)
 				return fail_wire(in, r, "answering the hello");
 			break;
@@ -321,6 +338,12 @@ static int receive(struct incoming *in, const struct machine_config *cfg)
 				return fail_wire(in, r, "acknowledging the state");
 			break;
 		case WIRE_COMMIT:
+			/* Confirm first: once the source has this, it stops for good. If the confirmation
+			 * is lost, the source stays paused (never both running). */
+			r = wire_send(&in->conn, WIRE_ACK, NULL, 0);
+			if (r < 0)
+				hv_warn("could not confirm the commit to the source (%s); running the guest anyway",
+					in->conn.err);
 			return 0;
 		default:
 			return failf(in, "unexpected %s record", wire_type_name(rx.hdr.type));
@@ -330,7 +353,7 @@ static int receive(struct incoming *in, const struct machine_config *cfg)
 
 int migrate_incoming(int fd, struct machine *m, const struct machine_config *cfg)
 {
-	struct incoming in = { .m = m };
+	struct incoming in = { .m = m, .abort_code = WIRE_ABORT_CORRUPT };
 	int r = -1;
 
 	m->name_lock = -1;
@@ -356,8 +379,8 @@ int migrate_incoming(int fd, struct machine *m, const struct machine_config *cfg
 	r = 0;
 out:
 	if (r < 0) {
-		if (!in.peer_gone)
-			wire_send_abort(&in.conn, WIRE_ABORT_LOAD_FAILED, in.err);
+		if (!in.peer_gone && !in.replied)
+			wire_send_abort(&in.conn, in.abort_code, in.err);
 		if (in.machine_up)
 			machine_destroy(m);
 		hv_error("incoming migration failed: %s", in.err);

@@ -51,6 +51,7 @@ struct migrate_stats {
 	double elapsed_ms;
 	double downtime_ms;       /* source paused -> destination acknowledged + commit sent */
 	bool compressing;         /* auto mode's current choice */
+	bool outcome_unknown;     /* the link failed after COMMIT: the VM stays paused here */
 	char error[512];
 };
 

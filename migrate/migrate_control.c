@@ -46,6 +46,8 @@ static struct json_object *stats_json(const char *event, const struct migrate_st
 	json_object_object_add(o, "elapsed_ms", json_object_new_double(st->elapsed_ms));
 	json_object_object_add(o, "downtime_ms", json_object_new_double(st->downtime_ms));
 	json_object_object_add(o, "compressing", json_object_new_boolean(st->compressing));
+	if (st->outcome_unknown)
+		json_object_object_add(o, "outcome_unknown", json_object_new_boolean(true));
 	if (st->error[0])
 		json_object_object_add(o, "error", json_object_new_string(st->error));
 	return o;
@@ -74,6 +76,8 @@ static void *migration_thread(void *arg)
 		char why[320];
 		snprintf(why, sizeof(why), "migrated to %s", job->params.uri);
 		vm_request_stop(vm, 0, why);
+	} else if (job->stats.outcome_unknown) {
+		hv_warn("migration of '%s' to %s: %s", vm->name, job->params.uri, job->stats.error);
 	} else {
 		hv_warn("migration of '%s' to %s failed: %s; the VM keeps running here", vm->name,
 			job->params.uri, job->stats.error);

@@ -4,6 +4,11 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <linux/kvm.h>
+#include <linux/sockios.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,13 +30,16 @@
 #include "migrate/page_codec.h"
 #include "migrate/wire.h"
 
-#define ACK_TIMEOUT_MS 30000
+/* Loading the state takes milliseconds; while we wait the guest stands still. */
+#define ACK_TIMEOUT_MS 5000
 #define HELLO_TIMEOUT_MS 30000
 #define SEND_TIMEOUT_MS 30000 /* a destination that stops reading this long is gone */
 /* Fixed part of the downtime estimate: vCPU/VM/device state and the commit round trip. */
 #define SWITCHOVER_OVERHEAD_MS 2.0
 /* Below this expected downtime, further rounds are not worth their time. */
 #define GOOD_ENOUGH_DOWNTIME_MS 5.0
+#define DRAIN_TIMEOUT_NS (5ULL * 1000000000ULL)
+#define DRAIN_LEFT_BYTES (64 * 1024)
 
 struct source {
 	struct machine *m;
@@ -53,11 +61,13 @@ struct source {
 	unsigned n;
 	bool skip_zero; /* round 0: the destination's fresh memory is already zero */
 	bool stable;    /* vCPUs stopped: page bytes cannot change under the CRC */
+	uint64_t skipped_zero; /* round 0's zero pages: not sent at all */
 	struct auto_compress ac;
 
 	uint64_t t0, bw_t0, bw_bytes;
 	bool paused_by_us, devices_paused;
 	bool peer_gone; /* do not try to send ABORT */
+	bool committed, outcome_unknown;
 };
 
 static uint64_t now_ns(void)
@@ -86,6 +96,8 @@ static int fail_wire(struct source *s, int r, const char *what)
 {
 	if (r == WIRE_E_IO || r == WIRE_E_EOF)
 		s->peer_gone = true;
+	if (r == WIRE_E_IO && (s->conn.last_errno == EAGAIN || s->conn.last_errno == EWOULDBLOCK))
+		return failf(s, "%s: timed out: the destination stopped answering", what);
 	return failf(s, "%s: %s", what, s->conn.err[0] ? s->conn.err : wire_strerror(r));
 }
 
@@ -93,7 +105,7 @@ static void report(struct source *s)
 {
 	s->st->elapsed_ms = (double)(now_ns() - s->t0) / 1e6;
 	s->st->wire_bytes = s->conn.tx_bytes;
-	s->st->zero_pages = s->enc.stats.zero_pages;
+	s->st->zero_pages = s->enc.stats.zero_pages + s->skipped_zero;
 	s->st->raw_pages = s->enc.stats.raw_pages;
 	s->st->zlib_pages = s->enc.stats.zlib_pages;
 	s->st->compressing = s->ac.use_zlib;
@@ -132,13 +144,14 @@ static int flush_batch(struct source *s)
 		r = wire_send_iov(&s->conn, WIRE_PAGES, s->enc.iov, s->enc.iovcnt, s->enc.crc_len);
 	if (r < 0)
 		return fail_wire(s, r, "sending pages");
+	/* --bandwidth is the link as far as compression is concerned: its wait counts as sending. */
+	throttle(s, s->conn.tx_bytes - before);
 	auto_compress_account(&s->ac, s->conn.tx_bytes - before, now_ns() - t_enc,
 			      s->enc.stats.zlib_in_bytes - zin, s->enc.stats.zlib_out_bytes - zout,
 			      t_enc - t);
 	auto_compress_decide(&s->ac);
 	s->st->pages_sent += s->n;
 	s->n = 0;
-	throttle(s, s->conn.tx_bytes - before);
 	return 0;
 }
 
@@ -146,8 +159,10 @@ static int queue_page(struct source *s, uint64_t gfn)
 {
 	const uint8_t *page = s->vm->mem.host + gfn * PAGE_SIZE;
 
-	if (s->skip_zero && page_codec_is_zero(page))
+	if (s->skip_zero && page_codec_is_zero(page)) {
+		s->skipped_zero++;
 		return 0;
+	}
 	s->gfns[s->n] = gfn;
 	s->ptrs[s->n] = page;
 	if (++s->n == WIRE_PAGES_MAX)
@@ -299,6 +314,30 @@ static int handshake(struct source *s)
 	return 0;
 }
 
+/* Waits (bounded) until the socket has sent what we queued: bytes still in the send queue
+ * would otherwise be paid for during the downtime. */
+static void drain_socket(struct source *s)
+{
+	uint64_t deadline = now_ns() + DRAIN_TIMEOUT_NS;
+	int queued;
+
+	while (ioctl(s->fd, SIOCOUTQ, &queued) == 0 && queued > DRAIN_LEFT_BYTES && now_ns() < deadline) {
+		struct timespec ts = { 0, 200000 };
+		nanosleep(&ts, NULL);
+	}
+}
+
+/* The kernel's smoothed round-trip time of the connection, in ms. */
+static double rtt_ms(struct source *s)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+
+	if (getsockopt(s->fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0)
+		return 0;
+	return ti.tcpi_rtt / 1000.0;
+}
+
 /* Pre-copy until the remaining dirty set fits the downtime budget (or rounds run out).
  * Leaves the last collected dirty set in s->dirty.bitmap, unsent. */
 static int precopy(struct source *s)
@@ -312,6 +351,7 @@ static int precopy(struct source *s)
 	if (send_allocated_pages(s) < 0)
 		return -1;
 	for (;;) {
+		drain_socket(s);
 		uint64_t dur = now_ns() - t;
 		uint64_t bytes = s->conn.tx_bytes - bytes0;
 		int64_t dirty = dirty_collect(&s->dirty);
@@ -326,9 +366,10 @@ static int precopy(struct source *s)
 		st->dirty_rate_mbs = (double)dirty * PAGE_SIZE / secs / (1 << 20);
 		st->remaining_pages = (uint64_t)dirty;
 		double rate = st->rate_mbs > 1 ? st->rate_mbs : 1;
+		/* Last pages, then state, then ACK back and COMMIT across: about 1.5 round trips. */
 		st->expected_downtime_ms =
 			(double)dirty * PAGE_SIZE / (1 << 20) / rate * 1000.0 * auto_compress_wire_ratio(&s->ac) +
-			SWITCHOVER_OVERHEAD_MS;
+			SWITCHOVER_OVERHEAD_MS + 1.5 * rtt_ms(s);
 		report(s);
 		/* Within the limit, one more round is still worth it while rounds keep shrinking the
 		 * rest by a quarter: less downtime for a little more total time. */
@@ -340,8 +381,9 @@ static int precopy(struct source *s)
 		if (st->round + 1 >= s->p->max_rounds) {
 			if (s->p->on_timeout == MIGRATE_ON_TIMEOUT_FORCE)
 				return 0;
-			return failf(s, "did not converge in %u rounds: the guest dirties %.0f MiB/s, the link moves %.0f MiB/s; raise --downtime or --max-rounds, or use --on-timeout force",
-				     st->round + 1, st->dirty_rate_mbs, st->rate_mbs);
+			return failf(s, "did not converge in %u rounds: %.0f MiB were dirtied again during the last round of %.0f ms, while the link moves %.0f MiB/s (switching now would stop the guest for about %.0f ms); raise --downtime or --max-rounds, or use --on-timeout force",
+				     st->round + 1, (double)dirty * PAGE_SIZE / (1 << 20), secs * 1000,
+				     st->rate_mbs, st->expected_downtime_ms);
 		}
 		st->round++;
 		t = now_ns();
@@ -413,7 +455,7 @@ out:
 	return r;
 }
 
-static int wait_ack(struct source *s)
+static int wait_ack(struct source *s, const char *what)
 {
 	struct wire_buf buf = { 0 };
 	struct wire_record rec;
@@ -422,7 +464,7 @@ static int wait_ack(struct source *s)
 	int r = wire_recv(&s->conn, &buf, &rec);
 	if (r < 0) {
 		wire_buf_free(&buf);
-		return fail_wire(s, r, "waiting for the destination to load the state");
+		return fail_wire(s, r, what);
 	}
 	if (rec.hdr.type == WIRE_ABORT) {
 		struct wire_abort a;
@@ -473,7 +515,7 @@ static int switchover(struct source *s)
 	if (send_state(s) < 0)
 		return -1;
 	uint64_t t_state = now_ns();
-	if (wait_ack(s) < 0)
+	if (wait_ack(s, "waiting for the destination to load the state") < 0)
 		return -1;
 	hv_debug("switchover: pause %.2f ms, last pages %.2f ms, state %.2f ms, destination load %.2f ms",
 		 (double)(t_paused - t_pause) / 1e6, (double)(t_pages - t_paused) / 1e6,
@@ -484,6 +526,15 @@ static int switchover(struct source *s)
 	if (r < 0)
 		return fail_wire(s, r, "sending commit");
 	s->st->downtime_ms = (double)(now_ns() - t_pause) / 1e6;
+	s->committed = true;
+	/* The destination confirms COMMIT before it runs the guest. Without that confirmation
+	 * nobody here can know whether the guest runs there: it must not run here too. */
+	if (wait_ack(s, "waiting for the destination to confirm the commit") < 0) {
+		s->outcome_unknown = true;
+		s->st->error[0] = 0;
+		return failf(s, "the connection failed after COMMIT was sent, so the guest may be running on %s; it stays paused here: check 'hvctl list' there, then 'hvctl resume %s' here only if it does not run there",
+			     s->p->uri, s->vm->name);
+	}
 	return 0;
 }
 
@@ -548,7 +599,14 @@ int migrate_source(struct machine *m, const struct migrate_params *p, atomic_boo
 		goto out;
 	r = 0;
 out:
-	if (r < 0) {
+	if (r < 0 && s.outcome_unknown) {
+		dirty_stop(&s.dirty);
+		/* The vCPUs stay paused; the devices may serve what the paused guest queued, so
+		 * that a later 'hvctl resume' finds them working. */
+		virtio_devices_resume(m->devices);
+		st->phase = MIGRATE_PHASE_FAILED;
+		st->outcome_unknown = true;
+	} else if (r < 0) {
 		if (s.fd >= 0 && !s.peer_gone)
 			wire_send_abort(&s.conn, atomic_load(cancel) ? WIRE_ABORT_CANCELLED : WIRE_ABORT_GENERIC,
 					st->error);
@@ -563,7 +621,12 @@ out:
 		dirty_stop(&s.dirty);
 		st->phase = MIGRATE_PHASE_DONE;
 	}
-	report(&s);
+	/* The final numbers; the caller reports the outcome. */
+	s.st->elapsed_ms = (double)(now_ns() - s.t0) / 1e6;
+	s.st->wire_bytes = s.conn.tx_bytes;
+	s.st->zero_pages = s.enc.stats.zero_pages + s.skipped_zero;
+	s.st->raw_pages = s.enc.stats.raw_pages;
+	s.st->zlib_pages = s.enc.stats.zlib_pages;
 	if (s.fd >= 0)
 		close(s.fd);
 	page_codec_enc_fini(&s.enc);

@@ -30,7 +30,8 @@ static void migrate_usage(FILE *f)
 		"the rest fits in --downtime (default 30 ms) or --max-rounds (default 30) is reached,\n"
 		"then --on-timeout decides (default force). --bandwidth caps the stream (bytes/s, with\n"
 		"K/M/G suffixes). On any failure before the destination commits, the VM keeps running\n"
-		"here. Exit status: 0 migrated, 1 failed (the reason on stderr), 2 bad usage.\n");
+		"here. Exit status: 0 migrated, 1 failed (the reason on stderr), 2 bad usage, 3 the link\n"
+		"failed after the commit was sent: the VM stays paused here until you check the destination.\n");
 }
 
 static int parse_opts(int argc, char **argv, struct migrate_opts *o)
@@ -256,10 +257,16 @@ int hvctl_cmd_migrate(int argc, char **argv)
 			json_object_put(ev);
 			break;
 		} else if (!strcmp(kind, "migration-failed")) {
+			struct json_object *u;
 			if (tty)
 				fputc('\n', stderr);
-			hv_error("migration of '%s' failed: %s; the VM keeps running here", o.name,
-				 str(ev, "error"));
+			if (json_object_object_get_ex(ev, "outcome_unknown", &u) && json_object_get_boolean(u)) {
+				hv_error("migration of '%s': %s", o.name, str(ev, "error"));
+				result = 3;
+			} else {
+				hv_error("migration of '%s' failed: %s; the VM keeps running here", o.name,
+					 str(ev, "error"));
+			}
 			json_object_put(ev);
 			break;
 		}

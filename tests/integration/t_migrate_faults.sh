@@ -299,11 +299,18 @@ test_migrate_faults_cut_in_commit() {
 		"$HVCTL" list >"$T/list" 2>&1
 		survivors=$(tail -n +2 "$T/list" | awk '{print $1 "(" $2 ")"}' | tr '\n' ' ')
 		echo "$spec: migrate exit $MIG_RC ($(head -c 200 "$T/mig.err" | tr '\n' ' ')), receiver: $(tr '\n' ' ' <"$T/$rname.rerr"), VMs now: ${survivors:-none}"
-		case "$(tail -n +2 "$T/list" | wc -l)" in
-		1) ;;
-		0) problems+=("$spec: the guest is lost on both sides: hvctl migrate exited $MIG_RC ($(head -n 1 "$T/mig.out" "$T/mig.err" | grep -v '^==' | tr '\n' ' ')) and the destination discarded it ($(head -n 1 "$T/$rname.rerr"))") ;;
-		*) problems+=("$spec: the guest runs on both sides: $survivors") ;;
-		esac
+		# The guest must run on exactly one side, or (when the link died with the outcome
+		# unknowable to the source) be paused there, waiting for an operator: never lost, never
+		# running twice.
+		running=$(tail -n +2 "$T/list" | awk '$2 == "running"' | wc -l)
+		paused=$(tail -n +2 "$T/list" | awk '$2 == "paused"' | wc -l)
+		if [ "$running" -gt 1 ]; then
+			problems+=("$spec: the guest runs on both sides: $survivors")
+		elif [ "$running" -eq 0 ] && [ "$paused" -ne 1 ]; then
+			problems+=("$spec: the guest is lost on both sides: hvctl migrate exited $MIG_RC ($(head -n 1 "$T/mig.out" "$T/mig.err" | grep -v '^==' | tr '\n' ' ')) and the destination discarded it ($(head -n 1 "$T/$rname.rerr"))")
+		elif [ "$paused" -eq 1 ] && [ "$MIG_RC" -ne 3 ]; then
+			problems+=("$spec: the source stayed paused but hvctl migrate exited $MIG_RC, not 3 (outcome unknown)")
+		fi
 		# Clean up whatever survived before the next case.
 		for s in $(tail -n +2 "$T/list" | awk '{print $1}'); do "$HVCTL" stop "$s" >/dev/null 2>&1 || true; done
 		fp_wait_exit "$RPID" 10

@@ -413,6 +413,12 @@ static int do_read(struct dir *d)
 			return 0;
 		return -1;
 	}
+	if ((size_t)r < CHUNK_MAX / 2) {
+		/* Small records stay small in the queue. */
+		struct chunk *s = realloc(c, sizeof(*c) + (size_t)r);
+		if (s)
+			c = s;
+	}
 	c->next = NULL;
 	c->due_ns = now_ns() + opt.delay_ns;
 	c->off = d->rd;
