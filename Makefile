@@ -7,7 +7,7 @@ WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes 
 	-Wno-unused-parameter -Wformat=2 -Wvla
 CFLAGS ?= -O2 -g
 HV_CFLAGS := -std=c11 -D_GNU_SOURCE -I. $(WARN) -pthread -MMD -MP
-LDLIBS := -pthread -luuid -lz -ljson-c
+LDLIBS := -pthread -luuid -lz -ljson-c -lxxhash
 SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
 LIB_SRCS := $(wildcard hv/*.c devices/*.c migrate/*.c)

@@ -171,6 +171,9 @@ static int handle_hello(struct incoming *in, const uint8_t *payload, size_t len,
 		if (cpuid_apply(vm->vcpus[i].fd, in->src_cpuid, i, vm->ncpus) < 0)
 			return failf(in, "cannot apply the source's CPUID to vCPU %d", i);
 	prefault_start(&in->prefault, &vm->mem, h->ram, h->nram);
+	in->dec.suspect = calloc((guest_mem_pages(&vm->mem) + 63) / 64, sizeof(uint64_t));
+	if (!in->dec.suspect)
+		return failf(in, "out of memory for the page check bitmap");
 	in->vcpus = calloc((size_t)vm->ncpus, sizeof(*in->vcpus));
 	in->vcpu_seen = calloc((size_t)vm->ncpus, sizeof(*in->vcpu_seen));
 	if (!in->vcpus || !in->vcpu_seen)
@@ -230,6 +233,11 @@ static int load_state(struct incoming *in, const uint8_t *p, size_t len)
 			return failf(in, "no state arrived for vCPU %d", i);
 	if (!in->vm_seen)
 		return failf(in, "VM state missing");
+	if (in->dec.suspect_pages) {
+		in->abort_code = WIRE_ABORT_CORRUPT;
+		return failf(in, "stream corrupt: %llu pages arrived damaged (their hash did not match) and were not sent again",
+			     (unsigned long long)in->dec.suspect_pages);
+	}
 	int *fds = calloc((size_t)vm->ncpus, sizeof(int));
 	if (!fds)
 		return failf(in, "out of memory");
@@ -385,6 +393,8 @@ out:
 			machine_destroy(m);
 		hv_error("incoming migration failed: %s", in.err);
 	}
+	free(in.dec.suspect);
+	in.dec.suspect = NULL;
 	page_codec_dec_fini(&in.dec);
 	device_state_rx_free(in.devs);
 	free(in.hello);

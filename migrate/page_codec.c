@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <xxhash.h>
 
 #define PAGE_CODEC_ZBUF_SIZE ((size_t)PAGE_CODEC_MAX_PAGES * PAGE_CODEC_PAGE_SIZE)
 #define PAGE_CODEC_GFN_BITS 56
@@ -137,6 +138,7 @@ int page_codec_encode(struct page_codec_enc *e, const uint64_t *gfns, const uint
 		e->stats.zlib_in_bytes += (uint64_t)ndata * PAGE_CODEC_PAGE_SIZE;
 		e->stats.zlib_out_bytes += data_len;
 	} else {
+		bool hashed = !stable && ndata > 0;
 		for (unsigned k = 0; k < ndata; k++) {
 			struct iovec *last = &e->iov[e->iovcnt - 1];
 
@@ -147,9 +149,21 @@ int page_codec_encode(struct page_codec_enc *e, const uint64_t *gfns, const uint
 				e->iov[e->iovcnt++] = (struct iovec){ .iov_base = (void *)data[k],
 								      .iov_len = PAGE_CODEC_PAGE_SIZE };
 		}
-		e->crc_len = stable ? desc_len + data_len : desc_len;
 		e->stats.raw_pages += ndata;
 		e->stats.raw_bytes += data_len;
+		if (hashed) {
+			/* The guest may change a page between here and the socket's copy: then the
+			 * destination sees a mismatch, and the dirty log sends the page again. */
+			for (unsigned k = 0; k < ndata; k++)
+				wire_put_u64(e->hashes + PAGE_CODEC_HASH_SIZE * k,
+					     XXH3_64bits(data[k], PAGE_CODEC_PAGE_SIZE));
+			e->iov[e->iovcnt++] = (struct iovec){ .iov_base = e->hashes,
+							      .iov_len = PAGE_CODEC_HASH_SIZE * ndata };
+			data_len += PAGE_CODEC_HASH_SIZE * ndata;
+			e->desc[3] = PAGE_CODEC_F_HASHED;
+			wire_put_u32(e->desc + 4, (uint32_t)data_len);
+		}
+		e->crc_len = hashed ? desc_len : desc_len + data_len;
 	}
 	e->payload_len = desc_len + data_len;
 	e->stats.zero_pages += n - ndata;
@@ -189,6 +203,7 @@ void page_codec_dec_fini(struct page_codec_dec *d)
 }
 
 struct page_codec_batch {
+	bool hashed;
 	unsigned count;
 	unsigned encoding;
 	uint32_t data_len;
@@ -212,8 +227,9 @@ static int page_codec_parse_head(struct page_codec_dec *d, const uint8_t *head, 
 		page_codec_set_err(d->err, sizeof(d->err), "unknown page encoding %u", b->encoding);
 		return WIRE_E_PAYLOAD;
 	}
-	if (head[3] != 0) {
-		page_codec_set_err(d->err, sizeof(d->err), "reserved byte is 0x%02x", head[3]);
+	b->hashed = head[3] == PAGE_CODEC_F_HASHED;
+	if ((head[3] & ~PAGE_CODEC_F_HASHED) || (b->hashed && b->encoding != PAGE_CODEC_ENC_RAW)) {
+		page_codec_set_err(d->err, sizeof(d->err), "flags byte is 0x%02x", head[3]);
 		return WIRE_E_PAYLOAD;
 	}
 	b->desc_len = PAGE_CODEC_DESC_SIZE(b->count);
@@ -253,7 +269,7 @@ static int page_codec_parse_entries(struct page_codec_dec *d, const uint8_t *ent
 			b->ndata++;
 	}
 	if (b->encoding == PAGE_CODEC_ENC_RAW &&
-	    b->data_len != (uint64_t)b->ndata * PAGE_CODEC_PAGE_SIZE) {
+	    b->data_len != (uint64_t)b->ndata * (PAGE_CODEC_PAGE_SIZE + (b->hashed ? PAGE_CODEC_HASH_SIZE : 0))) {
 		page_codec_set_err(d->err, sizeof(d->err),
 				   "raw batch has %u data pages but %u data bytes", b->ndata,
 				   b->data_len);
@@ -348,6 +364,42 @@ bad:
 	return WIRE_E_PAYLOAD;
 }
 
+static void suspect_set(struct page_codec_dec *d, uint64_t gfn, bool bad)
+{
+	if (!d->suspect)
+		return;
+	uint64_t bit = 1ULL << (gfn % 64), *w = &d->suspect[gfn / 64];
+	if (bad && !(*w & bit)) {
+		*w |= bit;
+		d->suspect_pages++;
+	} else if (!bad && (*w & bit)) {
+		*w &= ~bit;
+		d->suspect_pages--;
+	}
+}
+
+/* After the pages of a batch landed: which of them match their hash (HASHED batches), and
+ * every page that arrived in good shape stops being suspect. */
+static void page_codec_check_pages(struct page_codec_dec *d, const uint8_t *entries,
+				   const struct page_codec_batch *b, const uint8_t *hashes)
+{
+	unsigned k = 0;
+
+	for (unsigned i = 0; i < b->count; i++) {
+		uint64_t e = wire_get_u64(entries + 8 * i);
+		uint64_t gfn = e & ((1ull << PAGE_CODEC_GFN_BITS) - 1);
+		bool bad = false;
+		if ((e >> PAGE_CODEC_GFN_BITS) == PAGE_CODEC_KIND_DATA && b->hashed) {
+			bad = XXH3_64bits(d->ptrs[i], PAGE_CODEC_PAGE_SIZE) !=
+			      wire_get_u64(hashes + PAGE_CODEC_HASH_SIZE * k);
+			k++;
+			if (bad)
+				d->stats.hash_mismatches++;
+		}
+		suspect_set(d, gfn, bad);
+	}
+}
+
 /* Clears the zero pages, touching only those that are not zero already (a fresh memfd page
  * is left unallocated). */
 static void page_codec_apply_zero(struct page_codec_dec *d, const uint8_t *entries,
@@ -412,6 +464,7 @@ int page_codec_decode(struct page_codec_dec *d, const uint8_t *payload, size_t l
 		}
 	}
 	page_codec_apply_zero(d, entries, &b);
+	page_codec_check_pages(d, entries, &b, data);
 	page_codec_count(d, &b);
 	return 0;
 }
@@ -428,7 +481,7 @@ static int page_codec_recv_fail(struct page_codec_dec *d, struct wire_conn *c,
 int page_codec_recv(struct page_codec_dec *d, struct wire_conn *c, struct wire_rx *rx,
 		    uint64_t page_limit, page_codec_page_ptr_fn page_ptr, void *opaque)
 {
-	struct iovec iov[PAGE_CODEC_MAX_PAGES];
+	struct iovec iov[PAGE_CODEC_MAX_PAGES + 1];
 	struct page_codec_batch b;
 	const uint8_t *entries = d->desc + 8;
 	int rc, n = 0;
@@ -444,9 +497,10 @@ int page_codec_recv(struct page_codec_dec *d, struct wire_conn *c, struct wire_r
 	rc = page_codec_parse_head(d, d->desc, rx->hdr.length, &b);
 	if (rc)
 		return page_codec_recv_fail(d, c, rx, rc);
-	/* The descriptor is always checksummed; the page bytes are, unless raw from a live guest. */
+	/* The descriptor is always checksummed; the page bytes are, unless raw from a live guest,
+	 * and then they carry hashes. */
 	if (rx->hdr.crc_len != rx->hdr.length &&
-	    (rx->hdr.crc_len != b.desc_len || b.encoding != PAGE_CODEC_ENC_RAW)) {
+	    (rx->hdr.crc_len != b.desc_len || !b.hashed)) {
 		page_codec_set_err(d->err, sizeof(d->err),
 				   "checksum covers %u of %u bytes (descriptor is %zu)",
 				   rx->hdr.crc_len, rx->hdr.length, b.desc_len);
@@ -482,6 +536,9 @@ int page_codec_recv(struct page_codec_dec *d, struct wire_conn *c, struct wire_r
 				iov[n++] = (struct iovec){ .iov_base = d->ptrs[i],
 							   .iov_len = PAGE_CODEC_PAGE_SIZE };
 		}
+		if (b.hashed)
+			iov[n++] = (struct iovec){ .iov_base = d->hashes,
+						   .iov_len = PAGE_CODEC_HASH_SIZE * b.ndata };
 		rc = wire_recv_payloadv(c, rx, iov, n);
 		if (rc)
 			return rc;
@@ -490,6 +547,7 @@ int page_codec_recv(struct page_codec_dec *d, struct wire_conn *c, struct wire_r
 	if (rc)
 		return rc;
 	page_codec_apply_zero(d, entries, &b);
+	page_codec_check_pages(d, entries, &b, d->hashes);
 	page_codec_count(d, &b);
 	return 0;
 }

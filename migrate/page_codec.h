@@ -32,6 +32,10 @@
 #define PAGE_CODEC_DESC_SIZE(count) (8u + 8u * (count))
 
 enum page_codec_encoding { PAGE_CODEC_ENC_RAW = 0, PAGE_CODEC_ENC_ZLIB = 1 };
+/* Flags (byte 3). HASHED: a raw batch from a running guest, whose page bytes the record CRC
+ * cannot cover; the data is followed by one XXH3-64 hash per data page instead. */
+#define PAGE_CODEC_F_HASHED 0x01u
+#define PAGE_CODEC_HASH_SIZE 8u
 enum page_codec_kind { PAGE_CODEC_KIND_DATA = 0, PAGE_CODEC_KIND_ZERO = 1 };
 
 /* What the caller asks for; zlib falls back to raw when it does not make the batch smaller. */
@@ -45,6 +49,7 @@ struct page_codec_stats {
 	uint64_t zlib_out_bytes;   /* their compressed size */
 	uint64_t zlib_fallbacks;   /* batches where zlib did not pay and raw went instead */
 	uint64_t zero_writes;      /* decode: zero pages that had to be cleared */
+	uint64_t hash_mismatches;  /* decode: pages of HASHED batches that did not match */
 	uint64_t wire_bytes;       /* payload bytes (descriptor + data) */
 };
 
@@ -55,7 +60,7 @@ typedef uint8_t *(*page_codec_page_ptr_fn)(void *opaque, uint64_t gfn);
 struct page_codec_enc {
 	/* Output of the last page_codec_encode: the PAGES payload, ready for
 	 * wire_send_iov(c, WIRE_PAGES, iov, iovcnt, crc_len). */
-	struct iovec iov[1 + PAGE_CODEC_MAX_PAGES];
+	struct iovec iov[2 + PAGE_CODEC_MAX_PAGES];
 	int iovcnt;
 	size_t payload_len;
 	size_t crc_len;
@@ -63,6 +68,7 @@ struct page_codec_enc {
 
 	/* private */
 	uint8_t desc[PAGE_CODEC_DESC_SIZE(PAGE_CODEC_MAX_PAGES)];
+	uint8_t hashes[PAGE_CODEC_HASH_SIZE * PAGE_CODEC_MAX_PAGES];
 	uint8_t *zbuf;
 	z_stream zs;
 	bool zs_ready;
@@ -85,10 +91,16 @@ int page_codec_send(struct page_codec_enc *e, struct wire_conn *c, const uint64_
 struct page_codec_dec {
 	struct page_codec_stats stats;
 	char err[256];
+	/* Optional, one bit per page (caller-allocated): pages of HASHED batches whose bytes did
+	 * not match their hash (changed while being sent, or damaged on the way). A later good
+	 * copy clears the bit; any bit still set at the end means a damaged page. */
+	uint64_t *suspect;
+	uint64_t suspect_pages;
 
 	/* private */
 	uint8_t *ptrs[PAGE_CODEC_MAX_PAGES];
 	uint8_t desc[PAGE_CODEC_DESC_SIZE(PAGE_CODEC_MAX_PAGES)];
+	uint8_t hashes[PAGE_CODEC_HASH_SIZE * PAGE_CODEC_MAX_PAGES];
 	uint8_t *zbuf;
 	z_stream zs;
 	bool zs_ready;

