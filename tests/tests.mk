@@ -39,3 +39,10 @@ $(BUILD)/tools/hvctl-asan: $(TOOL_SRCS) $(BUILD)/libhv-asan.a
 	$(CC) $(HV_CFLAGS) -O1 -g $(SAN) -o $@ $(TOOL_SRCS) $(BUILD)/libhv-asan.a $(LDLIBS)
 
 unit: $(BUILD)/tools/hvctl-asan
+
+# Tiny PVH kernels for crash and reset tests (tests/guests/*.S).
+$(BUILD)/tools/%.elf: tests/guests/%.S tests/guests/pvh_note.h tests/guests/tiny.ld
+	@mkdir -p $(dir $@)
+	$(CC) -nostdlib -static -no-pie -Wl,-T,tests/guests/tiny.ld -Wl,--build-id=none -Itests/guests -o $@ $<
+
+all: $(BUILD)/tools/triplefault.elf $(BUILD)/tools/i8042reset.elf

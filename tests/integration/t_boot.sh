@@ -53,3 +53,21 @@ smp_runs_all() {
 
 test_smp_2_cpus() { smp_runs_all 2; }
 test_smp_4_cpus() { smp_runs_all 4; }
+
+test_guest_crash_is_reported() {
+	# A kernel that triple-faults on its first instruction (tests/guests/triplefault.S).
+	rc=0
+	timeout 20 "$HVCTL" run --kernel "$BUILD/tools/triplefault.elf" --console none 2>"$T/err" || rc=$?
+	[ "$rc" -eq 126 ] || { cat "$T/err"; fail "expected exit status 126 for a crashed guest, got $rc"; }
+	grep -q 'guest triple fault' "$T/err" || fail "the reason is missing"
+	grep -q 'rax 000000001234abcd' "$T/err" || { cat "$T/err"; fail "the registers are missing"; }
+	grep -q 'code at gpa 0x[0-9a-f]*: 0f 0b' "$T/err" || { cat "$T/err"; fail "the instruction bytes (ud2) are missing"; }
+	[ ! -e "$HV_RUN_DIR/vm-"*.sock ] || fail "a control socket was left behind"
+}
+
+test_guest_reset_through_i8042() {
+	# Command 0xfe on port 0x64 (tests/guests/i8042reset.S) ends the VM cleanly.
+	rc=0
+	timeout 20 "$HVCTL" run --kernel "$BUILD/tools/i8042reset.elf" --console none 2>"$T/err" || rc=$?
+	[ "$rc" -eq 0 ] || { cat "$T/err"; fail "expected a clean exit after the reset, got $rc"; }
+}

@@ -444,6 +444,7 @@ test_migrate_faults_hostile_streams() {
 	fp_hostile bad-payload-crc 'bad CRC in HELLO record #0'
 	fp_hostile bad-json 'bad hello: .*JSON'
 	fp_hostile unknown-device "device type 'frobnicator'"
+	fp_hostile cpu-features 'destination CPU lacks .*(avx|xsave)' 
 	fp_hostile pages-first 'PAGES record out of order'
 	fp_hostile hello-eof 'closed the connection'
 	fp_hostile page-out-of-range 'page 0x100000 .*outside guest RAM'

@@ -267,6 +267,14 @@ static void m_unknown_device(struct gen *g)
 		      "\"devices\":[{\"type\":\"serial\",\"name\":\"com1\"},{\"type\":\"frobnicator\"}]}");
 }
 
+/* The guest saw AVX and XSAVE (CPUID.1:ECX bits 28 and 26), which hv never offers here. */
+static void m_cpu_features(struct gen *g)
+{
+	hello_with(g, "{\"protocol\":1,\"name\":\"wiregen\",\"uuid\":\"6f1d3c2a-9b7e-4c1d-8e2f-0a1b2c3d4e5f\","
+		      "\"mem_size\":16777216,\"vcpus\":1,\"cpuid\":[[1,0,0,0,335544320,0]],"
+		      "\"devices\":[{\"type\":\"serial\",\"name\":\"com1\"}]}");
+}
+
 static void m_pages_first(struct gen *g) { one_page(g, 1); }
 static void m_hello_eof(struct gen *g) { valid_hello(g); }
 
@@ -358,6 +366,7 @@ static const struct mode modes[] = {
 	{ "huge-mem", "a HELLO asking for 64 TiB of guest memory", m_huge_mem },
 	{ "many-vcpus", "a HELLO asking for 1024 vCPUs", m_many_vcpus },
 	{ "unknown-device", "a HELLO with a device type the destination lacks", m_unknown_device },
+	{ "cpu-features", "a HELLO from a guest that saw AVX and XSAVE", m_cpu_features },
 	{ "pages-first", "a PAGES record before any HELLO", m_pages_first },
 	{ "hello-eof", "a valid HELLO, then the connection ends", m_hello_eof },
 	{ "page-out-of-range", "a valid HELLO, then page 0x100000 of a 16 MiB guest", m_page_out_of_range },
