@@ -33,12 +33,12 @@ echo
 
 echo "## memtouch dirtying rate at CPL3 (native), 3 s"
 echo
+printf '| %-44s | %14s | %10s |\n' "what" "MiB/s" "pages/s"
+printf '|%s|%s|%s|\n' "----------------------------------------------" "----------------" "------------"
 log=$(mktemp)
 "$HVCTL" run --kernel "$GUEST" --mem 512M --cmdline "prog=memtouch ws=256M secs=3" --console "file:$log" >/dev/null 2>&1
-for fill in full; do
-	mib=$(grep -Eo 'rate=[0-9]+' "$log" | tail -n 5 | cut -d= -f2 | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]+0}')
-	printf '| %-44s | %14s | %10s |\n' "memtouch fill=$fill (MiB/s, pages/s)" "$mib" "$((mib * 256))"
-done
+mib=$(grep -Eo 'rate=[0-9]+' "$log" | tail -n 5 | cut -d= -f2 | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]+0}')
+printf '| %-44s | %14s | %10s |\n' "memtouch ws=256M, as fast as it can (hv)" "$mib" "$((mib * 256))"
 rm -f "$log"
 echo
 
