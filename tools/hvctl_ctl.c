@@ -282,6 +282,18 @@ int hvctl_cmd_list(int argc, char **argv)
 
 /* ---- status ---- */
 
+/* One status call on a connection of its own; NULL after printing why. */
+static struct json_object *fetch_status(const char *name)
+{
+	struct ctl_conn c;
+	struct json_object *s = NULL;
+
+	if (ctl_conn_open(&c, name, false) == CTL_CONN_OK)
+		s = call_ok(&c, "status");
+	ctl_conn_close(&c);
+	return s;
+}
+
 static const struct cmd_spec status_spec = {
 	"hvctl status NAME [--json]",
 	"Shows one VM: name, UUID, state (created, running, paused, stopped), vCPUs, memory,\n"
@@ -297,13 +309,7 @@ int hvctl_cmd_status(int argc, char **argv)
 
 	if (r >= 0)
 		return r;
-	struct ctl_conn c;
-	if (ctl_conn_open(&c, a.name, false) != CTL_CONN_OK) {
-		ctl_conn_close(&c);
-		return 1;
-	}
-	struct json_object *s = call_ok(&c, "status");
-	ctl_conn_close(&c);
+	struct json_object *s = fetch_status(a.name);
 	if (!s)
 		return 1;
 	strip_reply(s);
@@ -548,13 +554,7 @@ int hvctl_cmd_console(int argc, char **argv)
 
 	if (r >= 0)
 		return r;
-	struct ctl_conn c;
-	if (ctl_conn_open(&c, a.name, false) != CTL_CONN_OK) {
-		ctl_conn_close(&c);
-		return 1;
-	}
-	struct json_object *s = call_ok(&c, "status");
-	ctl_conn_close(&c);
+	struct json_object *s = fetch_status(a.name);
 	if (!s)
 		return 1;
 	const char *p = get_str(s, "console_pty");

@@ -14,6 +14,7 @@ port=$((46000 + RANDOM % 1000))
 trap 'for l in "$W"/run/*.lock; do [ -s "$l" ] && kill -9 "$(cat "$l")" 2>/dev/null; done; rm -rf "$W"' EXIT
 
 tcp=$("$BUILD/bench/tcpbw" 2)
+fill=$("$BUILD/bench/memfill" 1024)
 
 field() { sed -n "s/^  $1 *\([0-9.]*\).*/\1/p" "$2"; }
 
@@ -48,7 +49,10 @@ migrate_one() {
 	rm -f "$W"/*.log
 }
 
-echo "## Live migration on loopback (loopback TCP, one stream, measured now: $tcp MiB/s)"
+echo "## Live migration on loopback"
+echo
+echo "References measured now: loopback TCP, one stream, $tcp MiB/s; fresh guest RAM on this"
+echo "host (memfd populated for writing, as the destination does), $fill MiB/s."
 echo
 printf '| %-46s | %9s | %9s | %10s | %6s | %12s | %s |\n' "case" "total ms" "down ms" "guest gap ms" "rounds" "on the wire" "converged"
 printf '|%s|%s|%s|%s|%s|%s|%s|\n' "------------------------------------------------" "-----------" "-----------" "------------" "--------" "--------------" "-----------"

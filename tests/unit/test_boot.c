@@ -18,34 +18,11 @@
 #include "hv/guest_mem.h"
 #include "hv/layout.h"
 #include "hv/x86_tables.h"
+#include "quiet_stderr.h"
 
 #define RAM_SIZE (64 * MiB)
 
 /* ---- helpers ---- */
-
-/* Hides the expected hv_error lines of failure tests (HV_TEST_VERBOSE=1 shows them). */
-static int quiet_begin(bool always)
-{
-	int saved, fd;
-
-	if (!always && getenv("HV_TEST_VERBOSE"))
-		return -1;
-	fflush(stderr);
-	saved = dup(2);
-	fd = open("/dev/null", O_WRONLY);
-	dup2(fd, 2);
-	close(fd);
-	return saved;
-}
-
-static void quiet_end(int saved)
-{
-	if (saved < 0)
-		return;
-	fflush(stderr);
-	dup2(saved, 2);
-	close(saved);
-}
 
 static int setup_mem(void **state)
 {

@@ -16,31 +16,9 @@
 #include <cmocka.h>
 
 #include "hv/cpuid.h"
+#include "quiet_stderr.h"
 
 #define ALL 0xffffffffu
-
-static int quiet_begin(void)
-{
-	int saved, fd;
-
-	if (getenv("HV_TEST_VERBOSE"))
-		return -1;
-	fflush(stderr);
-	saved = dup(2);
-	fd = open("/dev/null", O_WRONLY);
-	dup2(fd, 2);
-	close(fd);
-	return saved;
-}
-
-static void quiet_end(int saved)
-{
-	if (saved < 0)
-		return;
-	fflush(stderr);
-	dup2(saved, 2);
-	close(saved);
-}
 
 static void add(struct cpuid_table *t, uint32_t fn, uint32_t idx, bool indexed, uint32_t eax,
 		uint32_t ebx, uint32_t ecx, uint32_t edx)
@@ -296,7 +274,7 @@ static void test_apply_real_kvm(void **state)
 	assert_int_equal(cpuid_find(t, 1, 0)->ebx, ebx_before);
 
 	/* Errors: bad arguments, a closed fd. */
-	saved = quiet_begin();
+	saved = quiet_begin(false);
 	assert_int_equal(cpuid_apply(vcpu[0], t, 3, 3), -EINVAL);
 	assert_int_equal(cpuid_apply(vcpu[0], t, 0, 0), -EINVAL);
 	assert_int_equal(cpuid_apply(-1, t, 0, 1), -EBADF);

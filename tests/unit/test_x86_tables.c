@@ -14,29 +14,7 @@
 #include "hv/guest_mem.h"
 #include "hv/layout.h"
 #include "hv/x86_tables.h"
-
-static int quiet_begin(void)
-{
-	int saved, fd;
-
-	if (getenv("HV_TEST_VERBOSE"))
-		return -1;
-	fflush(stderr);
-	saved = dup(2);
-	fd = open("/dev/null", O_WRONLY);
-	dup2(fd, 2);
-	close(fd);
-	return saved;
-}
-
-static void quiet_end(int saved)
-{
-	if (saved < 0)
-		return;
-	fflush(stderr);
-	dup2(saved, 2);
-	close(saved);
-}
+#include "quiet_stderr.h"
 
 /* ---- e820 ---- */
 
@@ -274,7 +252,7 @@ static void test_mptable_errors(void **state)
 
 	(void)state;
 	assert_int_equal(guest_mem_create(&m, 2 * MiB), 0);
-	saved = quiet_begin();
+	saved = quiet_begin(false);
 	assert_int_equal(mptable_write(&m, 0), -1);
 	assert_int_equal(mptable_write(&m, -3), -1);
 	assert_int_equal(mptable_write(&m, 255), -1);
@@ -283,7 +261,7 @@ static void test_mptable_errors(void **state)
 
 	/* RAM that does not reach the BIOS area. */
 	assert_int_equal(guest_mem_create(&m, 512 * KiB), 0);
-	saved = quiet_begin();
+	saved = quiet_begin(false);
 	assert_int_equal(mptable_write(&m, 1), -1);
 	quiet_end(saved);
 	guest_mem_destroy(&m);
