@@ -13,18 +13,19 @@ static double ewma(double old, double sample)
 
 void auto_compress_init(struct auto_compress *ac, enum migrate_compress mode)
 {
-	*ac = (struct auto_compress){ .mode = mode };
+	*ac = (struct auto_compress){ .mode = mode, .may_probe = true };
 	ac->zlib_allowed = mode != MIGRATE_COMPRESS_NONE;
 	ac->use_zlib = mode == MIGRATE_COMPRESS_ZLIB;
-	ac->zlib_ratio = 1.0;
 }
 
 void auto_compress_account(struct auto_compress *ac, uint64_t wire_bytes, uint64_t send_ns,
 			   uint64_t zlib_in, uint64_t zlib_out, uint64_t encode_ns)
 {
+	ac->last_ratio = 0;
 	if (zlib_in && encode_ns) {
+		ac->last_ratio = (double)zlib_out / (double)zlib_in;
 		ac->zlib_bps = ewma(ac->zlib_bps, (double)zlib_in * 1e9 / (double)encode_ns);
-		ac->zlib_ratio = ewma(ac->zlib_ratio, (double)zlib_out / (double)zlib_in);
+		ac->zlib_ratio = ewma(ac->zlib_ratio, ac->last_ratio);
 	}
 	/* Only a send that had to wait says how fast the link drains; one that returned at once
 	 * merely filled the socket buffer (with zlib on, the link may be idle half the time). */
@@ -38,24 +39,36 @@ void auto_compress_decide(struct auto_compress *ac)
 	if (ac->mode != MIGRATE_COMPRESS_AUTO || !ac->zlib_allowed || ac->link_bps <= 0)
 		return;
 	if (ac->use_zlib) {
-		if (ac->batches_since_switch < PROBE_BATCHES || ac->zlib_bps <= 0)
+		/* Saving less than 1 - 1/WIN_MARGIN of the bytes, zlib cannot win even on a free
+		 * CPU: one batch of incompressible memory ends the probe. */
+		bool hopeless = ac->last_ratio * WIN_MARGIN > 1.0;
+		if (!hopeless && (ac->batches_since_switch < PROBE_BATCHES || ac->zlib_bps <= 0))
 			return;
 		/* Page bytes per second with zlib: compress, then send the smaller result. */
-		double with_zlib = 1.0 / (1.0 / ac->zlib_bps + ac->zlib_ratio / ac->link_bps);
-		if (with_zlib < ac->link_bps * WIN_MARGIN) {
+		if (hopeless ||
+		    1.0 / (1.0 / ac->zlib_bps + ac->zlib_ratio / ac->link_bps) < ac->link_bps * WIN_MARGIN) {
 			ac->use_zlib = false;
 			ac->batches_since_switch = 0;
 		}
 		return;
 	}
-	if (ac->link_bps < PROBE_BELOW_BPS &&
+	if (ac->may_probe && ac->link_bps < PROBE_BELOW_BPS &&
 	    (ac->zlib_bps <= 0 || ac->batches_since_switch >= REPROBE_BATCHES)) {
 		ac->use_zlib = true;
 		ac->batches_since_switch = 0;
 	}
 }
 
+void auto_compress_settle(struct auto_compress *ac)
+{
+	ac->may_probe = false;
+	if (ac->mode == MIGRATE_COMPRESS_AUTO && ac->use_zlib && ac->batches_since_switch < PROBE_BATCHES) {
+		ac->use_zlib = false; /* an unfinished probe: not proven to pay */
+		ac->batches_since_switch = 0;
+	}
+}
+
 double auto_compress_wire_ratio(const struct auto_compress *ac)
 {
-	return ac->use_zlib ? ac->zlib_ratio : 1.0;
+	return ac->use_zlib && ac->zlib_ratio > 0 ? ac->zlib_ratio : 1.0;
 }

@@ -17,7 +17,9 @@ struct auto_compress {
 	bool use_zlib;     /* current choice */
 	double link_bps;   /* bytes/s the socket accepts while it is the bottleneck (EWMA) */
 	double zlib_bps;   /* page bytes/s zlib consumes (EWMA); 0 until measured */
-	double zlib_ratio; /* compressed/raw (EWMA) */
+	double zlib_ratio; /* compressed/raw (EWMA); 0 until measured */
+	double last_ratio; /* compressed/raw of the last batch; 0 if it was not compressed */
+	bool may_probe;    /* false once the guest is paused: no experiments in the downtime */
 	uint32_t batches_since_switch;
 };
 
@@ -28,6 +30,9 @@ void auto_compress_account(struct auto_compress *ac, uint64_t wire_bytes, uint64
 			   uint64_t zlib_in, uint64_t zlib_out, uint64_t encode_ns);
 /* Re-decides use_zlib (auto mode only). */
 void auto_compress_decide(struct auto_compress *ac);
+/* The guest is paused: from now on keep the choice that is known to pay; an unfinished
+ * probe of zlib ends (raw), and no new one starts. */
+void auto_compress_settle(struct auto_compress *ac);
 /* Expected wire bytes per page byte under the current choice (for downtime estimates). */
 double auto_compress_wire_ratio(const struct auto_compress *ac);
 

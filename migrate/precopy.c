@@ -507,6 +507,7 @@ static int switchover(struct source *s)
 		s->dirty.bitmap[w] |= left[w];
 	free(left);
 	s->stable = true;
+	auto_compress_settle(&s->ac);
 	s->st->round++;
 	uint64_t t_paused = now_ns();
 	if (send_dirty_pages(s, s->dirty.bitmap, s->dirty.words) < 0)
