@@ -345,6 +345,7 @@ static int precopy(struct source *s)
 	struct migrate_stats *st = s->st;
 	uint64_t t = now_ns(), bytes0 = s->conn.tx_bytes, pages0 = st->pages_sent;
 	int64_t prev_dirty = -1;
+	unsigned stalled = 0;
 
 	st->phase = MIGRATE_PHASE_PRECOPY;
 	st->round = 0;
@@ -372,10 +373,15 @@ static int precopy(struct source *s)
 			SWITCHOVER_OVERHEAD_MS + 1.5 * rtt_ms(s);
 		report(s);
 		/* Within the limit, one more round is still worth it while rounds keep shrinking the
-		 * rest by a quarter: less downtime for a little more total time. */
+		 * rest by a quarter: less downtime for a little more total time. One round that did
+		 * not shrink may be a hiccup (the guest or this thread descheduled); two in a row
+		 * mean the dirty rate has caught up with the link. */
+		if (prev_dirty >= 0 && (double)dirty > 0.75 * (double)prev_dirty)
+			stalled++;
+		else
+			stalled = 0;
 		if (st->expected_downtime_ms <= s->p->downtime_ms &&
-		    (st->expected_downtime_ms <= GOOD_ENOUGH_DOWNTIME_MS ||
-		     (prev_dirty >= 0 && (double)dirty > 0.75 * (double)prev_dirty)))
+		    (st->expected_downtime_ms <= GOOD_ENOUGH_DOWNTIME_MS || stalled >= 2))
 			return 0;
 		prev_dirty = dirty;
 		if (st->round + 1 >= s->p->max_rounds) {
