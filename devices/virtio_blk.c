@@ -315,7 +315,13 @@ static int open_image(struct virtio_blk *b, const char *path, bool ro)
 		close(fd);
 		return -1;
 	}
-	/* root opens anything read-write: respect an image deliberately marked read-only. */
+	/* root opens anything: respect an image deliberately marked unreadable or read-only. */
+	if (S_ISREG(st.st_mode) && !(st.st_mode & 0444)) {
+		hv_error("disk image '%s' is not readable (mode %03o); chmod u+r it (u+rw to write)",
+			 path, (unsigned)(st.st_mode & 0777));
+		close(fd);
+		return -1;
+	}
 	if (!ro && S_ISREG(st.st_mode) && !(st.st_mode & 0222)) {
 		hv_error("disk image '%s' is read-only (mode %03o); use --disk %s,ro or chmod u+w it",
 			 path, (unsigned)(st.st_mode & 0777), path);

@@ -12,6 +12,12 @@ test_disk_read_only_file_needs_ro() {
 	expect_error "is read-only .*use --disk $T/ro.img,ro" "$HVCTL" run --kernel "$GUEST" --disk "$T/ro.img"
 }
 
+test_disk_unreadable() {
+	# As root, open() ignores the mode; hv honours it, as it does for a read-only image.
+	truncate -s 1M "$T/u.img" && chmod 000 "$T/u.img"
+	expect_error "is not readable \(mode 000\); chmod u\+r" "$HVCTL" run --kernel "$GUEST" --disk "$T/u.img,ro"
+}
+
 test_disk_empty() {
 	: >"$T/empty.img"
 	expect_error "smaller than one 512-byte sector" "$HVCTL" run --kernel "$GUEST" --disk "$T/empty.img"
