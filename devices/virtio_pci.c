@@ -43,6 +43,7 @@ struct virtio_pci {
 	uint16_t msix_config;      /* atomic: I/O threads read it */
 	uint8_t config_generation; /* atomic */
 	int needs_reset;           /* atomic */
+	unsigned errors_reported;  /* atomic; caps what a guest can make us print */
 
 	pthread_mutex_t isr_lock;
 	uint8_t isr;
@@ -53,6 +54,8 @@ struct virtio_pci {
 	uint64_t ioeventfd_base;
 	bool ioeventfd_warned;
 };
+
+#define VIRTIO_PCI_ERRORS_REPORTED 10
 
 static void set16(uint8_t *p, int off, uint16_t v)
 {
@@ -112,7 +115,11 @@ void virtio_pci_device_error(struct virtio_pci *vp, const char *why)
 {
 	if (__atomic_exchange_n(&vp->needs_reset, 1, __ATOMIC_ACQ_REL))
 		return;
-	hv_warn("%s: %s; the device needs a reset by its driver", vp->name, why);
+	/* A driver that resets and breaks the device again in a loop must not flood the log. */
+	unsigned n = __atomic_add_fetch(&vp->errors_reported, 1, __ATOMIC_ACQ_REL);
+	if (n <= VIRTIO_PCI_ERRORS_REPORTED)
+		hv_warn("%s: %s; the device needs a reset by its driver%s", vp->name, why,
+			n == VIRTIO_PCI_ERRORS_REPORTED ? " (further errors of this device are not reported)" : "");
 	virtio_pci_config_changed(vp);
 }
 
