@@ -308,7 +308,7 @@ static int receive(struct incoming *in, const struct machine_config *cfg)
 		switch (rx.hdr.type) {
 		case WIRE_HELLO: {
 			int ok = handle_hello(in, p, len, cfg);
-			struct wire_hello_reply reply = { .ok = ok == 0, .caps = WIRE_CAP_ZLIB };
+			struct wire_hello_reply reply = { .ok = ok == 0, .caps = WIRE_CAP_ZLIB | WIRE_CAP_SYNC };
 			if (ok < 0)
 				snprintf(reply.error, sizeof(reply.error), "%s", in->err);
 			r = wire_send_hello_reply(&in->conn, &reply);
@@ -320,7 +320,18 @@ static int receive(struct incoming *in, const struct machine_config *cfg)
 				return fail_wire(in, r, "answering the hello");
 			break;
 		}
-		case WIRE_ROUND_END:
+		case WIRE_ROUND_END: {
+			struct wire_round_end re;
+			char e[256];
+			if (wire_parse_round_end(p, len, &re, e, sizeof(e)) < 0)
+				return failf(in, "stream corrupt: %s", e);
+			/* Every page before this record is in place: the source may pause the guest
+			 * without our backlog adding to the downtime. */
+			if ((re.flags & WIRE_ROUND_END_SYNC) &&
+			    (r = wire_send(&in->conn, WIRE_ACK, NULL, 0)) < 0)
+				return fail_wire(in, r, "answering a sync");
+			break;
+		}
 		case WIRE_PROGRESS:
 			break;
 		case WIRE_CPU_STATE:

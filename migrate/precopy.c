@@ -32,6 +32,7 @@
 
 /* Loading the state takes milliseconds; while we wait the guest stands still. */
 #define ACK_TIMEOUT_MS 5000
+#define SYNC_TIMEOUT_MS 15000 /* a slow destination may have a full receive buffer to place */
 #define HELLO_TIMEOUT_MS 30000
 #define SEND_TIMEOUT_MS 30000 /* a destination that stops reading this long is gone */
 /* Fixed part of the downtime estimate: vCPU/VM/device state and the commit round trip. */
@@ -67,6 +68,7 @@ struct source {
 	uint64_t t0, bw_t0, bw_bytes;
 	bool paused_by_us, devices_paused;
 	bool peer_gone; /* do not try to send ABORT */
+	bool peer_sync; /* the destination answers ROUND_END with SYNC (WIRE_CAP_SYNC) */
 	bool committed, outcome_unknown;
 };
 
@@ -208,10 +210,10 @@ static int send_dirty_pages(struct source *s, const uint64_t *bitmap, uint64_t w
 }
 
 static int send_round_end(struct source *s, uint64_t pages, uint64_t bytes, uint64_t dur_ns,
-			  uint64_t dirty)
+			  uint64_t dirty, uint32_t flags)
 {
 	struct wire_round_end re = {
-		.round = s->st->round, .pages = pages, .zero_pages = s->enc.stats.zero_pages,
+		.round = s->st->round, .flags = flags, .pages = pages, .zero_pages = s->enc.stats.zero_pages,
 		.raw_pages = s->enc.stats.raw_pages, .zlib_pages = s->enc.stats.zlib_pages,
 		.bytes = bytes, .dirty_pages = dirty, .duration_us = dur_ns / 1000,
 	};
@@ -256,7 +258,7 @@ static void fill_hello(struct source *s, struct wire_hello *h)
 	gethostname(h->host, sizeof(h->host) - 1);
 	h->mem_size = vm->mem.size;
 	h->vcpus = (uint32_t)vm->ncpus;
-	h->caps = WIRE_CAP_ZLIB;
+	h->caps = WIRE_CAP_ZLIB | WIRE_CAP_SYNC;
 	uint32_t n = vm->cpuid->hdr.nent;
 	if (n > WIRE_CPUID_MAX)
 		n = WIRE_CPUID_MAX;
@@ -311,6 +313,7 @@ static int handshake(struct source *s)
 	}
 	if (!(reply.caps & WIRE_CAP_ZLIB))
 		s->ac.zlib_allowed = false;
+	s->peer_sync = reply.caps & WIRE_CAP_SYNC;
 	return 0;
 }
 
@@ -338,6 +341,8 @@ static double rtt_ms(struct source *s)
 	return ti.tcpi_rtt / 1000.0;
 }
 
+static int wait_ack(struct source *s, const char *what, int timeout_ms);
+
 /* Pre-copy until the remaining dirty set fits the downtime budget (or rounds run out).
  * Leaves the last collected dirty set in s->dirty.bitmap, unsent. */
 static int precopy(struct source *s)
@@ -358,8 +363,6 @@ static int precopy(struct source *s)
 		int64_t dirty = dirty_collect(&s->dirty);
 		if (dirty < 0)
 			return failf(s, "cannot read the dirty log");
-		if (send_round_end(s, st->pages_sent - pages0, bytes, dur, (uint64_t)dirty) < 0)
-			return -1;
 		double secs = dur > 0 ? (double)dur / 1e9 : 1e-9;
 		/* Link rate as measured; a round too small to measure keeps the previous figure. */
 		if (bytes > (1u << 20) || st->rate_mbs == 0)
@@ -380,17 +383,23 @@ static int precopy(struct source *s)
 			stalled++;
 		else
 			stalled = 0;
-		if (st->expected_downtime_ms <= s->p->downtime_ms &&
-		    (st->expected_downtime_ms <= GOOD_ENOUGH_DOWNTIME_MS || stalled >= 2))
-			return 0;
-		prev_dirty = dirty;
-		if (st->round + 1 >= s->p->max_rounds) {
-			if (s->p->on_timeout == MIGRATE_ON_TIMEOUT_FORCE)
-				return 0;
+		bool done = st->expected_downtime_ms <= s->p->downtime_ms &&
+			    (st->expected_downtime_ms <= GOOD_ENOUGH_DOWNTIME_MS || stalled >= 2);
+		if (!done && st->round + 1 >= s->p->max_rounds && s->p->on_timeout != MIGRATE_ON_TIMEOUT_FORCE)
 			return failf(s, "did not converge in %u rounds: %.0f MiB were dirtied again during the last round of %.0f ms, while the link moves %.0f MiB/s (switching now would stop the guest for about %.0f ms); raise --downtime or --max-rounds, or use --on-timeout force",
 				     st->round + 1, (double)dirty * PAGE_SIZE / (1 << 20), secs * 1000,
 				     st->rate_mbs, st->expected_downtime_ms);
-		}
+		done = done || st->round + 1 >= s->p->max_rounds;
+		/* Before the guest stops, the destination catches up with what is already on its
+		 * way (a receive buffer can hold tens of MiB): that time is not downtime. Pages
+		 * dirtied meanwhile join the last set. */
+		bool sync = done && s->peer_sync;
+		if (send_round_end(s, st->pages_sent - pages0, bytes, dur, (uint64_t)dirty,
+				   sync ? WIRE_ROUND_END_SYNC : 0) < 0)
+			return -1;
+		if (done)
+			return sync ? wait_ack(s, "waiting for the destination to catch up", SYNC_TIMEOUT_MS) : 0;
+		prev_dirty = dirty;
 		st->round++;
 		t = now_ns();
 		bytes0 = s->conn.tx_bytes;
@@ -461,12 +470,12 @@ out:
 	return r;
 }
 
-static int wait_ack(struct source *s, const char *what)
+static int wait_ack(struct source *s, const char *what, int timeout_ms)
 {
 	struct wire_buf buf = { 0 };
 	struct wire_record rec;
 
-	channel_set_recv_timeout(s->fd, ACK_TIMEOUT_MS);
+	channel_set_recv_timeout(s->fd, timeout_ms);
 	int r = wire_recv(&s->conn, &buf, &rec);
 	if (r < 0) {
 		wire_buf_free(&buf);
@@ -522,7 +531,7 @@ static int switchover(struct source *s)
 	if (send_state(s) < 0)
 		return -1;
 	uint64_t t_state = now_ns();
-	if (wait_ack(s, "waiting for the destination to load the state") < 0)
+	if (wait_ack(s, "waiting for the destination to load the state", ACK_TIMEOUT_MS) < 0)
 		return -1;
 	hv_debug("switchover: pause %.2f ms, last pages %.2f ms, state %.2f ms, destination load %.2f ms",
 		 (double)(t_paused - t_pause) / 1e6, (double)(t_pages - t_paused) / 1e6,
@@ -536,7 +545,7 @@ static int switchover(struct source *s)
 	s->committed = true;
 	/* The destination confirms COMMIT before it runs the guest. Without that confirmation
 	 * nobody here can know whether the guest runs there: it must not run here too. */
-	if (wait_ack(s, "waiting for the destination to confirm the commit") < 0) {
+	if (wait_ack(s, "waiting for the destination to confirm the commit", ACK_TIMEOUT_MS) < 0) {
 		s->outcome_unknown = true;
 		s->st->error[0] = 0;
 		return failf(s, "the connection failed after COMMIT was sent, so the guest may be running on %s; it stays paused here: check 'hvctl list' there, then 'hvctl resume %s' here only if it does not run there",

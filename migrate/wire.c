@@ -665,6 +665,7 @@ static const struct {
 	uint32_t bit;
 } wire_cap_names[] = {
 	{ "zlib", WIRE_CAP_ZLIB },
+	{ "sync", WIRE_CAP_SYNC },
 };
 
 static struct json_object *wire_caps_to_json(uint32_t caps)
@@ -1098,7 +1099,7 @@ int wire_send_round_end(struct wire_conn *c, const struct wire_round_end *r)
 	uint8_t b[WIRE_ROUND_END_SIZE];
 
 	wire_put_u32(b + 0, r->round);
-	wire_put_u32(b + 4, 0);
+	wire_put_u32(b + 4, r->flags);
 	wire_put_u64(b + 8, r->pages);
 	wire_put_u64(b + 16, r->zero_pages);
 	wire_put_u64(b + 24, r->raw_pages);
@@ -1114,11 +1115,12 @@ int wire_parse_round_end(const uint8_t *p, size_t len, struct wire_round_end *r,
 {
 	if (wire_check_size(len, WIRE_ROUND_END_SIZE, "ROUND_END", err, errlen))
 		return WIRE_E_PAYLOAD;
-	if (wire_get_u32(p + 4) != 0) {
-		wire_set_err(err, errlen, "ROUND_END: reserved field is not zero");
+	if (wire_get_u32(p + 4) & ~WIRE_ROUND_END_SYNC) {
+		wire_set_err(err, errlen, "ROUND_END: unknown flags 0x%x", wire_get_u32(p + 4));
 		return WIRE_E_PAYLOAD;
 	}
 	r->round = wire_get_u32(p + 0);
+	r->flags = wire_get_u32(p + 4);
 	r->pages = wire_get_u64(p + 8);
 	r->zero_pages = wire_get_u64(p + 16);
 	r->raw_pages = wire_get_u64(p + 24);

@@ -216,6 +216,9 @@ int wire_order_check(struct wire_order *o, uint32_t type);
 
 /* Capability bits, named on the wire ("zlib", ...); unknown names are ignored. */
 #define WIRE_CAP_ZLIB (1u << 0)
+/* The destination answers a ROUND_END with WIRE_ROUND_END_SYNC by an ACK once it has placed
+ * every page before it. */
+#define WIRE_CAP_SYNC (1u << 1)
 
 struct wire_cpuid_word {
 	uint32_t function, index, eax, ebx, ecx, edx;
@@ -258,8 +261,10 @@ struct wire_hello_reply {
 
 /* ROUND_END: 64 bytes. */
 #define WIRE_ROUND_END_SIZE 64
+#define WIRE_ROUND_END_SYNC (1u << 0) /* answer with ACK (only to a peer with WIRE_CAP_SYNC) */
 struct wire_round_end {
 	uint32_t round;
+	uint32_t flags; /* WIRE_ROUND_END_*; other bits must be zero */
 	uint64_t pages, zero_pages, raw_pages, zlib_pages;
 	uint64_t bytes;       /* wire bytes of the round */
 	uint64_t dirty_pages; /* pages dirty when the round ended (what the next round sends) */

@@ -62,7 +62,7 @@ static void seed_migration(const char *dir, const char *name, uint8_t mode)
 	static struct wire_hello h;
 	static struct vcpu_state vs;
 	struct vm_kvm_state vm;
-	struct wire_round_end re = { 0, 30, 10, 10, 10, 50000, 3, 1000 };
+	struct wire_round_end re = { 0, WIRE_ROUND_END_SYNC, 30, 10, 10, 10, 50000, 3, 1000 };
 	struct wire_progress pr = { 1, WIRE_PHASE_MEMORY, 64, 30, 34, 50000, 12 };
 	struct wire_end_of_state eos = { 1, 1 };
 	static uint8_t blob[CPU_STATE_VCPU_BLOB_MAX];

@@ -260,10 +260,11 @@ test_migrate_faults_random_cuts() {
 		"VM_STATE+$((RANDOM % 1800))" DEVICE_STATE+40 END_OF_STATE+0 END_OF_STATE+36; do
 		fp_trial fb "record $spec" --cut-at-record "$spec"
 	done
-	# The reverse direction: the compatibility answer and the ACK.
+	# The reverse direction: the compatibility answer, the ACK of the sync before the pause
+	# (ACK#1) and the ACK of the loaded state (ACK#2, guest paused).
 	fp_trial fb "rev 20 (HELLO_REPLY header)" --cut-after-reverse 20
 	fp_trial fb "rev 40 (HELLO_REPLY payload)" --cut-after-reverse 40
-	for spec in ACK+0 ACK+16 ACK+31; do
+	for spec in ACK+0 ACK+31 ACK#2+0 ACK#2+16 ACK#2+31; do
 		fp_trial fb "reverse record $spec" --cut-at-record-reverse "$spec"
 	done
 	echo "$TRIAL cut trials: the source survived every one"
@@ -330,7 +331,8 @@ test_migrate_faults_corrupt_checksummed() {
 	for spec in "--corrupt-at-record PAGES#3+20" "--corrupt-at-record PAGES#5+44" \
 		"--corrupt-at-record ROUND_END+60" "--corrupt-at-record CPU_STATE+200" \
 		"--corrupt-at-record VM_STATE+900" "--corrupt-at-record END_OF_STATE+33" \
-		"--corrupt-at-record-reverse HELLO_REPLY+34" "--corrupt-at-record-reverse ACK+3"; do
+		"--corrupt-at-record-reverse HELLO_REPLY+34" "--corrupt-at-record-reverse ACK+3" \
+		"--corrupt-at-record-reverse ACK#2+3"; do
 		# shellcheck disable=SC2086
 		fp_trial fs "$spec" $spec
 		case "$spec" in
@@ -382,7 +384,8 @@ test_migrate_faults_stall_at_ack() {
 	TRIAL=0
 	fp_start_memtouch st
 	t0=$SECONDS
-	fp_trial st "stall reverse at ACK+0" --stall-at-record-reverse ACK+0
+	# ACK#1 answers the sync before the pause; ACK#2 says the state is loaded (guest paused).
+	fp_trial st "stall reverse at ACK#2+0" --stall-at-record-reverse ACK#2+0
 	t1=$SECONDS
 	gap=$(grep -Eo 'maxgap_us=[0-9]+' "$T/st.console" | cut -d= -f2 | sort -n | tail -n 1)
 	echo "the source gave up after $((t1 - t0)) s; its guest was stopped for $((gap / 1000)) ms"

@@ -101,8 +101,8 @@ static void make_hello(struct wire_hello *h)
 static int write_all_types(struct wire_conn *c)
 {
 	struct wire_hello h;
-	struct wire_hello_reply r = { .ok = true, .caps = WIRE_CAP_ZLIB };
-	struct wire_round_end re = { 2, 100, 10, 80, 10, 409600, 17, 123456 };
+	struct wire_hello_reply r = { .ok = true, .caps = WIRE_CAP_ZLIB | WIRE_CAP_SYNC };
+	struct wire_round_end re = { 2, WIRE_ROUND_END_SYNC, 100, 10, 80, 10, 409600, 17, 123456 };
 	struct wire_progress pr = { 3, WIRE_PHASE_MEMORY, 65536, 1000, 64536, 4096000, 1500 };
 	struct wire_end_of_state eos = { 2, 3 };
 	uint8_t pages[8 + 8 + 4096];
@@ -176,7 +176,7 @@ static void check_record(int k, const struct wire_record *rec)
 		assert_int_equal(wire_parse_hello_reply(rec->payload, rec->len, &r, err, sizeof(err)),
 				 0);
 		assert_true(r.ok);
-		assert_int_equal(r.caps, WIRE_CAP_ZLIB);
+		assert_int_equal(r.caps, WIRE_CAP_ZLIB | WIRE_CAP_SYNC);
 		break;
 	}
 	case 2:
@@ -192,6 +192,7 @@ static void check_record(int k, const struct wire_record *rec)
 		assert_int_equal(wire_parse_round_end(rec->payload, rec->len, &re, err, sizeof(err)),
 				 0);
 		assert_int_equal(re.round, 2);
+		assert_int_equal(re.flags, WIRE_ROUND_END_SYNC);
 		assert_int_equal(re.pages, 100);
 		assert_int_equal(re.zero_pages, 10);
 		assert_int_equal(re.raw_pages, 80);
@@ -856,8 +857,12 @@ static void test_small_payload_parsers(void **unused)
 	memset(b, 0, sizeof(b));
 	assert_int_equal(wire_parse_round_end(b, 63, &re, err, sizeof(err)), WIRE_E_PAYLOAD);
 	assert_int_equal(wire_parse_round_end(b, 64, &re, err, sizeof(err)), 0);
-	b[4] = 1;
+	b[4] = 1; /* SYNC */
+	assert_int_equal(wire_parse_round_end(b, 64, &re, err, sizeof(err)), 0);
+	assert_int_equal(re.flags, WIRE_ROUND_END_SYNC);
+	b[4] = 2; /* no such flag */
 	assert_int_equal(wire_parse_round_end(b, 64, &re, err, sizeof(err)), WIRE_E_PAYLOAD);
+	assert_non_null(strstr(err, "unknown flags 0x2"));
 	assert_int_equal(wire_parse_progress(b, 47, &pr, err, sizeof(err)), WIRE_E_PAYLOAD);
 	assert_int_equal(wire_parse_end_of_state(b, 9, &e, err, sizeof(err)), WIRE_E_PAYLOAD);
 	memset(b, 0, 8);
