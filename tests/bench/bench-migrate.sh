@@ -49,18 +49,40 @@ migrate_one() {
 	rm -f "$W"/*.log
 }
 
+# qemu_one LABEL "GUEST ARGS" MEM READY_TEXT: the same guest migrated by QEMU, as a row.
+qemu_one() {
+	local r total down bytes
+	if ! command -v qemu-system-x86_64 >/dev/null || ! command -v python3 >/dev/null; then
+		printf '| %-46s | %9s | %9s | %10s | %6s | %12s | %s |\n' "QEMU: $1" "-" "-" "-" "-" "-" "(QEMU or python3 not installed)"
+		return
+	fi
+	mkdir -p "$W/q"
+	r=$(tests/bench/qemu-migrate.py "$GUEST" "$2" "$3" "$4" "$W/q" 2>"$W/q/err")
+	read -r total down bytes <<<"$r"
+	rm -rf "$W/q"
+	[ "$total" = "-" ] && { printf '| %-46s | %9s | %9s | %10s | %6s | %12s | %s |\n' "QEMU: $1" - - - - - "failed"; return; }
+	printf '| %-46s | %9s | %9s | %10s | %6s | %12s | %s |\n' "QEMU $qemu_ver: $1" "$total" "$down" "-" "-" \
+		"$(awk -v b="$bytes" 'BEGIN { printf "%.1f MiB", b / 1048576 }')" "yes"
+}
+qemu_ver=$(command -v qemu-system-x86_64 >/dev/null && qemu-system-x86_64 --version | head -1 | awk '{print $4}')
+
 echo "## Live migration on loopback"
 echo
 echo "References measured now: loopback TCP, one stream, $tcp MiB/s; fresh guest RAM on this"
-echo "host (memfd populated for writing, as the destination does), $fill MiB/s."
+echo "host (memfd populated for writing, as the destination does), $fill MiB/s; QEMU rows: the same"
+echo "guest migrated by QEMU -M pc (its defaults, bandwidth cap lifted; total and downtime as QEMU"
+echo "reports them)."
 echo
 printf '| %-46s | %9s | %9s | %10s | %6s | %12s | %s |\n' "case" "total ms" "down ms" "guest gap ms" "rounds" "on the wire" "converged"
 printf '|%s|%s|%s|%s|%s|%s|%s|\n' "------------------------------------------------" "-----------" "-----------" "------------" "--------" "--------------" "-----------"
 migrate_one "1 GiB idle (hello)" "prog=hello secs=120" 1G
+qemu_one "1 GiB idle (hello)" "prog=hello secs=120" 1G READY
 migrate_one "1 GiB, 900 MiB incompressible, quiet" "prog=memtouch ws=900M sweeps=1" 1G
+qemu_one "900 MiB incompressible" "prog=memtouch ws=900M sweeps=1" 1G "rate=0 maxgap"
 migrate_one "memtouch 64 MiB at 50 MiB/s" "prog=memtouch ws=64M rate=50" 512M
 migrate_one "memtouch 64 MiB at 200 MiB/s" "prog=memtouch ws=64M rate=200" 512M
 migrate_one "memtouch 64 MiB at 1000 MiB/s" "prog=memtouch ws=64M rate=1000" 512M
+qemu_one "memtouch 64 MiB at 1000 MiB/s" "prog=memtouch ws=64M rate=1000" 512M READY
 migrate_one "memtouch 64 MiB at 1000 MiB/s, --compress none" "prog=memtouch ws=64M rate=1000" 512M --compress none
 migrate_one "memtouch 64 MiB stamp-only at 50 MiB/s, zlib" "prog=memtouch ws=64M rate=50 fill=stamp" 512M --compress zlib
 echo

@@ -1,0 +1,91 @@
+#!/usr/bin/env python3
+"""The reference for hv's migration benchmark: the same guest image live-migrated by QEMU on
+loopback with QEMU's defaults (one stream, 300 ms downtime limit, no compression) except its
+128 MiB/s bandwidth cap, which is lifted as libvirt does.
+
+usage: qemu-migrate.py GUEST_ELF CMDLINE MEM WAIT_FOR WORKDIR
+Boots the guest under QEMU (-M pc, PVH via -kernel), waits until its serial log matches
+WAIT_FOR (a substring), starts a second QEMU with -incoming, migrates over QMP and prints
+"total_ms downtime_ms transferred_bytes" (QEMU's own figures), or "- - -" on failure.
+Everything it starts, it stops."""
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+
+class Qmp:
+    def __init__(self, path, deadline):
+        while True:
+            try:
+                self.s = socket.socket(socket.AF_UNIX)
+                self.s.connect(path)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        self.f = self.s.makefile("rw")
+        json.loads(self.f.readline())  # greeting
+        self.cmd("qmp_capabilities")
+
+    def cmd(self, name, **args):
+        self.f.write(json.dumps({"execute": name, "arguments": args}) + "\n")
+        self.f.flush()
+        while True:
+            msg = json.loads(self.f.readline())
+            if "return" in msg:
+                return msg["return"]
+            if "error" in msg:
+                raise RuntimeError(msg["error"].get("desc", "QMP error"))
+
+
+def qemu(elf, cmdline, mem, work, tag, extra):
+    return subprocess.Popen(
+        ["qemu-system-x86_64", "-enable-kvm", "-cpu", "host,-arch-capabilities", "-M", "pc",
+         "-m", mem, "-nodefaults", "-no-user-config", "-display", "none", "-monitor", "none",
+         "-serial", "file:%s/%s.log" % (work, tag), "-qmp",
+         "unix:%s/%s.qmp,server=on,wait=off" % (work, tag), "-kernel", elf, "-append", cmdline]
+        + extra, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def main():
+    elf, cmdline, mem, wait_for, work = sys.argv[1:6]
+    port = 47000 + os.getpid() % 1000
+    procs = []
+    try:
+        procs.append(qemu(elf, cmdline, mem, work, "qsrc", []))
+        deadline = time.monotonic() + 60
+        while wait_for not in open(work + "/qsrc.log", errors="replace").read() if os.path.exists(work + "/qsrc.log") else True:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the guest did not get ready under QEMU")
+            time.sleep(0.1)
+        time.sleep(1)
+        procs.append(qemu(elf, cmdline, mem, work, "qdst", ["-incoming", "tcp:127.0.0.1:%d" % port]))
+        dst = Qmp(work + "/qdst.qmp", time.monotonic() + 10)
+        src = Qmp(work + "/qsrc.qmp", time.monotonic() + 10)
+        # QEMU caps a migration at 128 MiB/s unless told otherwise (libvirt lifts it too).
+        src.cmd("migrate-set-parameters", **{"max-bandwidth": 1 << 40})
+        src.cmd("migrate", uri="tcp:127.0.0.1:%d" % port)
+        deadline = time.monotonic() + 60
+        while True:
+            st = src.cmd("query-migrate")
+            if st.get("status") == "completed":
+                break
+            if st.get("status") in ("failed", "cancelled") or time.monotonic() > deadline:
+                raise RuntimeError("QEMU migration %s" % st.get("status"))
+            time.sleep(0.01)
+        del dst
+        print("%d %d %d" % (st["total-time"], st["downtime"], st["ram"]["transferred"]))
+    except Exception as e:  # a reference that cannot be measured is shown as missing
+        print("qemu-migrate: %s" % e, file=sys.stderr)
+        print("- - -")
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+
+
+main()
