@@ -485,7 +485,7 @@ static int wait_ack(struct source *s, const char *what, int timeout_ms)
 		struct wire_abort a;
 		s->peer_gone = true;
 		if (wire_parse_abort(rec.payload, rec.len, &a, NULL, 0) == 0)
-			failf(s, "destination failed to load the VM: %s", a.reason);
+			failf(s, "the destination gave up (%s): %s", what, a.reason);
 		wire_buf_free(&buf);
 		return failf(s, "destination aborted");
 	}
