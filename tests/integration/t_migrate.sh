@@ -95,7 +95,14 @@ test_migrate_smp_4cpus() {
 	IFS=, read -r -a d <<<"$dst"
 	[ ${#s[@]} -eq 4 ] && [ ${#d[@]} -eq 4 ] || fail "expected 4 per-CPU counters ($src; $dst)"
 	for i in 0 1 2 3; do
-		[ "${d[i]}" -ge "${s[i]}" ] || fail "CPU $i restarted: source ${s[i]} pages, destination ${d[i]}"
+		# Seen once in many runs (2026-11-22, not reproduced since): CPU 3's counter on the
+		# destination was its value from round 0, as if the page holding it was never
+		# logged dirty again. Say whether the worker then also found a stale page.
+		if [ "${d[i]}" -lt "${s[i]}" ]; then
+			sleep 1
+			grep -m 3 CORRUPT "$T/smp-dst.console" >&2
+			fail "CPU $i went back: source last $src pages, destination first $dst"
+		fi
 	done
 	# Every CPU goes on: two sweeps of its 16M (4096 pages) each, so all its pages are checked.
 	for ((t = 0; t < 200; t++)); do
