@@ -116,13 +116,25 @@ mig_wait_pid_gone() {
 # guest may be in the middle of one) of FILE that starts with PREFIX.
 mig_field() {
 	local file=$1 prefix=$2 key=$3
-	{ [ -s "$file" ] && [ -z "$(tail -c 1 "$file")" ] && cat "$file" || sed '$d' "$file"; } 2>/dev/null |
-		grep -E "^$prefix" | tail -n 1 | grep -Eo "(^| )$key=[^ ]+" | cut -d= -f2
+	complete_lines "$file" | grep -E "^$prefix" | tail -n 1 | grep -Eo "(^| )$key=[^ ]+" | cut -d= -f2
+}
+
+# complete_lines FILE: FILE without a last line the guest is still writing (its serial
+# output arrives a byte at a time, so a number at the end of that line may be cut short).
+complete_lines() {
+	{ [ -s "$1" ] && [ -z "$(tail -c 1 "$1")" ] && cat "$1" || sed '$d' "$1"; } 2>/dev/null
 }
 
 # mig_first_field FILE PREFIX KEY: KEY's value in the first line of FILE starting with PREFIX.
+# Waits (up to 5 s) for that line to be complete.
 mig_first_field() {
-	grep -E "^$2" "$1" 2>/dev/null | head -n 1 | grep -Eo "(^| )$3=[^ ]+" | cut -d= -f2
+	local line i
+	for ((i = 0; i < 100; i++)); do
+		line=$(complete_lines "$1" | grep -E -m 1 "^$2") || true
+		[ -n "$line" ] && break
+		sleep 0.05
+	done
+	grep -Eo "(^| )$3=[^ ]+" <<<"$line" | cut -d= -f2
 }
 
 # mig_wait_field_above FILE PREFIX KEY VALUE SECS: until KEY (last complete PREFIX line)

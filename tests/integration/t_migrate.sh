@@ -95,9 +95,6 @@ test_migrate_smp_4cpus() {
 	IFS=, read -r -a d <<<"$dst"
 	[ ${#s[@]} -eq 4 ] && [ ${#d[@]} -eq 4 ] || fail "expected 4 per-CPU counters ($src; $dst)"
 	for i in 0 1 2 3; do
-		# Seen once in many runs (2026-11-22, not reproduced since): CPU 3's counter on the
-		# destination was its value from round 0, as if the page holding it was never
-		# logged dirty again. Say whether the worker then also found a stale page.
 		if [ "${d[i]}" -lt "${s[i]}" ]; then
 			sleep 1
 			grep -m 3 CORRUPT "$T/smp-dst.console" >&2
