@@ -187,3 +187,21 @@ mig_check_memtouch_continues() {
 	mig_wait_field_above "$dst" "$hb" tick $((dt + 200)) 10 # 2 s of guest time
 	mig_no_corrupt "$src" "$dst"
 }
+
+# faultproxy_start MAX_SECS TARGET_PORT LOG [OPTIONS...]: a faultproxy (tests/tools) on an
+# ephemeral loopback port serving one connection to TARGET_PORT; sets PPORT and PPID_ and
+# records the pid in $T/pids for cleanup.
+faultproxy_start() {
+	local secs=$1 target=$2 log=$3 i
+	shift 3
+	"$FAULTPROXY" 0 "127.0.0.1:$target" --once --max-seconds "$secs" "$@" >"$log" 2>&1 &
+	PPID_=$!
+	echo "$PPID_" >>"$T/pids"
+	for ((i = 0; i < 250; i++)); do
+		PPORT=$(sed -nE 's/^faultproxy: listening on 127\.0\.0\.1:([0-9]+)$/\1/p' "$log" 2>/dev/null || true)
+		[ -n "$PPORT" ] && return 0
+		sleep 0.02
+	done
+	cat "$log" >&2
+	fail "faultproxy did not start"
+}

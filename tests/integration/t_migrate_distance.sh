@@ -38,19 +38,7 @@ fd_receiver() {
 }
 
 # fd_proxy TARGET_PORT LOG OPTIONS...: sets PPORT, PPID_.
-fd_proxy() {
-	local target=$1 log=$2 i
-	shift 2
-	"$FAULTPROXY" 0 "127.0.0.1:$target" --once --max-seconds 120 "$@" >"$log" 2>&1 &
-	PPID_=$!
-	echo "$PPID_" >>"$T/pids"
-	for ((i = 0; i < 250; i++)); do
-		PPORT=$(sed -nE 's/^faultproxy: listening on 127\.0\.0\.1:([0-9]+)$/\1/p' "$log" 2>/dev/null || true)
-		[ -n "$PPORT" ] && return 0
-		sleep 0.02
-	done
-	fail "faultproxy did not start"
-}
+fd_proxy() { faultproxy_start 120 "$@"; }
 
 fd_last_tick() {
 	grep -Eo 'memtouch: tick=[0-9]+ gen=' "$1" 2>/dev/null | tail -n 1 | grep -Eo '[0-9]+' || echo 0

@@ -58,20 +58,7 @@ fp_receiver() {
 }
 
 # fp_proxy TARGET_PORT LOG [OPTIONS...]: a faultproxy serving one connection; sets PPORT, PPID_.
-fp_proxy() {
-	local target=$1 log=$2 i
-	shift 2
-	"$FAULTPROXY" 0 "127.0.0.1:$target" --once --max-seconds 150 "$@" >"$log" 2>&1 &
-	PPID_=$!
-	echo "$PPID_" >>"$T/pids"
-	for ((i = 0; i < 250; i++)); do
-		PPORT=$(sed -nE 's/^faultproxy: listening on 127\.0\.0\.1:([0-9]+)$/\1/p' "$log" 2>/dev/null || true)
-		[ -n "$PPORT" ] && return 0
-		sleep 0.02
-	done
-	cat "$log" >&2
-	fail "faultproxy did not start"
-}
+fp_proxy() { faultproxy_start 150 "$@"; }
 
 # fp_wait_exit PID SECS: waits for a background child and sets RC to its exit status.
 fp_wait_exit() {
