@@ -437,14 +437,10 @@ static void test_read_only(void **state)
 	assert_int_equal(request(f, VIRTIO_BLK_T_FLUSH, 0, 0, 0, false, NULL), VIRTIO_BLK_S_OK);
 }
 
-static void test_bad_descriptor_needs_reset(void **state)
+/* Brings the device up and posts a read whose data buffer lies in the MMIO hole. */
+static void post_read_into_mmio_hole(struct fixture *f)
 {
-	struct fixture *f = *state;
-	struct virtio_pci *vp = virtio_blk_transport(f->blk);
-	int cfg_irq = pci_msix_eventfd(virtio_pci_pci(vp), 0);
-
 	bring_up(f, BASE_FEATURES, true);
-	/* A data buffer in the MMIO hole. */
 	struct virtio_blk_outhdr *h = vdrv_ptr(&f->d, f->hdr, 16);
 	h->type = VIRTIO_BLK_T_IN;
 	h->sector = 0;
@@ -452,6 +448,15 @@ static void test_bad_descriptor_needs_reset(void **state)
 				   { f->status, 1, true } };
 	vdrv_add(&f->d, 0, segs, 3);
 	vdrv_kick(&f->d, 0);
+}
+
+static void test_bad_descriptor_needs_reset(void **state)
+{
+	struct fixture *f = *state;
+	struct virtio_pci *vp = virtio_blk_transport(f->blk);
+	int cfg_irq = pci_msix_eventfd(virtio_pci_pci(vp), 0);
+
+	post_read_into_mmio_hole(f);
 	assert_true(eventfd_wait(cfg_irq, 2000)); /* config-change interrupt */
 	assert_true(vdrv_status(&f->d) & VIRTIO_CONFIG_S_NEEDS_RESET);
 	assert_true(virtio_pci_needs_reset(vp));
@@ -465,6 +470,46 @@ static void test_bad_descriptor_needs_reset(void **state)
 	vdrv_wr(&f->d, VIRTIO_PCI_COMMON_Q_SELECT, 2, 0);
 	assert_int_equal(vdrv_rd(&f->d, VIRTIO_PCI_COMMON_Q_ENABLE, 2), 0);
 	assert_int_equal(vdrv_rd(&f->d, VIRTIO_PCI_COMMON_Q_DESCLO, 4), 0);
+	f->d.next_buf = 0x100000;
+	bring_up(f, BASE_FEATURES, true);
+	assert_int_equal(request(f, VIRTIO_BLK_T_IN, 0, f->data, 512, true, NULL), VIRTIO_BLK_S_OK);
+}
+
+/* A driver that breaks the device, resets it and breaks it again, over and over: hv keeps
+ * serving the resets but stops printing after 10 warnings (a guest must not be able to
+ * flood the host's log). */
+static void test_repeated_errors_are_reported_a_few_times(void **state)
+{
+	struct fixture *f = *state;
+	struct virtio_pci *vp = virtio_blk_transport(f->blk);
+	char log[] = "/tmp/hv-test-warn.XXXXXX";
+	int logfd = mkstemp(log), saved = dup(2);
+
+	assert_true(logfd >= 0 && saved >= 0);
+	unlink(log);
+	fflush(stderr);
+	dup2(logfd, 2);
+	for (int i = 0; i < 30; i++) {
+		f->d.next_buf = 0x100000;
+		post_read_into_mmio_hole(f);
+		for (int t = 0; t < 2000 && !virtio_pci_needs_reset(vp); t++)
+			usleep(1000);
+		assert_true(virtio_pci_needs_reset(vp));
+		vdrv_wr(&f->d, VIRTIO_PCI_COMMON_STATUS, 1, 0);
+	}
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	char buf[8192] = { 0 };
+	ssize_t n = pread(logfd, buf, sizeof(buf) - 1, 0);
+	close(logfd);
+	assert_true(n > 0);
+	int lines = 0;
+	for (char *p = buf; (p = strstr(p, "needs a reset")); p++)
+		lines++;
+	assert_int_equal(lines, 10);
+	assert_non_null(strstr(buf, "further errors of this device are not reported"));
+	/* The device still works after all that. */
 	f->d.next_buf = 0x100000;
 	bring_up(f, BASE_FEATURES, true);
 	assert_int_equal(request(f, VIRTIO_BLK_T_IN, 0, f->data, 512, true, NULL), VIRTIO_BLK_S_OK);
@@ -631,6 +676,7 @@ int main(void)
 		T(test_discard_not_negotiated),
 		cmocka_unit_test_setup_teardown(test_read_only, setup_ro, teardown),
 		T(test_bad_descriptor_needs_reset),
+		T(test_repeated_errors_are_reported_a_few_times),
 		T(test_malformed_request),
 		T(test_short_header),
 		T(test_intx_fallback),
