@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "hv/clock.h"
 #include "hv/log.h"
 #include "hv/rundir.h"
 #include "hv/vm.h"
@@ -65,14 +66,6 @@ struct control_server {
 	/* Server thread only. */
 	struct client clients[MAX_CLIENTS];
 };
-
-static uint64_t monotonic_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
 
 static uint64_t wall_ms(void)
 {
@@ -429,7 +422,7 @@ static void serve(struct control_server *cs)
 /* After stopping: give clients a moment to take what is queued for them, then close all. */
 static void final_flush(struct control_server *cs)
 {
-	uint64_t deadline = monotonic_ns() + FINAL_FLUSH_MS * 1000000ULL;
+	struct deadline deadline = deadline_in_ms(FINAL_FLUSH_MS);
 
 	for (;;) {
 		struct pollfd pfd[MAX_CLIENTS];
@@ -443,11 +436,9 @@ static void final_flush(struct control_server *cs)
 				pfd[n++] = (struct pollfd){ .fd = c->fd, .events = POLLOUT };
 			}
 		}
-		uint64_t now = monotonic_ns();
-		if (!n || now >= deadline)
+		if (!n || deadline_passed(deadline))
 			break;
-		int ms = (int)((deadline - now) / 1000000ULL) + 1;
-		if (poll(pfd, (nfds_t)n, ms) < 0 && errno != EINTR)
+		if (poll(pfd, (nfds_t)n, deadline_left_ms(deadline)) < 0 && errno != EINTR)
 			break;
 		for (int k = 0; k < n; k++)
 			if (pfd[k].revents & (POLLERR | POLLHUP | POLLNVAL))
@@ -490,7 +481,7 @@ static int cmd_status(struct ctl_call *call, void *opaque)
 	enum vm_state state = vm->state;
 	uint64_t started = vm->started_ns;
 	pthread_mutex_unlock(&vm->lock);
-	uint64_t now = monotonic_ns();
+	uint64_t now = clock_now_ns();
 	uint64_t uptime_ms = state != VM_CREATED && started && now > started ?
 				     (now - started) / 1000000ULL : 0;
 

@@ -14,19 +14,12 @@
 #include <unistd.h>
 
 #include "hv/boot.h"
+#include "hv/clock.h"
 #include "hv/cpuid.h"
 #include "hv/layout.h"
 #include "hv/log.h"
 #include "hv/vcpu.h"
 #include "hv/x86_tables.h"
-
-static uint64_t monotonic_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
 
 static int open_kvm(void)
 {
@@ -247,7 +240,7 @@ int vm_start(struct vm *vm)
 {
 	vcpu_init_signals();
 	pthread_mutex_lock(&vm->lock);
-	vm->started_ns = monotonic_ns();
+	vm->started_ns = clock_now_ns();
 	set_state_locked(vm, VM_RUNNING);
 	pthread_mutex_unlock(&vm->lock);
 	for (int i = 0; i < vm->ncpus; i++) {

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "devices/virtio_devices.h"
+#include "hv/clock.h"
 #include "hv/cpuid.h"
 #include "hv/layout.h"
 #include "hv/log.h"
@@ -39,7 +40,7 @@
 #define SWITCHOVER_OVERHEAD_MS 2.0
 /* Below this expected downtime, further rounds are not worth their time. */
 #define GOOD_ENOUGH_DOWNTIME_MS 5.0
-#define DRAIN_TIMEOUT_NS (5ULL * 1000000000ULL)
+#define DRAIN_TIMEOUT_MS 5000
 #define DRAIN_LEFT_BYTES (64 * 1024)
 
 struct source {
@@ -72,14 +73,6 @@ struct source {
 	bool committed, outcome_unknown;
 };
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
-
 static int failf(struct source *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static int failf(struct source *s, const char *fmt, ...)
@@ -105,7 +98,7 @@ static int fail_wire(struct source *s, int r, const char *what)
 
 static void report(struct source *s)
 {
-	s->st->elapsed_ms = (double)(now_ns() - s->t0) / 1e6;
+	s->st->elapsed_ms = (double)(clock_now_ns() - s->t0) / 1e6;
 	s->st->wire_bytes = s->conn.tx_bytes;
 	s->st->zero_pages = s->enc.stats.zero_pages + s->skipped_zero;
 	s->st->raw_pages = s->enc.stats.raw_pages;
@@ -122,7 +115,7 @@ static void throttle(struct source *s, uint64_t bytes)
 		return;
 	s->bw_bytes += bytes;
 	uint64_t due = (uint64_t)((double)s->bw_bytes * 1e9 / (double)s->p->bandwidth);
-	uint64_t elapsed = now_ns() - s->bw_t0;
+	uint64_t elapsed = clock_now_ns() - s->bw_t0;
 	if (due > elapsed) {
 		uint64_t d = due - elapsed;
 		struct timespec ts = { .tv_sec = (time_t)(d / 1000000000ULL), .tv_nsec = (long)(d % 1000000000ULL) };
@@ -139,16 +132,16 @@ static int flush_batch(struct source *s)
 	uint64_t before = s->conn.tx_bytes;
 	uint64_t zin = s->enc.stats.zlib_in_bytes, zout = s->enc.stats.zlib_out_bytes;
 	enum page_codec_compress c = s->ac.use_zlib ? PAGE_CODEC_COMPRESS_ZLIB : PAGE_CODEC_COMPRESS_NONE;
-	uint64_t t = now_ns();
+	uint64_t t = clock_now_ns();
 	int r = page_codec_encode(&s->enc, s->gfns, s->ptrs, s->n, c, s->stable);
-	uint64_t t_enc = now_ns();
+	uint64_t t_enc = clock_now_ns();
 	if (r >= 0)
 		r = wire_send_iov(&s->conn, WIRE_PAGES, s->enc.iov, s->enc.iovcnt, s->enc.crc_len);
 	if (r < 0)
 		return fail_wire(s, r, "sending pages");
 	/* --bandwidth is the link as far as compression is concerned: its wait counts as sending. */
 	throttle(s, s->conn.tx_bytes - before);
-	auto_compress_account(&s->ac, s->conn.tx_bytes - before, now_ns() - t_enc,
+	auto_compress_account(&s->ac, s->conn.tx_bytes - before, clock_now_ns() - t_enc,
 			      s->enc.stats.zlib_in_bytes - zin, s->enc.stats.zlib_out_bytes - zout,
 			      t_enc - t);
 	auto_compress_decide(&s->ac);
@@ -321,10 +314,10 @@ static int handshake(struct source *s)
  * would otherwise be paid for during the downtime. */
 static void drain_socket(struct source *s)
 {
-	uint64_t deadline = now_ns() + DRAIN_TIMEOUT_NS;
+	struct deadline deadline = deadline_in_ms(DRAIN_TIMEOUT_MS);
 	int queued;
 
-	while (ioctl(s->fd, SIOCOUTQ, &queued) == 0 && queued > DRAIN_LEFT_BYTES && now_ns() < deadline) {
+	while (ioctl(s->fd, SIOCOUTQ, &queued) == 0 && queued > DRAIN_LEFT_BYTES && !deadline_passed(deadline)) {
 		struct timespec ts = { 0, 200000 };
 		nanosleep(&ts, NULL);
 	}
@@ -348,7 +341,7 @@ static int wait_ack(struct source *s, const char *what, int timeout_ms);
 static int precopy(struct source *s)
 {
 	struct migrate_stats *st = s->st;
-	uint64_t t = now_ns(), bytes0 = s->conn.tx_bytes, pages0 = st->pages_sent;
+	uint64_t t = clock_now_ns(), bytes0 = s->conn.tx_bytes, pages0 = st->pages_sent;
 	int64_t prev_dirty = -1;
 	unsigned stalled = 0;
 
@@ -358,7 +351,7 @@ static int precopy(struct source *s)
 		return -1;
 	for (;;) {
 		drain_socket(s);
-		uint64_t dur = now_ns() - t;
+		uint64_t dur = clock_now_ns() - t;
 		uint64_t bytes = s->conn.tx_bytes - bytes0;
 		int64_t dirty = dirty_collect(&s->dirty);
 		if (dirty < 0)
@@ -401,7 +394,7 @@ static int precopy(struct source *s)
 			return sync ? wait_ack(s, "waiting for the destination to catch up", SYNC_TIMEOUT_MS) : 0;
 		prev_dirty = dirty;
 		st->round++;
-		t = now_ns();
+		t = clock_now_ns();
 		bytes0 = s->conn.tx_bytes;
 		pages0 = st->pages_sent;
 		if (send_dirty_pages(s, s->dirty.bitmap, s->dirty.words) < 0)
@@ -498,7 +491,7 @@ static int wait_ack(struct source *s, const char *what, int timeout_ms)
 static int switchover(struct source *s)
 {
 	struct vm *vm = s->vm;
-	uint64_t t_pause = now_ns();
+	uint64_t t_pause = clock_now_ns();
 
 	s->st->phase = MIGRATE_PHASE_SWITCHOVER;
 	if (vm_get_state(vm) == VM_RUNNING) {
@@ -524,24 +517,24 @@ static int switchover(struct source *s)
 	s->stable = true;
 	auto_compress_settle(&s->ac);
 	s->st->round++;
-	uint64_t t_paused = now_ns();
+	uint64_t t_paused = clock_now_ns();
 	if (send_dirty_pages(s, s->dirty.bitmap, s->dirty.words) < 0)
 		return -1;
-	uint64_t t_pages = now_ns();
+	uint64_t t_pages = clock_now_ns();
 	if (send_state(s) < 0)
 		return -1;
-	uint64_t t_state = now_ns();
+	uint64_t t_state = clock_now_ns();
 	if (wait_ack(s, "waiting for the destination to load the state", ACK_TIMEOUT_MS) < 0)
 		return -1;
 	hv_debug("switchover: pause %.2f ms, last pages %.2f ms, state %.2f ms, destination load %.2f ms",
 		 (double)(t_paused - t_pause) / 1e6, (double)(t_pages - t_paused) / 1e6,
-		 (double)(t_state - t_pages) / 1e6, (double)(now_ns() - t_state) / 1e6);
+		 (double)(t_state - t_pages) / 1e6, (double)(clock_now_ns() - t_state) / 1e6);
 	if (atomic_load(s->cancel))
 		return failf(s, "migration cancelled");
 	int r = wire_send(&s->conn, WIRE_COMMIT, NULL, 0);
 	if (r < 0)
 		return fail_wire(s, r, "sending commit");
-	s->st->downtime_ms = (double)(now_ns() - t_pause) / 1e6;
+	s->st->downtime_ms = (double)(clock_now_ns() - t_pause) / 1e6;
 	s->committed = true;
 	/* The destination confirms COMMIT before it runs the guest. Without that confirmation
 	 * nobody here can know whether the guest runs there: it must not run here too. */
@@ -586,7 +579,7 @@ int migrate_source(struct machine *m, const struct migrate_params *p, atomic_boo
 	memset(st, 0, sizeof(*st));
 	st->phase = MIGRATE_PHASE_CONNECT;
 	st->ram_pages = guest_mem_pages(&vm->mem);
-	s.t0 = s.bw_t0 = now_ns();
+	s.t0 = s.bw_t0 = clock_now_ns();
 	auto_compress_init(&s.ac, p->compress);
 	if (page_codec_enc_init(&s.enc) < 0) {
 		failf(&s, "out of memory for the page encoder");
@@ -638,7 +631,7 @@ out:
 		st->phase = MIGRATE_PHASE_DONE;
 	}
 	/* The final numbers; the caller reports the outcome. */
-	s.st->elapsed_ms = (double)(now_ns() - s.t0) / 1e6;
+	s.st->elapsed_ms = (double)(clock_now_ns() - s.t0) / 1e6;
 	s.st->wire_bytes = s.conn.tx_bytes;
 	s.st->zero_pages = s.enc.stats.zero_pages + s.skipped_zero;
 	s.st->raw_pages = s.enc.stats.raw_pages;

@@ -10,7 +10,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "hv/control_proto.h"
@@ -18,15 +17,6 @@
 #include "hv/rundir.h"
 
 #define MAX_REPLY (16u << 20)
-
-uint64_t ctl_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000ULL + (uint64_t)ts.tv_nsec / 1000000ULL;
-}
-
 
 void ctl_conn_close(struct ctl_conn *c)
 {
@@ -83,9 +73,7 @@ int ctl_conn_open(struct ctl_conn *c, const char *name, bool quiet)
 	return CTL_CONN_OK;
 }
 
-/* Next line from the VM (NUL-terminated, malloc'd). 1 got a line, 0 end of connection,
- * -1 read error, -2 deadline passed. */
-int ctl_conn_read_line(struct ctl_conn *c, uint64_t deadline, char **line)
+int ctl_conn_read_line(struct ctl_conn *c, struct deadline deadline, char **line)
 {
 	for (;;) {
 		char *nl = c->len ? memchr(c->buf, '\n', c->len) : NULL;
@@ -108,11 +96,10 @@ int ctl_conn_read_line(struct ctl_conn *c, uint64_t deadline, char **line)
 			c->buf = p;
 			c->cap = cap;
 		}
-		uint64_t now = ctl_now_ms();
-		if (now >= deadline)
+		if (deadline_passed(deadline))
 			return -2;
 		struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
-		int r = poll(&pfd, 1, (int)(deadline - now));
+		int r = poll(&pfd, 1, deadline_left_ms(deadline));
 		if (r < 0 && errno != EINTR)
 			return -1;
 		if (r <= 0)
@@ -160,7 +147,7 @@ struct json_object *ctl_conn_request(struct ctl_conn *c, struct json_object *req
 	}
 	free(line);
 
-	uint64_t deadline = ctl_now_ms() + (uint64_t)timeout_ms;
+	struct deadline deadline = deadline_in_ms(timeout_ms);
 	for (;;) {
 		int r = ctl_conn_read_line(c, deadline, &line);
 		if (r <= 0) {

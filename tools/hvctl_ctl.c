@@ -434,13 +434,13 @@ int hvctl_cmd_stop(int argc, char **argv)
 	}
 
 	/* The server closes every connection after removing the socket, when the VM ends. */
-	uint64_t deadline = ctl_now_ms() + (uint64_t)a.timeout * 1000;
+	struct deadline deadline = deadline_in_ms(a.timeout * 1000);
 	char *line;
 	while ((r = ctl_conn_read_line(&c, deadline, &line)) == 1)
 		free(line);
 	ctl_conn_close(&c);
 	if (r != -2) {
-		while (!name_released(a.name) && ctl_now_ms() < deadline)
+		while (!name_released(a.name) && !deadline_passed(deadline))
 			sleep_ms(20);
 		if (name_released(a.name))
 			return 0;

@@ -228,8 +228,9 @@ int hvctl_cmd_migrate(int argc, char **argv)
 	int result = 1;
 	for (;;) {
 		char *line;
-		/* Rounds can be long on a slow link; the engine reports at least once per round. */
-		int r = ctl_conn_read_line(&c, 24 * 3600 * 1000, &line);
+		/* Rounds can be long on a slow link and the engine reports at least once per round;
+		 * the VM closing the connection (it ended) is what ends a wait for nothing. */
+		int r = ctl_conn_read_line(&c, deadline_never(), &line);
 		if (r <= 0) {
 			if (tty)
 				fputc('\n', stderr);
