@@ -19,12 +19,12 @@ void auto_compress_init(struct auto_compress *ac, enum migrate_compress mode)
 }
 
 void auto_compress_account(struct auto_compress *ac, uint64_t wire_bytes, uint64_t send_ns,
-			   uint64_t zlib_in, uint64_t zlib_out, uint64_t encode_ns)
+			   uint64_t deflate_in, uint64_t deflate_out, uint64_t encode_ns)
 {
 	ac->last_ratio = 0;
-	if (zlib_in && encode_ns) {
-		ac->last_ratio = (double)zlib_out / (double)zlib_in;
-		ac->zlib_bps = ewma(ac->zlib_bps, (double)zlib_in * 1e9 / (double)encode_ns);
+	if (deflate_in) {
+		ac->last_ratio = (double)deflate_out / (double)deflate_in;
+		ac->zlib_bps = ewma(ac->zlib_bps, (double)deflate_in * 1e9 / (double)(encode_ns ? encode_ns : 1));
 		ac->zlib_ratio = ewma(ac->zlib_ratio, ac->last_ratio);
 	}
 	/* Only a send that had to wait says how fast the link drains; one that returned at once
@@ -39,10 +39,14 @@ void auto_compress_decide(struct auto_compress *ac)
 	if (ac->mode != MIGRATE_COMPRESS_AUTO || !ac->zlib_allowed || ac->link_bps <= 0)
 		return;
 	if (ac->use_zlib) {
+		if (ac->last_ratio <= 0)
+			return; /* nothing went through deflate (all zero pages): nothing learnt */
 		/* Saving less than 1 - 1/WIN_MARGIN of the bytes, zlib cannot win even on a free
-		 * CPU: one batch of incompressible memory ends the probe. */
-		bool hopeless = ac->last_ratio * WIN_MARGIN > 1.0;
-		if (!hopeless && (ac->batches_since_switch < PROBE_BATCHES || ac->zlib_bps <= 0))
+		 * CPU; and with zlib the page rate can never exceed zlib's own rate, so zlib slower
+		 * than the link cannot win either. Either ends the probe after one batch. */
+		bool hopeless = ac->last_ratio * WIN_MARGIN > 1.0 ||
+				ac->zlib_bps < ac->link_bps * WIN_MARGIN;
+		if (!hopeless && ac->batches_since_switch < PROBE_BATCHES)
 			return;
 		/* Page bytes per second with zlib: compress, then send the smaller result. */
 		if (hopeless ||

@@ -2,7 +2,13 @@
  * zlib level 1 does ~50-100 MiB/s per core while loopback TCP moves GiB/s, so compressing
  * pays only on slow links, and only for compressible memory. The sender measures both sides
  * per batch (time blocked in the socket, time in zlib, compression ratio) and compares the
- * page rate each choice would give. */
+ * page rate each choice would give.
+ *
+ * The invariant (docs/migration.md): auto is never slower than none by more than noise, on
+ * any memory. A probe of zlib lasts one batch when zlib cannot win (the batch did not shrink
+ * by 10%, or zlib alone is slower than the link), at most PROBE_BATCHES otherwise, and a
+ * failed probe is not repeated for REPROBE_BATCHES batches: a probe costs at most one
+ * batch's compression per GiB sent raw. */
 #ifndef MIGRATE_AUTO_COMPRESS_H
 #define MIGRATE_AUTO_COMPRESS_H
 
@@ -24,10 +30,11 @@ struct auto_compress {
 };
 
 void auto_compress_init(struct auto_compress *ac, enum migrate_compress mode);
-/* One batch: wire bytes and the time the send took; page bytes that went into zlib, what
- * came out, and the time encoding took. */
+/* One batch: wire bytes and the time the send took; page bytes that deflate was given and
+ * what it produced (page_codec_stats.deflate_*: attempts that fell back to raw count too,
+ * with their output as the raw size), and the time encoding took. */
 void auto_compress_account(struct auto_compress *ac, uint64_t wire_bytes, uint64_t send_ns,
-			   uint64_t zlib_in, uint64_t zlib_out, uint64_t encode_ns);
+			   uint64_t deflate_in, uint64_t deflate_out, uint64_t encode_ns);
 /* Re-decides use_zlib (auto mode only). */
 void auto_compress_decide(struct auto_compress *ac);
 /* The guest is paused: from now on keep the choice that is known to pay; an unfinished

@@ -117,6 +117,8 @@ int page_codec_encode(struct page_codec_enc *e, const uint64_t *gfns, const uint
 		zlen = page_codec_deflate(e, data, ndata);
 		if (zlen < 0)
 			return (int)zlen;
+		e->stats.deflate_in_bytes += data_len;
+		e->stats.deflate_out_bytes += zlen > 0 ? (uint64_t)zlen : data_len;
 		if (zlen > 0) {
 			encoding = PAGE_CODEC_ENC_ZLIB;
 			data_len = (size_t)zlen;

@@ -48,6 +48,11 @@ struct page_codec_stats {
 	uint64_t zlib_in_bytes;    /* page bytes that went into zlib batches */
 	uint64_t zlib_out_bytes;   /* their compressed size */
 	uint64_t zlib_fallbacks;   /* batches where zlib did not pay and raw went instead */
+	/* Every deflate attempt, used or not: what the CPU spent on zlib and what it achieved.
+	 * A fallback counts its output as the raw size (zlib stops once it cannot win). This is
+	 * what --compress auto must judge: an attempt that failed still cost the time. */
+	uint64_t deflate_in_bytes;
+	uint64_t deflate_out_bytes;
 	uint64_t zero_writes;      /* decode: zero pages that had to be cleared */
 	uint64_t hash_mismatches;  /* decode: pages of HASHED batches that did not match */
 	uint64_t wire_bytes;       /* payload bytes (descriptor + data) */

@@ -130,7 +130,7 @@ static int flush_batch(struct source *s)
 	if (atomic_load(s->cancel))
 		return failf(s, "migration cancelled");
 	uint64_t before = s->conn.tx_bytes;
-	uint64_t zin = s->enc.stats.zlib_in_bytes, zout = s->enc.stats.zlib_out_bytes;
+	uint64_t zin = s->enc.stats.deflate_in_bytes, zout = s->enc.stats.deflate_out_bytes;
 	enum page_codec_compress c = s->ac.use_zlib ? PAGE_CODEC_COMPRESS_ZLIB : PAGE_CODEC_COMPRESS_NONE;
 	uint64_t t = clock_now_ns();
 	int r = page_codec_encode(&s->enc, s->gfns, s->ptrs, s->n, c, s->stable);
@@ -142,7 +142,7 @@ static int flush_batch(struct source *s)
 	/* --bandwidth is the link as far as compression is concerned: its wait counts as sending. */
 	throttle(s, s->conn.tx_bytes - before);
 	auto_compress_account(&s->ac, s->conn.tx_bytes - before, clock_now_ns() - t_enc,
-			      s->enc.stats.zlib_in_bytes - zin, s->enc.stats.zlib_out_bytes - zout,
+			      s->enc.stats.deflate_in_bytes - zin, s->enc.stats.deflate_out_bytes - zout,
 			      t_enc - t);
 	auto_compress_decide(&s->ac);
 	s->st->pages_sent += s->n;
