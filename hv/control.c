@@ -50,13 +50,19 @@ struct client {
 };
 
 struct control_server {
-	struct vm *vm;
 	int listen_fd, wake_fd;
 	pthread_t thread;
-	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	struct ctl_table table;
 
 	pthread_mutex_t lock; /* guards the fields below */
+	struct vm *vm;        /* NULL while a received VM has not arrived */
+	char name[VM_NAME_MAX];
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	int new_listen_fd;    /* control_rename: the server thread switches to it */
+	char phase[16];       /* "incoming"/"migrating" until a received guest runs, else "" */
+	char listen_addr[128], peer[160];
+	void (*stop_fn)(void *opaque);
+	void *stop_opaque;
 	bool stopping;
 	char console_pty[128];
 	struct event *ev_head, *ev_tail;
@@ -396,6 +402,16 @@ static void serve(struct control_server *cs)
 			}
 			if (take_events(cs))
 				return;
+			pthread_mutex_lock(&cs->lock);
+			int nfd = cs->new_listen_fd;
+			cs->new_listen_fd = -1;
+			pthread_mutex_unlock(&cs->lock);
+			if (nfd >= 0) {
+				/* Renamed: pfd[1] is stale now, so start the next poll afresh. */
+				close(cs->listen_fd);
+				cs->listen_fd = nfd;
+				continue;
+			}
 		}
 		if (pfd[1].revents & POLLIN)
 			accept_client(cs);
@@ -456,7 +472,12 @@ static void *server_thread(void *arg)
 	serve(cs);
 	/* The socket disappears before the clients see EOF, so that "hvctl stop", which waits
 	 * for EOF, finds no socket left behind. */
+	pthread_mutex_lock(&cs->lock);
 	unlink(cs->path);
+	if (cs->new_listen_fd >= 0)
+		close(cs->new_listen_fd);
+	cs->new_listen_fd = -1;
+	pthread_mutex_unlock(&cs->lock);
 	close(cs->listen_fd);
 	cs->listen_fd = -1;
 	take_events(cs);
@@ -466,35 +487,64 @@ static void *server_thread(void *arg)
 
 /* ---- built-in commands ---- */
 
-static struct vm *call_vm(struct ctl_call *call)
+/* The VM, or NULL while a received one has not arrived; with the phase that overrides its
+ * state meanwhile ("" once it runs). Once attached, a VM stays until control_stop. */
+static struct vm *server_vm(struct control_server *cs, char phase[16])
 {
-	return ((struct control_server *)call->ctx)->vm;
+	pthread_mutex_lock(&cs->lock);
+	struct vm *vm = cs->vm;
+	if (phase)
+		memcpy(phase, cs->phase, sizeof(cs->phase));
+	pthread_mutex_unlock(&cs->lock);
+	return vm;
+}
+
+static struct vm *call_vm(struct ctl_call *call, char phase[16])
+{
+	return server_vm(call->ctx, phase);
+}
+
+static const char *state_name(struct vm *vm, const char *phase)
+{
+	return phase[0] ? phase : vm_state_name(vm_get_state(vm));
 }
 
 static int cmd_status(struct ctl_call *call, void *opaque)
 {
 	struct control_server *cs = call->ctx;
-	struct vm *vm = cs->vm;
+	char phase[16];
+	struct vm *vm = server_vm(cs, phase);
 	struct json_object *r = call->resp;
+	enum vm_state state = VM_CREATED;
+	uint64_t started = 0;
 
-	pthread_mutex_lock(&vm->lock);
-	enum vm_state state = vm->state;
-	uint64_t started = vm->started_ns;
-	pthread_mutex_unlock(&vm->lock);
+	if (vm) {
+		pthread_mutex_lock(&vm->lock);
+		state = vm->state;
+		started = vm->started_ns;
+		pthread_mutex_unlock(&vm->lock);
+	}
 	uint64_t now = clock_now_ns();
 	uint64_t uptime_ms = state != VM_CREATED && started && now > started ?
 				     (now - started) / 1000000ULL : 0;
 
-	json_object_object_add(r, "name", json_object_new_string(vm->name));
-	json_object_object_add(r, "uuid", json_object_new_string(vm->uuid));
-	json_object_object_add(r, "state", json_object_new_string(vm_state_name(state)));
-	json_object_object_add(r, "cpus", json_object_new_int(vm->ncpus));
-	json_object_object_add(r, "mem", json_object_new_int64((int64_t)vm->mem.size));
+	pthread_mutex_lock(&cs->lock);
+	json_object_object_add(r, "name", json_object_new_string(cs->name));
+	pthread_mutex_unlock(&cs->lock);
+	if (vm)
+		json_object_object_add(r, "uuid", json_object_new_string(vm->uuid));
+	json_object_object_add(r, "state", json_object_new_string(phase[0] ? phase : vm_state_name(state)));
+	json_object_object_add(r, "cpus", json_object_new_int(vm ? vm->ncpus : 0));
+	json_object_object_add(r, "mem", json_object_new_int64(vm ? (int64_t)vm->mem.size : 0));
 	json_object_object_add(r, "uptime_ms", json_object_new_int64((int64_t)uptime_ms));
 	json_object_object_add(r, "pid", json_object_new_int((int)getpid()));
 	pthread_mutex_lock(&cs->lock);
 	if (cs->console_pty[0])
 		json_object_object_add(r, "console_pty", json_object_new_string(cs->console_pty));
+	if (cs->phase[0] && cs->listen_addr[0])
+		json_object_object_add(r, "listen", json_object_new_string(cs->listen_addr));
+	if (cs->phase[0] && cs->peer[0])
+		json_object_object_add(r, "source", json_object_new_string(cs->peer));
 	pthread_mutex_unlock(&cs->lock);
 	return 0;
 }
@@ -509,10 +559,19 @@ static const char *not_running_why(enum vm_state s)
 	return NULL;
 }
 
+/* Pause/resume make no sense while the guest is still arriving. */
+static const char *arriving_why(const char *phase)
+{
+	if (!strcmp(phase, "incoming"))
+		return "the VM is waiting for an incoming migration (state incoming)";
+	return "the VM is still arriving by migration (state migrating); wait until it runs";
+}
+
 static int cmd_pause(struct ctl_call *call, void *opaque)
 {
-	struct vm *vm = call_vm(call);
-	const char *why = not_running_why(vm_get_state(vm));
+	char phase[16];
+	struct vm *vm = call_vm(call, phase);
+	const char *why = phase[0] || !vm ? arriving_why(phase) : not_running_why(vm_get_state(vm));
 
 	if (!why && vm_pause(vm) < 0)
 		why = "the VM is stopping";
@@ -526,8 +585,9 @@ static int cmd_pause(struct ctl_call *call, void *opaque)
 
 static int cmd_resume(struct ctl_call *call, void *opaque)
 {
-	struct vm *vm = call_vm(call);
-	const char *why = not_running_why(vm_get_state(vm));
+	char phase[16];
+	struct vm *vm = call_vm(call, phase);
+	const char *why = phase[0] || !vm ? arriving_why(phase) : not_running_why(vm_get_state(vm));
 
 	if (!why && vm_resume(vm) < 0)
 		why = "the VM is stopping";
@@ -541,15 +601,29 @@ static int cmd_resume(struct ctl_call *call, void *opaque)
 
 static int cmd_stop(struct ctl_call *call, void *opaque)
 {
-	vm_request_stop(call_vm(call), 0, "stopped by hvctl");
+	struct control_server *cs = call->ctx;
+
+	pthread_mutex_lock(&cs->lock);
+	void (*fn)(void *) = cs->stop_fn;
+	void *fn_opaque = cs->stop_opaque;
+	struct vm *vm = cs->vm;
+	pthread_mutex_unlock(&cs->lock);
+	/* A VM still arriving is ended by whoever receives it (it also tells the source). */
+	if (fn)
+		fn(fn_opaque);
+	else if (vm)
+		vm_request_stop(vm, 0, "stopped by hvctl");
 	return 0;
 }
 
 static int cmd_subscribe(struct ctl_call *call, void *opaque)
 {
+	char phase[16];
+	struct vm *vm = call_vm(call, phase);
+
 	call->subscribe = 1;
 	json_object_object_add(call->resp, "state",
-			       json_object_new_string(vm_state_name(vm_get_state(call_vm(call)))));
+			       json_object_new_string(vm ? state_name(vm, phase) : phase));
 	return 0;
 }
 
@@ -592,7 +666,7 @@ int control_register_command(struct control_server *cs, const char *name, ctl_ha
 
 struct vm *control_vm(struct control_server *cs)
 {
-	return cs->vm;
+	return server_vm(cs, NULL);
 }
 
 void control_set_console_path(struct control_server *cs, const char *pty_path)
@@ -602,39 +676,43 @@ void control_set_console_path(struct control_server *cs, const char *pty_path)
 	pthread_mutex_unlock(&cs->lock);
 }
 
-static int bind_socket(struct control_server *cs)
+/* Binds and listens on NAME's socket path (written to path). The listening fd, or -1. */
+static int bind_socket(const char *name, char *path, size_t pathlen)
 {
 	struct sockaddr_un addr = { .sun_family = AF_UNIX };
 
 	if (!rundir_path())
 		return -1;
-	if (rundir_socket_path(cs->vm->name, cs->path, sizeof(cs->path)) < 0) {
+	if (pathlen > sizeof(addr.sun_path) || rundir_socket_path(name, path, pathlen) < 0) {
 		hv_error("the control socket path for VM '%s' would be longer than %zu bytes; set HV_RUN_DIR to a shorter directory",
-			 cs->vm->name, sizeof(cs->path) - 1);
+			 name, sizeof(addr.sun_path) - 1);
 		return -1;
 	}
-	memcpy(addr.sun_path, cs->path, sizeof(cs->path));
-	cs->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (cs->listen_fd < 0) {
+	memcpy(addr.sun_path, path, pathlen);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
 		hv_error("cannot create the control socket: %s", strerror(errno));
 		return -1;
 	}
 	/* The caller holds the name's lock, so a socket file here is a crashed VM's leftover. */
-	if (unlink(cs->path) < 0 && errno != ENOENT) {
-		hv_error("cannot remove the stale control socket %s: %s", cs->path, strerror(errno));
+	if (unlink(path) < 0 && errno != ENOENT) {
+		hv_error("cannot remove the stale control socket %s: %s", path, strerror(errno));
+		close(fd);
 		return -1;
 	}
-	if (bind(cs->listen_fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
+	if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
 		hv_error("cannot bind the control socket %s: %s; check the run directory or set HV_RUN_DIR",
-			 cs->path, strerror(errno));
+			 path, strerror(errno));
+		close(fd);
 		return -1;
 	}
-	if (chmod(cs->path, 0600) < 0 || listen(cs->listen_fd, MAX_CLIENTS) < 0) {
-		hv_error("cannot set up the control socket %s: %s", cs->path, strerror(errno));
-		unlink(cs->path);
+	if (chmod(path, 0600) < 0 || listen(fd, MAX_CLIENTS) < 0) {
+		hv_error("cannot set up the control socket %s: %s", path, strerror(errno));
+		unlink(path);
+		close(fd);
 		return -1;
 	}
-	return 0;
+	return fd;
 }
 
 static void free_server(struct control_server *cs)
@@ -648,13 +726,15 @@ static void free_server(struct control_server *cs)
 	}
 	if (cs->listen_fd >= 0)
 		close(cs->listen_fd);
+	if (cs->new_listen_fd >= 0)
+		close(cs->new_listen_fd);
 	if (cs->wake_fd >= 0)
 		close(cs->wake_fd);
 	pthread_mutex_destroy(&cs->lock);
 	free(cs);
 }
 
-struct control_server *control_start(struct vm *vm)
+static struct control_server *start_server(const char *name, struct vm *vm)
 {
 	struct control_server *cs = calloc(1, sizeof(*cs));
 
@@ -663,7 +743,8 @@ struct control_server *control_start(struct vm *vm)
 		return NULL;
 	}
 	cs->vm = vm;
-	cs->listen_fd = -1;
+	snprintf(cs->name, sizeof(cs->name), "%s", name);
+	cs->listen_fd = cs->new_listen_fd = -1;
 	pthread_mutex_init(&cs->lock, NULL);
 	for (int i = 0; i < MAX_CLIENTS; i++)
 		cs->clients[i].fd = -1;
@@ -675,7 +756,8 @@ struct control_server *control_start(struct vm *vm)
 		free_server(cs);
 		return NULL;
 	}
-	if (bind_socket(cs) < 0) {
+	cs->listen_fd = bind_socket(cs->name, cs->path, sizeof(cs->path));
+	if (cs->listen_fd < 0) {
 		free_server(cs);
 		return NULL;
 	}
@@ -692,15 +774,82 @@ struct control_server *control_start(struct vm *vm)
 		free_server(cs);
 		return NULL;
 	}
-	vm_set_listener(vm, on_vm_state, cs);
+	if (vm)
+		vm_set_listener(vm, on_vm_state, cs);
 	return cs;
+}
+
+struct control_server *control_start(struct vm *vm)
+{
+	return start_server(vm->name, vm);
+}
+
+struct control_server *control_start_incoming(const char *name)
+{
+	struct control_server *cs = start_server(name, NULL);
+
+	if (cs)
+		control_set_incoming(cs, "incoming", NULL, NULL);
+	return cs;
+}
+
+void control_set_incoming(struct control_server *cs, const char *phase, const char *listen_addr,
+			  const char *peer)
+{
+	pthread_mutex_lock(&cs->lock);
+	snprintf(cs->phase, sizeof(cs->phase), "%s", phase ? phase : "");
+	if (listen_addr)
+		snprintf(cs->listen_addr, sizeof(cs->listen_addr), "%s", listen_addr);
+	if (peer)
+		snprintf(cs->peer, sizeof(cs->peer), "%s", peer);
+	pthread_mutex_unlock(&cs->lock);
+}
+
+void control_set_stop_handler(struct control_server *cs, void (*fn)(void *opaque), void *opaque)
+{
+	pthread_mutex_lock(&cs->lock);
+	cs->stop_fn = fn;
+	cs->stop_opaque = opaque;
+	pthread_mutex_unlock(&cs->lock);
+}
+
+void control_attach_vm(struct control_server *cs, struct vm *vm)
+{
+	pthread_mutex_lock(&cs->lock);
+	cs->vm = vm;
+	pthread_mutex_unlock(&cs->lock);
+	vm_set_listener(vm, on_vm_state, cs);
+}
+
+int control_rename(struct control_server *cs, const char *name)
+{
+	char path[sizeof(cs->path)], old[sizeof(cs->path)];
+	int fd = bind_socket(name, path, sizeof(path));
+
+	if (fd < 0)
+		return -1;
+	pthread_mutex_lock(&cs->lock);
+	if (cs->new_listen_fd >= 0)
+		close(cs->new_listen_fd);
+	cs->new_listen_fd = fd;
+	memcpy(old, cs->path, sizeof(old));
+	memcpy(cs->path, path, sizeof(cs->path));
+	snprintf(cs->name, sizeof(cs->name), "%s", name);
+	/* Gone before the caller releases the old name, so that a VM taking that name next
+	 * cannot have its new socket removed by us. */
+	unlink(old);
+	pthread_mutex_unlock(&cs->lock);
+	wake(cs);
+	return 0;
 }
 
 void control_stop(struct control_server *cs)
 {
 	if (!cs)
 		return;
-	vm_set_listener(cs->vm, NULL, NULL);
+	struct vm *vm = server_vm(cs, NULL);
+	if (vm)
+		vm_set_listener(vm, NULL, NULL);
 	pthread_mutex_lock(&cs->lock);
 	cs->stopping = true;
 	pthread_mutex_unlock(&cs->lock);

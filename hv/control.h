@@ -14,6 +14,24 @@ struct json_object;
  * The caller must hold the name's lock (rundir_claim_name): a socket file left at that path
  * is stale and is replaced. */
 struct control_server *control_start(struct vm *vm);
+
+/* A VM that is still arriving (`hvctl receive`): the socket exists before the VM does, so
+ * the waiting VM can be listed, inspected and stopped.
+ *
+ * control_start_incoming binds the socket for `name` (its lock held by the caller) with no
+ * VM yet; its state is the phase given to control_set_incoming ("incoming" while waiting for
+ * a source, "migrating" while the guest arrives). "pause"/"resume" are refused meanwhile,
+ * "stop" calls the stop handler. control_attach_vm hands it the VM once it exists (the
+ * phase still decides the state until it is cleared with control_set_incoming(cs, NULL,...)
+ * when the guest runs). control_rename moves the socket to a new name whose lock the caller
+ * holds (the old socket file is removed before it returns; connected clients stay).
+ * All are safe from any thread. */
+struct control_server *control_start_incoming(const char *name);
+void control_set_incoming(struct control_server *cs, const char *phase, const char *listen_addr,
+			  const char *peer);
+void control_set_stop_handler(struct control_server *cs, void (*fn)(void *opaque), void *opaque);
+void control_attach_vm(struct control_server *cs, struct vm *vm);
+int control_rename(struct control_server *cs, const char *name);
 /* Unregisters the listener, sends queued events to subscribers (briefly, without blocking
  * on slow clients), removes the socket file, closes clients and stops the thread.
  * Call it before vm_destroy; nothing else may call vm_pause/vm_resume on this VM meanwhile. */

@@ -16,19 +16,80 @@
 #include "hv/rundir.h"
 #include "migrate/migrate_control.h"
 
-int machine_create(struct machine *m, const struct machine_config *cfg)
+static void machine_init(struct machine *m)
 {
 	memset(m, 0, sizeof(*m));
-	m->config = *cfg;
-	m->config.name = m->config.console = NULL;
 	m->console.out_fd = m->console.in_fd = m->console.pty_slave_fd = -1;
+	m->name_lock = -1;
+}
+
+int machine_reserve(struct machine *m, const char *name)
+{
+	machine_init(m);
+	snprintf(m->name, sizeof(m->name), "%s", name);
+	m->name_lock = rundir_claim_name(name);
+	if (m->name_lock < 0)
+		return -1;
+	m->control = control_start_incoming(name);
+	if (!m->control) {
+		machine_destroy(m);
+		return -1;
+	}
+	m->reserved = 1;
+	return 0;
+}
+
+/* A reserved machine takes the name it is created with: claim the new one, move the socket,
+ * then let the old name go. */
+static int machine_rename(struct machine *m, const char *name)
+{
+	int lock = rundir_claim_name(name);
+
+	if (lock < 0)
+		return -1;
+	if (control_rename(m->control, name) < 0) {
+		rundir_release_name(name, lock);
+		return -1;
+	}
+	rundir_release_name(m->name, m->name_lock);
+	m->name_lock = lock;
+	snprintf(m->name, sizeof(m->name), "%s", name);
+	return 0;
+}
+
+static int create(struct machine *m, const struct machine_config *cfg);
+
+int machine_create(struct machine *m, const struct machine_config *cfg)
+{
+	machine_init(m);
 	snprintf(m->name, sizeof(m->name), "%s", cfg->name);
 	m->name_lock = rundir_claim_name(cfg->name);
 	if (m->name_lock < 0)
 		return -1;
+	return create(m, cfg);
+}
+
+int machine_fill(struct machine *m, const struct machine_config *cfg)
+{
+	if (!m->reserved) {
+		hv_error("internal error: machine_fill on a machine that was not reserved");
+		return -1;
+	}
+	if (strcmp(m->name, cfg->name) && machine_rename(m, cfg->name) < 0)
+		return -1;
+	return create(m, cfg);
+}
+
+/* The VM, console and devices of a machine whose name is claimed. */
+static int create(struct machine *m, const struct machine_config *cfg)
+{
+	m->config = *cfg;
+	m->config.name = m->config.console = NULL;
 	if (vm_create(&m->vm, cfg->name, cfg->mem_size, cfg->ncpus) < 0)
 		goto fail;
 	m->vm_created = 1;
+	if (m->control)
+		control_attach_vm(m->control, &m->vm);
 	if (console_open(&m->console, cfg->console) < 0)
 		goto fail;
 	m->vm.serial = serial_create(&m->vm, m->console.out_fd, m->console.in_fd);
@@ -114,6 +175,8 @@ int machine_start(struct machine *m)
 		m->control = control_start(&m->vm);
 		if (!m->control)
 			return -1;
+	}
+	if (!m->migration) {
 		if (m->console.pty_path[0])
 			control_set_console_path(m->control, m->console.pty_path);
 		m->migration = migrate_control_register(m->control, m);
@@ -147,4 +210,5 @@ void machine_destroy(struct machine *m)
 	if (m->name_lock >= 0)
 		rundir_release_name(m->name, m->name_lock);
 	m->name_lock = -1;
+	m->reserved = 0;
 }

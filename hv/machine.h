@@ -33,8 +33,16 @@ struct machine {
 	char name[VM_NAME_MAX];
 	int name_lock;
 	int vm_created;
+	int reserved; /* machine_reserve ran: the name and the control socket exist already */
 };
 
+/* For a VM that arrives by migration: claims `name` and opens the control socket before the
+ * VM exists, so that the waiting VM is listed, can be inspected and stopped
+ * (control_start_incoming). machine_fill then creates the VM in the same machine, as
+ * machine_create would, under the config's name (moving the name and the socket if it
+ * differs). Each returns 0 or -1 with one hv_error line. */
+int machine_reserve(struct machine *m, const char *name);
+int machine_fill(struct machine *m, const struct machine_config *cfg);
 /* Claims the name, creates the VM and its devices and opens the console. 0 or -1. */
 int machine_create(struct machine *m, const struct machine_config *cfg);
 /* Loads kernel/initrd files with cmdline and sets up the boot vCPU. 0 or -1. */

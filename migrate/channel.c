@@ -13,6 +13,8 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "hv/clock.h"
+
 int channel_parse_hostport(const char *s, char *host, size_t hostlen, char *port, size_t portlen,
 			   char *err, size_t errlen)
 {
@@ -168,15 +170,18 @@ int channel_listen(const char *hostport, char *err, size_t errlen)
 	return fd;
 }
 
-int channel_accept(int listen_fd, int timeout_ms, char *peer, size_t peerlen, char *err,
-		   size_t errlen)
+int channel_accept(int listen_fd, int timeout_ms, int cancel_fd, char *peer, size_t peerlen,
+		   char *err, size_t errlen)
 {
-	struct pollfd pfd = { .fd = listen_fd, .events = POLLIN };
+	struct pollfd pfd[2] = { { .fd = listen_fd, .events = POLLIN }, { .fd = cancel_fd, .events = POLLIN } };
+	struct deadline deadline = deadline_in_ms(timeout_ms);
 	int r;
 
 	do
-		r = poll(&pfd, 1, timeout_ms);
+		r = poll(pfd, cancel_fd >= 0 ? 2 : 1, deadline_left_ms(deadline));
 	while (r < 0 && errno == EINTR);
+	if (cancel_fd >= 0 && pfd[1].revents)
+		return CHANNEL_CANCELLED;
 	if (r == 0) {
 		snprintf(err, errlen, "no incoming migration within %d s", timeout_ms / 1000);
 		return -1;
@@ -193,6 +198,18 @@ int channel_accept(int listen_fd, int timeout_ms, char *peer, size_t peerlen, ch
 	snprintf(peer, peerlen, "%s:%s", h, p);
 	set_nodelay(fd);
 	return fd;
+}
+
+int channel_local_port(int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	char p[16];
+
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0 ||
+	    getnameinfo((struct sockaddr *)&ss, sl, NULL, 0, p, sizeof(p), NI_NUMERICSERV) != 0)
+		return -1;
+	return atoi(p);
 }
 
 void channel_set_recv_timeout(int fd, int timeout_ms)

@@ -154,7 +154,7 @@ static int handle_hello(struct incoming *in, const uint8_t *payload, size_t len,
 	/* Its errors go to the source (and our one line at the end), not to stderr now. */
 	hv_clear_error();
 	hv_quiet_errors(true);
-	int created = machine_create(in->m, &c);
+	int created = machine_fill(in->m, &c);
 	hv_quiet_errors(false);
 	if (created < 0)
 		return failf(in, "%s", hv_last_error()[0] ? hv_last_error() : "cannot create the VM");
@@ -370,12 +370,12 @@ static int receive(struct incoming *in, const struct machine_config *cfg)
 	}
 }
 
-int migrate_incoming(int fd, struct machine *m, const struct machine_config *cfg)
+int migrate_incoming(int fd, struct machine *m, const struct machine_config *cfg,
+		     const atomic_bool *stop)
 {
 	struct incoming in = { .m = m, .abort_code = WIRE_ABORT_CORRUPT };
 	int r = -1;
 
-	m->name_lock = -1;
 	wire_conn_init_fd(&in.conn, fd);
 	channel_set_recv_timeout(fd, INCOMING_IDLE_TIMEOUT_MS);
 	in.hello = calloc(1, sizeof(*in.hello));
@@ -386,6 +386,12 @@ int migrate_incoming(int fd, struct machine *m, const struct machine_config *cfg
 	}
 	int rr = receive(&in, cfg);
 	prefault_stop(&in.prefault);
+	if (rr < 0 && stop && atomic_load(stop)) {
+		/* Our own shutdown(SHUT_RD) ended the read: tell the source why, it keeps running. */
+		snprintf(in.err, sizeof(in.err), "the destination VM was stopped (hvctl stop) while the guest arrived");
+		in.abort_code = WIRE_ABORT_CANCELLED;
+		in.peer_gone = in.replied = false;
+	}
 	if (rr < 0)
 		goto out;
 	virtio_devices_resume(m->devices);

@@ -65,10 +65,13 @@ typedef void (*migrate_progress_fn)(void *opaque, const struct migrate_stats *st
 int migrate_source(struct machine *m, const struct migrate_params *p, atomic_bool *cancel,
 		   migrate_progress_fn progress, void *opaque, struct migrate_stats *st);
 
-/* Destination: receives one migration on an accepted connection into a new machine built
- * from cfg (name, console; memory and vCPUs come from the stream unless set). On success the
- * machine is created and started (running the guest) and 0 is returned; on failure nothing is
- * left and -1 is returned with one hv_error line. */
-int migrate_incoming(int fd, struct machine *m, const struct machine_config *cfg);
+/* Destination: receives one migration on an accepted connection into machine m, reserved
+ * with machine_reserve, built from cfg (name, console; memory and vCPUs come from the stream
+ * unless set). On success the machine is created and started (running the guest) and 0 is
+ * returned; on failure nothing is left and -1 is returned with one hv_error line. `stop` set
+ * (by another thread, which also shuts fd down for reading) ends the migration early: the
+ * source is told and keeps its guest. */
+int migrate_incoming(int fd, struct machine *m, const struct machine_config *cfg,
+		     const atomic_bool *stop);
 
 #endif

@@ -42,6 +42,7 @@
 #define GOOD_ENOUGH_DOWNTIME_MS 5.0
 #define DRAIN_TIMEOUT_MS 5000
 #define DRAIN_LEFT_BYTES (64 * 1024)
+#define PEER_ABORT_WAIT_MS 300 /* after a failed send: how long to look for the peer's ABORT */
 
 struct source {
 	struct machine *m;
@@ -87,8 +88,38 @@ static int failf(struct source *s, const char *fmt, ...)
 	return -1;
 }
 
+/* A destination that gives up says why in an ABORT and closes; our next send then fails
+ * (reset by peer) before we would have read it. What it sent before the reset stays
+ * readable: look for the ABORT, briefly, so that the user learns the real reason. */
+static bool peer_abort_reason(struct source *s, char *reason, size_t len)
+{
+	struct wire_buf buf = { 0 };
+	struct wire_record rec;
+	bool found = false;
+
+	channel_set_recv_timeout(s->fd, PEER_ABORT_WAIT_MS);
+	for (int i = 0; i < 8 && wire_recv(&s->conn, &buf, &rec) == 0; i++) {
+		struct wire_abort a;
+		if (rec.hdr.type != WIRE_ABORT)
+			continue; /* an ACK we had not read yet */
+		if (wire_parse_abort(rec.payload, rec.len, &a, NULL, 0) == 0) {
+			snprintf(reason, len, "%s", a.reason);
+			found = true;
+		}
+		break;
+	}
+	wire_buf_free(&buf);
+	return found;
+}
+
 static int fail_wire(struct source *s, int r, const char *what)
 {
+	char reason[WIRE_ERROR_MAX + 1];
+
+	if (r == WIRE_E_IO && !s->peer_gone && peer_abort_reason(s, reason, sizeof(reason))) {
+		s->peer_gone = true;
+		return failf(s, "the destination gave up (%s): %s", what, reason);
+	}
 	if (r == WIRE_E_IO || r == WIRE_E_EOF)
 		s->peer_gone = true;
 	if (r == WIRE_E_IO && (s->conn.last_errno == EAGAIN || s->conn.last_errno == EWOULDBLOCK))

@@ -169,6 +169,20 @@ static void fmt_uptime(char *buf, size_t len, uint64_t ms)
 		snprintf(buf, len, "%llud%02lluh", s / 86400, s % 86400 / 3600);
 }
 
+/* Memory and vCPUs, or "-" while a VM that is arriving by migration does not know them yet. */
+static void fmt_known(struct json_object *s, char *mem, size_t memlen, char *cpus, size_t cpuslen)
+{
+	int64_t n = get_int(s, "cpus");
+
+	if (n <= 0) {
+		snprintf(mem, memlen, "-");
+		snprintf(cpus, cpuslen, "-");
+		return;
+	}
+	fmt_size(mem, memlen, (uint64_t)get_int(s, "mem"));
+	snprintf(cpus, cpuslen, "%lld", (long long)n);
+}
+
 static void print_json(struct json_object *o)
 {
 	printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
@@ -265,15 +279,14 @@ int hvctl_cmd_list(int argc, char **argv)
 			if (nm && (int)strlen(nm) > w)
 				w = (int)strlen(nm);
 		}
-		printf("%-*s  %-8s %4s %7s  %s\n", w, "NAME", "STATE", "CPUS", "MEM", "UPTIME");
+		printf("%-*s  %-9s %4s %7s  %s\n", w, "NAME", "STATE", "CPUS", "MEM", "UPTIME");
 		for (size_t i = 0; i < count; i++) {
 			struct json_object *s = json_object_array_get_idx(all, i);
 			const char *nm = get_str(s, "name"), *st = get_str(s, "state");
-			char mem[32], up[32];
-			fmt_size(mem, sizeof(mem), (uint64_t)get_int(s, "mem"));
+			char mem[32], up[32], cpus[24];
+			fmt_known(s, mem, sizeof(mem), cpus, sizeof(cpus));
 			fmt_uptime(up, sizeof(up), (uint64_t)get_int(s, "uptime_ms"));
-			printf("%-*s  %-8s %4lld %7s  %s\n", w, nm ? nm : "?", st ? st : "?",
-			       (long long)get_int(s, "cpus"), mem, up);
+			printf("%-*s  %-9s %4s %7s  %s\n", w, nm ? nm : "?", st ? st : "?", cpus, mem, up);
 		}
 	}
 	json_object_put(all);
@@ -296,8 +309,10 @@ static struct json_object *fetch_status(const char *name)
 
 static const struct cmd_spec status_spec = {
 	"hvctl status NAME [--json]",
-	"Shows one VM: name, UUID, state (created, running, paused, stopped), vCPUs, memory,\n"
-	"uptime, the process id of its hv, and its console PTY if it has one.\n\n"
+	"Shows one VM: name, UUID, state (created, running, paused, stopped; incoming and\n"
+	"migrating for one that 'hvctl receive' is waiting for, with the address it listens on\n"
+	"and the source), vCPUs, memory, uptime, the process id of its hv, and its console\n"
+	"PTY if it has one.\n\n"
 	"  --json   print the VM's status object as one JSON line\n",
 	OPT_NAME | OPT_JSON,
 };
@@ -316,14 +331,19 @@ int hvctl_cmd_status(int argc, char **argv)
 	if (a.json) {
 		print_json(s);
 	} else {
-		char mem[32], up[32];
+		char mem[32], up[32], cpus[24];
 		const char *pty = get_str(s, "console_pty");
-		fmt_size(mem, sizeof(mem), (uint64_t)get_int(s, "mem"));
+		const char *listen = get_str(s, "listen"), *src = get_str(s, "source");
+		fmt_known(s, mem, sizeof(mem), cpus, sizeof(cpus));
 		fmt_uptime(up, sizeof(up), (uint64_t)get_int(s, "uptime_ms"));
 		printf("name:    %s\n", get_str(s, "name") ? get_str(s, "name") : "?");
-		printf("uuid:    %s\n", get_str(s, "uuid") ? get_str(s, "uuid") : "?");
+		printf("uuid:    %s\n", get_str(s, "uuid") ? get_str(s, "uuid") : "-");
 		printf("state:   %s\n", get_str(s, "state") ? get_str(s, "state") : "?");
-		printf("cpus:    %lld\n", (long long)get_int(s, "cpus"));
+		if (listen)
+			printf("listen:  %s\n", listen);
+		if (src)
+			printf("source:  %s\n", src);
+		printf("cpus:    %s\n", cpus);
 		printf("memory:  %s\n", mem);
 		printf("uptime:  %s\n", up);
 		printf("pid:     %lld\n", (long long)get_int(s, "pid"));

@@ -1,11 +1,19 @@
 /* hvctl receive: a VM process that waits for one incoming migration, then runs the guest
- * as an ordinary VM (like `qemu -incoming`). */
+ * as an ordinary VM (like `qemu -incoming`). From the moment it listens it has its name and
+ * control socket: `hvctl list` shows it (state incoming, then migrating while the guest
+ * arrives), `hvctl status` shows where it listens, and `hvctl stop` ends it cleanly. */
+#include <errno.h>
 #include <getopt.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
+#include "hv/control.h"
 #include "hv/log.h"
 #include "hv/machine.h"
 #include "hv/parse.h"
@@ -21,12 +29,52 @@ static void receive_usage(FILE *f)
 		"                     [--timeout SECS] [--detach]\n"
 		"\n"
 		"Waits for one migration from 'hvctl migrate' and then runs the guest here. The VM\n"
-		"keeps the source's name unless --name is given. --timeout bounds the wait for the\n"
-		"source to connect (default: forever). With --detach, returns once listening.\n"
-		"Exit status: as 'hvctl run' once the guest runs; 125 if the migration failed.\n");
+		"keeps the source's name unless --name is given; until the source connects it is\n"
+		"listed as --name, or as incoming-PORT. 'hvctl stop' ends it at any point (the\n"
+		"source then keeps its guest). --timeout bounds the wait for the source to connect\n"
+		"(default: forever). With --detach, returns once listening.\n"
+		"Exit status: as 'hvctl run' once the guest runs; 0 if stopped before that; 125 if\n"
+		"the migration failed.\n");
 }
 
-int hvctl_cmd_receive(int argc, char **argv)
+/* What "hvctl stop" and signals do before the guest runs: end the wait for a source, or
+ * cut the incoming stream (the receive path then tells the source). */
+struct receive_stop {
+	atomic_bool requested;
+	int wake_fd;         /* eventfd: ends channel_accept */
+	pthread_mutex_t lock; /* guards conn_fd against being closed under shutdown() */
+	int conn_fd;         /* the migration connection once accepted, else -1 */
+};
+
+static void request_stop(void *opaque)
+{
+	struct receive_stop *s = opaque;
+	uint64_t one = 1;
+
+	atomic_store(&s->requested, true);
+	if (write(s->wake_fd, &one, sizeof(one)) < 0) {
+		/* only fails when the counter is saturated: already woken */
+	}
+	pthread_mutex_lock(&s->lock);
+	if (s->conn_fd >= 0)
+		shutdown(s->conn_fd, SHUT_RD);
+	pthread_mutex_unlock(&s->lock);
+}
+
+static void set_conn_fd(struct receive_stop *s, int fd)
+{
+	pthread_mutex_lock(&s->lock);
+	s->conn_fd = fd;
+	pthread_mutex_unlock(&s->lock);
+}
+
+struct receive_opts {
+	const char *listen_on, *name, *console;
+	long timeout_s;
+	int detach;
+};
+
+static int parse_opts(int argc, char **argv, struct receive_opts *o)
 {
 	static const struct option longopts[] = {
 		{ "listen", required_argument, NULL, 'l' }, { "name", required_argument, NULL, 'n' },
@@ -34,21 +82,18 @@ int hvctl_cmd_receive(int argc, char **argv)
 		{ "detach", no_argument, NULL, 'd' }, { "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *listen_on = NULL, *name = NULL, *console = NULL;
-	long timeout_s = 0;
-	int detach = 0, c;
-	char err[512], peer[160];
+	int c;
 
 	opterr = 0;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		switch (c) {
-		case 'l': listen_on = optarg; break;
-		case 'n': name = optarg; break;
-		case 'C': console = optarg; break;
-		case 'd': detach = 1; break;
+		case 'l': o->listen_on = optarg; break;
+		case 'n': o->name = optarg; break;
+		case 'C': o->console = optarg; break;
+		case 'd': o->detach = 1; break;
 		case 't':
-			if (parse_int(optarg, 1, 86400, &timeout_s) < 0) {
+			if (parse_int(optarg, 1, 86400, &o->timeout_s) < 0) {
 				hv_error("--timeout '%s' is not a number of seconds (1-86400)", optarg);
 				return 2;
 			}
@@ -60,48 +105,96 @@ int hvctl_cmd_receive(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (!listen_on || optind < argc) {
+	if (!o->listen_on || optind < argc) {
 		hv_error("hvctl receive: --listen HOST:PORT is required; see hvctl receive --help");
 		return 2;
 	}
-	if (!console)
-		console = detach ? "pty" : "stdio";
-	if (detach && !strcmp(console, "stdio")) {
+	if (!o->console)
+		o->console = o->detach ? "pty" : "stdio";
+	if (o->detach && !strcmp(o->console, "stdio")) {
 		hv_error("--console stdio cannot be used with --detach; use pty or file:PATH");
 		return 2;
 	}
-	int lfd = channel_listen(listen_on, err, sizeof(err));
+	return -1;
+}
+
+int hvctl_cmd_receive(int argc, char **argv)
+{
+	struct receive_opts o = { 0 };
+	char err[512], peer[160], waiting_name[32];
+	int r = parse_opts(argc, argv, &o);
+
+	if (r >= 0)
+		return r;
+	int lfd = channel_listen(o.listen_on, err, sizeof(err));
 	if (lfd < 0) {
 		hv_error("%s", err);
 		return HV_EXIT_START_FAILED;
 	}
-	if (detach && vm_process_detach(NULL) < 0)
+	snprintf(waiting_name, sizeof(waiting_name), "incoming-%d", channel_local_port(lfd));
+	if (o.detach && vm_process_detach(NULL) < 0)
 		return HV_EXIT_START_FAILED;
-	/* Listening is what the caller waits for; the guest arrives later. */
-	vm_process_detach_done();
 
-	int fd = channel_accept(lfd, timeout_s ? (int)timeout_s * 1000 : -1, peer, sizeof(peer), err,
-				sizeof(err));
-	close(lfd);
-	if (fd < 0) {
-		hv_error("%s", err);
+	/* From here threads exist (the control socket's): signals go to the watcher. */
+	struct receive_stop stop = { .conn_fd = -1, .lock = PTHREAD_MUTEX_INITIALIZER };
+	struct signal_watch sw;
+	struct machine m;
+	int status = HV_EXIT_START_FAILED;
+	signal_watch_block(&sw);
+	stop.wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (stop.wake_fd < 0) {
+		hv_error("cannot create an eventfd: %s", strerror(errno));
+		close(lfd);
 		return HV_EXIT_START_FAILED;
 	}
-	/* From here threads exist; signals go to the watcher (until then they just end us). */
-	struct signal_watch sw;
-	signal_watch_block(&sw);
-	struct machine m;
-	struct machine_config cfg = { .name = name, .console = console };
-	int r = migrate_incoming(fd, &m, &cfg);
-	close(fd);
-	if (r < 0)
+	if (machine_reserve(&m, o.name ? o.name : waiting_name) < 0) {
+		close(lfd);
+		close(stop.wake_fd);
 		return HV_EXIT_START_FAILED;
+	}
+	control_set_incoming(m.control, "incoming", o.listen_on, NULL);
+	control_set_stop_handler(m.control, request_stop, &stop);
+	signal_watch_start_fn(&sw, request_stop, &stop);
+	/* Listening, with a name and a socket, is what the caller waits for. */
+	vm_process_detach_done();
+
+	int fd = channel_accept(lfd, o.timeout_s ? (int)o.timeout_s * 1000 : -1, stop.wake_fd, peer,
+				sizeof(peer), err, sizeof(err));
+	close(lfd); /* the port is free from here: one migration per receiver */
+	if (fd == CHANNEL_CANCELLED) {
+		hv_info("%s: stopped while waiting for a migration", m.name);
+		status = 0;
+		goto out;
+	}
+	if (fd < 0) {
+		hv_error("%s", err);
+		goto out;
+	}
+	set_conn_fd(&stop, fd);
+	control_set_incoming(m.control, "migrating", NULL, peer);
+	if (atomic_load(&stop.requested))
+		shutdown(fd, SHUT_RD); /* a stop that came between accept and here */
+	struct machine_config cfg = { .name = o.name, .console = o.console };
+	r = migrate_incoming(fd, &m, &cfg, &stop.requested);
+	set_conn_fd(&stop, -1);
+	close(fd);
+	if (r < 0) {
+		status = atomic_load(&stop.requested) ? 0 : HV_EXIT_START_FAILED;
+		goto out;
+	}
+	/* The guest runs: from now on stop and signals stop the VM itself. */
+	control_set_stop_handler(m.control, NULL, NULL);
+	control_set_incoming(m.control, NULL, NULL, NULL);
+	signal_watch_set_vm(&sw, &m.vm);
+	if (atomic_load(&stop.requested))
+		vm_request_stop(&m.vm, 0, "stopped by hvctl");
 	hv_info("%s: received from %s, running", m.vm.name, peer);
-	signal_watch_start(&sw, &m.vm);
-	int status = machine_wait(&m);
+	status = machine_wait(&m);
 	if (status != 0)
 		hv_info("%s: %s", m.vm.name, m.vm.exit_reason);
-	machine_destroy(&m);
+out:
 	signal_watch_stop(&sw);
+	machine_destroy(&m);
+	close(stop.wake_fd);
 	return status;
 }

@@ -67,6 +67,7 @@ void vm_process_detach_done(void)
 void signal_watch_block(struct signal_watch *w)
 {
 	memset(w, 0, sizeof(*w));
+	pthread_mutex_init(&w->lock, NULL);
 	sigemptyset(&w->set);
 	sigaddset(&w->set, SIGINT);
 	sigaddset(&w->set, SIGTERM);
@@ -81,10 +82,18 @@ static void *signal_thread(void *arg)
 	struct signal_watch *w = arg;
 	int sig;
 
-	if (sigwait(&w->set, &sig) == 0) {
+	while (sigwait(&w->set, &sig) == 0) {
 		char why[64];
 		snprintf(why, sizeof(why), "stopped by signal %d", sig);
-		vm_request_stop(w->vm, 128 + sig, why);
+		int old;
+		pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old);
+		pthread_mutex_lock(&w->lock);
+		if (w->vm)
+			vm_request_stop(w->vm, 128 + sig, why);
+		else if (w->fn)
+			w->fn(w->opaque);
+		pthread_mutex_unlock(&w->lock);
+		pthread_setcancelstate(old, NULL);
 	}
 	return NULL;
 }
@@ -95,9 +104,24 @@ void signal_watch_start(struct signal_watch *w, struct vm *vm)
 	w->started = pthread_create(&w->thread, NULL, signal_thread, w) == 0;
 }
 
+void signal_watch_start_fn(struct signal_watch *w, void (*fn)(void *opaque), void *opaque)
+{
+	w->fn = fn;
+	w->opaque = opaque;
+	w->started = pthread_create(&w->thread, NULL, signal_thread, w) == 0;
+}
+
+void signal_watch_set_vm(struct signal_watch *w, struct vm *vm)
+{
+	pthread_mutex_lock(&w->lock);
+	w->vm = vm;
+	pthread_mutex_unlock(&w->lock);
+}
+
 void signal_watch_stop(struct signal_watch *w)
 {
 	if (w->started) {
+		/* sigwait is a cancellation point; the lock is never held across it. */
 		pthread_cancel(w->thread);
 		pthread_join(w->thread, NULL);
 		w->started = false;

@@ -17,7 +17,10 @@ int vm_process_detach(const char *announce);
 void vm_process_detach_done(void);
 
 struct signal_watch {
+	pthread_mutex_t lock; /* guards vm, fn, opaque */
 	struct vm *vm;
+	void (*fn)(void *opaque);
+	void *opaque;
 	sigset_t set;
 	pthread_t thread;
 	bool started;
@@ -28,6 +31,10 @@ struct signal_watch {
 void signal_watch_block(struct signal_watch *w);
 /* Starts a thread that stops `vm` with status 128+N when signal N arrives. */
 void signal_watch_start(struct signal_watch *w, struct vm *vm);
+/* The same before a VM exists (hvctl receive while it waits): a signal calls fn(opaque).
+ * signal_watch_set_vm switches to stopping the VM once it runs. */
+void signal_watch_start_fn(struct signal_watch *w, void (*fn)(void *opaque), void *opaque);
+void signal_watch_set_vm(struct signal_watch *w, struct vm *vm);
 void signal_watch_stop(struct signal_watch *w);
 
 #endif

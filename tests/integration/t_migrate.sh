@@ -2,13 +2,6 @@
 # memory (memtouch verifies every page), vCPUs and timer intact; failures leave it running on
 # the source. Each test has its own ports (471xx).
 
-# A port on 127.0.0.1 that nothing listens on, from BASE up.
-mig_unused_port() {
-	local p=$1
-	while ss -Htln "sport = :$p" 2>/dev/null | grep -q .; do p=$((p + 1)); done
-	echo "$p"
-}
-
 # The source VM SRC must be gone after a successful migration: its process (PID) exits and
 # hvctl no longer knows the name.
 mig_check_source_gone() {
@@ -306,8 +299,13 @@ test_migrate_destination_refusals() {
 	start_vm rf --kernel "$GUEST" --mem 512M --cmdline "prog=memtouch ws=16M rate=50"
 	wait_for "$T/rf.console" '^memtouch: tick=' 10
 	pid=$(mig_vm_pid rf)
-	# Same host, same run directory, same name: the destination refuses at the handshake.
-	mig_receiver rf 127.0.0.1:$port "$T/rf-dst.console"
+	# A receiver reserves its name when it starts: the same name is refused at once.
+	expect_error "a VM named 'rf' is already running" \
+		"$HVCTL" receive --listen 127.0.0.1:$port --name rf --console none --detach
+	# Same host, same run directory, no --name: it would take the source's name, which is
+	# taken here, so the destination refuses at the handshake.
+	"$HVCTL" receive --listen 127.0.0.1:$port --console "file:$T/rf-dst.console" --timeout 60 \
+		--detach >/dev/null || fail "hvctl receive without --name failed"
 	expect_error "destination refused: a VM named 'rf' is already running.*--name" \
 		"$HVCTL" migrate rf 127.0.0.1:$port
 	cat "$T/err"

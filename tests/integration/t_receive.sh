@@ -1,0 +1,118 @@
+# A receiving VM ('hvctl receive') is a VM from the moment it listens: listed, inspected and
+# stopped like any other, and it leaves nothing behind (socket, lock, port) when it ends.
+# Ports 472xx.
+
+# rcv_nothing_left NAME PORT: no socket or lock file for NAME, and the port can be bound again.
+rcv_nothing_left() {
+	local name=$1 port=$2
+	[ ! -e "$HV_RUN_DIR/$name.sock" ] || fail "$name.sock left behind in the run directory"
+	[ ! -e "$HV_RUN_DIR/$name.lock" ] || fail "$name.lock left behind in the run directory"
+	if ss -Htln "sport = :$port" | grep -q .; then fail "port $port is still listened on"; fi
+	"$HVCTL" list | grep -q "^$name " && fail "$name still listed"
+	return 0
+}
+
+# rcv_pid_of_port PORT: the process listening on 127.0.0.1:PORT.
+rcv_pid_of_port() {
+	ss -Htlnp "sport = :$1" | grep -Eo 'pid=[0-9]+' | head -n 1 | cut -d= -f2
+}
+
+test_receive_waiting_is_listed_inspected_and_stopped() {
+	local port pid
+	port=$(mig_unused_port 47201)
+	"$HVCTL" receive --listen 127.0.0.1:$port --name rr --detach >/dev/null || fail "receive failed"
+	"$HVCTL" list >"$T/list"
+	grep -Eq '^rr +incoming +- +- ' "$T/list" || { cat "$T/list" >&2; fail "hvctl list does not show rr as incoming"; }
+	"$HVCTL" status rr >"$T/status" || fail "hvctl status rr failed"
+	grep -q "^state: *incoming" "$T/status" || { cat "$T/status" >&2; fail "status: no state incoming"; }
+	grep -q "^listen: *127.0.0.1:$port" "$T/status" || { cat "$T/status" >&2; fail "status: no listen address"; }
+	"$HVCTL" status rr --json | grep -q '"listen": *"127.0.0.1:'"$port"'"' || fail "status --json: no listen"
+	# Its name is taken while it waits.
+	expect_error "a VM named 'rr' is already running" \
+		"$HVCTL" run --name rr --kernel "$GUEST" --cmdline prog=hello
+	expect_error "waiting for an incoming migration" "$HVCTL" pause rr
+	expect_error "waiting for an incoming migration" "$HVCTL" resume rr
+	pid=$(rcv_pid_of_port "$port")
+	[ -n "$pid" ] || fail "nobody listens on $port"
+	"$HVCTL" stop rr || fail "hvctl stop rr failed"
+	mig_wait_pid_gone "$pid" 5
+	rcv_nothing_left rr "$port"
+	# The port is free: another receiver can listen there at once.
+	"$HVCTL" receive --listen 127.0.0.1:$port --name rr2 --detach >/dev/null ||
+		fail "a second receiver cannot listen on port $port"
+	"$HVCTL" stop rr2 || fail "hvctl stop rr2 failed"
+	rcv_nothing_left rr2 "$port"
+}
+
+test_receive_without_name_takes_the_source_name() {
+	local port src_run=$T/run-a pid
+	port=$(mig_unused_port 47211)
+	# Two "hosts": the source has a run directory of its own, so the names do not collide.
+	mkdir -p "$src_run"
+	HV_RUN_DIR=$src_run start_vm web1 --kernel "$GUEST" --mem 256M --cmdline "prog=memtouch ws=32M rate=50"
+	wait_for "$T/web1.console" '^memtouch: tick=' 10
+	"$HVCTL" receive --listen 127.0.0.1:$port --console "file:$T/dst.console" --detach >/dev/null ||
+		fail "receive failed"
+	"$HVCTL" list | grep -Eq "^incoming-$port +incoming " || { "$HVCTL" list >&2; fail "not listed as incoming-$port"; }
+	HV_RUN_DIR=$src_run "$HVCTL" migrate web1 127.0.0.1:$port >"$T/mig.out" 2>&1 ||
+		{ cat "$T/mig.out" >&2; fail "migration failed"; }
+	"$HVCTL" status web1 --json | grep -q '"state": *"running"' || fail "web1 is not running on the destination"
+	"$HVCTL" list | grep -q "^incoming-$port " && fail "the waiting name is still listed"
+	[ ! -e "$HV_RUN_DIR/incoming-$port.sock" ] || fail "incoming-$port.sock left behind"
+	[ ! -e "$HV_RUN_DIR/incoming-$port.lock" ] || fail "incoming-$port.lock left behind"
+	mig_check_memtouch_continues "$T/web1.console" "$T/dst.console"
+	pid=$(mig_vm_pid web1)
+	"$HVCTL" stop web1 || fail "stop failed"
+	mig_wait_pid_gone "$pid" 5
+}
+
+test_receive_stopped_while_the_guest_arrives() {
+	local port pid src
+	port=$(mig_unused_port 47221)
+	# 160 MiB of random pages at 20 MB/s: about 8 s of pre-copy to stop it in.
+	start_vm ms-src --kernel "$GUEST" --mem 512M --cmdline "prog=memtouch ws=160M fill=full sweeps=1"
+	wait_for "$T/ms-src.console" 'rate=0 maxgap' 30
+	src=$(mig_vm_pid ms-src)
+	mig_receiver ms-dst 127.0.0.1:$port "$T/ms-dst.console"
+	pid=$(rcv_pid_of_port "$port")
+	"$HVCTL" migrate ms-src 127.0.0.1:$port --bandwidth 20M >"$T/mig.out" 2>"$T/mig.err" &
+	local mig=$!
+	for ((i = 0; i < 100; i++)); do
+		"$HVCTL" status ms-dst 2>/dev/null | grep -q "^state: *migrating" && break
+		sleep 0.05
+	done
+	"$HVCTL" status ms-dst >"$T/status" 2>&1
+	grep -q "^state: *migrating" "$T/status" || { cat "$T/status" >&2; fail "status never said migrating"; }
+	grep -q "^source: *127.0.0.1:" "$T/status" || { cat "$T/status" >&2; fail "status: no source address"; }
+	"$HVCTL" list | grep -Eq '^ms-dst +migrating ' || fail "list does not show ms-dst migrating"
+	expect_error "still arriving by migration" "$HVCTL" pause ms-dst
+	"$HVCTL" stop ms-dst || fail "hvctl stop ms-dst failed"
+	mig_wait_pid_gone "$pid" 10
+	wait "$mig" && fail "the migration succeeded although the destination was stopped"
+	grep -q "stopped" "$T/mig.err" || { cat "$T/mig.err" >&2; fail "the source was not told the destination was stopped"; }
+	grep -q "keeps running here" "$T/mig.err" || { cat "$T/mig.err" >&2; fail "no 'keeps running here'"; }
+	[ "$(wc -l <"$T/mig.err")" -le 2 ] || { cat "$T/mig.err" >&2; fail "more than one error line"; }
+	mig_pid_alive "$src" || fail "the source VM died"
+	"$HVCTL" status ms-src --json | grep -q '"state": *"running"' || fail "the source is not running"
+	rcv_nothing_left ms-dst "$port"
+	mig_no_corrupt "$T/ms-src.console"
+}
+
+test_receive_ctrl_c_and_timeout_leave_nothing() {
+	local port pid rc
+	port=$(mig_unused_port 47231)
+	# In the foreground, as a person at a terminal runs it; Ctrl-C is SIGINT to it.
+	"$HVCTL" receive --listen 127.0.0.1:$port --name cc --console none >"$T/out" 2>"$T/err" &
+	pid=$!
+	for ((i = 0; i < 100; i++)); do [ -S "$HV_RUN_DIR/cc.sock" ] && break; sleep 0.05; done
+	[ -S "$HV_RUN_DIR/cc.sock" ] || fail "no control socket while waiting"
+	kill -INT "$pid"
+	rc=0
+	wait "$pid" || rc=$?
+	[ "$rc" -eq 0 ] || { cat "$T/err" >&2; fail "Ctrl-C while waiting: exit status $rc, want 0"; }
+	rcv_nothing_left cc "$port"
+	# --timeout runs out: one line, exit 125, nothing left.
+	expect_error "no incoming migration within 1 s" \
+		"$HVCTL" receive --listen 127.0.0.1:$port --name to --console none --timeout 1
+	rcv_nothing_left to "$port"
+}
