@@ -44,6 +44,7 @@ struct migrate_stats {
 	uint64_t ram_pages;       /* guest RAM in pages */
 	uint64_t remaining_pages; /* dirty pages still to send */
 	uint64_t pages_sent, zero_pages, raw_pages, zlib_pages;
+	uint64_t deflate_pages;   /* pages zlib was given, whether or not the result was sent */
 	uint64_t wire_bytes;
 	double rate_mbs;          /* MiB/s on the wire, last round */
 	double dirty_rate_mbs;    /* MiB/s the guest dirties, last round */

@@ -39,6 +39,7 @@ static struct json_object *stats_json(const char *event, const struct migrate_st
 	json_object_object_add(o, "zero_pages", json_object_new_int64((int64_t)st->zero_pages));
 	json_object_object_add(o, "raw_pages", json_object_new_int64((int64_t)st->raw_pages));
 	json_object_object_add(o, "zlib_pages", json_object_new_int64((int64_t)st->zlib_pages));
+	json_object_object_add(o, "deflate_pages", json_object_new_int64((int64_t)st->deflate_pages));
 	json_object_object_add(o, "wire_bytes", json_object_new_int64((int64_t)st->wire_bytes));
 	json_object_object_add(o, "rate_mibs", json_object_new_double(st->rate_mbs));
 	json_object_object_add(o, "dirty_rate_mibs", json_object_new_double(st->dirty_rate_mbs));

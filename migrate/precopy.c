@@ -134,6 +134,7 @@ static void report(struct source *s)
 	s->st->zero_pages = s->enc.stats.zero_pages + s->skipped_zero;
 	s->st->raw_pages = s->enc.stats.raw_pages;
 	s->st->zlib_pages = s->enc.stats.zlib_pages;
+	s->st->deflate_pages = s->enc.stats.deflate_in_bytes / PAGE_SIZE;
 	s->st->compressing = s->ac.use_zlib;
 	if (s->progress)
 		s->progress(s->opaque, s->st);

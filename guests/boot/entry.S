@@ -96,7 +96,7 @@ long_bsp:
 	movl $(LAPIC_SVR_ENABLE | VEC_SPURIOUS), LAPIC_SVR(%rax)
 	movl $LAPIC_DIV_BY_1, LAPIC_TIMER_DIV(%rax)
 	movl $(LAPIC_TIMER_PERIODIC | VEC_TIMER), LAPIC_LVT_TIMER(%rax)
-	movl $LAPIC_TIMER_COUNT, LAPIC_TIMER_INIT(%rax)
+	movl $LAPIC_TIMER_COUNT_BOOT, LAPIC_TIMER_INIT(%rax)
 	/* To CPL3 with interrupts enabled. */
 	pushq $SEL_UDATA
 	pushq $(bsp_ustack + USTACK_SIZE)

@@ -54,10 +54,12 @@
 #define LAPIC_SVR_ENABLE 0x100
 #define LAPIC_TIMER_PERIODIC (1 << 17)
 /* KVM's in-kernel LAPIC timer runs at 1 GHz (APIC bus cycle 1 ns); with divide-by-1
- * (divide configuration 0xB) an initial count of 10,000,000 is 10 ms: a 100 Hz tick. */
+ * (divide configuration 0xB) an initial count of 10,000,000 is 10 ms: the 100 Hz tick the
+ * boot path starts. hz= on the command line changes it (time.h: timer_hz). */
 #define LAPIC_DIV_BY_1 0xB
-#define TIMER_HZ 100
-#define LAPIC_TIMER_COUNT 10000000
+#define TIMER_HZ_BOOT 100
+#define LAPIC_TIMER_COUNT_BOOT 10000000
+#define TIMER_HZ_MAX 5000 /* KVM caps a periodic LAPIC timer at 5000/s on our hosts */
 
 /* Control registers and MSRs used on the boot path. */
 #define CR0_PE 0x1

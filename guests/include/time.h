@@ -1,4 +1,4 @@
-/* hv-guest: the 100 Hz LAPIC tick, TSC calibration and progress-gap measurement. */
+/* hv-guest: the LAPIC tick (100 Hz unless hz=), TSC calibration and progress-gap measurement. */
 #ifndef HVG_TIME_H
 #define HVG_TIME_H
 
@@ -7,7 +7,12 @@
 #include "arch.h"
 
 extern volatile uint64_t ticks; /* incremented by the BSP's timer interrupt */
+extern uint64_t timer_hz;       /* ticks per second */
 extern uint64_t tsc_per_ms;     /* 0 until time_calibrate() */
+
+/* Reprograms the BSP's periodic timer to hz ticks per second (1..TIMER_HZ_MAX); a guest
+ * that idles with a fast timer is a workload of its own for migration. */
+void timer_set_hz(uint64_t hz);
 
 /* Measures the TSC against the tick. 0, or -1 if the timer does not tick. */
 int time_calibrate(void);

@@ -11,6 +11,7 @@
 #include "serial.h"
 #include "smp.h"
 #include "sys.h"
+#include "time.h"
 
 void kmain(void);
 
@@ -40,6 +41,13 @@ void kmain(void)
 
 	if (cmdline_get("lapic", val, sizeof(val)))
 		lapic_use_syscall = strcmp(val, "syscall") == 0;
+	uint64_t hz = param_uint("hv-guest", "hz", TIMER_HZ_BOOT);
+	if (hz < 1 || hz > TIMER_HZ_MAX) {
+		kprintf("hv-guest: bad parameter hz=%lu (1 to %d ticks per second)\n", hz, TIMER_HZ_MAX);
+		guest_exit(EXIT_BADPARAM);
+	}
+	if (hz != TIMER_HZ_BOOT)
+		timer_set_hz(hz);
 	mem_init(&boot);
 	smp_init();
 	kprintf("hv-guest: cpus=%d (%s; mptable %d, madt %d) ram=%luMiB free=%luMiB heap=0x%lx\n",

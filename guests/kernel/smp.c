@@ -124,7 +124,7 @@ int smp_start(void (*fn)(int cpu))
 		lapic_ipi(apic, 0x4600 | (uint32_t)(page >> 12));   /* STARTUP */
 		if (!wait_started(i, 2)) {
 			lapic_ipi(apic, 0x4600 | (uint32_t)(page >> 12)); /* second STARTUP */
-			if (!wait_started(i, 3 * TIMER_HZ)) {
+			if (!wait_started(i, 3 * timer_hz)) {
 				kprintf("smp: CPU %d (APIC ID %u) did not start\n", i, apic);
 				break;
 			}

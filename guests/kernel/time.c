@@ -1,10 +1,19 @@
-/* hv-guest: TSC calibration against the 100 Hz LAPIC tick, and progress gaps. */
+/* hv-guest: the tick rate, TSC calibration against the LAPIC timer, and progress gaps. */
 #include "time.h"
 
 #include "lapic.h"
 #include "layout.h"
 
 uint64_t tsc_per_ms;
+uint64_t timer_hz = TIMER_HZ_BOOT;
+static uint32_t timer_count = LAPIC_TIMER_COUNT_BOOT; /* LAPIC counts (ns) per tick */
+
+void timer_set_hz(uint64_t hz)
+{
+	timer_hz = hz;
+	timer_count = (uint32_t)(1000000000ULL / hz);
+	lapic_write(LAPIC_TIMER_INIT, timer_count); /* restarts the period */
+}
 
 /* Waits for the tick to change; -1 if it does not within `limit` TSC cycles. */
 static int wait_tick(uint64_t from, uint64_t limit)
@@ -52,7 +61,7 @@ static int measure(uint64_t want_ns, uint64_t *cycles, uint64_t *ns)
 			return -1;
 		if (t - tp > stall && in_seg) {
 			sum_c += tg - ts;
-			sum_ns += (uint64_t)((int64_t)(wraps_g * LAPIC_TIMER_COUNT) + cs - cg);
+			sum_ns += (uint64_t)((int64_t)(wraps_g * timer_count) + cs - cg);
 			in_seg = 0;
 		}
 		tp = t;
@@ -74,7 +83,7 @@ static int measure(uint64_t want_ns, uint64_t *cycles, uint64_t *ns)
 			cg = c;
 			wraps_g = wraps;
 		}
-		uint64_t seg_ns = (uint64_t)((int64_t)(wraps_g * LAPIC_TIMER_COUNT) + cs - cg);
+		uint64_t seg_ns = (uint64_t)((int64_t)(wraps_g * timer_count) + cs - cg);
 		if (sum_ns + seg_ns >= want_ns) {
 			*cycles = sum_c + (tg - ts);
 			*ns = sum_ns + seg_ns; /* 1 count = 1 ns: divide-by-1 at 1 GHz (layout.h) */
@@ -100,7 +109,7 @@ int time_calibrate(void)
 	for (int i = 0; i < 20; i++)
 		if (wait_tick(ticks, limit) < 0)
 			return -1;
-	tsc_per_ms = (rdtsc() - c0) / (20 * 1000 / TIMER_HZ);
+	tsc_per_ms = (rdtsc() - c0) * timer_hz / (20 * 1000);
 	if (!tsc_per_ms)
 		tsc_per_ms = 1;
 	return 0;

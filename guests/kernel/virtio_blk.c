@@ -116,7 +116,7 @@ uint8_t vblk_wait(struct vblk *b, uint64_t *cookie, int secs)
 		if ((spins & 0xfffff) == 0xfffff) {
 			if (virtio_status(&b->dev) & VIRTIO_S_NEEDS_RESET)
 				return VBLK_S_BROKEN;
-			if (ticks - t0 > (uint64_t)secs * TIMER_HZ)
+			if (ticks - t0 > (uint64_t)secs * timer_hz)
 				return VBLK_S_TIMEOUT;
 		}
 	}

@@ -163,7 +163,7 @@ int vnet_send(struct vnet *n, const void *frame, uint32_t len)
 	if (len > VNET_MAX_FRAME)
 		return -1;
 	while (!(b = vnet_tx_buf(n))) {
-		if (ticks - t0 > TIMER_HZ)
+		if (ticks - t0 > timer_hz)
 			return -1;
 		cpu_relax();
 	}
@@ -193,7 +193,7 @@ int vnet_announce_ack(struct vnet *n)
 		return -1;
 	vq_kick(q);
 	while (!vq_has_used(q)) {
-		if (ticks - t0 > TIMER_HZ)
+		if (ticks - t0 > timer_hz)
 			return -1;
 		cpu_relax();
 	}

@@ -144,7 +144,7 @@ int prog_blkbench(void)
 
 	/* Random 4 KiB reads, qd in flight, for secs seconds. */
 	uint64_t blocks = span / 4096, seed = 0x2545f4914f6cdd1dULL, ios = 0;
-	uint64_t t0 = rdtsc(), end = ticks + secs * TIMER_HZ;
+	uint64_t t0 = rdtsc(), end = ticks + secs * timer_hz;
 	uint64_t free_mask = qd >= 64 ? ~0ULL : (1ULL << qd) - 1;
 	uint64_t kicks0 = blk.dev.vq[0].kicks, supp0 = blk.dev.vq[0].kicks_suppressed;
 	while (secs && (ticks < end || blk.inflight)) {

@@ -86,7 +86,7 @@ static void heartbeat(struct run *r, int force)
 		return;
 	kprintf("%s: pass=%lu blocks=%lu written=%lu verified=%lu\n", me, r->pass, r->blocks,
 		r->written, r->verified);
-	r->next_beat = ticks + TIMER_HZ;
+	r->next_beat = ticks + timer_hz;
 }
 
 /* One phase over all blocks: write generation g, or read and verify it. Keeps up to qd
@@ -227,7 +227,7 @@ int prog_blkcheck(void)
 		return probe_read_only(buf);
 
 	struct run r = { .blocks = blocks, .chunk = chunk, .qd = qd, .buf = buf,
-			 .next_beat = ticks + TIMER_HZ };
+			 .next_beat = ticks + timer_hz };
 	if (verify_only) {
 		r.pass = 1;
 		phase(&r, verify, 0);
@@ -238,7 +238,7 @@ int prog_blkcheck(void)
 	}
 	uint64_t start = ticks, g = 0;
 	for (uint64_t p = 1; !passes || p <= passes; p++) {
-		if (secs && ticks - start >= secs * TIMER_HZ)
+		if (secs && ticks - start >= secs * timer_hz)
 			break;
 		r.pass = p;
 		g = p;

@@ -20,12 +20,12 @@ int prog_hello(void)
 	kprintf("hello: cpus=%d ram=%luMiB boot=%s apic_id=%u\n", smp_ncpus,
 		mem_ram_bytes() / MiB, boot_mode_name(boot.mode), lapic_id());
 	kprintf("READY\n");
-	uint64_t start = ticks, next = start + TIMER_HZ;
-	while (secs && ticks - start < secs * TIMER_HZ) {
+	uint64_t start = ticks, next = start + timer_hz;
+	while (secs && ticks - start < secs * timer_hz) {
 		sys_wait();
 		if (ticks >= next) {
 			kprintf("hello: tick=%lu\n", ticks);
-			next += TIMER_HZ;
+			next += timer_hz;
 		}
 	}
 	return EXIT_OK;

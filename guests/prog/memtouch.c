@@ -13,7 +13,7 @@
 #include "time.h"
 #include "touch.h"
 
-#define HEARTBEAT_TICKS 10
+#define HEARTBEAT_TICKS (timer_hz / 10) /* 10 heartbeats a second */
 
 static struct touch mt;
 
@@ -64,7 +64,7 @@ int prog_memtouch(void)
 		uint64_t now = ticks;
 		if (now >= next) {
 			uint64_t pages = mt.pages, dt = now - last_tick;
-			uint64_t mibps = (pages - last_pages) * TIMER_HZ / (256 * dt);
+			uint64_t mibps = (pages - last_pages) * timer_hz / (256 * dt);
 			kprintf("%s: tick=%lu gen=%lu pages=%lu rate=%lu maxgap_us=%lu\n", me, now,
 				mt.gen, pages, mibps, tsc_to_us(gap_take(&mt.gap)));
 			last_tick = now;
@@ -72,7 +72,7 @@ int prog_memtouch(void)
 			next = now - next >= HEARTBEAT_TICKS ? now + HEARTBEAT_TICKS
 							    : next + HEARTBEAT_TICKS;
 		}
-		if (secs && now - start >= secs * TIMER_HZ)
+		if (secs && now - start >= secs * timer_hz)
 			break;
 		if (inject != UINT64_MAX && mt.gen >= 2) {
 			kprintf("%s: injecting a bit flip into page %lu\n", me, inject);

@@ -91,10 +91,10 @@ int prog_netbench(void)
 	uint8_t dmac[6], arp[64];
 	int resolved = 0;
 	uint64_t t0 = ticks;
-	for (uint64_t next = t0; !resolved && ticks - t0 < 3 * TIMER_HZ;) {
+	for (uint64_t next = t0; !resolved && ticks - t0 < 3 * timer_hz;) {
 		if (ticks >= next) {
 			vnet_send(&nic, arp, arp_build(arp, 1, nic.mac, my_ip, NULL, dst));
-			next = ticks + TIMER_HZ / 5;
+			next = ticks + timer_hz / 5;
 		}
 		resolved = poll_rx(dst, dmac);
 		cpu_relax();
@@ -132,8 +132,8 @@ int prog_netbench(void)
 		base_sum += get16(ip + i);
 
 	kprintf("READY\n");
-	uint64_t seq = 0, start_tsc = rdtsc(), start = ticks, end = start + secs * TIMER_HZ;
-	uint64_t next_beat = start + TIMER_HZ;
+	uint64_t seq = 0, start_tsc = rdtsc(), start = ticks, end = start + secs * timer_hz;
+	uint64_t next_beat = start + timer_hz;
 	struct virtq *txq = &nic.dev.vq[1];
 	uint64_t kicks0 = txq->kicks, supp0 = txq->kicks_suppressed;
 	vnet_tx_reclaim(&nic);
@@ -167,13 +167,13 @@ int prog_netbench(void)
 			poll_rx(0, NULL);
 			if (ticks >= next_beat) {
 				kprintf("%s: tick=%lu sent=%lu\n", me, ticks, nic.tx_packets - tx0);
-				next_beat += TIMER_HZ;
+				next_beat += timer_hz;
 			}
 		}
 	}
 	vnet_tx_kick(&nic);
 	/* Let the device take what is queued (bounded). */
-	for (uint64_t t = ticks; vnet_tx_reclaim(&nic) && ticks - t < TIMER_HZ;)
+	for (uint64_t t = ticks; vnet_tx_reclaim(&nic) && ticks - t < timer_hz;)
 		cpu_relax();
 	uint64_t us = tsc_to_us(rdtsc() - start_tsc);
 	uint64_t sent = nic.tx_packets - tx0;

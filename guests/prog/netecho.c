@@ -179,7 +179,7 @@ int prog_netecho(void)
 	vnet_send(&nic, garp, arp_build(garp, 1, nic.mac, my_ip, NULL, my_ip));
 	kprintf("READY\n");
 
-	uint64_t start = ticks, next = start + TIMER_HZ, next_announce_check = start;
+	uint64_t start = ticks, next = start + timer_hz, next_announce_check = start;
 	for (;;) {
 		uint8_t *f;
 		uint32_t len;
@@ -191,7 +191,7 @@ int prog_netecho(void)
 		uint64_t now = ticks;
 		/* Every 100 ms: has the device asked us to announce ourselves (one MMIO read)? */
 		if (nic.announce && now >= next_announce_check) {
-			next_announce_check = now + TIMER_HZ / 10;
+			next_announce_check = now + timer_hz / 10;
 			if (vnet_announce_pending(&nic)) {
 				vnet_send(&nic, garp, arp_build(garp, 1, nic.mac, my_ip, NULL, my_ip));
 				int ack = vnet_announce_ack(&nic);
@@ -202,15 +202,15 @@ int prog_netecho(void)
 		if (now >= next) {
 			kprintf("%s: arp=%lu icmp=%lu udp=%lu other=%lu announce=%lu\n", me, n_arp, n_icmp,
 				n_udp, n_other, n_announce);
-			next += TIMER_HZ;
+			next += timer_hz;
 			if (next <= now)
-				next = now + TIMER_HZ;
+				next = now + timer_hz;
 			if (virtio_status(&nic.dev) & VIRTIO_S_NEEDS_RESET) {
 				kprintf("%s: the NIC needs a reset (device error)\n", me);
 				return EXIT_DEVICE;
 			}
 		}
-		if (secs && now - start >= secs * TIMER_HZ)
+		if (secs && now - start >= secs * timer_hz)
 			break;
 		cpu_relax();
 	}

@@ -14,7 +14,7 @@
 #include "time.h"
 #include "touch.h"
 
-#define HEARTBEAT_TICKS 10
+#define HEARTBEAT_TICKS (timer_hz / 10) /* 10 heartbeats a second */
 
 static struct touch workers[MAX_CPUS];
 static volatile int go;
@@ -103,7 +103,7 @@ int prog_smp(void)
 			next = now - next >= HEARTBEAT_TICKS ? now + HEARTBEAT_TICKS
 							    : next + HEARTBEAT_TICKS;
 		}
-		if (secs && now - start >= secs * TIMER_HZ)
+		if (secs && now - start >= secs * timer_hz)
 			break;
 		if (inject != UINT64_MAX && workers[0].gen >= 2) {
 			int c = (int)(inject / npages);

@@ -6,6 +6,7 @@
 #include "lib.h"
 #include "print.h"
 #include "sys.h"
+#include "time.h"
 
 #define WORDS 512
 #define K1 0x9e3779b97f4a7c15ULL
@@ -87,12 +88,12 @@ static void throttle(struct touch *t)
 {
 	for (;;) {
 		uint64_t now = ticks;
-		uint64_t allowed = (now - t->rate_t0) * t->pps / TIMER_HZ + t->pps / TIMER_HZ + 1;
+		uint64_t allowed = (now - t->rate_t0) * t->pps / timer_hz + t->pps / timer_hz + 1;
 		uint64_t done = t->pages - t->rate_p0;
 		if (done < allowed) {
 			/* More than two ticks behind (a pause, or a rate above what the CPU can
 			 * do): restart the budget instead of bursting to catch up. */
-			if (allowed - done > 2 * (t->pps / TIMER_HZ) + 2) {
+			if (allowed - done > 2 * (t->pps / timer_hz) + 2) {
 				t->rate_t0 = now;
 				t->rate_p0 = t->pages;
 			}

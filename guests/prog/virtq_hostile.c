@@ -276,7 +276,7 @@ static const char *others_ok(void)
 		if (vnet_send(&nic, f, arp_build(f, 1, nic.mac, 0x0a0000fe, NULL, 0x0a0000fd)) < 0)
 			return "FAIL";
 		uint64_t t = ticks;
-		while (nic.tx_packets == sent && ticks - t < TIMER_HZ) {
+		while (nic.tx_packets == sent && ticks - t < timer_hz) {
 			vnet_tx_reclaim(&nic);
 			cpu_relax();
 		}
@@ -322,7 +322,7 @@ static int run_case(int i)
 	} else {
 		/* A clean error: the chain comes back with the status, the device stays fine. */
 		uint64_t t0 = ticks;
-		while (!vq_has_used(bq()) && ticks - t0 < 2 * TIMER_HZ)
+		while (!vq_has_used(bq()) && ticks - t0 < 2 * timer_hz)
 			cpu_relax();
 		st = *(volatile uint8_t *)(uintptr_t)STATUS_ADDR;
 		if (!vq_has_used(bq()))
@@ -364,7 +364,7 @@ static int run_net_case(void)
 		uint8_t f[64];
 		uint64_t t = ticks;
 		vnet_send(&nic, f, arp_build(f, 1, nic.mac, 0x0a0000fe, NULL, 0x0a0000fd));
-		while (!nic.tx_packets && ticks - t < TIMER_HZ) {
+		while (!nic.tx_packets && ticks - t < timer_hz) {
 			vnet_tx_reclaim(&nic);
 			cpu_relax();
 		}

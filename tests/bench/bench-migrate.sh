@@ -77,9 +77,9 @@ printf '| %-46s | %9s | %9s | %10s | %6s | %12s | %s |\n' "case" "total ms" "dow
 printf '|%s|%s|%s|%s|%s|%s|%s|\n' "------------------------------------------------" "-----------" "-----------" "------------" "--------" "--------------" "-----------"
 migrate_one "1 GiB idle (hello)" "prog=hello secs=120" 1G
 qemu_one "1 GiB idle (hello)" "prog=hello secs=120" 1G READY
-migrate_one "1 GiB, 900 MiB incompressible, quiet" "prog=memtouch ws=900M sweeps=1" 1G
-migrate_one "1 GiB, 900 MiB incompressible, --compress none" "prog=memtouch ws=900M sweeps=1" 1G --compress none
-qemu_one "900 MiB incompressible" "prog=memtouch ws=900M sweeps=1" 1G "rate=0 maxgap"
+migrate_one "1 GiB, 900 MiB incompressible, 1 kHz idle" "prog=memtouch ws=900M sweeps=1 hz=1000" 1G
+migrate_one "the same, --compress none" "prog=memtouch ws=900M sweeps=1 hz=1000" 1G --compress none
+qemu_one "900 MiB incompressible, 1 kHz idle" "prog=memtouch ws=900M sweeps=1 hz=1000" 1G "rate=0 maxgap"
 migrate_one "memtouch 64 MiB at 50 MiB/s" "prog=memtouch ws=64M rate=50" 512M
 migrate_one "memtouch 64 MiB at 200 MiB/s" "prog=memtouch ws=64M rate=200" 512M
 migrate_one "memtouch 64 MiB at 1000 MiB/s" "prog=memtouch ws=64M rate=1000" 512M
