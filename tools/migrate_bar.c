@@ -80,7 +80,7 @@ static void duration(char *buf, size_t len, double secs)
 static void mibs(char *buf, size_t len, double rate, int known)
 {
 	if (!known)
-		snprintf(buf, len, "--");
+		snprintf(buf, len, "-- MiB/s");
 	else
 		snprintf(buf, len, "%.1f MiB/s", rate < 100000 ? rate : 99999.9);
 }

@@ -117,7 +117,7 @@ static void test_time_left_unknown_until_measured(void **state)
 	in.rate_mibs = 0;
 	migrate_bar_format(&in, 80, line, sizeof(line));
 	assert_non_null(strstr(line, "ETA --"));
-	assert_non_null(strstr(line, "dirty --"));
+	assert_non_null(strstr(line, "dirty -- MiB/s"));
 }
 
 static void test_fits_every_width(void **state)
