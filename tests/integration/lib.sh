@@ -62,6 +62,13 @@ mig_receiver() {
 		--detach "$@" >/dev/null || fail "hvctl receive --listen $addr --name $name failed"
 }
 
+# mig_unused_port BASE: a port on 127.0.0.1 that nothing listens on, from BASE up.
+mig_unused_port() {
+	local p=$1
+	while ss -Htln "sport = :$p" 2>/dev/null | grep -q .; do p=$((p + 1)); done
+	echo "$p"
+}
+
 # mig_migrate NAME HOST:PORT [OPTIONS...]: a migration that must succeed; the summary goes to
 # $T/mig.out (stderr to $T/mig.err).
 mig_migrate() {
