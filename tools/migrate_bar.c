@@ -22,30 +22,35 @@ static double sane(double v)
 	return v < 1e15 ? v : 1e15;
 }
 
-void migrate_bar_bytes(char *buf, size_t len, double bytes)
+static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB" };
+
+/* The binary unit for a number of bytes: its index in units[], and how many bytes it is. */
+static int unit_of(double bytes, double *scale)
 {
-	static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB" };
-	double b = sane(bytes);
 	int i = 0;
 
-	while (b >= 1024 && i < 5) {
-		b /= 1024;
+	*scale = 1;
+	while (bytes / *scale >= 1024 && i < 5) {
+		*scale *= 1024;
 		i++;
 	}
-	snprintf(buf, len, "%.1f %s", b, units[i]);
+	return i;
+}
+
+void migrate_bar_bytes(char *buf, size_t len, double bytes)
+{
+	double b = sane(bytes), scale;
+	int i = unit_of(b, &scale);
+
+	snprintf(buf, len, "%.1f %s", b / scale, units[i]);
 }
 
 /* "done/total unit", both in the total's unit. */
 static void round_amount(char *buf, size_t len, double done, double total)
 {
-	static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB" };
-	double scale = 1;
-	int i = 0;
+	double scale;
+	int i = unit_of(total, &scale);
 
-	while (total / scale >= 1024 && i < 5) {
-		scale *= 1024;
-		i++;
-	}
 	snprintf(buf, len, "%.1f/%.1f %s", done / scale, total / scale, units[i]);
 }
 
