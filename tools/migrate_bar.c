@@ -150,8 +150,9 @@ size_t migrate_bar_format(const struct migrate_bar_in *in, int columns, char *bu
 	snprintf(f[ETA], FIELD_MAX, "  ETA %s", tmp);
 	mibs(tmp, sizeof(tmp), rate / (1024 * 1024), rate > 0);
 	snprintf(f[RATE], FIELD_MAX, "  %s", tmp);
-	/* Round 0 is the first look at the dirty log: no dirty rate, no downtime estimate yet. */
-	int measured = round >= 1;
+	/* Round 0 ends with the first look at the dirty log: until then no dirty rate and no
+	 * downtime estimate (the engine's estimate is never 0 once made). */
+	int measured = round >= 1 || sane(in->expected_downtime_ms) > 0;
 	mibs(tmp, sizeof(tmp), sane(in->dirty_rate_mibs), measured);
 	snprintf(f[DIRTY], FIELD_MAX, "  dirty %s", tmp);
 	round_amount(tmp, sizeof(tmp), done * PAGE_BYTES, total * PAGE_BYTES);

@@ -115,9 +115,14 @@ static void test_time_left_unknown_until_measured(void **state)
 	/* Round 0 has no last round. */
 	in.round = 0;
 	in.rate_mibs = 0;
+	in.expected_downtime_ms = 0;
 	migrate_bar_format(&in, 80, line, sizeof(line));
 	assert_non_null(strstr(line, "ETA --"));
 	assert_non_null(strstr(line, "dirty -- MiB/s"));
+	/* Round 0's end measures the dirty rate and estimates the downtime. */
+	in.expected_downtime_ms = 12;
+	migrate_bar_format(&in, 80, line, sizeof(line));
+	assert_non_null(strstr(line, "dirty 12.5 MiB/s"));
 }
 
 static void test_fits_every_width(void **state)
