@@ -42,13 +42,18 @@ $(BUILD)/libhv-asan.a: $(ASAN_LIB_OBJS)
 $(BUILD)/hvctl: $(TOOL_OBJS) $(BUILD)/libhv.a
 	$(CC) $(CFLAGS) -o $@ $(TOOL_OBJS) $(BUILD)/libhv.a $(LDLIBS)
 
+# A unit test links libhv and any object it lists as a prerequisite below (pure parts of
+# the command line, which is not in libhv).
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libhv.a
 	@mkdir -p $(dir $@)
-	$(CC) $(HV_CFLAGS) $(CFLAGS) -o $@ $< $(BUILD)/libhv.a $(LDLIBS) -lcmocka
+	$(CC) $(HV_CFLAGS) $(CFLAGS) -o $@ $< $(filter %.o,$^) $(BUILD)/libhv.a $(LDLIBS) -lcmocka
 
 $(BUILD)/tests-asan/%: tests/unit/%.c $(BUILD)/libhv-asan.a
 	@mkdir -p $(dir $@)
-	$(CC) $(HV_CFLAGS) -O1 -g $(SAN) -o $@ $< $(BUILD)/libhv-asan.a $(LDLIBS) -lcmocka
+	$(CC) $(HV_CFLAGS) -O1 -g $(SAN) -o $@ $< $(filter %.o,$^) $(BUILD)/libhv-asan.a $(LDLIBS) -lcmocka
+
+$(BUILD)/tests/test_migrate_bar: $(BUILD)/obj/tools/migrate_bar.o
+$(BUILD)/tests-asan/test_migrate_bar: $(BUILD)/asan/tools/migrate_bar.o
 
 unit: $(UNIT_BINS) $(ASAN_UNIT_BINS)
 

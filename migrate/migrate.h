@@ -49,6 +49,12 @@ struct migrate_stats {
 	double rate_mbs;          /* MiB/s on the wire, last round */
 	double dirty_rate_mbs;    /* MiB/s the guest dirties, last round */
 	double expected_downtime_ms;
+	/* The current round (the one just finished, in the report at a round's end): the pages it
+	 * has to go through (round 0: the populated ones; later rounds: the dirty set collected
+	 * at the round's start), how many of them it has done, and its bytes and time so far. */
+	uint64_t round_pages, round_done_pages;
+	uint64_t round_bytes;
+	double round_elapsed_ms;
 	double elapsed_ms;
 	double downtime_ms;       /* source paused -> destination acknowledged + commit sent */
 	bool compressing;         /* auto mode's current choice */

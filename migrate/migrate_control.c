@@ -44,6 +44,10 @@ static struct json_object *stats_json(const char *event, const struct migrate_st
 	json_object_object_add(o, "rate_mibs", json_object_new_double(st->rate_mbs));
 	json_object_object_add(o, "dirty_rate_mibs", json_object_new_double(st->dirty_rate_mbs));
 	json_object_object_add(o, "expected_downtime_ms", json_object_new_double(st->expected_downtime_ms));
+	json_object_object_add(o, "round_pages", json_object_new_int64((int64_t)st->round_pages));
+	json_object_object_add(o, "round_done_pages", json_object_new_int64((int64_t)st->round_done_pages));
+	json_object_object_add(o, "round_bytes", json_object_new_int64((int64_t)st->round_bytes));
+	json_object_object_add(o, "round_elapsed_ms", json_object_new_double(st->round_elapsed_ms));
 	json_object_object_add(o, "elapsed_ms", json_object_new_double(st->elapsed_ms));
 	json_object_object_add(o, "downtime_ms", json_object_new_double(st->downtime_ms));
 	json_object_object_add(o, "compressing", json_object_new_boolean(st->compressing));

@@ -43,6 +43,9 @@
 #define DRAIN_TIMEOUT_MS 5000
 #define DRAIN_LEFT_BYTES (64 * 1024)
 #define PEER_ABORT_WAIT_MS 300 /* after a failed send: how long to look for the peer's ABORT */
+/* Progress within a long round: checked every so many pages, reported at most this often. */
+#define REPORT_CHECK_PAGES 256
+#define REPORT_INTERVAL_NS (150 * 1000000ULL)
 
 struct source {
 	struct machine *m;
@@ -68,6 +71,8 @@ struct source {
 	struct auto_compress ac;
 
 	uint64_t t0, bw_t0, bw_bytes;
+	uint64_t round_t0, round_bytes0, last_report_ns;
+	uint64_t populated_pages; /* what round 0 will scan, as announced in HELLO */
 	bool paused_by_us, devices_paused;
 	bool peer_gone; /* do not try to send ABORT */
 	bool peer_sync; /* the destination answers ROUND_END with SYNC (WIRE_CAP_SYNC) */
@@ -127,17 +132,47 @@ static int fail_wire(struct source *s, int r, const char *what)
 	return failf(s, "%s: %s", what, s->conn.err[0] ? s->conn.err : wire_strerror(r));
 }
 
-static void report(struct source *s)
+static void fill_stats(struct source *s)
 {
-	s->st->elapsed_ms = (double)(clock_now_ns() - s->t0) / 1e6;
+	uint64_t now = clock_now_ns();
+
+	s->st->elapsed_ms = (double)(now - s->t0) / 1e6;
 	s->st->wire_bytes = s->conn.tx_bytes;
+	s->st->round_bytes = s->conn.tx_bytes - s->round_bytes0;
+	s->st->round_elapsed_ms = (double)(now - s->round_t0) / 1e6;
+	/* Memory the guest populated after HELLO makes round 0 longer than announced. */
+	if (s->st->round_done_pages > s->st->round_pages)
+		s->st->round_pages = s->st->round_done_pages;
 	s->st->zero_pages = s->enc.stats.zero_pages + s->skipped_zero;
 	s->st->raw_pages = s->enc.stats.raw_pages;
 	s->st->zlib_pages = s->enc.stats.zlib_pages;
 	s->st->deflate_pages = s->enc.stats.deflate_in_bytes / PAGE_SIZE;
 	s->st->compressing = s->ac.use_zlib;
+}
+
+static void report(struct source *s)
+{
+	fill_stats(s);
+	s->last_report_ns = clock_now_ns();
 	if (s->progress)
 		s->progress(s->opaque, s->st);
+}
+
+/* A long round reports as it goes, so that a progress bar moves; cheaply: the clock is read
+ * once per REPORT_CHECK_PAGES pages. */
+static void report_if_due(struct source *s)
+{
+	if (s->st->round_done_pages % REPORT_CHECK_PAGES == 0 &&
+	    clock_now_ns() - s->last_report_ns >= REPORT_INTERVAL_NS)
+		report(s);
+}
+
+static void start_round(struct source *s, uint64_t pages)
+{
+	s->st->round_pages = pages;
+	s->st->round_done_pages = 0;
+	s->round_t0 = clock_now_ns();
+	s->round_bytes0 = s->conn.tx_bytes;
 }
 
 /* Sleeps as needed to keep the stream under --bandwidth. */
@@ -186,6 +221,8 @@ static int queue_page(struct source *s, uint64_t gfn)
 {
 	const uint8_t *page = s->vm->mem.host + gfn * PAGE_SIZE;
 
+	s->st->round_done_pages++;
+	report_if_due(s);
 	if (s->skip_zero && page_codec_is_zero(page)) {
 		s->skipped_zero++;
 		return 0;
@@ -293,6 +330,9 @@ static void fill_hello(struct source *s, struct wire_hello *h)
 	}
 	h->ncpuid = n;
 	ram_ranges(&vm->mem, h);
+	s->populated_pages = 0;
+	for (uint32_t i = 0; i < h->nram; i++)
+		s->populated_pages += h->ram[i].npages;
 	device_state_describe(s->m, h->devices_json, sizeof(h->devices_json));
 }
 
@@ -379,10 +419,12 @@ static int precopy(struct source *s)
 
 	st->phase = MIGRATE_PHASE_PRECOPY;
 	st->round = 0;
+	start_round(s, s->populated_pages);
 	if (send_allocated_pages(s) < 0)
 		return -1;
 	for (;;) {
 		drain_socket(s);
+		st->round_pages = st->round_done_pages; /* the round is over: it did all it had */
 		uint64_t dur = clock_now_ns() - t;
 		uint64_t bytes = s->conn.tx_bytes - bytes0;
 		int64_t dirty = dirty_collect(&s->dirty);
@@ -426,6 +468,7 @@ static int precopy(struct source *s)
 			return sync ? wait_ack(s, "waiting for the destination to catch up", SYNC_TIMEOUT_MS) : 0;
 		prev_dirty = dirty;
 		st->round++;
+		start_round(s, (uint64_t)dirty);
 		t = clock_now_ns();
 		bytes0 = s->conn.tx_bytes;
 		pages0 = st->pages_sent;
@@ -543,12 +586,16 @@ static int switchover(struct source *s)
 		free(left);
 		return failf(s, "cannot read the dirty log");
 	}
-	for (uint64_t w = 0; w < s->dirty.words; w++)
+	uint64_t last_pages = 0;
+	for (uint64_t w = 0; w < s->dirty.words; w++) {
 		s->dirty.bitmap[w] |= left[w];
+		last_pages += (uint64_t)__builtin_popcountll(s->dirty.bitmap[w]);
+	}
 	free(left);
 	s->stable = true;
 	auto_compress_settle(&s->ac);
 	s->st->round++;
+	start_round(s, last_pages);
 	uint64_t t_paused = clock_now_ns();
 	if (send_dirty_pages(s, s->dirty.bitmap, s->dirty.words) < 0)
 		return -1;
@@ -611,7 +658,7 @@ int migrate_source(struct machine *m, const struct migrate_params *p, atomic_boo
 	memset(st, 0, sizeof(*st));
 	st->phase = MIGRATE_PHASE_CONNECT;
 	st->ram_pages = guest_mem_pages(&vm->mem);
-	s.t0 = s.bw_t0 = clock_now_ns();
+	s.t0 = s.bw_t0 = s.round_t0 = clock_now_ns();
 	auto_compress_init(&s.ac, p->compress);
 	if (page_codec_enc_init(&s.enc) < 0) {
 		failf(&s, "out of memory for the page encoder");
@@ -662,12 +709,7 @@ out:
 		dirty_stop(&s.dirty);
 		st->phase = MIGRATE_PHASE_DONE;
 	}
-	/* The final numbers; the caller reports the outcome. */
-	s.st->elapsed_ms = (double)(clock_now_ns() - s.t0) / 1e6;
-	s.st->wire_bytes = s.conn.tx_bytes;
-	s.st->zero_pages = s.enc.stats.zero_pages + s.skipped_zero;
-	s.st->raw_pages = s.enc.stats.raw_pages;
-	s.st->zlib_pages = s.enc.stats.zlib_pages;
+	fill_stats(&s); /* the final numbers; the caller reports the outcome */
 	if (s.fd >= 0)
 		close(s.fd);
 	page_codec_enc_fini(&s.enc);

@@ -5,12 +5,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include "hv/log.h"
 #include "hv/parse.h"
 #include "tools/ctl_client.h"
 #include "tools/hvctl.h"
+#include "tools/migrate_bar.h"
 
 struct migrate_opts {
 	const char *name, *uri, *compress, *on_timeout;
@@ -117,32 +119,35 @@ static const char *str(struct json_object *o, const char *key)
 	return json_object_object_get_ex(o, key, &v) ? json_object_get_string(v) : "";
 }
 
-static void human_bytes(char *buf, size_t len, double b)
+/* The terminal's width now (it may have been resized since the last redraw); 80 if unknown. */
+static int terminal_columns(void)
 {
-	const char *u[] = { "B", "KiB", "MiB", "GiB", "TiB" };
-	int i = 0;
+	struct winsize ws;
 
-	while (b >= 1024 && i < 4) {
-		b /= 1024;
-		i++;
-	}
-	snprintf(buf, len, "%.1f %s", b, u[i]);
+	if (ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
+		return ws.ws_col;
+	return 80;
 }
 
+/* Redraws the progress line in place: carriage return, the line, erase to its end. */
 static void draw_bar(struct json_object *ev)
 {
-	double ram = num(ev, "ram_pages"), rem = num(ev, "remaining_pages");
-	double done = ram > 0 ? 1.0 - rem / ram : 0;
-	char sent[32];
-	int width = 24, fill;
+	struct migrate_bar_in in = {
+		.phase = str(ev, "phase"),
+		.round = num(ev, "round"),
+		.round_pages = num(ev, "round_pages"),
+		.round_done_pages = num(ev, "round_done_pages"),
+		.round_bytes = num(ev, "round_bytes"),
+		.round_elapsed_ms = num(ev, "round_elapsed_ms"),
+		.rate_mibs = num(ev, "rate_mibs"),
+		.dirty_rate_mibs = num(ev, "dirty_rate_mibs"),
+		.wire_bytes = num(ev, "wire_bytes"),
+		.expected_downtime_ms = num(ev, "expected_downtime_ms"),
+	};
+	char line[512];
 
-	if (done < 0)
-		done = 0;
-	fill = (int)(done * width + 0.5);
-	human_bytes(sent, sizeof(sent), num(ev, "wire_bytes"));
-	fprintf(stderr, "\r\033[K[%.*s%*s] %-10s round %-3.0f sent %-10s %7.1f MiB/s dirty %7.1f MiB/s left %8.0f pages expected downtime %.1f ms",
-		fill, "########################", width - fill, "", str(ev, "phase"), num(ev, "round"),
-		sent, num(ev, "rate_mibs"), num(ev, "dirty_rate_mibs"), rem, num(ev, "expected_downtime_ms"));
+	migrate_bar_format(&in, terminal_columns(), line, sizeof(line));
+	fprintf(stderr, "\r%s\033[K", line);
 	fflush(stderr);
 }
 
@@ -150,7 +155,7 @@ static void print_summary(struct json_object *ev, const char *name, const char *
 {
 	char bytes[32];
 
-	human_bytes(bytes, sizeof(bytes), num(ev, "wire_bytes"));
+	migrate_bar_bytes(bytes, sizeof(bytes), num(ev, "wire_bytes"));
 	printf("migrated %s to %s\n", name, uri);
 	printf("  total time      %.1f ms\n", num(ev, "elapsed_ms"));
 	printf("  downtime        %.1f ms\n", num(ev, "downtime_ms"));

@@ -53,13 +53,6 @@ last_pages() {
 
 # ---- Migration helpers (t_migrate.sh, t_migrate_netns.sh) ----
 
-# A port on 127.0.0.1 that nothing listens on, from BASE up.
-mig_unused_port() {
-	local p=$1
-	while ss -Htln "sport = :$p" 2>/dev/null | grep -q .; do p=$((p + 1)); done
-	echo "$p"
-}
-
 # mig_receiver NAME HOST:PORT CONSOLE [ARGS...]: a detached 'hvctl receive' (returns once
 # listening) whose guest will be called NAME and write its console to file CONSOLE.
 mig_receiver() {
@@ -67,6 +60,13 @@ mig_receiver() {
 	shift 3
 	"$HVCTL" receive --listen "$addr" --name "$name" --console "file:$console" --timeout 60 \
 		--detach "$@" >/dev/null || fail "hvctl receive --listen $addr --name $name failed"
+}
+
+# mig_unused_port BASE: a port on 127.0.0.1 that nothing listens on, from BASE up.
+mig_unused_port() {
+	local p=$1
+	while ss -Htln "sport = :$p" 2>/dev/null | grep -q .; do p=$((p + 1)); done
+	echo "$p"
 }
 
 # mig_migrate NAME HOST:PORT [OPTIONS...]: a migration that must succeed; the summary goes to

@@ -10,6 +10,8 @@
 set -u
 cd "$(dirname "$0")/../.."
 BUILD=${BUILD:-build}
+# The tests name outputs as $PWD/$BUILD/...: an absolute BUILD (make BUILD=/tmp/x) becomes relative.
+case $BUILD in /*) BUILD=$(realpath -m --relative-to=. "$BUILD") ;; esac
 export BUILD
 filter=${1:-}
 passed=0
