@@ -26,7 +26,7 @@ int machine_create(struct machine *m, const struct machine_config *cfg)
 	m->name_lock = rundir_claim_name(cfg->name);
 	if (m->name_lock < 0)
 		return -1;
-	if (vm_create(&m->vm, cfg->name, cfg->mem_size, cfg->ncpus) < 0)
+	if (vm_create(&m->vm, cfg->name, cfg->mem_size, &cfg->mem_backend, cfg->ncpus) < 0)
 		goto fail;
 	m->vm_created = 1;
 	if (console_open(&m->console, cfg->console) < 0)

@@ -18,11 +18,12 @@ static void receive_usage(FILE *f)
 {
 	fprintf(f,
 		"usage: hvctl receive --listen HOST:PORT [--name N] [--console stdio|file:PATH|pty|none]\n"
-		"                     [--timeout SECS] [--detach]\n"
+		"                     [--timeout SECS] [--detach] [--mem-backend anon|memfd|hugetlb[:PATH]]\n"
 		"\n"
 		"Waits for one migration from 'hvctl migrate' and then runs the guest here. The VM\n"
 		"keeps the source's name unless --name is given. --timeout bounds the wait for the\n"
 		"source to connect (default: forever). With --detach, returns once listening.\n"
+		"--mem-backend backs the guest's RAM here as for 'hvctl run' (default anon).\n"
 		"Exit status: as 'hvctl run' once the guest runs; 125 if the migration failed.\n");
 }
 
@@ -32,12 +33,14 @@ int hvctl_cmd_receive(int argc, char **argv)
 		{ "listen", required_argument, NULL, 'l' }, { "name", required_argument, NULL, 'n' },
 		{ "console", required_argument, NULL, 'C' }, { "timeout", required_argument, NULL, 't' },
 		{ "detach", no_argument, NULL, 'd' }, { "help", no_argument, NULL, 'h' },
+		{ "mem-backend", required_argument, NULL, 'B' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *listen_on = NULL, *name = NULL, *console = NULL;
 	long timeout_s = 0;
 	int detach = 0, c;
 	char err[512], peer[160];
+	struct guest_mem_spec mem_backend = { .backend = GUEST_MEM_ANON };
 
 	opterr = 0;
 	optind = 1;
@@ -47,6 +50,10 @@ int hvctl_cmd_receive(int argc, char **argv)
 		case 'n': name = optarg; break;
 		case 'C': console = optarg; break;
 		case 'd': detach = 1; break;
+		case 'B':
+			if (guest_mem_parse_backend(optarg, &mem_backend) < 0)
+				return 2;
+			break;
 		case 't':
 			if (parse_int(optarg, 1, 86400, &timeout_s) < 0) {
 				hv_error("--timeout '%s' is not a number of seconds (1-86400)", optarg);
@@ -91,7 +98,7 @@ int hvctl_cmd_receive(int argc, char **argv)
 	struct signal_watch sw;
 	signal_watch_block(&sw);
 	struct machine m;
-	struct machine_config cfg = { .name = name, .console = console };
+	struct machine_config cfg = { .name = name, .console = console, .mem_backend = mem_backend };
 	int r = migrate_incoming(fd, &m, &cfg);
 	close(fd);
 	if (r < 0)
