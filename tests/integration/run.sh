@@ -5,6 +5,8 @@
 set -u
 cd "$(dirname "$0")/../.."
 BUILD=${BUILD:-build}
+# Relative to the tree: the tests name their tools as $PWD/$BUILD/...
+BUILD=$(realpath -m --relative-to=. "$BUILD")
 export BUILD
 filter=${1:-}
 passed=0
