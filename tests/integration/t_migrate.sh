@@ -2,13 +2,6 @@
 # memory (memtouch verifies every page), vCPUs and timer intact; failures leave it running on
 # the source. Each test has its own ports (471xx).
 
-# A port on 127.0.0.1 that nothing listens on, from BASE up.
-mig_unused_port() {
-	local p=$1
-	while ss -Htln "sport = :$p" 2>/dev/null | grep -q .; do p=$((p + 1)); done
-	echo "$p"
-}
-
 # The source VM SRC must be gone after a successful migration: its process (PID) exits and
 # hvctl no longer knows the name.
 mig_check_source_gone() {
