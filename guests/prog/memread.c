@@ -40,6 +40,12 @@ int prog_memread(void)
 	uint64_t bytes = mem_free_bytes() & ~(2 * MiB - 1);
 	uint64_t base = bytes ? mem_alloc(bytes, 2 * MiB) : 0;
 
+	/* Aligning the start to 2 MiB may cost up to 2 MiB of the region. */
+	if (!base && bytes > 2 * MiB) {
+		bytes -= 2 * MiB;
+		base = mem_alloc(bytes, 2 * MiB);
+	}
+
 	if (!base) {
 		kprintf("%s: less than 2 MiB of RAM is free\n", me);
 		return EXIT_BADPARAM;

@@ -127,17 +127,18 @@ wire_bytes() {
 		for (i = 1; i <= 5; i++) if ($5 == u[i]) m = 1024 ^ (i - 1);
 		printf "%.0f\n", $4 * m }' "$1"
 }
-for opts in "--compress none" ""; do
+for c in "anon --compress none" "anon" "memfd --compress none"; do
+	read -r dst_backend opts <<<"$c"
 	port=$((port + 1))
 	"$HVCTL" run --detach --name src --mem 1G --console "file:$W/src.log" --kernel "$GUEST" \
 		--cmdline "prog=memtouch ws=900M sweeps=1" >/dev/null 2>&1
 	wait_line "$W/src.log" "rate=0 maxgap" 60
 	sleep 1
 	"$HVCTL" receive --listen "127.0.0.1:$port" --name dst --console "file:$W/dst.log" --timeout 60 \
-		--detach >/dev/null 2>&1
+		--mem-backend "$dst_backend" --detach >/dev/null 2>&1
 	# shellcheck disable=SC2086
 	"$HVCTL" migrate src "127.0.0.1:$port" $opts >"$W/sum" 2>&1
-	inc_row "hv anon, ${opts:-default (--compress auto)}" "$(sed -n 's/^  total time *\([0-9.]*\).*/\1/p' "$W/sum")" \
+	inc_row "hv anon -> $dst_backend, ${opts:-default (--compress auto)}" "$(sed -n 's/^  total time *\([0-9.]*\).*/\1/p' "$W/sum")" \
 		"$(wire_bytes "$W/sum")"
 	"$HVCTL" stop dst >/dev/null 2>&1
 	"$HVCTL" stop src >/dev/null 2>&1
