@@ -31,19 +31,45 @@ wait_line() {
 
 ms() { awk -v u="$1" 'BEGIN { if (u == "") print "-"; else printf "%.0f", u / 1000 }'; }
 row() { printf '| %-40s | %12s | %10s | %12s | %10s |\n' "$@"; }
+head_row() { row "$@"; row ------ ----- ----- ----- ----- | tr ' ' '-'; }
+# boot_row LABEL LOG: both reads of a prog=memread reads=2 boot.
+boot_row() {
+	row "$1" "$(ms "$(read_field "$2" 1 us)")" "$(read_field "$2" 1 rate)" \
+		"$(ms "$(read_field "$2" 2 us)")" "$(read_field "$2" 2 rate)"
+}
+# hv_migrate SRC_BACKEND DST_BACKEND CMDLINE READY_REGEX [MIGRATE OPTIONS...]: boots a 1 GiB
+# guest "src", waits for READY_REGEX in its log, migrates it to "dst" on loopback (summary in
+# $W/sum); the destination keeps running (hv_stop ends both).
+hv_migrate() {
+	local sb=$1 db=$2 cmdline=$3 ready=$4
+	shift 4
+	port=$((port + 1))
+	"$HVCTL" run --detach --name src --mem 1G --mem-backend "$sb" --console "file:$W/src.log" \
+		--kernel "$GUEST" --cmdline "$cmdline" >/dev/null 2>&1
+	wait_line "$W/src.log" "$ready" 60
+	sleep 1
+	"$HVCTL" receive --listen "127.0.0.1:$port" --name dst --mem-backend "$db" --console "file:$W/dst.log" \
+		--timeout 60 --detach >/dev/null 2>&1
+	"$HVCTL" migrate src "127.0.0.1:$port" "$@" >"$W/sum" 2>&1
+}
+hv_stop() {
+	"$HVCTL" stop dst >/dev/null 2>&1
+	"$HVCTL" stop src >/dev/null 2>&1
+	rm -f "$W"/*.log
+}
+sum_total_ms() { sed -n 's/^  total time *\([0-9.]*\).*/\1/p' "$W/sum"; }
 
-echo "## Guest RAM: first touch at boot (1 GiB guest, prog=memread reads=2)"
-echo
-echo "The guest reads all of its free RAM twice at CPL3: the first read touches every page for"
-echo "the first time (host page faults), the second is the plain read speed."
-echo
-row "VMM, backing" "1st read ms" "1st MiB/s" "2nd read ms" "2nd MiB/s"
-row "------" "-----" "-----" "-----" "-----" | tr ' ' '-'
+# section TITLE LINE...: a heading and its explanation.
+section() { printf '## %s\n\n' "$1"; shift; printf '%s\n' "$@"; echo; }
+
+section "Guest RAM: first touch at boot (1 GiB guest, prog=memread reads=2)" \
+	"The guest reads all of its free RAM twice at CPL3: the first read touches every page for" \
+	"the first time (host page faults), the second is the plain read speed."
+head_row "VMM, backing" "1st read ms" "1st MiB/s" "2nd read ms" "2nd MiB/s"
 for b in anon memfd; do
 	"$HVCTL" run --mem 1G --mem-backend $b --console "file:$W/boot.log" --kernel "$GUEST" \
 		--cmdline "prog=memread reads=2 gap=0" >/dev/null 2>&1
-	row "hv --mem-backend $b" "$(ms "$(read_field "$W/boot.log" 1 us)")" "$(read_field "$W/boot.log" 1 rate)" \
-		"$(ms "$(read_field "$W/boot.log" 2 us)")" "$(read_field "$W/boot.log" 2 rate)"
+	boot_row "hv --mem-backend $b" "$W/boot.log"
 	rm -f "$W/boot.log"
 done
 if [ $have_qemu = 1 ]; then
@@ -51,35 +77,22 @@ if [ $have_qemu = 1 ]; then
 		-nodefaults -no-user-config -display none -monitor none -serial "file:$W/qboot.log" \
 		-device isa-debug-exit,iobase=0xf4,iosize=0x04 -kernel "$GUEST" \
 		-append "prog=memread reads=2 gap=0" >/dev/null 2>&1
-	row "QEMU $qemu_ver -M microvm" "$(ms "$(read_field "$W/qboot.log" 1 us)")" "$(read_field "$W/qboot.log" 1 rate)" \
-		"$(ms "$(read_field "$W/qboot.log" 2 us)")" "$(read_field "$W/qboot.log" 2 rate)"
+	boot_row "QEMU $qemu_ver -M microvm" "$W/qboot.log"
 else
 	row "QEMU (not installed)" - - - -
 fi
 echo
 
-echo "## Guest RAM after a migration (1 GiB idle guest, then prog=memread reads all of it)"
-echo
-echo "The guest waits (delay=), is migrated idle on loopback, then reads all of its free RAM"
-echo "on the destination: memory it never touched, which the migration did not send."
-echo
-row "VMM, backing (source -> destination)" "read ms" "MiB/s" "migration ms" "on the wire"
-row "------" "-----" "-----" "-----" "-----" | tr ' ' '-'
+section "Guest RAM after a migration (1 GiB idle guest, then prog=memread reads all of it)" \
+	"The guest waits (delay=), is migrated idle on loopback, then reads all of its free RAM" \
+	"on the destination: memory it never touched, which the migration did not send."
+head_row "VMM, backing (source -> destination)" "read ms" "MiB/s" "migration ms" "on the wire"
 for b in anon memfd; do
-	port=$((port + 1))
-	"$HVCTL" run --detach --name src --mem 1G --mem-backend $b --console "file:$W/src.log" \
-		--kernel "$GUEST" --cmdline "prog=memread delay=5" >/dev/null 2>&1
-	wait_line "$W/src.log" READY 20
-	sleep 1
-	"$HVCTL" receive --listen "127.0.0.1:$port" --name dst --mem-backend $b --console "file:$W/dst.log" \
-		--timeout 60 --detach >/dev/null 2>&1
-	"$HVCTL" migrate src "127.0.0.1:$port" >"$W/sum" 2>&1
+	hv_migrate $b $b "prog=memread delay=5" READY
 	wait_line "$W/dst.log" '^memread: read=1 ' 120
 	row "hv $b -> $b" "$(ms "$(read_field "$W/dst.log" 1 us)")" "$(read_field "$W/dst.log" 1 rate)" \
-		"$(sed -n 's/^  total time *\([0-9.]*\).*/\1/p' "$W/sum")" "$(sed -n 's/^  on the wire *//p' "$W/sum")"
-	"$HVCTL" stop dst >/dev/null 2>&1
-	"$HVCTL" stop src >/dev/null 2>&1
-	rm -f "$W"/*.log
+		"$(sum_total_ms)" "$(sed -n 's/^  on the wire *//p' "$W/sum")"
+	hv_stop
 done
 if [ $have_qemu = 1 ]; then
 	mkdir -p "$W/q"
@@ -93,11 +106,9 @@ else
 fi
 echo
 
-echo "## Destination population: fresh RAM populated for writing (tests/bench/memfill, 1 GiB)"
-echo
-echo "What a destination pays before a page can land: MADV_POPULATE_WRITE of new guest RAM."
-echo "QEMU's RAM is anonymous memory with MADV_HUGEPAGE, the anon row."
-echo
+section "Destination population: fresh RAM populated for writing (tests/bench/memfill, 1 GiB)" \
+	"What a destination pays before a page can land: MADV_POPULATE_WRITE of new guest RAM." \
+	"QEMU's RAM is anonymous memory with MADV_HUGEPAGE, the anon row."
 printf '| %-40s | %10s | %10s |\n' "backing" "MiB/s" "ms/GiB"
 printf '|%s|%s|%s|\n' "------------------------------------------" "------------" "------------"
 for b in anon memfd; do
@@ -129,20 +140,10 @@ wire_bytes() {
 }
 for c in "anon --compress none" "anon" "memfd --compress none"; do
 	read -r dst_backend opts <<<"$c"
-	port=$((port + 1))
-	"$HVCTL" run --detach --name src --mem 1G --console "file:$W/src.log" --kernel "$GUEST" \
-		--cmdline "prog=memtouch ws=900M sweeps=1" >/dev/null 2>&1
-	wait_line "$W/src.log" "rate=0 maxgap" 60
-	sleep 1
-	"$HVCTL" receive --listen "127.0.0.1:$port" --name dst --console "file:$W/dst.log" --timeout 60 \
-		--mem-backend "$dst_backend" --detach >/dev/null 2>&1
 	# shellcheck disable=SC2086
-	"$HVCTL" migrate src "127.0.0.1:$port" $opts >"$W/sum" 2>&1
-	inc_row "hv anon -> $dst_backend, ${opts:-default (--compress auto)}" "$(sed -n 's/^  total time *\([0-9.]*\).*/\1/p' "$W/sum")" \
-		"$(wire_bytes "$W/sum")"
-	"$HVCTL" stop dst >/dev/null 2>&1
-	"$HVCTL" stop src >/dev/null 2>&1
-	rm -f "$W"/*.log
+	hv_migrate anon "$dst_backend" "prog=memtouch ws=900M sweeps=1" "rate=0 maxgap" $opts
+	inc_row "hv anon -> $dst_backend, ${opts:-default (--compress auto)}" "$(sum_total_ms)" "$(wire_bytes "$W/sum")"
+	hv_stop
 done
 if [ $have_qemu = 1 ]; then
 	mkdir -p "$W/q"
