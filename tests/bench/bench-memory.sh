@@ -38,23 +38,24 @@ boot_row() {
 		"$(ms "$(read_field "$2" 2 us)")" "$(read_field "$2" 2 rate)"
 }
 # hv_migrate SRC_BACKEND DST_BACKEND CMDLINE READY_REGEX [MIGRATE OPTIONS...]: boots a 1 GiB
-# guest "src", waits for READY_REGEX in its log, migrates it to "dst" on loopback (summary in
-# $W/sum); the destination keeps running (hv_stop ends both).
+# guest "srcPORT", waits for READY_REGEX in its log, migrates it to "dstPORT" on loopback
+# (summary in $W/sum); the destination keeps running (hv_stop ends both). Fresh names each
+# time: a VM that is still exiting holds its name a little longer.
 hv_migrate() {
 	local sb=$1 db=$2 cmdline=$3 ready=$4
 	shift 4
 	port=$((port + 1))
-	"$HVCTL" run --detach --name src --mem 1G --mem-backend "$sb" --console "file:$W/src.log" \
+	"$HVCTL" run --detach --name "src$port" --mem 1G --mem-backend "$sb" --console "file:$W/src.log" \
 		--kernel "$GUEST" --cmdline "$cmdline" >/dev/null 2>&1
 	wait_line "$W/src.log" "$ready" 60
 	sleep 1
-	"$HVCTL" receive --listen "127.0.0.1:$port" --name dst --mem-backend "$db" --console "file:$W/dst.log" \
+	"$HVCTL" receive --listen "127.0.0.1:$port" --name "dst$port" --mem-backend "$db" --console "file:$W/dst.log" \
 		--timeout 60 --detach >/dev/null 2>&1
-	"$HVCTL" migrate src "127.0.0.1:$port" "$@" >"$W/sum" 2>&1
+	"$HVCTL" migrate "src$port" "127.0.0.1:$port" "$@" >"$W/sum" 2>&1
 }
 hv_stop() {
-	"$HVCTL" stop dst >/dev/null 2>&1
-	"$HVCTL" stop src >/dev/null 2>&1
+	"$HVCTL" stop "dst$port" >/dev/null 2>&1
+	"$HVCTL" stop "src$port" >/dev/null 2>&1
 	rm -f "$W"/*.log
 }
 sum_total_ms() { sed -n 's/^  total time *\([0-9.]*\).*/\1/p' "$W/sum"; }
