@@ -15,6 +15,7 @@ struct migrate_job;
 struct machine_config {
 	const char *name;
 	uint64_t mem_size;
+	struct guest_mem_spec mem_backend; /* --mem-backend; zero: anon */
 	int ncpus;
 	const char *console; /* console spec, see console.h */
 	struct disk_spec disks[VIRTIO_MAX_DISKS]; /* --disk, see virtio_devices.h */

@@ -128,11 +128,12 @@ static int create_vcpus(struct vm *vm)
 	return 0;
 }
 
-int vm_create(struct vm *vm, const char *name, uint64_t mem_size, int ncpus)
+int vm_create(struct vm *vm, const char *name, uint64_t mem_size,
+	      const struct guest_mem_spec *mem_spec, int ncpus)
 {
 	memset(vm, 0, sizeof(*vm));
 	vm->kvm_fd = vm->vm_fd = -1;
-	vm->mem.memfd = -1;
+	vm->mem.fd = vm->mem.pagemap_fd = -1;
 	snprintf(vm->name, sizeof(vm->name), "%s", name);
 	uuid_t id;
 	uuid_generate(id);
@@ -180,7 +181,7 @@ int vm_create(struct vm *vm, const char *name, uint64_t mem_size, int ncpus)
 		hv_error("KVM_CREATE_PIT2 failed: %s", strerror(errno));
 		goto fail;
 	}
-	if (guest_mem_create(&vm->mem, mem_size) < 0)
+	if (guest_mem_create_spec(&vm->mem, mem_size, mem_spec) < 0)
 		goto fail;
 	if (add_memslot(vm, VM_SLOT_LOW, 0, vm->mem.low_size, vm->mem.host) < 0)
 		goto fail;

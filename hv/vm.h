@@ -65,9 +65,11 @@ struct vm {
 	void *listener_opaque;
 };
 
-/* Opens /dev/kvm, creates the VM (irqchip, PIT, RAM, memslots) and its vCPUs (CPUID set).
+/* Opens /dev/kvm, creates the VM (irqchip, PIT, RAM backed as `mem_spec` says, NULL for the
+ * default; memslots) and its vCPUs (CPUID set).
  * 0, or -1 with one hv_error line. On failure everything is released. */
-int vm_create(struct vm *vm, const char *name, uint64_t mem_size, int ncpus);
+int vm_create(struct vm *vm, const char *name, uint64_t mem_size,
+	      const struct guest_mem_spec *mem_spec, int ncpus);
 /* Writes e820/MP tables and sets up the boot vCPU's registers for `entry`. */
 struct boot_entry;
 int vm_setup_boot(struct vm *vm, const struct boot_entry *entry);

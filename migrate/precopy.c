@@ -234,25 +234,16 @@ static int queue_page(struct source *s, uint64_t gfn)
 	return 0;
 }
 
-/* Round 0: only pages the memfd has ever allocated; holes were never touched by anyone. */
+/* Round 0: only pages that are populated; the others were never touched by anyone. */
 static int send_allocated_pages(struct source *s)
 {
-	struct guest_mem *m = &s->vm->mem;
-	off_t pos = 0, end = (off_t)m->size;
+	uint64_t start, end = 0;
 
 	s->skip_zero = true;
-	while (pos < end) {
-		off_t data = lseek(m->memfd, pos, SEEK_DATA);
-		if (data < 0)
-			break; /* ENXIO: no data after pos */
-		off_t hole = lseek(m->memfd, data, SEEK_HOLE);
-		if (hole < 0 || hole > end)
-			hole = end;
-		for (uint64_t g = (uint64_t)data / PAGE_SIZE; g < ((uint64_t)hole + PAGE_SIZE - 1) / PAGE_SIZE; g++)
+	while (guest_mem_next_populated(&s->vm->mem, end, &start, &end))
+		for (uint64_t g = start; g < end; g++)
 			if (queue_page(s, g) < 0)
 				return -1;
-		pos = hole;
-	}
 	s->skip_zero = false;
 	return flush_batch(s);
 }
@@ -283,29 +274,20 @@ static int send_round_end(struct source *s, uint64_t pages, uint64_t bytes, uint
 	return r < 0 ? fail_wire(s, r, "sending round end") : 0;
 }
 
-/* The memfd's allocated ranges, as a hint for the destination to allocate ahead of the
- * stream. Past the table's size, neighbours merge (the hint only grows). */
+/* The populated ranges, as a hint for the destination to allocate ahead of the stream.
+ * Past the table's size, neighbours merge (the hint only grows). */
 static void ram_ranges(const struct guest_mem *m, struct wire_hello *h)
 {
-	off_t pos = 0, end = (off_t)m->size;
+	uint64_t gfn, last = 0;
 
 	h->nram = 0;
-	while (pos < end) {
-		off_t data = lseek(m->memfd, pos, SEEK_DATA);
-		if (data < 0)
-			break;
-		off_t hole = lseek(m->memfd, data, SEEK_HOLE);
-		if (hole < 0 || hole > end)
-			hole = end;
-		uint64_t gfn = (uint64_t)data / PAGE_SIZE;
-		uint64_t last = ((uint64_t)hole + PAGE_SIZE - 1) / PAGE_SIZE;
+	while (guest_mem_next_populated(m, last, &gfn, &last)) {
 		if (h->nram == WIRE_RAM_RANGES_MAX) {
 			struct wire_ram_range *r = &h->ram[h->nram - 1];
 			r->npages = last - r->gfn;
 		} else {
 			h->ram[h->nram++] = (struct wire_ram_range){ gfn, last - gfn };
 		}
-		pos = hole;
 	}
 }
 

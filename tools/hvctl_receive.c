@@ -26,13 +26,14 @@ static void receive_usage(FILE *f)
 {
 	fprintf(f,
 		"usage: hvctl receive --listen HOST:PORT [--name N] [--console stdio|file:PATH|pty|none]\n"
-		"                     [--timeout SECS] [--detach]\n"
+		"                     [--timeout SECS] [--detach] [--mem-backend anon|memfd|hugetlb[:PATH]]\n"
 		"\n"
 		"Waits for one migration from 'hvctl migrate' and then runs the guest here. The VM\n"
 		"keeps the source's name unless --name is given; until the source connects it is\n"
 		"listed as --name, or as incoming-PORT. 'hvctl stop' ends it at any point (the\n"
 		"source then keeps its guest). --timeout bounds the wait for the source to connect\n"
 		"(default: forever). With --detach, returns once listening.\n"
+		"--mem-backend backs the guest's RAM here as for 'hvctl run' (default anon).\n"
 		"Exit status: as 'hvctl run' once the guest runs; 0 if stopped before that; 125 if\n"
 		"the migration failed.\n");
 }
@@ -72,6 +73,7 @@ struct receive_opts {
 	const char *listen_on, *name, *console;
 	long timeout_s;
 	int detach;
+	struct guest_mem_spec mem_backend;
 };
 
 static int parse_opts(int argc, char **argv, struct receive_opts *o)
@@ -80,6 +82,7 @@ static int parse_opts(int argc, char **argv, struct receive_opts *o)
 		{ "listen", required_argument, NULL, 'l' }, { "name", required_argument, NULL, 'n' },
 		{ "console", required_argument, NULL, 'C' }, { "timeout", required_argument, NULL, 't' },
 		{ "detach", no_argument, NULL, 'd' }, { "help", no_argument, NULL, 'h' },
+		{ "mem-backend", required_argument, NULL, 'B' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
@@ -92,6 +95,10 @@ static int parse_opts(int argc, char **argv, struct receive_opts *o)
 		case 'n': o->name = optarg; break;
 		case 'C': o->console = optarg; break;
 		case 'd': o->detach = 1; break;
+		case 'B':
+			if (guest_mem_parse_backend(optarg, &o->mem_backend) < 0)
+				return 2;
+			break;
 		case 't':
 			if (parse_int(optarg, 1, 86400, &o->timeout_s) < 0) {
 				hv_error("--timeout '%s' is not a number of seconds (1-86400)", optarg);
@@ -120,7 +127,7 @@ static int parse_opts(int argc, char **argv, struct receive_opts *o)
 
 int hvctl_cmd_receive(int argc, char **argv)
 {
-	struct receive_opts o = { 0 };
+	struct receive_opts o = { .mem_backend = { .backend = GUEST_MEM_ANON } };
 	char err[512], peer[160], waiting_name[32];
 	int r = parse_opts(argc, argv, &o);
 
@@ -174,7 +181,7 @@ int hvctl_cmd_receive(int argc, char **argv)
 	control_set_incoming(m.control, "migrating", NULL, peer);
 	if (atomic_load(&stop.requested))
 		shutdown(fd, SHUT_RD); /* a stop that came between accept and here */
-	struct machine_config cfg = { .name = o.name, .console = o.console };
+	struct machine_config cfg = { .name = o.name, .console = o.console, .mem_backend = o.mem_backend };
 	r = migrate_incoming(fd, &m, &cfg, &stop.requested);
 	set_conn_fd(&stop, -1);
 	close(fd);

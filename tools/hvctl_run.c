@@ -15,6 +15,7 @@
 struct run_opts {
 	const char *kernel, *initrd, *cmdline, *console, *name;
 	uint64_t mem;
+	struct guest_mem_spec mem_backend;
 	int cpus;
 	int detach;
 	struct disk_spec disks[VIRTIO_MAX_DISKS];
@@ -27,6 +28,7 @@ static void run_usage(FILE *f)
 {
 	fprintf(f,
 		"usage: hvctl run --kernel FILE [--name N] [--cpus N] [--mem SIZE] [--initrd FILE]\n"
+		"                 [--mem-backend anon|memfd|hugetlb[:PATH]]\n"
 		"                 [--cmdline STRING] [--console stdio|file:PATH|pty|none] [--detach]\n"
 		"                 [--disk PATH[,ro]]... [--net tap=IF[,mac=MAC]]...\n"
 		"\n"
@@ -38,7 +40,11 @@ static void run_usage(FILE *f)
 		"--disk attaches a raw image (or block device) as virtio-blk, read-only with ,ro; up to\n"
 		"%d, at PCI 00:01.0 onwards. --net attaches a virtio-net NIC to TAP IF, creating it if\n"
 		"needed (root or CAP_NET_ADMIN); the MAC defaults to 52:54:00:xx:xx:xx derived from\n"
-		"the VM's UUID; up to %d, at PCI 00:08.0 onwards.\n",
+		"the VM's UUID; up to %d, at PCI 00:08.0 onwards.\n"
+		"\n"
+		"--mem-backend: anon (default; private memory on transparent huge pages), memfd\n"
+		"(shareable, 4 KiB pages where shmem THP is off) or hugetlb[:PATH] (huge pages\n"
+		"reserved from vm.nr_hugepages, in hv's own file or one in the hugetlbfs mount PATH).\n",
 		VM_MAX_CPUS, VIRTIO_MAX_DISKS, VIRTIO_MAX_NICS);
 }
 
@@ -50,6 +56,7 @@ static int parse_run_opts(int argc, char **argv, struct run_opts *o)
 		{ "cpus", required_argument, NULL, 'p' }, { "name", required_argument, NULL, 'n' },
 		{ "console", required_argument, NULL, 'C' }, { "detach", no_argument, NULL, 'd' },
 		{ "disk", required_argument, NULL, 'D' }, { "net", required_argument, NULL, 'N' },
+		{ "mem-backend", required_argument, NULL, 'B' },
 		{ "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 },
 	};
 	long cpus;
@@ -90,6 +97,10 @@ static int parse_run_opts(int argc, char **argv, struct run_opts *o)
 				hv_error("--mem '%s' is not a valid size; use e.g. 256M or 2G (at least 2M)", optarg);
 				return -1;
 			}
+			break;
+		case 'B':
+			if (guest_mem_parse_backend(optarg, &o->mem_backend) < 0)
+				return -1;
 			break;
 		case 'p':
 			if (parse_int(optarg, 1, VM_MAX_CPUS, &cpus) < 0) {
@@ -142,7 +153,8 @@ int hvctl_cmd_run(int argc, char **argv)
 
 	struct machine m;
 	static struct machine_config cfg; /* static: the disk paths make it ~16 KiB */
-	cfg = (struct machine_config){ .name = o.name, .mem_size = o.mem, .ncpus = o.cpus,
+	cfg = (struct machine_config){ .name = o.name, .mem_size = o.mem,
+				       .mem_backend = o.mem_backend, .ncpus = o.cpus,
 				       .console = o.console, .ndisks = o.ndisks, .nnics = o.nnics };
 	memcpy(cfg.disks, o.disks, sizeof(cfg.disks));
 	memcpy(cfg.nics, o.nics, sizeof(cfg.nics));

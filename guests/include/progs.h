@@ -6,6 +6,7 @@ int prog_hello(void);
 int prog_memtouch(void);
 int prog_smp(void);
 int prog_fault(void);
+int prog_memread(void);
 /* Device programs (virtio-blk / virtio-net, see guests/README.md). */
 int prog_blkcheck(void);
 int prog_blkbench(void);

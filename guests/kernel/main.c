@@ -23,6 +23,7 @@ static const struct {
 	{ "memtouch", prog_memtouch },
 	{ "smp", prog_smp },
 	{ "fault", prog_fault },
+	{ "memread", prog_memread },
 	{ "blkcheck", prog_blkcheck },
 	{ "blkbench", prog_blkbench },
 	{ "netecho", prog_netecho },
@@ -59,6 +60,6 @@ void kmain(void)
 	for (unsigned i = 0; i < ARRAY_SIZE(progs); i++)
 		if (strcmp(name, progs[i].name) == 0)
 			guest_exit(progs[i].run());
-	kprintf("hv-guest: bad parameter prog=%s (hello, memtouch, smp, fault, blkcheck, blkbench, netecho, netbench, virtq_hostile)\n", name);
+	kprintf("hv-guest: bad parameter prog=%s (hello, memtouch, smp, fault, memread, blkcheck, blkbench, netecho, netbench, virtq_hostile)\n", name);
 	guest_exit(EXIT_BADPARAM);
 }

@@ -69,7 +69,7 @@ qemu_ver=$(command -v qemu-system-x86_64 >/dev/null && qemu-system-x86_64 --vers
 echo "## Live migration on loopback"
 echo
 echo "References measured now: loopback TCP, one stream, $tcp MiB/s; fresh guest RAM on this"
-echo "host (memfd populated for writing, as the destination does), $fill MiB/s; QEMU rows: the same"
+echo "host (anonymous memory on huge pages populated for writing, as the destination does), $fill MiB/s; QEMU rows: the same"
 echo "guest migrated by QEMU -M pc (its defaults, bandwidth cap lifted; total and downtime as QEMU"
 echo "reports them)."
 echo

@@ -3,10 +3,12 @@
 loopback with QEMU's defaults (one stream, 300 ms downtime limit, no compression) except its
 128 MiB/s bandwidth cap, which is lifted as libvirt does.
 
-usage: qemu-migrate.py GUEST_ELF CMDLINE MEM WAIT_FOR WORKDIR
+usage: qemu-migrate.py GUEST_ELF CMDLINE MEM WAIT_FOR WORKDIR [WAIT_AFTER]
 Boots the guest under QEMU (-M pc, PVH via -kernel), waits until its serial log matches
 WAIT_FOR (a substring), starts a second QEMU with -incoming, migrates over QMP and prints
 "total_ms downtime_ms transferred_bytes" (QEMU's own figures), or "- - -" on failure.
+With WAIT_AFTER, it then waits (up to 60 s) until the destination's serial log,
+WORKDIR/qdst.log, matches that too (for what the guest measures after the migration).
 Everything it starts, it stops."""
 import json
 import os
@@ -51,17 +53,20 @@ def qemu(elf, cmdline, mem, work, tag, extra):
         + extra, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+def wait_log(path, text, deadline):
+    while text not in open(path, errors="replace").read() if os.path.exists(path) else True:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the guest under QEMU did not print '%s'" % text)
+        time.sleep(0.1)
+
+
 def main():
     elf, cmdline, mem, wait_for, work = sys.argv[1:6]
     port = 47000 + os.getpid() % 1000
     procs = []
     try:
         procs.append(qemu(elf, cmdline, mem, work, "qsrc", []))
-        deadline = time.monotonic() + 60
-        while wait_for not in open(work + "/qsrc.log", errors="replace").read() if os.path.exists(work + "/qsrc.log") else True:
-            if time.monotonic() > deadline:
-                raise RuntimeError("the guest did not get ready under QEMU")
-            time.sleep(0.1)
+        wait_log(work + "/qsrc.log", wait_for, time.monotonic() + 60)
         time.sleep(1)
         procs.append(qemu(elf, cmdline, mem, work, "qdst", ["-incoming", "tcp:127.0.0.1:%d" % port]))
         dst = Qmp(work + "/qdst.qmp", time.monotonic() + 10)
@@ -78,6 +83,8 @@ def main():
                 raise RuntimeError("QEMU migration %s" % st.get("status"))
             time.sleep(0.01)
         del dst
+        if len(sys.argv) > 6:
+            wait_log(work + "/qdst.log", sys.argv[6], time.monotonic() + 60)
         print("%d %d %d" % (st["total-time"], st["downtime"], st["ram"]["transferred"]))
     except Exception as e:  # a reference that cannot be measured is shown as missing
         print("qemu-migrate: %s" % e, file=sys.stderr)

@@ -1,4 +1,4 @@
-/* A VM without KVM for device unit tests: guest RAM (a memfd), the PIO and MMIO buses,
+/* A VM without KVM for device unit tests: guest RAM (default backing), the PIO and MMIO buses,
  * vm_fd = -1 (so devices skip KVM ioctls: interrupts reach only their eventfds). */
 #ifndef TESTS_UNIT_FAKE_VM_H
 #define TESTS_UNIT_FAKE_VM_H

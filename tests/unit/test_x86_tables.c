@@ -21,7 +21,7 @@
 /* e820_build only reads the sizes: no RAM is needed to describe 5 GiB. */
 static int e820_for(uint64_t size, struct e820_entry *out)
 {
-	struct guest_mem m = { .memfd = -1, .size = size };
+	struct guest_mem m = { .fd = -1, .pagemap_fd = -1, .size = size };
 
 	m.low_size = size < MMIO_HOLE_START ? size : MMIO_HOLE_START;
 	m.high_size = size - m.low_size;
