@@ -30,6 +30,7 @@ tail -n 2 "$W/src.log"
 say "Start the destination: hvctl receive --listen 127.0.0.1:$PORT"
 "$HVCTL" receive --listen "127.0.0.1:$PORT" --name demo-dst --console "file:$W/dst.log" \
 	--timeout 60 --detach || exit 1
+"$HVCTL" list
 
 say "Live-migrate: hvctl migrate demo-src 127.0.0.1:$PORT"
 "$HVCTL" migrate demo-src "127.0.0.1:$PORT" || exit 1
