@@ -1,5 +1,6 @@
 /* isa-debug-exit at 0xf4: a write of v ends the VM with status v (QEMU reports (v<<1)|1;
- * hv passes v through so that a guest's 0 is a process's 0). */
+ * hv passes v through so that a guest's 0 is a process's 0). Low bytes of 124 and up become
+ * HV_EXIT_GUEST_HIGH (vm.h): the guest must not be able to fake hv's own statuses. */
 #include <stdio.h>
 
 #include "devices/legacy.h"
@@ -9,7 +10,7 @@ static void debug_exit_io(void *opaque, uint64_t offset, uint8_t *data, uint32_t
 {
 	struct vm *vm = opaque;
 	uint32_t v = 0;
-	char why[64];
+	char why[128];
 
 	if (!is_write) {
 		for (uint32_t i = 0; i < len; i++)
@@ -18,8 +19,15 @@ static void debug_exit_io(void *opaque, uint64_t offset, uint8_t *data, uint32_t
 	}
 	for (uint32_t i = 0; i < len && i < 4; i++)
 		v |= (uint32_t)data[i] << (8 * i);
-	snprintf(why, sizeof(why), "guest exited with status %u", v);
-	vm_request_stop(vm, (int)(v & 0xff), why);
+	int status = (int)(v & 0xff);
+	if (status >= HV_EXIT_GUEST_HIGH) {
+		snprintf(why, sizeof(why), "guest exited with status %u (exit status %d: %d-255 are reported as %d)",
+			 v, HV_EXIT_GUEST_HIGH, HV_EXIT_GUEST_HIGH, HV_EXIT_GUEST_HIGH);
+		status = HV_EXIT_GUEST_HIGH;
+	} else {
+		snprintf(why, sizeof(why), "guest exited with status %u", v);
+	}
+	vm_request_stop(vm, status, why);
 }
 
 int debug_exit_create(struct vm *vm)

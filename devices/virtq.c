@@ -208,12 +208,14 @@ static int add_seg(struct virtq *q, struct virtq_chain *c, const struct desc *d)
 	return 0;
 }
 
-/* Walks the chain starting at `head`. The direct part is bounded by the queue size, an
- * indirect table by its own entry count, so a looping chain ends as "too long". */
+/* Walks the chain starting at `head`. The direct part and an indirect table are each
+ * bounded by the queue size (a driver never needs a longer table), and every descriptor,
+ * zero-length ones included, counts toward the segment cap: the work one kick costs the
+ * device is bounded by the queue size, not by what the guest writes in a length field. */
 static int walk_chain(struct virtq *q, uint16_t head, struct virtq_chain *c)
 {
 	const void *table = q->desc;
-	uint32_t table_size = q->s.size, idx = head, steps = 0;
+	uint32_t table_size = q->s.size, idx = head, steps = 0, descs = 0;
 	bool in_indirect = false;
 
 	for (;;) {
@@ -243,6 +245,10 @@ static int walk_chain(struct virtq *q, uint16_t head, struct virtq_chain *c)
 				fail(q, "indirect table length not a non-zero multiple of 16");
 				return -1;
 			}
+			if (d.len / DESC_SIZE > q->s.size) {
+				fail(q, "indirect table too long: more entries than the queue size");
+				return -1;
+			}
 			if (d.addr + d.len < d.addr || !(table = guest_mem_ptr(q->mem, d.addr, d.len))) {
 				fail(q, "indirect table outside guest RAM");
 				return -1;
@@ -252,6 +258,10 @@ static int walk_chain(struct virtq *q, uint16_t head, struct virtq_chain *c)
 			idx = 0;
 			steps = 0;
 			continue;
+		}
+		if (++descs > VIRTQ_MAX_SEGS) {
+			fail(q, "descriptor chain too long");
+			return -1;
 		}
 		if (add_seg(q, c, &d) < 0)
 			return -1;

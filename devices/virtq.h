@@ -3,7 +3,8 @@
  * Everything in guest memory is untrusted and may change under our feet: ring indices and
  * descriptors are read once into locals, every buffer must lie wholly in guest RAM
  * (guest_mem_ptr), chains are bounded by the queue size (so loops end), indirect tables
- * are validated (length a non-zero multiple of 16, in RAM, no nesting), and an avail index
+ * are validated (length a non-zero multiple of 16, at most the queue size entries, in RAM, no
+ * nesting), zero-length descriptors count toward the segment cap, and an avail index
  * that runs more than a queue size ahead is rejected. Any violation marks the queue broken
  * and calls its error callback once (the transport then sets DEVICE_NEEDS_RESET); a broken
  * queue yields nothing more until it is reset. Every byte the VMM writes into guest memory

@@ -54,7 +54,7 @@ int console_open(struct console *c, const char *spec)
 	if (!strcmp(spec, "pty"))
 		return open_pty(c);
 	if (!strncmp(spec, "file:", 5) && spec[5]) {
-		c->out_fd = open(spec + 5, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		c->out_fd = open(spec + 5, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 		if (c->out_fd < 0) {
 			hv_error("cannot open console file '%s': %s", spec + 5, strerror(errno));
 			return -1;

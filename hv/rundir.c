@@ -71,6 +71,13 @@ const char *rundir_path(void)
 		hv_error("the run directory %s is not a directory; remove it or set HV_RUN_DIR", run_dir);
 		return NULL;
 	}
+	/* Anyone who can write here can replace a VM's socket or lock and so take over its
+	 * control (or deny it a name): the directory must be private to its owner. */
+	if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+		hv_error("the run directory %s is writable by group or others (mode %04o); run 'chmod go-w %s' or set HV_RUN_DIR to a private directory",
+			 run_dir, (unsigned)(st.st_mode & 07777), run_dir);
+		return NULL;
+	}
 	/* /tmp is shared: someone else could have created our directory to spy on sockets. */
 	if (is_default && st.st_uid != geteuid()) {
 		hv_error("the run directory %s belongs to uid %u, not to you; remove it or set HV_RUN_DIR to a private directory",
@@ -98,6 +105,7 @@ int rundir_valid_name(const char *name)
 	return 1;
 }
 
+/* 0; -1 if the run directory is unusable (reported); -2 if the path does not fit. */
 static int name_path(const char *name, const char *suffix, char *buf, size_t len)
 {
 	const char *dir = rundir_path();
@@ -105,12 +113,12 @@ static int name_path(const char *name, const char *suffix, char *buf, size_t len
 	if (!dir)
 		return -1;
 	int n = snprintf(buf, len, "%s/%s%s", dir, name, suffix);
-	return n < 0 || (size_t)n >= len ? -1 : 0;
+	return n < 0 || (size_t)n >= len ? -2 : 0;
 }
 
 int rundir_socket_path(const char *name, char *buf, size_t len)
 {
-	return name_path(name, ".sock", buf, len);
+	return name_path(name, ".sock", buf, len) < 0 ? -1 : 0;
 }
 
 int rundir_claim_name(const char *name)
@@ -122,8 +130,9 @@ int rundir_claim_name(const char *name)
 			 name ? name : "", NAME_MAX_LEN);
 		return -1;
 	}
-	if (name_path(name, ".lock", path, sizeof(path)) < 0) {
-		if (rundir_path())
+	int r = name_path(name, ".lock", path, sizeof(path));
+	if (r < 0) {
+		if (r == -2)
 			hv_error("the run directory path is too long for VM '%s'; set HV_RUN_DIR to a shorter path",
 				 name);
 		return -1;

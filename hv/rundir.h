@@ -5,7 +5,8 @@
 
 #include <stddef.h>
 
-/* The directory, created (0700) if missing. NULL with an hv_error line on failure. */
+/* The directory, created (0700) if missing. NULL with an hv_error line on failure, and
+ * when it is writable by group or others (a stranger could swap the sockets). */
 const char *rundir_path(void);
 /* "<rundir>/<name>.sock" into buf. -1 if it does not fit. */
 int rundir_socket_path(const char *name, char *buf, size_t len);

@@ -13,9 +13,13 @@
 #include "hv/guest_mem.h"
 
 /* hvctl run exit status: a guest's debug-exit value v passes through as v & 0xff
- * (QEMU's isa-debug-exit would report (v << 1) | 1); these are hv's own. */
+ * (QEMU's isa-debug-exit would report (v << 1) | 1) when it is below 124; from 124 up it is
+ * reported as HV_EXIT_GUEST_HIGH (the exact value is in the stop reason), so that a guest
+ * can never pass for hv's own statuses (125-127) or a signal (128+N). */
+#define HV_EXIT_GUEST_HIGH 124 /* the guest exited with a status of 124 or more */
 #define HV_EXIT_START_FAILED 125 /* hv could not start the VM (bad input, no KVM, ...) */
 #define HV_EXIT_GUEST_CRASHED 126 /* emulation failure, triple fault, failed entry */
+#define HV_EXIT_SYSCALL_REFUSED 127 /* the system-call filter stopped the VM process */
 
 #define VM_NAME_MAX 64
 #define VM_MAX_CPUS 64

@@ -1,7 +1,7 @@
 # Benchmark helpers.
 $(BUILD)/bench/%: tests/bench/%.c
 	@mkdir -p $(dir $@)
-	$(CC) $(HV_CFLAGS) $(CFLAGS) -o $@ $< $(LDLIBS)
+	$(CC) $(HV_CFLAGS) $(FORTIFY) $(CFLAGS) $(HARDEN_LDFLAGS) -o $@ $< $(LDLIBS)
 
 all: $(BUILD)/bench/firstbyte
 all: $(BUILD)/bench/tcpbw
@@ -11,11 +11,11 @@ all: $(BUILD)/bench/memfill
 # a relay that cuts, corrupts, stalls or delays a stream, and a generator of crafted streams.
 $(BUILD)/tools/faultproxy: tests/tools/faultproxy.c
 	@mkdir -p $(dir $@)
-	$(CC) $(HV_CFLAGS) $(CFLAGS) -o $@ $< $(LDLIBS)
+	$(CC) $(HV_CFLAGS) $(FORTIFY) $(CFLAGS) $(HARDEN_LDFLAGS) -o $@ $< $(LDLIBS)
 
 $(BUILD)/tools/wiregen: tests/tools/wiregen.c $(BUILD)/libhv.a
 	@mkdir -p $(dir $@)
-	$(CC) $(HV_CFLAGS) $(CFLAGS) -o $@ $< $(BUILD)/libhv.a $(LDLIBS)
+	$(CC) $(HV_CFLAGS) $(FORTIFY) $(CFLAGS) $(HARDEN_LDFLAGS) -o $@ $< $(BUILD)/libhv.a $(LDLIBS)
 
 all: $(BUILD)/tools/faultproxy
 all: $(BUILD)/tools/wiregen
@@ -24,11 +24,11 @@ all: $(BUILD)/tools/wiregen
 # prog=blkcheck wrote, and a UDP echo client / sink for prog=netecho and prog=netbench.
 $(BUILD)/tools/blkverify: tests/tools/blkverify.c
 	@mkdir -p $(dir $@)
-	$(CC) $(HV_CFLAGS) $(CFLAGS) -o $@ $<
+	$(CC) $(HV_CFLAGS) $(FORTIFY) $(CFLAGS) $(HARDEN_LDFLAGS) -o $@ $<
 
 $(BUILD)/tools/udpecho: tests/tools/udpecho.c
 	@mkdir -p $(dir $@)
-	$(CC) $(HV_CFLAGS) $(CFLAGS) -o $@ $<
+	$(CC) $(HV_CFLAGS) $(FORTIFY) $(CFLAGS) $(HARDEN_LDFLAGS) -o $@ $<
 
 all: $(BUILD)/tools/blkverify
 all: $(BUILD)/tools/udpecho
@@ -37,7 +37,7 @@ all: $(BUILD)/tools/udpecho
 # under it when it is there (it is built with the unit tests, i.e. by 'make check').
 $(BUILD)/tools/hvctl-asan: $(TOOL_SRCS) $(BUILD)/libhv-asan.a
 	@mkdir -p $(dir $@)
-	$(CC) $(HV_CFLAGS) -O1 -g $(SAN) -o $@ $(TOOL_SRCS) $(BUILD)/libhv-asan.a $(LDLIBS)
+	$(CC) $(HV_CFLAGS) -O1 -g $(SAN) $(HARDEN_LDFLAGS) -o $@ $(TOOL_SRCS) $(BUILD)/libhv-asan.a $(LDLIBS)
 
 unit: $(BUILD)/tools/hvctl-asan
 
@@ -46,4 +46,4 @@ $(BUILD)/tools/%.elf: tests/guests/%.S tests/guests/pvh_note.h tests/guests/tiny
 	@mkdir -p $(dir $@)
 	$(CC) -nostdlib -static -no-pie -Wl,-T,tests/guests/tiny.ld -Wl,--build-id=none -Itests/guests -o $@ $<
 
-all: $(BUILD)/tools/triplefault.elf $(BUILD)/tools/i8042reset.elf
+all: $(BUILD)/tools/triplefault.elf $(BUILD)/tools/i8042reset.elf $(BUILD)/tools/exit126.elf

@@ -71,3 +71,12 @@ test_guest_reset_through_i8042() {
 	timeout 20 "$HVCTL" run --kernel "$BUILD/tools/i8042reset.elf" --console none 2>"$T/err" || rc=$?
 	[ "$rc" -eq 0 ] || { cat "$T/err"; fail "expected a clean exit after the reset, got $rc"; }
 }
+
+test_guest_exit_status_never_passes_for_hvctls_own() {
+	# A guest that writes 126 (hvctl's "guest crashed") to the debug-exit port
+	# (tests/guests/exit126.S): reported as 124, with the real value in the reason.
+	rc=0
+	timeout 20 "$HVCTL" run --kernel "$BUILD/tools/exit126.elf" --console none 2>"$T/err" || rc=$?
+	[ "$rc" -eq 124 ] || { cat "$T/err"; fail "expected exit status 124 for a guest status of 126, got $rc"; }
+	grep -q 'guest exited with status 126' "$T/err" || { cat "$T/err"; fail "the guest's real status is not reported"; }
+}

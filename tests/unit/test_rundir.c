@@ -124,6 +124,31 @@ static void test_path_not_a_directory(void **state)
 	assert_ptr_equal(strchr(buf, '\n'), buf + strlen(buf) - 1); /* one line */
 }
 
+/* A run directory others can write to is refused (they could swap a VM's socket), with one
+ * line that names the fix. */
+static void test_path_writable_by_others(void **state)
+{
+	struct fixture *f = *state;
+	char open_dir[160], buf[512];
+	const char *r = "unset";
+
+	snprintf(open_dir, sizeof(open_dir), "%s/open", f->dir);
+	assert_int_equal(mkdir(open_dir, 0700), 0);
+	assert_int_equal(chmod(open_dir, 0777), 0);
+	setenv("HV_RUN_DIR", open_dir, 1);
+	capture_stderr(buf, sizeof(buf), call_rundir_path, &r);
+	assert_null(r);
+	assert_non_null(strstr(buf, "writable by group or others"));
+	assert_non_null(strstr(buf, "chmod go-w"));
+	assert_ptr_equal(strchr(buf, '\n'), buf + strlen(buf) - 1); /* one line */
+	assert_int_equal(chmod(open_dir, 0770), 0);
+	capture_stderr(buf, sizeof(buf), call_rundir_path, &r);
+	assert_null(r);
+	/* Private again: accepted. */
+	assert_int_equal(chmod(open_dir, 0755), 0);
+	assert_string_equal(rundir_path(), open_dir);
+}
+
 static void test_socket_path(void **state)
 {
 	struct fixture *f = *state;
@@ -263,6 +288,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_path_created_private, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_default_path, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_path_not_a_directory, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_path_writable_by_others, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_socket_path, setup, teardown),
 		cmocka_unit_test(test_valid_names),
 		cmocka_unit_test_setup_teardown(test_claim_release, setup, teardown),

@@ -359,6 +359,50 @@ static void test_indirect_loop_and_oversize(void **state)
 	expect_broken(f, &c, "too long");
 }
 
+/* An indirect table may hold at most the queue size entries: a guest must not make one kick
+ * cost the device thread more than walking a full queue. */
+static void test_indirect_longer_than_queue(void **state)
+{
+	struct fixture *f = *state;
+	struct virtq_chain c;
+
+	for (int i = 0; i <= QSIZE; i++)
+		set_desc(f, 0x100000, i, DATA_GPA, 8, i < QSIZE ? VRING_DESC_F_NEXT : 0, (uint16_t)(i + 1));
+	set_desc(f, DESC_GPA, 0, 0x100000, QSIZE * 16, VRING_DESC_F_INDIRECT, 0);
+	set_desc(f, DESC_GPA, 1, 0x100000, (QSIZE + 1) * 16, VRING_DESC_F_INDIRECT, 0);
+	/* Exactly the queue size (the last entry ends the chain here) is fine. */
+	set_desc(f, 0x100000, QSIZE - 1, DATA_GPA, 8, 0, 0);
+	publish(f, 0);
+	assert_int_equal(virtq_pop(&f->q, &c), 1);
+	assert_int_equal(c.n_out, QSIZE);
+	virtq_push(&f->q, &c, 0);
+	publish(f, 1);
+	expect_broken(f, &c, "more entries than the queue size");
+}
+
+/* Zero-length descriptors add no segment but are work all the same: they count toward the
+ * segment cap, so a chain of them plus a full indirect table is refused. */
+static void test_zero_length_descriptors_count(void **state)
+{
+	struct fixture *f = *state;
+	struct virtq_chain c;
+	enum { BIG = VIRTQ_MAX_SIZE, ZEROS = BIG - 1 };
+
+	virtq_reset(&f->q);
+	f->q.s.size = BIG;
+	f->q.s.desc_addr = DESC_GPA;
+	f->q.s.avail_addr = AVAIL_GPA;
+	f->q.s.used_addr = USED_GPA;
+	assert_int_equal(virtq_start(&f->q, false, true), 0);
+	for (int i = 0; i < ZEROS; i++)
+		set_desc(f, DESC_GPA, i, DATA_GPA, 0, VRING_DESC_F_NEXT, (uint16_t)(i + 1));
+	set_desc(f, DESC_GPA, ZEROS, 0x100000, BIG * 16, VRING_DESC_F_INDIRECT, 0);
+	for (int i = 0; i < BIG; i++)
+		set_desc(f, 0x100000, i, DATA_GPA, 8, i + 1 < BIG ? VRING_DESC_F_NEXT : 0, (uint16_t)(i + 1));
+	publish(f, 0);
+	expect_broken(f, &c, "too long");
+}
+
 static void test_address_outside_ram(void **state)
 {
 	struct fixture *f = *state;
@@ -723,6 +767,8 @@ int main(void)
 		T(test_indirect_outside_ram),
 		T(test_indirect_with_next),
 		T(test_indirect_loop_and_oversize),
+		T(test_indirect_longer_than_queue),
+		T(test_zero_length_descriptors_count),
 		T(test_address_outside_ram),
 		T(test_buffer_straddles_end_of_ram),
 		T(test_buffer_in_mmio_hole),
