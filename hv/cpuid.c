@@ -30,14 +30,22 @@ struct cpuid_feature {
 static const struct cpuid_feature features[] = {
 	/* Leaf 1 EDX */
 	F(1, 0, EDX, 0, 0, "fpu"),
+	F(1, 0, EDX, 1, 0, "vme"),
+	F(1, 0, EDX, 2, 0, "de"),
+	F(1, 0, EDX, 3, 0, "pse"),
 	F(1, 0, EDX, 4, 0, "tsc"),
 	F(1, 0, EDX, 5, 0, "msr"),
 	F(1, 0, EDX, 6, 0, "pae"),
+	F(1, 0, EDX, 7, 0, "mce"),
 	F(1, 0, EDX, 8, 0, "cx8"),
 	F(1, 0, EDX, 9, 0, "apic"),
+	F(1, 0, EDX, 11, 0, "sep"),
+	F(1, 0, EDX, 12, 0, "mtrr"),
 	F(1, 0, EDX, 13, 0, "pge"),
+	F(1, 0, EDX, 14, 0, "mca"),
 	F(1, 0, EDX, 15, 0, "cmov"),
 	F(1, 0, EDX, 16, 0, "pat"),
+	F(1, 0, EDX, 17, 0, "pse36"),
 	F(1, 0, EDX, 19, 0, "clflush"),
 	F(1, 0, EDX, 23, 0, "mmx"),
 	F(1, 0, EDX, 24, 0, "fxsr"),
@@ -132,7 +140,7 @@ static const struct cpuid_feature features[] = {
 #define CPUID_HTT_BIT 28        /* leaf 1 EDX */
 #define CPUID_LEAF_XSAVE 0xd
 
-static uint32_t *reg_ptr(struct kvm_cpuid_entry2 *e, int reg)
+uint32_t *cpuid_reg(struct kvm_cpuid_entry2 *e, uint8_t reg)
 {
 	switch (reg) {
 	case R_EAX: return &e->eax;
@@ -140,6 +148,18 @@ static uint32_t *reg_ptr(struct kvm_cpuid_entry2 *e, int reg)
 	case R_ECX: return &e->ecx;
 	default: return &e->edx;
 	}
+}
+
+int cpuid_feature_bit(const char *name, struct cpuid_bit *out)
+{
+	for (size_t i = 0; i < sizeof(features) / sizeof(features[0]); i++) {
+		if (strcmp(features[i].name, name))
+			continue;
+		*out = (struct cpuid_bit){ features[i].function, features[i].index, features[i].reg,
+					   features[i].bit };
+		return 0;
+	}
+	return -1;
 }
 
 static uint32_t reg_val(const struct kvm_cpuid_entry2 *e, int reg)
@@ -206,7 +226,7 @@ void cpuid_filter(struct cpuid_table *t)
 			continue;
 		e = cpuid_find(t, f->function, f->index);
 		if (e)
-			*reg_ptr(e, f->reg) &= ~(1u << f->bit);
+			*cpuid_reg(e, f->reg) &= ~(1u << f->bit);
 	}
 	/* No XSAVE: the whole XSAVE leaf (every subleaf) reads as zero. */
 	for (uint32_t i = 0; i < nent(t); i++) {

@@ -1,5 +1,5 @@
-/* The guest's CPUID: what KVM supports, passed through one filter. The CPU-baseline
- * (EVC-like) work plugs into cpuid_filter. */
+/* The guest's CPUID: what KVM supports, passed through one filter (the `host` CPU model);
+ * the named baselines (EVC-like) live in hv/cpu_model.h and use the feature names here. */
 #ifndef HV_CPUID_H
 #define HV_CPUID_H
 
@@ -32,5 +32,16 @@ int cpuid_missing_features(const struct cpuid_table *want, const struct cpuid_ta
 
 /* Lookup, NULL if absent. */
 struct kvm_cpuid_entry2 *cpuid_find(struct cpuid_table *t, uint32_t function, uint32_t index);
+
+/* One named feature bit: CPUID.(function, index).reg[bit], reg 0-3 = EAX, EBX, ECX, EDX. */
+struct cpuid_bit {
+	uint32_t function, index;
+	uint8_t reg, bit;
+};
+
+/* The bit of a feature by its /proc/cpuinfo name ("avx2"). 0, or -1 if unknown. */
+int cpuid_feature_bit(const char *name, struct cpuid_bit *out);
+/* The register `reg` (0-3 as in struct cpuid_bit) of an entry. */
+uint32_t *cpuid_reg(struct kvm_cpuid_entry2 *e, uint8_t reg);
 
 #endif

@@ -85,7 +85,8 @@ static int create(struct machine *m, const struct machine_config *cfg)
 {
 	m->config = *cfg;
 	m->config.name = m->config.console = NULL;
-	if (vm_create(&m->vm, cfg->name, cfg->mem_size, &cfg->mem_backend, cfg->ncpus) < 0)
+	if (vm_create(&m->vm, cfg->name, cfg->mem_size, &cfg->mem_backend, cfg->ncpus,
+		      cfg->cpu_model) < 0)
 		goto fail;
 	m->vm_created = 1;
 	if (m->control)

@@ -17,6 +17,10 @@ struct machine_config {
 	uint64_t mem_size;
 	struct guest_mem_spec mem_backend; /* --mem-backend; zero: anon */
 	int ncpus;
+	/* --cpu-model: the guest's CPUID. For `hvctl receive`, the most this destination
+	 * offers (an EVC-like ceiling; host: whatever this host can); the guest's own model
+	 * comes with it. */
+	enum cpu_model cpu_model;
 	const char *console; /* console spec, see console.h */
 	struct disk_spec disks[VIRTIO_MAX_DISKS]; /* --disk, see virtio_devices.h */
 	int ndisks;

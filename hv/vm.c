@@ -15,6 +15,7 @@
 
 #include "hv/boot.h"
 #include "hv/clock.h"
+#include "hv/cpu_model.h"
 #include "hv/cpuid.h"
 #include "hv/layout.h"
 #include "hv/log.h"
@@ -102,7 +103,14 @@ static int create_vcpus(struct vm *vm)
 		hv_error("KVM_GET_SUPPORTED_CPUID failed: %s", strerror(-r));
 		return -1;
 	}
-	cpuid_filter(vm->cpuid);
+	char missing[400];
+	if (cpu_model_missing(vm->cpuid, vm->cpu_model, missing, sizeof(missing)) > 0) {
+		hv_error("this host cannot offer --cpu-model %s: its CPU lacks %s; choose a lower "
+			 "model ('hvctl cpu-models' lists what this host offers)",
+			 cpu_model_name(vm->cpu_model), missing);
+		return -1;
+	}
+	cpu_model_build(vm->cpuid, vm->cpu_model);
 	for (int i = 0; i < vm->ncpus; i++) {
 		struct vcpu *v = &vm->vcpus[i];
 		v->vm = vm;
@@ -129,9 +137,10 @@ static int create_vcpus(struct vm *vm)
 }
 
 int vm_create(struct vm *vm, const char *name, uint64_t mem_size,
-	      const struct guest_mem_spec *mem_spec, int ncpus)
+	      const struct guest_mem_spec *mem_spec, int ncpus, enum cpu_model cpu_model)
 {
 	memset(vm, 0, sizeof(*vm));
+	vm->cpu_model = cpu_model;
 	vm->kvm_fd = vm->vm_fd = -1;
 	vm->mem.fd = vm->mem.pagemap_fd = -1;
 	snprintf(vm->name, sizeof(vm->name), "%s", name);

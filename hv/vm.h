@@ -10,6 +10,7 @@
 #include <uuid/uuid.h>
 
 #include "hv/bus.h"
+#include "hv/cpu_model.h"
 #include "hv/guest_mem.h"
 
 /* hvctl run exit status: a guest's debug-exit value v passes through as v & 0xff
@@ -51,7 +52,8 @@ struct vm {
 	struct bus pio, mmio;
 	int ncpus;
 	struct vcpu *vcpus;
-	struct cpuid_table *cpuid;
+	struct cpuid_table *cpuid; /* the guest's, as set on every vCPU (less topology) */
+	enum cpu_model cpu_model;  /* what built it; migration carries it on */
 	struct serial *serial;
 
 	pthread_mutex_t lock; /* guards everything below */
@@ -70,10 +72,11 @@ struct vm {
 };
 
 /* Opens /dev/kvm, creates the VM (irqchip, PIT, RAM backed as `mem_spec` says, NULL for the
- * default; memslots) and its vCPUs (CPUID set).
+ * default; memslots) and its vCPUs (CPUID set as `cpu_model` says; refused with the missing
+ * features named if this host cannot offer it).
  * 0, or -1 with one hv_error line. On failure everything is released. */
 int vm_create(struct vm *vm, const char *name, uint64_t mem_size,
-	      const struct guest_mem_spec *mem_spec, int ncpus);
+	      const struct guest_mem_spec *mem_spec, int ncpus, enum cpu_model cpu_model);
 /* Writes e820/MP tables and sets up the boot vCPU's registers for `entry`. */
 struct boot_entry;
 int vm_setup_boot(struct vm *vm, const struct boot_entry *entry);

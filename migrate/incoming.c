@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "devices/virtio_devices.h"
+#include "hv/cpu_model.h"
 #include "hv/cpuid.h"
 #include "hv/layout.h"
 #include "hv/log.h"
@@ -34,6 +35,7 @@ struct incoming {
 	struct prefault prefault;
 	struct wire_hello *hello;
 	struct cpuid_table *src_cpuid;
+	enum cpu_model cpu_model; /* the source guest's, checked */
 	struct vcpu_state *vcpus; /* one per vCPU */
 	bool *vcpu_seen;
 	struct vm_kvm_state vm_state;
@@ -80,13 +82,19 @@ static uint8_t *page_ptr(void *opaque, uint64_t gfn)
 	return mem->host + gfn * PAGE_SIZE;
 }
 
-/* The source's guest saw these CPUID bits; this host must have every one of them. */
-static int check_cpu(struct incoming *in, struct cpuid_table *have)
+/* The source's guest saw these CPUID bits; what this host provides under the guest's CPU
+ * model, at most the operator's `ceiling`, must have every one of them. */
+static int check_cpu(struct incoming *in, enum cpu_model ceiling)
 {
 	struct wire_hello *h = in->hello;
-	struct cpuid_table *want = in->src_cpuid;
+	struct cpuid_table *want = in->src_cpuid, *have = NULL, *supported = NULL;
+	enum cpu_model model = CPU_MODEL_HOST;
 	char missing[400];
+	int r = -1;
 
+	if (h->cpu_model[0] && cpu_model_parse(h->cpu_model, &model) < 0)
+		return failf(in, "the source VM has CPU model '%s', which this hv does not know; "
+			     "use the same hv version on both hosts", h->cpu_model);
 	memset(want, 0, sizeof(*want));
 	for (uint32_t i = 0; i < h->ncpuid && i < CPUID_MAX_ENTRIES; i++) {
 		struct kvm_cpuid_entry2 *e = &want->entries[i];
@@ -102,9 +110,40 @@ static int check_cpu(struct incoming *in, struct cpuid_table *have)
 			e->flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX;
 	}
 	want->hdr.nent = h->ncpuid;
-	if (cpuid_missing_features(want, have, missing, sizeof(missing)) > 0)
-		return failf(in, "destination CPU lacks %s; use a common CPU baseline", missing);
-	return 0;
+
+	have = malloc(sizeof(*have));
+	supported = calloc(1, sizeof(*supported));
+	int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (!have || !supported || kvm < 0) {
+		failf(in, "cannot open /dev/kvm on the destination");
+		goto out;
+	}
+	if (cpuid_get_supported(kvm, supported) < 0) {
+		failf(in, "KVM_GET_SUPPORTED_CPUID failed on the destination");
+		goto out;
+	}
+	memcpy(have, supported, sizeof(*have));
+	cpu_model_build(have, model);
+	cpu_model_limit(have, ceiling);
+	if (cpuid_missing_features(want, have, missing, sizeof(missing)) > 0) {
+		enum cpu_model best = cpu_model_best(supported, ceiling);
+
+		if (best == CPU_MODEL_HOST)
+			failf(in, "destination CPU lacks %s; no named CPU model fits this "
+			      "destination ('hvctl cpu-models' there lists them)", missing);
+		else
+			failf(in, "destination CPU lacks %s; start the VM with --cpu-model %s or "
+			      "lower", missing, cpu_model_name(best));
+		goto out;
+	}
+	in->cpu_model = model;
+	r = 0;
+out:
+	if (kvm >= 0)
+		close(kvm);
+	free(have);
+	free(supported);
+	return r;
 }
 
 static int handle_hello(struct incoming *in, const uint8_t *payload, size_t len,
@@ -112,7 +151,6 @@ static int handle_hello(struct incoming *in, const uint8_t *payload, size_t len,
 {
 	struct wire_hello *h = in->hello;
 	char perr[256];
-	struct cpuid_table *have = NULL;
 
 	if (wire_parse_hello(payload, len, h, perr, sizeof(perr)) < 0) {
 		in->abort_code = WIRE_ABORT_CORRUPT;
@@ -124,24 +162,7 @@ static int handle_hello(struct incoming *in, const uint8_t *payload, size_t len,
 			     h->protocol, WIRE_VERSION);
 	if (h->vcpus > VM_MAX_CPUS)
 		return failf(in, "the source VM has %u vCPUs, this hv runs at most %d", h->vcpus, VM_MAX_CPUS);
-	have = calloc(1, sizeof(*have));
-	int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-	if (!have || kvm < 0) {
-		free(have);
-		if (kvm >= 0)
-			close(kvm);
-		return failf(in, "cannot open /dev/kvm on the destination");
-	}
-	int r = cpuid_get_supported(kvm, have);
-	close(kvm);
-	if (r < 0) {
-		free(have);
-		return failf(in, "KVM_GET_SUPPORTED_CPUID failed on the destination");
-	}
-	cpuid_filter(have);
-	r = check_cpu(in, have);
-	free(have);
-	if (r < 0)
+	if (check_cpu(in, cfg->cpu_model) < 0)
 		return -1;
 
 	struct machine_config c = *cfg;
@@ -151,6 +172,7 @@ static int handle_hello(struct incoming *in, const uint8_t *payload, size_t len,
 		c.name = h->name;
 	c.mem_size = h->mem_size;
 	c.ncpus = (int)h->vcpus;
+	c.cpu_model = in->cpu_model;
 	/* Its errors go to the source (and our one line at the end), not to stderr now. */
 	hv_clear_error();
 	hv_quiet_errors(true);
@@ -170,6 +192,7 @@ static int handle_hello(struct incoming *in, const uint8_t *payload, size_t len,
 	for (int i = 0; i < vm->ncpus; i++)
 		if (cpuid_apply(vm->vcpus[i].fd, in->src_cpuid, i, vm->ncpus) < 0)
 			return failf(in, "cannot apply the source's CPUID to vCPU %d", i);
+	memcpy(vm->cpuid, in->src_cpuid, sizeof(*vm->cpuid)); /* and it migrates on with it */
 	prefault_start(&in->prefault, &vm->mem, h->ram, h->nram);
 	in->dec.suspect = calloc((guest_mem_pages(&vm->mem) + 63) / 64, sizeof(uint64_t));
 	if (!in->dec.suspect)

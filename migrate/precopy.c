@@ -311,6 +311,8 @@ static void fill_hello(struct source *s, struct wire_hello *h)
 		h->cpuid[i] = (struct wire_cpuid_word){ e->function, e->index, e->eax, e->ebx, e->ecx, e->edx };
 	}
 	h->ncpuid = n;
+	if (vm->cpu_model != CPU_MODEL_HOST) /* host: the HELLO an older hv sends */
+		snprintf(h->cpu_model, sizeof(h->cpu_model), "%s", cpu_model_name(vm->cpu_model));
 	ram_ranges(&vm->mem, h);
 	s->populated_pages = 0;
 	for (uint32_t i = 0; i < h->nram; i++)

@@ -882,6 +882,8 @@ int wire_send_hello(struct wire_conn *c, const struct wire_hello *h)
 	json_object_object_add(o, "mem_size", json_object_new_int64((int64_t)h->mem_size));
 	json_object_object_add(o, "vcpus", json_object_new_int64(h->vcpus));
 	json_object_object_add(o, "caps", wire_caps_to_json(h->caps));
+	if (h->cpu_model[0])
+		json_object_object_add(o, "cpu_model", json_object_new_string(h->cpu_model));
 	for (uint32_t i = 0; i < h->ncpuid; i++) {
 		const struct wire_cpuid_word *w = &h->cpuid[i];
 		struct json_object *e = json_object_new_array();
@@ -990,7 +992,9 @@ int wire_parse_hello(const uint8_t *p, size_t len, struct wire_hello *h, char *e
 	if (wire_json_u64(o, "vcpus", 1, WIRE_MAX_VCPUS, &x, what, err, errlen))
 		goto out;
 	h->vcpus = (uint32_t)x;
-	if (wire_json_caps(o, &h->caps, what, err, errlen))
+	if (wire_json_caps(o, &h->caps, what, err, errlen) ||
+	    wire_json_str(o, "cpu_model", false, h->cpu_model, sizeof(h->cpu_model), what, err,
+			  errlen))
 		goto out;
 
 	if (!json_object_object_get_ex(o, "cpuid", &a) ||

@@ -209,6 +209,7 @@ int wire_order_check(struct wire_order *o, uint32_t type);
 
 #define WIRE_NAME_MAX 64      /* VM name, device name: bytes, not counting the NUL */
 #define WIRE_CPUID_MAX 256
+#define WIRE_CPU_MODEL_MAX 32
 #define WIRE_DEVICES_JSON_MAX 16384
 #define WIRE_ERROR_MAX 1024   /* reason texts */
 #define WIRE_MAX_VCPUS 1024
@@ -226,6 +227,7 @@ struct wire_cpuid_word {
 
 /* HELLO: JSON object, e.g. {"protocol":1,"name":"vm1","uuid":"...","mem_size":268435456,
  * "vcpus":2,"caps":["zlib"],"host":"lab1","cpuid":[[1,0,eax,ebx,ecx,edx],...],
+ * "cpu_model":"x86-64-v2" (optional, see below),
  * "devices":[{"type":"serial","name":"com1"},...]} */
 /* A run of guest RAM pages the source has ever allocated (memfd data, not holes): the
  * destination may allocate them ahead of the page stream. */
@@ -250,6 +252,9 @@ struct wire_hello {
 	/* Optional "ram": [[gfn, npages], ...], ascending, inside mem_size. */
 	uint32_t nram;
 	struct wire_ram_range ram[WIRE_RAM_RANGES_MAX];
+	/* Optional "cpu_model": the CPU model that built the guest's CPUID ("x86-64-v2");
+	 * printable, unvalidated here; "" (absent: an older source) means host. */
+	char cpu_model[WIRE_CPU_MODEL_MAX + 1];
 };
 
 /* HELLO_REPLY: {"ok":true,"caps":["zlib"]} or {"ok":false,"error":"..."} */

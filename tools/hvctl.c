@@ -21,6 +21,7 @@ static const struct subcommand subcommands[] = {
 	{ "console", hvctl_cmd_console, "attach to a VM's serial console (PTY)" },
 	{ "migrate", hvctl_cmd_migrate, "live-migrate a VM to 'hvctl receive' on another host" },
 	{ "receive", hvctl_cmd_receive, "wait for one incoming migration and run the guest" },
+	{ "cpu-models", hvctl_cmd_cpu_models, "list the CPU models this host can offer" },
 };
 
 static void usage(FILE *f)

@@ -27,6 +27,7 @@ static void receive_usage(FILE *f)
 	fprintf(f,
 		"usage: hvctl receive --listen HOST:PORT [--name N] [--console stdio|file:PATH|pty|none]\n"
 		"                     [--timeout SECS] [--detach] [--mem-backend anon|memfd|hugetlb[:PATH]]\n"
+		"                     [--cpu-model NAME]\n"
 		"\n"
 		"Waits for one migration from 'hvctl migrate' and then runs the guest here. The VM\n"
 		"keeps the source's name unless --name is given; until the source connects it is\n"
@@ -34,6 +35,9 @@ static void receive_usage(FILE *f)
 		"source then keeps its guest). --timeout bounds the wait for the source to connect\n"
 		"(default: forever). With --detach, returns once listening.\n"
 		"--mem-backend backs the guest's RAM here as for 'hvctl run' (default anon).\n"
+		"--cpu-model x86-64-vN: this destination offers at most that level (an EVC-like\n"
+		"baseline): a guest that uses more is refused with the features named (default host:\n"
+		"whatever this host's CPU offers).\n"
 		"Exit status: as 'hvctl run' once the guest runs; 0 if stopped before that; 125 if\n"
 		"the migration failed.\n");
 }
@@ -74,6 +78,7 @@ struct receive_opts {
 	long timeout_s;
 	int detach;
 	struct guest_mem_spec mem_backend;
+	enum cpu_model cpu_model; /* the ceiling */
 };
 
 static int parse_opts(int argc, char **argv, struct receive_opts *o)
@@ -83,6 +88,7 @@ static int parse_opts(int argc, char **argv, struct receive_opts *o)
 		{ "console", required_argument, NULL, 'C' }, { "timeout", required_argument, NULL, 't' },
 		{ "detach", no_argument, NULL, 'd' }, { "help", no_argument, NULL, 'h' },
 		{ "mem-backend", required_argument, NULL, 'B' },
+		{ "cpu-model", required_argument, NULL, 'M' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
@@ -98,6 +104,13 @@ static int parse_opts(int argc, char **argv, struct receive_opts *o)
 		case 'B':
 			if (guest_mem_parse_backend(optarg, &o->mem_backend) < 0)
 				return 2;
+			break;
+		case 'M':
+			if (cpu_model_parse(optarg, &o->cpu_model) < 0) {
+				hv_error("--cpu-model '%s' is not a CPU model; use host, x86-64-v1, "
+					 "x86-64-v2, x86-64-v3 or x86-64-v4", optarg);
+				return 2;
+			}
 			break;
 		case 't':
 			if (parse_int(optarg, 1, 86400, &o->timeout_s) < 0) {
@@ -181,7 +194,8 @@ int hvctl_cmd_receive(int argc, char **argv)
 	control_set_incoming(m.control, "migrating", NULL, peer);
 	if (atomic_load(&stop.requested))
 		shutdown(fd, SHUT_RD); /* a stop that came between accept and here */
-	struct machine_config cfg = { .name = o.name, .console = o.console, .mem_backend = o.mem_backend };
+	struct machine_config cfg = { .name = o.name, .console = o.console, .mem_backend = o.mem_backend,
+				      .cpu_model = o.cpu_model };
 	r = migrate_incoming(fd, &m, &cfg, &stop.requested);
 	set_conn_fd(&stop, -1);
 	close(fd);

@@ -17,6 +17,7 @@ struct run_opts {
 	uint64_t mem;
 	struct guest_mem_spec mem_backend;
 	int cpus;
+	enum cpu_model cpu_model;
 	int detach;
 	struct disk_spec disks[VIRTIO_MAX_DISKS];
 	int ndisks;
@@ -28,7 +29,7 @@ static void run_usage(FILE *f)
 {
 	fprintf(f,
 		"usage: hvctl run --kernel FILE [--name N] [--cpus N] [--mem SIZE] [--initrd FILE]\n"
-		"                 [--mem-backend anon|memfd|hugetlb[:PATH]]\n"
+		"                 [--mem-backend anon|memfd|hugetlb[:PATH]] [--cpu-model NAME]\n"
 		"                 [--cmdline STRING] [--console stdio|file:PATH|pty|none] [--detach]\n"
 		"                 [--disk PATH[,ro]]... [--net tap=IF[,mac=MAC]]...\n"
 		"\n"
@@ -44,7 +45,11 @@ static void run_usage(FILE *f)
 		"\n"
 		"--mem-backend: anon (default; private memory on transparent huge pages), memfd\n"
 		"(shareable, 4 KiB pages where shmem THP is off) or hugetlb[:PATH] (huge pages\n"
-		"reserved from vm.nr_hugepages, in hv's own file or one in the hugetlbfs mount PATH).\n",
+		"reserved from vm.nr_hugepages, in hv's own file or one in the hugetlbfs mount PATH).\n"
+		"\n"
+		"--cpu-model: the CPU the guest sees. host (default): this host's, as KVM offers it;\n"
+		"x86-64-v1, -v2, -v3, -v4: only that x86-64 psABI level's features, so the VM can\n"
+		"migrate to any host that offers the level ('hvctl cpu-models' lists them here).\n",
 		VM_MAX_CPUS, VIRTIO_MAX_DISKS, VIRTIO_MAX_NICS);
 }
 
@@ -57,6 +62,7 @@ static int parse_run_opts(int argc, char **argv, struct run_opts *o)
 		{ "console", required_argument, NULL, 'C' }, { "detach", no_argument, NULL, 'd' },
 		{ "disk", required_argument, NULL, 'D' }, { "net", required_argument, NULL, 'N' },
 		{ "mem-backend", required_argument, NULL, 'B' },
+		{ "cpu-model", required_argument, NULL, 'M' },
 		{ "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 },
 	};
 	long cpus;
@@ -102,6 +108,13 @@ static int parse_run_opts(int argc, char **argv, struct run_opts *o)
 			if (guest_mem_parse_backend(optarg, &o->mem_backend) < 0)
 				return -1;
 			break;
+		case 'M':
+			if (cpu_model_parse(optarg, &o->cpu_model) < 0) {
+				hv_error("--cpu-model '%s' is not a CPU model; use host, x86-64-v1, "
+					 "x86-64-v2, x86-64-v3 or x86-64-v4", optarg);
+				return -2;
+			}
+			break;
 		case 'p':
 			if (parse_int(optarg, 1, VM_MAX_CPUS, &cpus) < 0) {
 				hv_error("--cpus '%s' is out of range; use 1 to %d", optarg, VM_MAX_CPUS);
@@ -141,7 +154,10 @@ int hvctl_cmd_run(int argc, char **argv)
 	char default_name[32];
 	struct signal_watch sw;
 
-	if (parse_run_opts(argc, argv, &o) < 0)
+	int r = parse_run_opts(argc, argv, &o);
+	if (r == -2)
+		return 2; /* a name that no host knows: a usage error, as for hvctl receive */
+	if (r < 0)
 		return HV_EXIT_START_FAILED;
 	if (!o.name) {
 		snprintf(default_name, sizeof(default_name), "vm-%d", (int)getpid());
@@ -155,6 +171,7 @@ int hvctl_cmd_run(int argc, char **argv)
 	static struct machine_config cfg; /* static: the disk paths make it ~16 KiB */
 	cfg = (struct machine_config){ .name = o.name, .mem_size = o.mem,
 				       .mem_backend = o.mem_backend, .ncpus = o.cpus,
+				       .cpu_model = o.cpu_model,
 				       .console = o.console, .ndisks = o.ndisks, .nnics = o.nnics };
 	memcpy(cfg.disks, o.disks, sizeof(cfg.disks));
 	memcpy(cfg.nics, o.nics, sizeof(cfg.nics));

@@ -84,7 +84,8 @@
 #define SYS_STOP 1      /* cli; hlt forever (after the exit port write) */
 #define SYS_LAPIC_RD 2  /* (reg) -> value */
 #define SYS_LAPIC_WR 3  /* (reg, value) */
-#define SYS_NR 4
+#define SYS_CPUID 4     /* (leaf, subleaf) -> eax, ebx, ecx, edx: CPUID at CPL0 */
+#define SYS_NR 5
 
 /* Exit statuses written to the debug-exit port. */
 #define EXIT_OK 0

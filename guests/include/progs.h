@@ -7,6 +7,7 @@ int prog_memtouch(void);
 int prog_smp(void);
 int prog_fault(void);
 int prog_memread(void);
+int prog_cpuid(void);
 /* Device programs (virtio-blk / virtio-net, see guests/README.md). */
 int prog_blkcheck(void);
 int prog_blkbench(void);

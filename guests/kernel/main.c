@@ -24,6 +24,7 @@ static const struct {
 	{ "smp", prog_smp },
 	{ "fault", prog_fault },
 	{ "memread", prog_memread },
+	{ "cpuid", prog_cpuid },
 	{ "blkcheck", prog_blkcheck },
 	{ "blkbench", prog_blkbench },
 	{ "netecho", prog_netecho },

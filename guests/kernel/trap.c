@@ -40,6 +40,18 @@ static void syscall_dispatch(struct trap_frame *f)
 		*lapic_reg(f->rdi) = (uint32_t)f->rsi;
 		f->rax = 0;
 		break;
+	case SYS_CPUID: {
+		/* At CPL0 because PVM intercepts CPUID only there: what the VMM set. */
+		uint32_t a, b, c, d;
+
+		__asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d)
+				 : "a"((uint32_t)f->rdi), "c"((uint32_t)f->rsi));
+		f->rax = a;
+		f->rbx = b;
+		f->rcx = c;
+		f->rdx = d;
+		break;
+	}
 	default:
 		f->rax = (uint64_t)-1;
 		break;

@@ -48,7 +48,7 @@ static int setup(void **state)
 		return 0;
 	}
 	struct fixture *f = calloc(1, sizeof(*f));
-	if (vm_create(&f->vm, "virtio-kvm-test", 64 * MiB, NULL, 1) < 0) {
+	if (vm_create(&f->vm, "virtio-kvm-test", 64 * MiB, NULL, 1, CPU_MODEL_HOST) < 0) {
 		free(f);
 		*state = NULL;
 		return 0; /* no usable KVM here: the tests skip */
