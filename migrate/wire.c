@@ -937,11 +937,12 @@ static int wire_parse_ram(struct json_object *a, struct wire_hello *h, const cha
 	}
 	h->nram = (uint32_t)json_object_array_length(a);
 	for (uint32_t i = 0; i < h->nram; i++) {
-		struct json_object *e = json_object_array_get_idx(a, i);
-		struct json_object *g = json_object_array_get_idx(e, 0), *n = json_object_array_get_idx(e, 1);
+		struct json_object *e = json_object_array_get_idx(a, i), *g, *n;
 
+		/* json-c asserts on get_idx of a non-array: the type check comes first. */
 		if (!json_object_is_type(e, json_type_array) || json_object_array_length(e) != 2 ||
-		    !json_object_is_type(g, json_type_int) || !json_object_is_type(n, json_type_int) ||
+		    !json_object_is_type(g = json_object_array_get_idx(e, 0), json_type_int) ||
+		    !json_object_is_type(n = json_object_array_get_idx(e, 1), json_type_int) ||
 		    json_object_get_int64(g) < 0 || json_object_get_int64(n) <= 0) {
 			wire_set_err(err, errlen, "%s: ram range %u is not [gfn, npages]", what, i);
 			return -1;
@@ -1011,13 +1012,13 @@ int wire_parse_hello(const uint8_t *p, size_t len, struct wire_hello *h, char *e
 		}
 		for (size_t k = 0; k < 6; k++) {
 			struct json_object *v = json_object_array_get_idx(e, k);
-			int64_t n = json_object_get_int64(v);
 
-			if (!json_object_is_type(v, json_type_int) || n < 0 || n > UINT32_MAX) {
+			if (!json_object_is_type(v, json_type_int) || json_object_get_int64(v) < 0 ||
+			    json_object_get_int64(v) > UINT32_MAX) {
 				wire_set_err(err, errlen, "%s: cpuid entry %u has a bad value", what, i);
 				goto out;
 			}
-			w[k] = (uint32_t)n;
+			w[k] = (uint32_t)json_object_get_int64(v);
 		}
 		h->cpuid[i] = (struct wire_cpuid_word){ w[0], w[1], w[2], w[3], w[4], w[5] };
 	}
