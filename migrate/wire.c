@@ -12,6 +12,8 @@
 #include <uuid/uuid.h>
 #include <zlib.h>
 
+#include "hv/printable.h"
+
 /* Payload limits per type; min == max for fixed-size payloads. */
 struct wire_type_info {
 	const char *name;
@@ -650,15 +652,6 @@ int wire_order_check(struct wire_order *o, uint32_t type)
 
 /* ---- Small payloads ---- */
 
-/* Copies untrusted text for display: bytes outside printable ASCII become '?'. */
-static void wire_copy_text(char *dst, size_t cap, const uint8_t *src, size_t len)
-{
-	size_t n = len < cap - 1 ? len : cap - 1;
-
-	for (size_t i = 0; i < n; i++)
-		dst[i] = (src[i] >= 0x20 && src[i] < 0x7f) ? (char)src[i] : '?';
-	dst[n] = '\0';
-}
 
 static const struct {
 	const char *name;
@@ -1074,8 +1067,7 @@ int wire_parse_hello_reply(const uint8_t *p, size_t len, struct wire_hello_reply
 			wire_set_err(err, errlen, "%s: \"error\" is not a string", what);
 			goto out;
 		}
-		wire_copy_text(r->error, sizeof(r->error),
-			       (const uint8_t *)json_object_get_string(v),
+		printable_copy(r->error, sizeof(r->error), json_object_get_string(v),
 			       (size_t)json_object_get_string_len(v));
 	}
 	if (!r->ok && !r->error[0])
@@ -1265,7 +1257,7 @@ int wire_parse_abort(const uint8_t *p, size_t len, struct wire_abort *a, char *e
 		return WIRE_E_PAYLOAD;
 	}
 	a->code = wire_get_u32(p);
-	wire_copy_text(a->reason, sizeof(a->reason), p + 4, len - 4);
+	printable_copy(a->reason, sizeof(a->reason), (const char *)p + 4, len - 4);
 	if (!a->reason[0])
 		strcpy(a->reason, "no reason given");
 	return 0;
