@@ -85,6 +85,7 @@ static int create(struct machine *m, const struct machine_config *cfg)
 {
 	m->config = *cfg;
 	m->config.name = m->config.console = NULL;
+	m->config.incoming_policy = NULL;
 	if (vm_create(&m->vm, cfg->name, cfg->mem_size, &cfg->mem_backend, cfg->ncpus,
 		      cfg->cpu_model) < 0)
 		goto fail;

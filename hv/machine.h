@@ -11,6 +11,7 @@
 
 struct control_server;
 struct migrate_job;
+struct dest_policy;
 
 struct machine_config {
 	const char *name;
@@ -26,6 +27,9 @@ struct machine_config {
 	int ndisks;
 	struct nic_spec nics[VIRTIO_MAX_NICS]; /* --net */
 	int nnics;
+	/* hvctl receive: what an incoming migration may open here (migrate/dest_policy.h);
+	 * NULL opens no disk or TAP at all. */
+	const struct dest_policy *incoming_policy;
 };
 
 struct machine {
@@ -34,7 +38,7 @@ struct machine {
 	struct control_server *control;
 	struct migrate_job *migration; /* the control socket's migrate commands */
 	struct virtio_devices *devices; /* the PCI bus and its virtio devices */
-	struct machine_config config; /* as created (name and console pointers cleared) */
+	struct machine_config config; /* as created (name, console and policy pointers cleared) */
 	char name[VM_NAME_MAX];
 	int name_lock;
 	int vm_created;

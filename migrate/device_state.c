@@ -10,6 +10,7 @@
 #include "devices/virtio_pci.h"
 #include "hv/log.h"
 #include "hv/machine.h"
+#include "hv/printable.h"
 #include "migrate/wire.h"
 
 #define DEVICE_STATE_VERSION 1
@@ -41,6 +42,8 @@ int device_state_describe(const struct machine *m, char *json, size_t len)
 		json_object_object_add(d, "type", json_object_new_string("virtio-blk"));
 		json_object_object_add(d, "path", json_object_new_string(c->disks[i].path));
 		json_object_object_add(d, "ro", json_object_new_boolean(c->disks[i].ro));
+		json_object_object_add(d, "size", json_object_new_int64((int64_t)(
+			virtio_blk_capacity(m->devices->disks[i]) * VIRTIO_BLK_SECTOR)));
 		json_object_array_add(a, d);
 	}
 	for (int i = 0; i < c->nnics; i++) {
@@ -70,19 +73,33 @@ static const char *str_field(struct json_object *o, const char *key)
 	return json_object_get_string(v);
 }
 
-int device_state_config(const char *json, struct machine_config *cfg, char *err, size_t errlen)
+/* Paths travel raw (the destination may need the file name) but never with control bytes. */
+static bool path_ok(const char *path)
+{
+	size_t n = strlen(path);
+
+	if (!n || n >= VIRTIO_DISK_PATH_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)path[i] < 0x20 || (unsigned char)path[i] == 0x7f)
+			return false;
+	return true;
+}
+
+int device_state_parse_list(const char *json, struct source_devices *src, char *err, size_t errlen)
 {
 	struct json_object *a = json_tokener_parse(json);
+	char shown[40];
 	int r = -1;
 
-	cfg->ndisks = cfg->nnics = 0;
+	memset(src, 0, sizeof(*src));
 	if (!a || !json_object_is_type(a, json_type_array)) {
 		snprintf(err, errlen, "device list is not a JSON array");
 		goto out;
 	}
 	for (size_t i = 0; i < json_object_array_length(a); i++) {
 		struct json_object *d = json_object_array_get_idx(a, i), *v;
-		const char *type = str_field(d, "type");
+		const char *type = json_object_is_type(d, json_type_object) ? str_field(d, "type") : NULL;
 		if (!type) {
 			snprintf(err, errlen, "device %zu has no type", i);
 			goto out;
@@ -91,33 +108,34 @@ int device_state_config(const char *json, struct machine_config *cfg, char *err,
 			continue;
 		if (!strcmp(type, "virtio-blk")) {
 			const char *path = str_field(d, "path");
-			if (!path || !path[0] || strlen(path) >= VIRTIO_DISK_PATH_MAX || cfg->ndisks == VIRTIO_MAX_DISKS) {
-				snprintf(err, errlen, "virtio-blk device %zu: bad path or too many disks", i);
+			if (!path || !path_ok(path) || src->ndisks == VIRTIO_MAX_DISKS ||
+			    !json_object_object_get_ex(d, "size", &v) || !json_object_is_type(v, json_type_int) ||
+			    json_object_get_int64(v) < VIRTIO_BLK_SECTOR) {
+				snprintf(err, errlen, "virtio-blk device %zu: bad path or size, or too many disks", i);
 				goto out;
 			}
-			struct disk_spec *ds = &cfg->disks[cfg->ndisks++];
-			snprintf(ds->path, sizeof(ds->path), "%s", path);
-			ds->ro = json_object_object_get_ex(d, "ro", &v) && json_object_get_boolean(v);
+			struct source_disk *sd = &src->disks[src->ndisks++];
+			snprintf(sd->path, sizeof(sd->path), "%s", path);
+			sd->sectors = (uint64_t)json_object_get_int64(v) / VIRTIO_BLK_SECTOR;
+			sd->ro = json_object_object_get_ex(d, "ro", &v) && json_object_get_boolean(v);
 			continue;
 		}
 		if (!strcmp(type, "virtio-net")) {
-			const char *tap = str_field(d, "tap"), *mac = str_field(d, "mac");
-			if (!tap || !tap[0] || strlen(tap) >= sizeof(cfg->nics[0].tap) || !mac ||
-			    cfg->nnics == VIRTIO_MAX_NICS) {
-				snprintf(err, errlen, "virtio-net device %zu: bad tap or too many NICs", i);
+			const char *mac = str_field(d, "mac");
+			if (!mac || src->nnics == VIRTIO_MAX_NICS) {
+				snprintf(err, errlen, "virtio-net device %zu: no MAC or too many NICs", i);
 				goto out;
 			}
-			struct nic_spec *ns = &cfg->nics[cfg->nnics];
-			snprintf(ns->tap, sizeof(ns->tap), "%s", tap);
-			if (virtio_net_parse_mac(mac, ns->mac) < 0) {
-				snprintf(err, errlen, "virtio-net device %zu: bad MAC '%s'", i, mac);
+			if (virtio_net_parse_mac(mac, src->macs[src->nnics]) < 0) {
+				snprintf(err, errlen, "virtio-net device %zu: bad MAC '%s'", i,
+					 printable(shown, sizeof(shown), mac));
 				goto out;
 			}
-			ns->has_mac = true; /* the guest keeps its MAC: it is part of its identity */
-			cfg->nnics++;
+			src->nnics++;
 			continue;
 		}
-		snprintf(err, errlen, "destination cannot provide device type '%.32s'", type);
+		snprintf(err, errlen, "destination cannot provide device type '%s'",
+			 printable(shown, sizeof(shown), type));
 		goto out;
 	}
 	r = 0;

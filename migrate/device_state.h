@@ -1,20 +1,36 @@
 /* The devices of a migrating machine: what the destination must provide (described in
  * HELLO, checked there before any page moves) and their state (DEVICE_STATE records at
- * switchover). Disks are shared storage: the destination opens the same path. */
+ * switchover). The list only describes; what backs each device on the destination is the
+ * destination operator's choice (migrate/dest_policy.h). */
 #ifndef MIGRATE_DEVICE_STATE_H
 #define MIGRATE_DEVICE_STATE_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+
+#include "devices/virtio_devices.h"
 
 struct machine;
-struct machine_config;
 struct wire_conn;
 
 /* HELLO's device list for the source machine, as JSON text. 0 or -1 (too long). */
 int device_state_describe(const struct machine *m, char *json, size_t len);
-/* Fills cfg's disks and NICs from a HELLO device list. 0, or -1 with a reason in err
- * (an unknown device type, a malformed entry). */
-int device_state_config(const char *json, struct machine_config *cfg, char *err, size_t errlen);
+/* The source's devices as its HELLO describes them: untrusted text, checked for form only
+ * (paths have no control bytes; MACs are unicast). */
+struct source_disk {
+	char path[VIRTIO_DISK_PATH_MAX];
+	uint64_t sectors;
+	bool ro;
+};
+struct source_devices {
+	struct source_disk disks[VIRTIO_MAX_DISKS];
+	int ndisks;
+	uint8_t macs[VIRTIO_MAX_NICS][6];
+	int nnics;
+};
+/* 0, or -1 with a printable reason in err (an unknown device type, a malformed entry). */
+int device_state_parse_list(const char *json, struct source_devices *src, char *err, size_t errlen);
 
 /* Source, devices paused: one DEVICE_STATE record per device. Returns the number of records
  * sent, or a WIRE_E_* error. */

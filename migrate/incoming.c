@@ -18,6 +18,7 @@
 #include "hv/machine.h"
 #include "migrate/channel.h"
 #include "migrate/cpu_state.h"
+#include "migrate/dest_policy.h"
 #include "migrate/device_state.h"
 #include "migrate/migrate.h"
 #include "migrate/page_codec.h"
@@ -44,7 +45,8 @@ struct incoming {
 	bool devices_paused;
 	uint8_t *buf;
 	size_t buf_cap;
-	char err[512];
+	char err[1024];
+	char peer_err[256];   /* if set, what the source is told instead of err (policy refusals) */
 	bool peer_gone;
 	bool replied;         /* a refusal already went out as HELLO_REPLY */
 	uint32_t abort_code;  /* what kind of failure an ABORT reports */
@@ -146,6 +148,12 @@ out:
 	return r;
 }
 
+static int fail_policy(struct incoming *in, const struct dest_refusal *r)
+{
+	snprintf(in->peer_err, sizeof(in->peer_err), "%s", r->peer);
+	return failf(in, "%s", r->detail);
+}
+
 static int handle_hello(struct incoming *in, const uint8_t *payload, size_t len,
 			const struct machine_config *cfg)
 {
@@ -165,9 +173,24 @@ static int handle_hello(struct incoming *in, const uint8_t *payload, size_t len,
 	if (check_cpu(in, cfg->cpu_model) < 0)
 		return -1;
 
+	/* The stream describes the source; what opens here is the destination's policy. */
+	static const struct dest_policy nothing; /* a receiver without one opens no device */
+	const struct dest_policy *policy = cfg->incoming_policy ? cfg->incoming_policy : &nothing;
+	struct dest_refusal refusal;
+	if (dest_policy_memory(policy, h->mem_size, &refusal) < 0)
+		return fail_policy(in, &refusal);
+	struct source_devices *src = malloc(sizeof(*src));
+	if (!src)
+		return failf(in, "out of memory");
 	struct machine_config c = *cfg;
-	if (device_state_config(h->devices_json, &c, in->err, sizeof(in->err)) < 0)
+	if (device_state_parse_list(h->devices_json, src, in->err, sizeof(in->err)) < 0) {
+		free(src);
 		return -1;
+	}
+	int r = dest_policy_devices(policy, src, &c, &refusal);
+	free(src);
+	if (r < 0)
+		return fail_policy(in, &refusal);
 	if (!c.name)
 		c.name = h->name;
 	c.mem_size = h->mem_size;
@@ -178,8 +201,12 @@ static int handle_hello(struct incoming *in, const uint8_t *payload, size_t len,
 	hv_quiet_errors(true);
 	int created = machine_fill(in->m, &c);
 	hv_quiet_errors(false);
-	if (created < 0)
+	if (created < 0) {
+		/* The detail names this host's files: it stays here. */
+		snprintf(in->peer_err, sizeof(in->peer_err),
+			 "the destination could not set up the VM; see the destination's log");
 		return failf(in, "%s", hv_last_error()[0] ? hv_last_error() : "cannot create the VM");
+	}
 	in->machine_up = true;
 	struct vm *vm = &in->m->vm;
 	/* Devices stay quiet until the guest runs: their state arrives at switchover. */
@@ -333,7 +360,8 @@ static int receive(struct incoming *in, const struct machine_config *cfg)
 			int ok = handle_hello(in, p, len, cfg);
 			struct wire_hello_reply reply = { .ok = ok == 0, .caps = WIRE_CAP_ZLIB | WIRE_CAP_SYNC };
 			if (ok < 0)
-				snprintf(reply.error, sizeof(reply.error), "%s", in->err);
+				snprintf(reply.error, sizeof(reply.error), "%s",
+					 in->peer_err[0] ? in->peer_err : in->err);
 			r = wire_send_hello_reply(&in->conn, &reply);
 			if (ok < 0) {
 				in->replied = true;
@@ -428,7 +456,7 @@ int migrate_incoming(int fd, struct machine *m, const struct machine_config *cfg
 out:
 	if (r < 0) {
 		if (!in.peer_gone && !in.replied)
-			wire_send_abort(&in.conn, in.abort_code, in.err);
+			wire_send_abort(&in.conn, in.abort_code, in.peer_err[0] ? in.peer_err : in.err);
 		if (in.machine_up)
 			machine_destroy(m);
 		hv_error("incoming migration failed: %s", in.err);

@@ -12,6 +12,8 @@
 #include <uuid/uuid.h>
 #include <zlib.h>
 
+#include "hv/printable.h"
+
 /* Payload limits per type; min == max for fixed-size payloads. */
 struct wire_type_info {
 	const char *name;
@@ -650,15 +652,6 @@ int wire_order_check(struct wire_order *o, uint32_t type)
 
 /* ---- Small payloads ---- */
 
-/* Copies untrusted text for display: bytes outside printable ASCII become '?'. */
-static void wire_copy_text(char *dst, size_t cap, const uint8_t *src, size_t len)
-{
-	size_t n = len < cap - 1 ? len : cap - 1;
-
-	for (size_t i = 0; i < n; i++)
-		dst[i] = (src[i] >= 0x20 && src[i] < 0x7f) ? (char)src[i] : '?';
-	dst[n] = '\0';
-}
 
 static const struct {
 	const char *name;
@@ -939,11 +932,12 @@ static int wire_parse_ram(struct json_object *a, struct wire_hello *h, const cha
 	}
 	h->nram = (uint32_t)json_object_array_length(a);
 	for (uint32_t i = 0; i < h->nram; i++) {
-		struct json_object *e = json_object_array_get_idx(a, i);
-		struct json_object *g = json_object_array_get_idx(e, 0), *n = json_object_array_get_idx(e, 1);
+		struct json_object *e = json_object_array_get_idx(a, i), *g, *n;
 
+		/* json-c asserts on get_idx of a non-array: the type check comes first. */
 		if (!json_object_is_type(e, json_type_array) || json_object_array_length(e) != 2 ||
-		    !json_object_is_type(g, json_type_int) || !json_object_is_type(n, json_type_int) ||
+		    !json_object_is_type(g = json_object_array_get_idx(e, 0), json_type_int) ||
+		    !json_object_is_type(n = json_object_array_get_idx(e, 1), json_type_int) ||
 		    json_object_get_int64(g) < 0 || json_object_get_int64(n) <= 0) {
 			wire_set_err(err, errlen, "%s: ram range %u is not [gfn, npages]", what, i);
 			return -1;
@@ -1015,13 +1009,13 @@ int wire_parse_hello(const uint8_t *p, size_t len, struct wire_hello *h, char *e
 		}
 		for (size_t k = 0; k < 6; k++) {
 			struct json_object *v = json_object_array_get_idx(e, k);
-			int64_t n = json_object_get_int64(v);
 
-			if (!json_object_is_type(v, json_type_int) || n < 0 || n > UINT32_MAX) {
+			if (!json_object_is_type(v, json_type_int) || json_object_get_int64(v) < 0 ||
+			    json_object_get_int64(v) > UINT32_MAX) {
 				wire_set_err(err, errlen, "%s: cpuid entry %u has a bad value", what, i);
 				goto out;
 			}
-			w[k] = (uint32_t)n;
+			w[k] = (uint32_t)json_object_get_int64(v);
 		}
 		h->cpuid[i] = (struct wire_cpuid_word){ w[0], w[1], w[2], w[3], w[4], w[5] };
 	}
@@ -1077,8 +1071,7 @@ int wire_parse_hello_reply(const uint8_t *p, size_t len, struct wire_hello_reply
 			wire_set_err(err, errlen, "%s: \"error\" is not a string", what);
 			goto out;
 		}
-		wire_copy_text(r->error, sizeof(r->error),
-			       (const uint8_t *)json_object_get_string(v),
+		printable_copy(r->error, sizeof(r->error), json_object_get_string(v),
 			       (size_t)json_object_get_string_len(v));
 	}
 	if (!r->ok && !r->error[0])
@@ -1268,7 +1261,7 @@ int wire_parse_abort(const uint8_t *p, size_t len, struct wire_abort *a, char *e
 		return WIRE_E_PAYLOAD;
 	}
 	a->code = wire_get_u32(p);
-	wire_copy_text(a->reason, sizeof(a->reason), p + 4, len - 4);
+	printable_copy(a->reason, sizeof(a->reason), (const char *)p + 4, len - 4);
 	if (!a->reason[0])
 		strcpy(a->reason, "no reason given");
 	return 0;

@@ -14,10 +14,12 @@
 #include <unistd.h>
 
 #include "hv/control.h"
+#include "hv/layout.h"
 #include "hv/log.h"
 #include "hv/machine.h"
 #include "hv/parse.h"
 #include "migrate/channel.h"
+#include "migrate/dest_policy.h"
 #include "migrate/migrate.h"
 #include "tools/hvctl.h"
 #include "tools/vm_process.h"
@@ -27,7 +29,8 @@ static void receive_usage(FILE *f)
 	fprintf(f,
 		"usage: hvctl receive --listen HOST:PORT [--name N] [--console stdio|file:PATH|pty|none]\n"
 		"                     [--timeout SECS] [--detach] [--mem-backend anon|memfd|hugetlb[:PATH]]\n"
-		"                     [--cpu-model NAME]\n"
+		"                     [--disk PATH[,ro]]... [--net tap=IF[,mac=MAC]]... [--disk-dir DIR]\n"
+		"                     [--shared-storage] [--max-mem SIZE] [--cpu-model NAME]\n"
 		"\n"
 		"Waits for one migration from 'hvctl migrate' and then runs the guest here. The VM\n"
 		"keeps the source's name unless --name is given; until the source connects it is\n"
@@ -38,6 +41,13 @@ static void receive_usage(FILE *f)
 		"--cpu-model x86-64-vN: this destination offers at most that level (an EVC-like\n"
 		"baseline): a guest that uses more is refused with the features named (default host:\n"
 		"whatever this host's CPU offers).\n"
+		"\n"
+		"What backs the guest's devices here is this host's choice, never the stream's:\n"
+		"--disk and --net name them, matched to the source's disks and NICs in order (same\n"
+		"size; a disk given ,ro here only takes a read-only source disk; the MAC comes from\n"
+		"the source). Disks without a --disk: --disk-dir DIR opens the image of the source's\n"
+		"file name in DIR, --shared-storage the source's own path (both: regular files, no\n"
+		"symbolic links). --max-mem refuses larger guests (default: MemAvailable).\n"
 		"Exit status: as 'hvctl run' once the guest runs; 0 if stopped before that; 125 if\n"
 		"the migration failed.\n");
 }
@@ -79,7 +89,45 @@ struct receive_opts {
 	int detach;
 	struct guest_mem_spec mem_backend;
 	enum cpu_model cpu_model; /* the ceiling */
+	struct dest_policy policy; /* --disk, --net, --disk-dir, --shared-storage, --max-mem */
 };
+
+/* The destination policy's options; 1 if opt is one (0 or 2 from *rc), 0 if not. */
+static int parse_policy_opt(int opt, struct dest_policy *p, int *rc)
+{
+	*rc = -1;
+	switch (opt) {
+	case 'D':
+		if (p->ndisks == VIRTIO_MAX_DISKS) {
+			hv_error("at most %d --disk options are supported", VIRTIO_MAX_DISKS);
+			*rc = 2;
+		} else if (virtio_devices_parse_disk(optarg, &p->disks[p->ndisks]) < 0) {
+			*rc = 2;
+		} else {
+			p->ndisks++;
+		}
+		return 1;
+	case 'N':
+		if (p->nnics == VIRTIO_MAX_NICS) {
+			hv_error("at most %d --net options are supported", VIRTIO_MAX_NICS);
+			*rc = 2;
+		} else if (virtio_devices_parse_net(optarg, &p->nics[p->nnics]) < 0) {
+			*rc = 2;
+		} else {
+			p->nnics++;
+		}
+		return 1;
+	case 'R': p->disk_dir = optarg; return 1;
+	case 'S': p->shared_storage = true; return 1;
+	case 'M':
+		if (parse_size(optarg, &p->max_mem) < 0 || p->max_mem < 2 * MiB) {
+			hv_error("--max-mem '%s' is not a valid size; use e.g. 4G (at least 2M)", optarg);
+			*rc = 2;
+		}
+		return 1;
+	}
+	return 0;
+}
 
 static int parse_opts(int argc, char **argv, struct receive_opts *o)
 {
@@ -88,7 +136,11 @@ static int parse_opts(int argc, char **argv, struct receive_opts *o)
 		{ "console", required_argument, NULL, 'C' }, { "timeout", required_argument, NULL, 't' },
 		{ "detach", no_argument, NULL, 'd' }, { "help", no_argument, NULL, 'h' },
 		{ "mem-backend", required_argument, NULL, 'B' },
-		{ "cpu-model", required_argument, NULL, 'M' },
+		{ "cpu-model", required_argument, NULL, 'P' },
+		{ "disk", required_argument, NULL, 'D' }, { "net", required_argument, NULL, 'N' },
+		{ "disk-dir", required_argument, NULL, 'R' },
+		{ "shared-storage", no_argument, NULL, 'S' },
+		{ "max-mem", required_argument, NULL, 'M' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
@@ -96,6 +148,12 @@ static int parse_opts(int argc, char **argv, struct receive_opts *o)
 	opterr = 0;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		int prc;
+		if (parse_policy_opt(c, &o->policy, &prc)) {
+			if (prc >= 0)
+				return prc;
+			continue;
+		}
 		switch (c) {
 		case 'l': o->listen_on = optarg; break;
 		case 'n': o->name = optarg; break;
@@ -105,7 +163,7 @@ static int parse_opts(int argc, char **argv, struct receive_opts *o)
 			if (guest_mem_parse_backend(optarg, &o->mem_backend) < 0)
 				return 2;
 			break;
-		case 'M':
+		case 'P':
 			if (cpu_model_parse(optarg, &o->cpu_model) < 0) {
 				hv_error("--cpu-model '%s' is not a CPU model; use host, x86-64-v1, "
 					 "x86-64-v2, x86-64-v3 or x86-64-v4", optarg);
@@ -140,7 +198,8 @@ static int parse_opts(int argc, char **argv, struct receive_opts *o)
 
 int hvctl_cmd_receive(int argc, char **argv)
 {
-	struct receive_opts o = { .mem_backend = { .backend = GUEST_MEM_ANON } };
+	static struct receive_opts o; /* static: the disk paths make it ~16 KiB */
+	o = (struct receive_opts){ .mem_backend = { .backend = GUEST_MEM_ANON } };
 	char err[512], peer[160], waiting_name[32];
 	int r = parse_opts(argc, argv, &o);
 
@@ -195,7 +254,8 @@ int hvctl_cmd_receive(int argc, char **argv)
 	if (atomic_load(&stop.requested))
 		shutdown(fd, SHUT_RD); /* a stop that came between accept and here */
 	struct machine_config cfg = { .name = o.name, .console = o.console, .mem_backend = o.mem_backend,
-				      .cpu_model = o.cpu_model };
+				      .cpu_model = o.cpu_model,
+				      .incoming_policy = &o.policy };
 	r = migrate_incoming(fd, &m, &cfg, &stop.requested);
 	set_conn_fd(&stop, -1);
 	close(fd);

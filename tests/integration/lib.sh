@@ -69,6 +69,24 @@ mig_receiver() {
 		--detach "$@" >/dev/null || fail "hvctl receive --listen $addr --name $name failed"
 }
 
+# mig_receiver_bg NAME PORT [ARGS...]: 'hvctl receive' on 127.0.0.1:PORT in the background,
+# not detached, so that its stderr (the destination's log) lands in $T/NAME.rerr and its exit
+# status can be waited for (pid in RPID); returns once it listens.
+mig_receiver_bg() {
+	local name=$1 port=$2 i
+	shift 2
+	"$HVCTL" receive --listen "127.0.0.1:$port" --name "$name" --console "file:$T/$name.console" \
+		--timeout 60 "$@" >"$T/$name.rout" 2>"$T/$name.rerr" &
+	RPID=$!
+	echo "$RPID" >>"$T/pids"
+	for ((i = 0; i < 500; i++)); do
+		ss -Htln "sport = :$port" 2>/dev/null | grep -q . && return 0
+		kill -0 "$RPID" 2>/dev/null || { cat "$T/$name.rerr" >&2; fail "hvctl receive $name ended at once"; }
+		sleep 0.02
+	done
+	fail "hvctl receive $name does not listen on 127.0.0.1:$port"
+}
+
 # mig_unused_port BASE: a port on 127.0.0.1 that nothing listens on, from BASE up.
 mig_unused_port() {
 	local p=$1

@@ -97,7 +97,7 @@ test_migrate_mem_anon_blkcheck() {
 	start_vm b-src --mem 256M --disk "$T/disk.img" --kernel "$GUEST" --cmdline "prog=blkcheck passes=30"
 	wait_for "$T/b-src.console" '^blkcheck: pass=1 ' 30
 	mem_check_thp b-src
-	mig_receiver b-dst 127.0.0.1:$port "$T/b-dst.console"
+	mig_receiver b-dst 127.0.0.1:$port "$T/b-dst.console" --disk "$T/disk.img"
 	mig_migrate b-src 127.0.0.1:$port
 	wait_for "$T/b-dst.console" '^blkcheck: done gen=' 120
 	mig_no_corrupt "$T/b-src.console" "$T/b-dst.console"

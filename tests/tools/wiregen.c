@@ -1,7 +1,7 @@
 /* wiregen: sends crafted, broken or hostile migration streams to 'hvctl receive', to check
  * that every one is refused with one clear error and leaves nothing behind.
  *
- * usage: wiregen MODE HOST:PORT [--seed N] [--wait-ms MS]
+ * usage: wiregen MODE HOST:PORT [--seed N] [--wait-ms MS] [--hello FILE]
  *        wiregen MODE -          (writes the stream to stdout, for a hex dump)
  *        wiregen --list
  *
@@ -71,6 +71,7 @@ struct gen {
 	struct wire_conn c;   /* frames records into o, with running seq numbers */
 	unsigned seed;
 	bool no_half_close;   /* close without reading: the "empty" connection */
+	const char *hello_file; /* --hello: the HELLO payload of mode hello-file */
 };
 
 static void check(int r, const char *what)
@@ -275,6 +276,25 @@ static void m_cpu_features(struct gen *g)
 		      "\"devices\":[{\"type\":\"serial\",\"name\":\"com1\"}]}");
 }
 
+/* A test's own HELLO (say, naming a disk or TAP the destination never allowed). */
+static void m_hello_file(struct gen *g)
+{
+	static char json[WIRE_DEVICES_JSON_MAX + 8192];
+	FILE *f = g->hello_file ? fopen(g->hello_file, "r") : NULL;
+	size_t n;
+
+	if (!f) {
+		fprintf(stderr, "wiregen: hello-file needs --hello FILE (a readable file)\n");
+		exit(1);
+	}
+	n = fread(json, 1, sizeof(json) - 1, f);
+	fclose(f);
+	while (n && (json[n - 1] == '\n' || json[n - 1] == ' '))
+		n--;
+	json[n] = '\0';
+	hello_with(g, json);
+}
+
 static void m_pages_first(struct gen *g) { one_page(g, 1); }
 static void m_hello_eof(struct gen *g) { valid_hello(g); }
 
@@ -367,6 +387,7 @@ static const struct mode modes[] = {
 	{ "many-vcpus", "a HELLO asking for 1024 vCPUs", m_many_vcpus },
 	{ "unknown-device", "a HELLO with a device type the destination lacks", m_unknown_device },
 	{ "cpu-features", "a HELLO from a guest that saw AVX and XSAVE", m_cpu_features },
+	{ "hello-file", "the HELLO payload in --hello FILE, nothing after it", m_hello_file },
 	{ "pages-first", "a PAGES record before any HELLO", m_pages_first },
 	{ "hello-eof", "a valid HELLO, then the connection ends", m_hello_eof },
 	{ "page-out-of-range", "a valid HELLO, then page 0x100000 of a 16 MiB guest", m_page_out_of_range },
@@ -487,7 +508,7 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	if (argc < 3) {
-		fprintf(stderr, "usage: wiregen MODE HOST:PORT|- [--seed N] [--wait-ms MS]; wiregen --list\n");
+		fprintf(stderr, "usage: wiregen MODE HOST:PORT|- [--seed N] [--wait-ms MS] [--hello FILE]; wiregen --list\n");
 		return 1;
 	}
 	for (size_t i = 0; i < NMODES; i++)
@@ -502,6 +523,8 @@ int main(int argc, char **argv)
 			g.seed = (unsigned)strtoul(argv[i + 1], NULL, 0);
 		else if (!strcmp(argv[i], "--wait-ms"))
 			wait_ms = atoi(argv[i + 1]);
+		else if (!strcmp(argv[i], "--hello"))
+			g.hello_file = argv[i + 1];
 		else {
 			fprintf(stderr, "wiregen: unknown option '%s'\n", argv[i]);
 			return 1;

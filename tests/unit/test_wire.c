@@ -775,6 +775,31 @@ static void test_hello_parse_errors(void **unused)
 	free(h);
 }
 
+/* A "ram" or "cpuid" entry that is not an array once aborted the receiver (json-c asserts
+ * in json_object_array_get_idx); it is a refusal like any other malformed HELLO. */
+static void test_hello_ram_entry_not_an_array(void **unused)
+{
+	static const char ram5[] = HELLO_HEAD "\"host\":\"lab1\",\"mem_size\":268435456,\"vcpus\":1,"
+					      "\"caps\":[\"zlib\"],\"cpuid\":[],\"devices\":[],\"ram\":[5]}";
+	static const char *const bad[] = {
+		ram5,
+		HELLO_HEAD "\"mem_size\":4096,\"vcpus\":1,\"cpuid\":[],\"ram\":[[0,1],{}]}",
+		HELLO_HEAD "\"mem_size\":4096,\"vcpus\":1,\"cpuid\":[],\"ram\":[\"x\"]}",
+		HELLO_HEAD "\"mem_size\":4096,\"vcpus\":1,\"cpuid\":[],\"ram\":[null]}",
+		HELLO_HEAD "\"mem_size\":4096,\"vcpus\":1,\"cpuid\":[],\"ram\":[[0,[1]]]}",
+		HELLO_HEAD "\"mem_size\":4096,\"vcpus\":1,\"cpuid\":[5]}",
+		HELLO_HEAD "\"mem_size\":4096,\"vcpus\":1,\"cpuid\":[[1,2,3,4,5,[6]]]}",
+	};
+	char err[256];
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		err[0] = '\0';
+		if (parse_hello_str(bad[i], err) != WIRE_E_PAYLOAD)
+			fail_msg("accepted bad HELLO %zu: %s", i, bad[i]);
+		assert_non_null(strstr(err, "HELLO"));
+	}
+}
+
 static void test_hello_send_checks(void **unused)
 {
 	struct mem_pipe p = { 0 };
@@ -950,6 +975,7 @@ int main(void)
 		cmocka_unit_test(test_send_errors),
 		cmocka_unit_test(test_socket_stream),
 		cmocka_unit_test(test_hello_parse_errors),
+		cmocka_unit_test(test_hello_ram_entry_not_an_array),
 		cmocka_unit_test(test_hello_send_checks),
 		cmocka_unit_test(test_small_payload_parsers),
 		cmocka_unit_test(test_order),
