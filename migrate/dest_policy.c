@@ -90,13 +90,13 @@ static int named_disk(const struct disk_spec *d, const struct source_disk *sd, i
 	close(fd);
 	if (sectors < 0)
 		return refuse_disk(r, i, sd, "--disk %s is not a regular file or block device", d->path);
-	if (d->ro && !sd->ro)
-		return refuse_disk(r, i, sd, "--disk %s is read-only here but the source's disk is writable; "
-				   "give a writable image (without ,ro)", d->path);
 	if ((uint64_t)sectors != sd->sectors)
 		return refuse_disk(r, i, sd, "--disk %s has %lld sectors, the source's disk %llu; give an image "
 				   "of the same size", d->path, (long long)sectors,
 				   (unsigned long long)sd->sectors);
+	if (d->ro && !sd->ro)
+		return refuse_disk(r, i, sd, "--disk %s is read-only here but the source's disk is writable; "
+				   "give a writable image (without ,ro)", d->path);
 	return 0;
 }
 
@@ -110,8 +110,11 @@ static int found_disk(int dirfd, const char *name, const struct source_disk *sd,
 	if (fd < 0)
 		return refuse_disk(r, i, sd, "%s: %s", where,
 				   errno == ELOOP ? "a symbolic link (not followed)" : strerror(errno));
-	int ok = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+	/* O_PATH | O_NOFOLLOW opens a final symbolic link itself rather than failing. */
+	int ok = fstat(fd, &st) == 0 && S_ISREG(st.st_mode), link = !ok && S_ISLNK(st.st_mode);
 	close(fd);
+	if (link)
+		return refuse_disk(r, i, sd, "%s: a symbolic link (not followed)", where);
 	if (!ok)
 		return refuse_disk(r, i, sd, "%s is not a regular file (block devices only with --disk)", where);
 	if ((uint64_t)st.st_size / 512 != sd->sectors)
