@@ -53,13 +53,6 @@ last_pages() {
 
 # ---- Migration helpers (t_migrate.sh, t_migrate_netns.sh) ----
 
-# A port on 127.0.0.1 that nothing listens on, from BASE up.
-mig_unused_port() {
-	local p=$1
-	while ss -Htln "sport = :$p" 2>/dev/null | grep -q .; do p=$((p + 1)); done
-	echo "$p"
-}
-
 # mig_receiver NAME HOST:PORT CONSOLE [ARGS...]: a detached 'hvctl receive' (returns once
 # listening) whose guest will be called NAME and write its console to file CONSOLE.
 mig_receiver() {
