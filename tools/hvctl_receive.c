@@ -16,6 +16,7 @@
 #include "hv/control.h"
 #include "hv/layout.h"
 #include "hv/log.h"
+#include "hv/syscall_filter.h"
 #include "hv/machine.h"
 #include "hv/parse.h"
 #include "migrate/channel.h"
@@ -269,6 +270,9 @@ int hvctl_cmd_receive(int argc, char **argv)
 	signal_watch_set_vm(&sw, &m.vm);
 	if (atomic_load(&stop.requested))
 		vm_request_stop(&m.vm, 0, "stopped by hvctl");
+	/* The incoming stream is done and the VM set up: filter as hvctl run does. */
+	if (syscall_filter_install() < 0)
+		vm_request_stop(&m.vm, HV_EXIT_START_FAILED, "no system-call filter");
 	hv_info("%s: received from %s, running", m.vm.name, peer);
 	status = machine_wait(&m);
 	if (status != 0)

@@ -7,6 +7,7 @@
 
 #include "hv/layout.h"
 #include "hv/log.h"
+#include "hv/syscall_filter.h"
 #include "hv/machine.h"
 #include "hv/parse.h"
 #include "tools/hvctl.h"
@@ -182,6 +183,15 @@ int hvctl_cmd_run(int argc, char **argv)
 		return HV_EXIT_START_FAILED;
 	}
 	signal_watch_start(&sw, &m.vm);
+	/* Set up: from here on the process needs only what running the VM takes. Before the
+	 * detach, so that a refusal still reaches the caller's terminal. */
+	if (syscall_filter_install() < 0) {
+		vm_request_stop(&m.vm, HV_EXIT_START_FAILED, "no system-call filter");
+		machine_wait(&m);
+		machine_destroy(&m);
+		signal_watch_stop(&sw);
+		return HV_EXIT_START_FAILED;
+	}
 	vm_process_detach_done();
 
 	int status = machine_wait(&m);
