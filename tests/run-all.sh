@@ -41,9 +41,10 @@ done
 
 echo "== fuzz (bounded: the migration stream decoder, the device model)"
 export FUZZ_TIME=${FUZZ_TIME:-20}
-for f in tests/fuzz/run-fuzz.sh tests/fuzz/run-fuzz-devices.sh; do
-	[ -x "$f" ] || continue
-	if "$f"; then
+for f in tests/fuzz/run-fuzz.sh tests/fuzz/run-fuzz-devices.sh "tests/fuzz/run-target.sh hello" \
+	"tests/fuzz/run-target.sh control"; do
+	[ -x "${f%% *}" ] || continue
+	if FUZZ_TIME=$([ "${f%% *}" = tests/fuzz/run-target.sh ] && echo 10 || echo "$FUZZ_TIME") $f; then
 		passed=$((passed + 1))
 	else
 		failed=$((failed + 1))

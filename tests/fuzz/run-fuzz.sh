@@ -12,7 +12,7 @@ BUILD=${BUILD:-build}
 FUZZ_TIME=${FUZZ_TIME:-30}
 CLANG=${CLANG:-clang}
 OUT=$BUILD/fuzz
-SRCS="migrate/wire.c migrate/page_codec.c migrate/cpu_state.c hv/log.c"
+SRCS="migrate/wire.c migrate/page_codec.c migrate/cpu_state.c hv/log.c hv/printable.c"
 LIBS="-lz -ljson-c -luuid -lxxhash"
 CFLAGS="-std=c11 -D_GNU_SOURCE -I. -g -O1 -Wall -Wextra -Wno-unused-parameter"
 

@@ -20,7 +20,7 @@ CFLAGS="-std=c11 -D_GNU_SOURCE -I. -g -O1 -Wall -Wextra -Wno-unused-parameter -p
 DICT=
 case $NAME in
 hello)
-	SRCS="migrate/wire.c migrate/page_codec.c migrate/cpu_state.c hv/log.c"
+	SRCS="migrate/wire.c migrate/page_codec.c migrate/cpu_state.c hv/log.c hv/printable.c"
 	LIBS="-lz -ljson-c -luuid -lxxhash"
 	MAXLEN=65536
 	DICT=tests/fuzz/hello.dict ;;
