@@ -9,7 +9,7 @@ test_linux_pvh_vmlinux_early_boot() {
 	d=$(linux_dir)
 	[ -s "$d/vmlinux" ] || fail "no vmlinux extracted"
 	start_vm lx --kernel "$d/vmlinux" --mem 512M --cpus 2 --cmdline "console=ttyS0 earlyprintk=ttyS0"
-	wait_for "$T/lx.console" 'Linux version' 30
+	wait_for "$T/lx.console" 'Linux version' 60
 	wait_for "$T/lx.console" 'BIOS-e820: \[mem 0x0000000000100000-0x000000001fffffff\] usable' 30
 	wait_for "$T/lx.console" 'found SMP MP-table' 60
 	"$HVCTL" stop lx
