@@ -5,6 +5,9 @@
 #define PROBE_BATCHES 8      /* batches a probe lasts before it is judged */
 #define REPROBE_BATCHES 1024 /* raw batches before zlib is tried again */
 #define WIN_MARGIN 1.10      /* zlib must be this much faster to be chosen */
+/* The link rate is trusted to end a probe early only after this many measured sends: the
+ * first ones mostly fill socket buffers and a shaper's burst, and read far too fast. */
+#define LINK_TRUSTED_SAMPLES 16
 
 static double ewma(double old, double sample)
 {
@@ -29,8 +32,10 @@ void auto_compress_account(struct auto_compress *ac, uint64_t wire_bytes, uint64
 	}
 	/* Only a send that had to wait says how fast the link drains; one that returned at once
 	 * merely filled the socket buffer (with zlib on, the link may be idle half the time). */
-	if (wire_bytes && send_ns > 200000)
+	if (wire_bytes && send_ns > 200000) {
 		ac->link_bps = ewma(ac->link_bps, (double)wire_bytes * 1e9 / (double)send_ns);
+		ac->link_samples++;
+	}
 	ac->batches_since_switch++;
 }
 
@@ -45,7 +50,8 @@ void auto_compress_decide(struct auto_compress *ac)
 		 * CPU; and with zlib the page rate can never exceed zlib's own rate, so zlib slower
 		 * than the link cannot win either. Either ends the probe after one batch. */
 		bool hopeless = ac->last_ratio * WIN_MARGIN > 1.0 ||
-				ac->zlib_bps < ac->link_bps * WIN_MARGIN;
+				(ac->link_samples >= LINK_TRUSTED_SAMPLES &&
+				 ac->zlib_bps < ac->link_bps * WIN_MARGIN);
 		if (!hopeless && ac->batches_since_switch < PROBE_BATCHES)
 			return;
 		/* Page bytes per second with zlib: compress, then send the smaller result. */

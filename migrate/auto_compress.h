@@ -6,7 +6,8 @@
  *
  * The invariant (docs/migration.md): auto is never slower than none by more than noise, on
  * any memory. A probe of zlib lasts one batch when zlib cannot win (the batch did not shrink
- * by 10%, or zlib alone is slower than the link), at most PROBE_BATCHES otherwise, and a
+ * by 10%, or zlib alone is slower than a link rate measured often enough to be trusted), at
+ * most PROBE_BATCHES otherwise, and a
  * failed probe is not repeated for REPROBE_BATCHES batches: a probe costs at most one
  * batch's compression per GiB sent raw. */
 #ifndef MIGRATE_AUTO_COMPRESS_H
@@ -22,6 +23,7 @@ struct auto_compress {
 	bool zlib_allowed; /* mode allows it and the destination speaks it */
 	bool use_zlib;     /* current choice */
 	double link_bps;   /* bytes/s the socket accepts while it is the bottleneck (EWMA) */
+	uint32_t link_samples; /* sends that fed link_bps: the first few see socket buffers fill */
 	double zlib_bps;   /* page bytes/s zlib consumes (EWMA); 0 until measured */
 	double zlib_ratio; /* compressed/raw (EWMA); 0 until measured */
 	double last_ratio; /* compressed/raw of the last batch; 0 if it was not compressed */
