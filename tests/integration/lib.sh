@@ -141,7 +141,8 @@ mig_wait_pid_gone() {
 # guest may be in the middle of one) of FILE that starts with PREFIX.
 mig_field() {
 	local file=$1 prefix=$2 key=$3
-	complete_lines "$file" | grep -E "^$prefix" | tail -n 1 | grep -Eo "(^| )$key=[^ ]+" | cut -d= -f2
+	# -a: one stray non-text byte in a console would make grep print "binary file matches".
+	complete_lines "$file" | grep -aE "^$prefix" | tail -n 1 | grep -aEo "(^| )$key=[^ ]+" | cut -d= -f2
 }
 
 # complete_lines FILE: FILE without a last line the guest is still writing (its serial
@@ -155,7 +156,7 @@ complete_lines() {
 mig_first_field() {
 	local line i
 	for ((i = 0; i < 100; i++)); do
-		line=$(complete_lines "$1" | grep -E -m 1 "^$2") || true
+		line=$(complete_lines "$1" | grep -aE -m 1 "^$2") || true
 		[ -n "$line" ] && break
 		sleep 0.05
 	done
