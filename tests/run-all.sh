@@ -39,7 +39,7 @@ for t in "$BUILD"/tests-asan/test_*; do
 	[ -x "$t" ] && run_cmocka "$t"
 done
 
-echo "== fuzz (bounded: the migration stream decoder, the device model)"
+echo "== fuzz (bounded: the migration stream, the device model, HELLO JSON, the control protocol)"
 export FUZZ_TIME=${FUZZ_TIME:-20}
 # target:seconds (the small parsers need less time to saturate than the stream and devices)
 for t in stream:$FUZZ_TIME devices:$FUZZ_TIME hello:10 control:10; do
