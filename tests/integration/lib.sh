@@ -148,7 +148,16 @@ mig_field() {
 # complete_lines FILE: FILE without a last line the guest is still writing (its serial
 # output arrives a byte at a time, so a number at the end of that line may be cut short).
 complete_lines() {
-	{ [ -s "$1" ] && [ -z "$(tail -c 1 "$1")" ] && cat "$1" || sed '$d' "$1"; } 2>/dev/null
+	local s
+	# One read of the file: checking its end and then reading it again let a line that grew in
+	# between through half written.
+	s=$(cat "$1" 2>/dev/null; printf x) 2>/dev/null
+	s=${s%x}
+	if [[ "$s" == *$'\n' ]]; then
+		printf '%s' "$s"
+	elif [[ "$s" == *$'\n'* ]]; then
+		printf '%s\n' "${s%$'\n'*}"
+	fi
 }
 
 # mig_first_field FILE PREFIX KEY: KEY's value in the first line of FILE starting with PREFIX.
