@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "devices/virtio_devices.h"
+#include "hv/clock.h"
 #include "hv/cpu_model.h"
 #include "hv/cpuid.h"
 #include "hv/layout.h"
@@ -27,9 +28,20 @@
 
 /* The source streams continuously; silence this long means it is gone. */
 #define INCOMING_IDLE_TIMEOUT_MS 60000
+/* After HELLO the source must keep up at least this rate, measured over a window: a peer
+ * that trickles bytes (each read returning before the idle timeout) is cut too. The floor
+ * is below the slowest --bandwidth 'hvctl migrate' accepts (4 KiB/s). */
+#define INCOMING_RATE_WINDOW_MS 20000
+#define INCOMING_MIN_BYTES_PER_S 1024
 
 struct incoming {
-	struct wire_conn conn;
+	struct wire_conn conn;       /* framing, over the guard below */
+	struct wire_conn *transport; /* the bytes: TCP or TLS */
+	struct deadline hello_by;
+	bool hello_valid;            /* a HELLO parsed: from here the peer is no stray */
+	bool hello_late, too_slow;   /* why the guard ended a read */
+	uint64_t window_t0, window_bytes;
+	char guard_err[160];
 	struct machine *m;
 	bool machine_up;
 	struct page_codec_dec dec;
@@ -82,6 +94,83 @@ static uint8_t *page_ptr(void *opaque, uint64_t gfn)
 	if (gfn >= guest_mem_pages(mem))
 		return NULL;
 	return mem->host + gfn * PAGE_SIZE;
+}
+
+/* The transport, bounded in time: the whole HELLO by in->hello_by, then a minimum rate. */
+static ssize_t guarded_readv(void *opaque, const struct iovec *iov, int iovcnt)
+{
+	struct incoming *in = opaque;
+	struct wire_conn *t = in->transport;
+
+	if (!in->hello_valid) {
+		int left = deadline_left_ms(in->hello_by);
+		if (left == 0) {
+			in->hello_late = true;
+			return -ETIMEDOUT;
+		}
+		if (t->fd >= 0)
+			channel_set_recv_timeout(t->fd, left < 0 ? INCOMING_IDLE_TIMEOUT_MS : left);
+	}
+	ssize_t r = t->ops->readv(t->opaque, iov, iovcnt);
+	if (!in->hello_valid) {
+		if (r == -EAGAIN && deadline_passed(in->hello_by)) {
+			in->hello_late = true;
+			return -ETIMEDOUT;
+		}
+		return r;
+	}
+	if (r > 0) {
+		uint64_t now = clock_now_ns();
+		in->window_bytes += (uint64_t)r;
+		if (now - in->window_t0 >= (uint64_t)INCOMING_RATE_WINDOW_MS * 1000000) {
+			if (in->window_bytes < (uint64_t)INCOMING_MIN_BYTES_PER_S * (INCOMING_RATE_WINDOW_MS / 1000)) {
+				in->too_slow = true;
+				snprintf(in->guard_err, sizeof(in->guard_err),
+					 "the source sent %llu bytes in %d s, below the minimum of %d bytes/s",
+					 (unsigned long long)in->window_bytes, INCOMING_RATE_WINDOW_MS / 1000,
+					 INCOMING_MIN_BYTES_PER_S);
+				return -ETIMEDOUT;
+			}
+			in->window_t0 = now;
+			in->window_bytes = 0;
+		}
+	}
+	return r;
+}
+
+static ssize_t guarded_writev(void *opaque, const struct iovec *iov, int iovcnt)
+{
+	struct incoming *in = opaque;
+
+	return in->transport->ops->writev(in->transport->opaque, iov, iovcnt);
+}
+
+static const char *guarded_strerror(void *opaque, int err)
+{
+	struct incoming *in = opaque;
+	struct wire_conn *t = in->transport;
+
+	if (err == ETIMEDOUT && in->hello_late)
+		return "no complete HELLO within 10 s of connecting";
+	if (err == ETIMEDOUT && in->too_slow)
+		return in->guard_err;
+	return t->ops->strerror ? t->ops->strerror(t->opaque, err) : NULL;
+}
+
+static const struct wire_conn_ops guarded_ops = {
+	.readv = guarded_readv,
+	.writev = guarded_writev,
+	.strerror = guarded_strerror,
+};
+
+/* The HELLO is in: the peer is the real source (or was refused); the rate floor applies. */
+static void hello_received(struct incoming *in)
+{
+	in->hello_valid = true;
+	in->window_t0 = clock_now_ns();
+	in->window_bytes = 0;
+	if (in->transport->fd >= 0)
+		channel_set_recv_timeout(in->transport->fd, INCOMING_IDLE_TIMEOUT_MS);
 }
 
 /* The source's guest saw these CPUID bits; what this host provides under the guest's CPU
@@ -164,6 +253,7 @@ static int handle_hello(struct incoming *in, const uint8_t *payload, size_t len,
 		in->abort_code = WIRE_ABORT_CORRUPT;
 		return failf(in, "bad hello: %s", perr);
 	}
+	hello_received(in);
 	in->abort_code = WIRE_ABORT_INCOMPATIBLE;
 	if (h->protocol != WIRE_VERSION)
 		return failf(in, "the source speaks migration protocol %u, this hv speaks %d; use the same hv version on both hosts",
@@ -421,14 +511,16 @@ static int receive(struct incoming *in, const struct machine_config *cfg)
 	}
 }
 
-int migrate_incoming(int fd, struct machine *m, const struct machine_config *cfg,
-		     const atomic_bool *stop)
+int migrate_incoming(struct wire_conn *transport, struct machine *m, const struct machine_config *cfg,
+		     const struct migrate_incoming_opts *o)
 {
-	struct incoming in = { .m = m, .abort_code = WIRE_ABORT_CORRUPT };
+	struct incoming in = { .m = m, .abort_code = WIRE_ABORT_CORRUPT, .transport = transport,
+			       .hello_by = o->hello_by };
+	const atomic_bool *stop = o->stop;
 	int r = -1;
 
-	wire_conn_init_fd(&in.conn, fd);
-	channel_set_recv_timeout(fd, INCOMING_IDLE_TIMEOUT_MS);
+	wire_conn_init(&in.conn, &guarded_ops, &in);
+	in.conn.fd = transport->fd;
 	in.hello = calloc(1, sizeof(*in.hello));
 	in.src_cpuid = calloc(1, sizeof(*in.src_cpuid));
 	if (!in.hello || !in.src_cpuid || page_codec_dec_init(&in.dec) < 0) {
@@ -442,6 +534,11 @@ int migrate_incoming(int fd, struct machine *m, const struct machine_config *cfg
 		snprintf(in.err, sizeof(in.err), "the destination VM was stopped (hvctl stop) while the guest arrived");
 		in.abort_code = WIRE_ABORT_CANCELLED;
 		in.peer_gone = in.replied = false;
+	} else if (rr < 0 && !in.hello_valid) {
+		r = MIGRATE_INCOMING_STRAY;
+		/* A stray may not be reading: it gets a moment for the refusal, no more. */
+		if (transport->fd >= 0)
+			channel_set_send_timeout(transport->fd, 1000);
 	}
 	if (rr < 0)
 		goto out;
@@ -459,7 +556,10 @@ out:
 			wire_send_abort(&in.conn, in.abort_code, in.peer_err[0] ? in.peer_err : in.err);
 		if (in.machine_up)
 			machine_destroy(m);
-		hv_error("incoming migration failed: %s", in.err);
+		if (r == MIGRATE_INCOMING_STRAY)
+			snprintf(o->stray_reason, o->stray_reason_len, "%s", in.err);
+		else
+			hv_error("incoming migration failed: %s", in.err);
 	}
 	free(in.dec.suspect);
 	in.dec.suspect = NULL;

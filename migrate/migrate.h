@@ -7,7 +7,11 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "hv/clock.h"
+#include "migrate/tls.h"
+
 struct vm;
+struct wire_conn;
 struct machine;
 struct machine_config;
 
@@ -24,6 +28,7 @@ struct migrate_params {
 	uint64_t bandwidth;      /* bytes/s cap on the stream; 0 = none */
 	enum migrate_compress compress;
 	enum migrate_on_timeout on_timeout;
+	struct tls_options tls;  /* none set: plain TCP */
 };
 
 void migrate_params_default(struct migrate_params *p);
@@ -59,6 +64,7 @@ struct migrate_stats {
 	double downtime_ms;       /* source paused -> destination acknowledged + commit sent */
 	bool compressing;         /* auto mode's current choice */
 	bool outcome_unknown;     /* the link failed after COMMIT: the VM stays paused here */
+	char security[96];        /* "TLS 1.3, TLS_AES_128_GCM_SHA256, pre-shared key" or "none" */
 	char error[512];
 };
 
@@ -75,10 +81,19 @@ int migrate_source(struct machine *m, const struct migrate_params *p, atomic_boo
 /* Destination: receives one migration on an accepted connection into machine m, reserved
  * with machine_reserve, built from cfg (name, console; memory and vCPUs come from the stream
  * unless set). On success the machine is created and started (running the guest) and 0 is
- * returned; on failure nothing is left and -1 is returned with one hv_error line. `stop` set
- * (by another thread, which also shuts fd down for reading) ends the migration early: the
- * source is told and keeps its guest. */
-int migrate_incoming(int fd, struct machine *m, const struct machine_config *cfg,
-		     const atomic_bool *stop);
+ * returned; on failure nothing is left and -1 is returned with one hv_error line.
+ * MIGRATE_INCOMING_STRAY: the peer sent no valid HELLO (by hello_by): nothing was set up, it
+ * was told why, stray_reason says why (not printed), and the caller may wait for another.
+ * `stop` set (by another thread, which also shuts the socket down for reading) ends the
+ * migration early: the source is told and keeps its guest. */
+#define MIGRATE_INCOMING_STRAY (-2)
+struct migrate_incoming_opts {
+	struct deadline hello_by;
+	const atomic_bool *stop;
+	char *stray_reason;
+	size_t stray_reason_len;
+};
+int migrate_incoming(struct wire_conn *transport, struct machine *m, const struct machine_config *cfg,
+		     const struct migrate_incoming_opts *o);
 
 #endif

@@ -51,6 +51,8 @@ static struct json_object *stats_json(const char *event, const struct migrate_st
 	json_object_object_add(o, "elapsed_ms", json_object_new_double(st->elapsed_ms));
 	json_object_object_add(o, "downtime_ms", json_object_new_double(st->downtime_ms));
 	json_object_object_add(o, "compressing", json_object_new_boolean(st->compressing));
+	if (st->security[0])
+		json_object_object_add(o, "security", json_object_new_string(st->security));
 	if (st->outcome_unknown)
 		json_object_object_add(o, "outcome_unknown", json_object_new_boolean(true));
 	if (st->error[0])
@@ -127,6 +129,38 @@ static int get_choice(struct json_object *req, const char *key, const char *cons
 	return -1;
 }
 
+/* An optional string of fewer than size bytes into out. */
+static int get_string(struct json_object *req, const char *key, char *out, size_t size, char *err,
+		      size_t errlen)
+{
+	struct json_object *v;
+
+	if (!json_object_object_get_ex(req, key, &v))
+		return 0;
+	if (!json_object_is_type(v, json_type_string) || (size_t)json_object_get_string_len(v) >= size) {
+		snprintf(err, errlen, "'%s' must be a string of fewer than %zu bytes", key, size);
+		return -1;
+	}
+	snprintf(out, size, "%s", json_object_get_string(v));
+	return 0;
+}
+
+static int parse_tls(struct json_object *req, struct tls_options *t, char *err, size_t errlen)
+{
+	if (get_string(req, "psk", t->psk_file, sizeof(t->psk_file), err, errlen) < 0 ||
+	    get_string(req, "tls_cert", t->cert_file, sizeof(t->cert_file), err, errlen) < 0 ||
+	    get_string(req, "tls_key", t->key_file, sizeof(t->key_file), err, errlen) < 0 ||
+	    get_string(req, "tls_ca", t->ca_file, sizeof(t->ca_file), err, errlen) < 0 ||
+	    get_string(req, "tls_server_name", t->server_name, sizeof(t->server_name), err, errlen) < 0)
+		return -1;
+	if (!tls_options_any(t))
+		return 0;
+	/* Load it all now, so that a bad file is this request's error, not a failed migration. */
+	struct tls_context *ctx = tls_context_new(t, TLS_CLIENT, err, errlen);
+	tls_context_free(ctx);
+	return ctx ? 0 : -1;
+}
+
 static int parse_params(struct json_object *req, struct migrate_params *p, char *err, size_t errlen)
 {
 	static const char *const compress[] = { "auto", "zlib", "none" };
@@ -160,7 +194,7 @@ static int parse_params(struct json_object *req, struct migrate_params *p, char 
 	if (get_choice(req, "on_timeout", on_timeout, 2, &c, err, errlen) < 0)
 		return -1;
 	p->on_timeout = (enum migrate_on_timeout)c;
-	return 0;
+	return parse_tls(req, &p->tls, err, errlen);
 }
 
 static int cmd_migrate(struct ctl_call *call, void *opaque)

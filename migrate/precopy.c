@@ -57,6 +57,8 @@ struct source {
 	struct migrate_stats *st;
 
 	int fd;
+	struct tls_context *tls_ctx;
+	struct tls_session *tls; /* NULL: plain TCP */
 	struct wire_conn conn;
 	struct page_codec_enc enc;
 	struct dirty_tracker dirty;
@@ -119,12 +121,18 @@ static bool peer_abort_reason(struct source *s, char *reason, size_t len)
 
 static int fail_wire(struct source *s, int r, const char *what)
 {
-	char reason[WIRE_ERROR_MAX + 1];
+	char reason[WIRE_ERROR_MAX + 1], err[sizeof(s->conn.err)];
+	int last_errno = s->conn.last_errno;
 
-	if (r == WIRE_E_IO && !s->peer_gone && peer_abort_reason(s, reason, sizeof(reason))) {
+	/* EPROTO: TLS failed, and nothing more can be read from the session. */
+	memcpy(err, s->conn.err, sizeof(err));
+	if (r == WIRE_E_IO && !s->peer_gone && last_errno != EPROTO &&
+	    peer_abort_reason(s, reason, sizeof(reason))) {
 		s->peer_gone = true;
 		return failf(s, "the destination gave up (%s): %s", what, reason);
 	}
+	memcpy(s->conn.err, err, sizeof(err)); /* the look for an ABORT must not hide the cause */
+	s->conn.last_errno = last_errno;
 	if (r == WIRE_E_IO || r == WIRE_E_EOF)
 		s->peer_gone = true;
 	if (r == WIRE_E_IO && (s->conn.last_errno == EAGAIN || s->conn.last_errno == EWOULDBLOCK))
@@ -334,12 +342,20 @@ static int handshake(struct source *s)
 	fill_hello(s, h);
 	r = wire_send_hello(&s->conn, h);
 	free(h);
-	if (r < 0)
-		return fail_wire(s, r, "sending hello");
-	channel_set_recv_timeout(s->fd, HELLO_TIMEOUT_MS);
-	r = wire_recv(&s->conn, &buf, &rec);
+	if (r >= 0) {
+		channel_set_recv_timeout(s->fd, HELLO_TIMEOUT_MS);
+		r = wire_recv(&s->conn, &buf, &rec);
+	}
 	if (r < 0) {
 		wire_buf_free(&buf);
+		/* TLS 1.3 checks our certificate after our side of the handshake is done: a
+		 * refusal shows up as the first read failing. */
+		if (s->tls && !s->p->tls.psk_file[0] && s->conn.rx_bytes == 0 && (r == WIRE_E_IO || r == WIRE_E_EOF)) {
+			s->peer_gone = true;
+			return failf(s, "the destination refused this host's certificate (%s); check that its "
+				     "--tls-ca signed --tls-cert here and that the certificate is still valid",
+				     s->conn.err[0] ? s->conn.err : wire_strerror(r));
+		}
 		return fail_wire(s, r, "waiting for the destination's compatibility check");
 	}
 	if (rec.hdr.type == WIRE_ABORT) {
@@ -631,6 +647,34 @@ const char *migrate_phase_name(enum migrate_phase p)
 	return "?";
 }
 
+/* TLS on the connection when the caller asked for it: the destination is authenticated
+ * before a byte of the VM leaves. Plain TCP otherwise. */
+static int secure_channel(struct source *s)
+{
+	const struct tls_options *o = &s->p->tls;
+	char host[256], port[16], err[300];
+
+	snprintf(s->st->security, sizeof(s->st->security), "none");
+	if (!tls_options_any(o)) {
+		wire_conn_init_fd(&s->conn, s->fd);
+		return 0;
+	}
+	s->peer_gone = true; /* until the handshake is done, nothing can be told to the peer */
+	if (channel_parse_hostport(s->p->uri, host, sizeof(host), port, sizeof(port), err, sizeof(err)) < 0)
+		return failf(s, "%s", err);
+	s->tls_ctx = tls_context_new(o, TLS_CLIENT, err, sizeof(err));
+	if (!s->tls_ctx)
+		return failf(s, "%s", err);
+	s->tls = tls_handshake(s->tls_ctx, s->fd, o->server_name[0] ? o->server_name : host,
+			       deadline_in_ms(TLS_HANDSHAKE_TIMEOUT_MS), err, sizeof(err));
+	if (!s->tls)
+		return failf(s, "%s", err);
+	s->peer_gone = false;
+	tls_session_conn(s->tls, &s->conn);
+	tls_session_describe(s->tls, s->st->security, sizeof(s->st->security));
+	return 0;
+}
+
 int migrate_source(struct machine *m, const struct migrate_params *p, atomic_bool *cancel,
 		   migrate_progress_fn progress, void *opaque, struct migrate_stats *st)
 {
@@ -658,7 +702,8 @@ int migrate_source(struct machine *m, const struct migrate_params *p, atomic_boo
 		goto out;
 	}
 	channel_set_send_timeout(s.fd, SEND_TIMEOUT_MS);
-	wire_conn_init_fd(&s.conn, s.fd);
+	if (secure_channel(&s) < 0)
+		goto out;
 	report(&s);
 	if (handshake(&s) < 0)
 		goto out;
@@ -694,6 +739,8 @@ out:
 		st->phase = MIGRATE_PHASE_DONE;
 	}
 	fill_stats(&s); /* the final numbers; the caller reports the outcome */
+	tls_session_free(s.tls);
+	tls_context_free(s.tls_ctx);
 	if (s.fd >= 0)
 		close(s.fd);
 	page_codec_enc_fini(&s.enc);

@@ -249,6 +249,13 @@ void wire_conn_init_fd(struct wire_conn *c, int fd)
 	c->fd = fd;
 }
 
+static const char *conn_strerror(const struct wire_conn *c, int err)
+{
+	const char *s = c->ops->strerror ? c->ops->strerror(c->opaque, err) : NULL;
+
+	return s ? s : strerror(err);
+}
+
 /* Writes all of v[0..n) (modified in place). */
 static int wire_write_all(struct wire_conn *c, struct iovec *v, int n)
 {
@@ -262,7 +269,7 @@ static int wire_write_all(struct wire_conn *c, struct iovec *v, int n)
 		if (r <= 0) {
 			c->last_errno = r < 0 ? (int)-r : EIO;
 			wire_set_err(c->err, sizeof(c->err), "send failed at byte %llu: %s",
-				     (unsigned long long)c->tx_bytes, strerror(c->last_errno));
+				     (unsigned long long)c->tx_bytes, conn_strerror(c, c->last_errno));
 			return WIRE_E_IO;
 		}
 		c->tx_bytes += (uint64_t)r;
@@ -298,7 +305,7 @@ static int wire_read_all(struct wire_conn *c, struct iovec *v, int n, size_t *go
 		if (r < 0) {
 			c->last_errno = (int)-r;
 			wire_set_err(c->err, sizeof(c->err), "receive failed at byte %llu: %s",
-				     (unsigned long long)c->rx_bytes, strerror(c->last_errno));
+				     (unsigned long long)c->rx_bytes, conn_strerror(c, c->last_errno));
 			return WIRE_E_IO;
 		}
 		c->rx_bytes += (uint64_t)r;

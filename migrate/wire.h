@@ -104,6 +104,9 @@ uint32_t wire_max_length(uint32_t type);
 struct wire_conn_ops {
 	ssize_t (*readv)(void *opaque, const struct iovec *iov, int iovcnt);
 	ssize_t (*writev)(void *opaque, const struct iovec *iov, int iovcnt);
+	/* Optional: what the last failure (-errno from readv/writev) was, when the transport
+	 * knows better than strerror (TLS: "the stream was altered in transit"); NULL: strerror. */
+	const char *(*strerror)(void *opaque, int err);
 };
 
 struct wire_conn {

@@ -22,6 +22,7 @@ static const struct subcommand subcommands[] = {
 	{ "migrate", hvctl_cmd_migrate, "live-migrate a VM to 'hvctl receive' on another host" },
 	{ "receive", hvctl_cmd_receive, "wait for one incoming migration and run the guest" },
 	{ "cpu-models", hvctl_cmd_cpu_models, "list the CPU models this host can offer" },
+	{ "keygen", hvctl_cmd_keygen, "write a new pre-shared key for authenticated migration" },
 };
 
 static void usage(FILE *f)

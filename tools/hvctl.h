@@ -7,5 +7,6 @@ int hvctl_cmd_run(int argc, char **argv);
 int hvctl_cmd_receive(int argc, char **argv);
 int hvctl_cmd_migrate(int argc, char **argv);
 int hvctl_cmd_cpu_models(int argc, char **argv);
+int hvctl_cmd_keygen(int argc, char **argv);
 
 #endif

@@ -13,12 +13,14 @@
 #include "tools/ctl_client.h"
 #include "tools/hvctl.h"
 #include "tools/migrate_bar.h"
+#include "tools/tls_opts.h"
 
 struct migrate_opts {
 	const char *name, *uri, *compress, *on_timeout;
 	long downtime_ms, max_rounds;
 	uint64_t bandwidth;
 	int json, cancel;
+	struct tls_options tls;
 };
 
 static void migrate_usage(FILE *f)
@@ -26,6 +28,7 @@ static void migrate_usage(FILE *f)
 	fprintf(f,
 		"usage: hvctl migrate NAME HOST:PORT [--downtime MS] [--bandwidth RATE] [--compress auto|zlib|none]\n"
 		"                     [--max-rounds N] [--on-timeout force|cancel] [--json]\n"
+		"                     [--psk FILE | --tls-cert F --tls-key F --tls-ca F [--tls-server-name N]]\n"
 		"       hvctl migrate --cancel NAME\n"
 		"\n"
 		"Live-migrates VM NAME to 'hvctl receive --listen HOST:PORT'. Pre-copy rounds run until\n"
@@ -33,7 +36,11 @@ static void migrate_usage(FILE *f)
 		"then --on-timeout decides (default force). --bandwidth caps the stream (bytes/s, with\n"
 		"K/M/G suffixes). On any failure before the destination commits, the VM keeps running\n"
 		"here. Exit status: 0 migrated, 1 failed (the reason on stderr), 2 bad usage, 3 the link\n"
-		"failed after the commit was sent: the VM stays paused here until you check the destination.\n");
+		"failed after the commit was sent: the VM stays paused here until you check the destination.\n"
+		"--psk FILE (from 'hvctl keygen', the same file as the destination's) or certificates\n"
+		"(--tls-ca must have signed the destination's, whose name must be HOST or\n"
+		"--tls-server-name) run the migration over TLS 1.3, the destination authenticated\n"
+		"before anything of the VM is sent.\n");
 }
 
 static int parse_opts(int argc, char **argv, struct migrate_opts *o)
@@ -43,6 +50,7 @@ static int parse_opts(int argc, char **argv, struct migrate_opts *o)
 		{ "compress", required_argument, NULL, 'c' }, { "max-rounds", required_argument, NULL, 'r' },
 		{ "on-timeout", required_argument, NULL, 'o' }, { "json", no_argument, NULL, 'j' },
 		{ "cancel", no_argument, NULL, 'x' }, { "help", no_argument, NULL, 'h' },
+		TLS_LONGOPTS, { "tls-server-name", required_argument, NULL, TLS_OPT_SERVER_NAME },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
@@ -52,6 +60,12 @@ static int parse_opts(int argc, char **argv, struct migrate_opts *o)
 	opterr = 0;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		int trc;
+		if (hvctl_parse_tls_opt(c, optarg, &o->tls, &trc)) {
+			if (trc >= 0)
+				return -1;
+			continue;
+		}
 		switch (c) {
 		case 'd':
 			if (parse_int(optarg, 1, 3600000, &o->downtime_ms) < 0) {
@@ -103,6 +117,21 @@ static int parse_opts(int argc, char **argv, struct migrate_opts *o)
 	o->name = argv[optind];
 	o->uri = o->cancel ? NULL : argv[optind + 1];
 	return 0;
+}
+
+static void add_path(struct json_object *req, const char *key, const char *value)
+{
+	if (value[0])
+		json_object_object_add(req, key, json_object_new_string(value));
+}
+
+static void add_tls(struct json_object *req, const struct tls_options *t)
+{
+	add_path(req, "psk", t->psk_file);
+	add_path(req, "tls_cert", t->cert_file);
+	add_path(req, "tls_key", t->key_file);
+	add_path(req, "tls_ca", t->ca_file);
+	add_path(req, "tls_server_name", t->server_name);
 }
 
 static double num(struct json_object *o, const char *key)
@@ -163,6 +192,7 @@ static void print_summary(struct json_object *ev, const char *name, const char *
 	printf("  on the wire     %s\n", bytes);
 	printf("  pages           %.0f zero, %.0f raw, %.0f compressed\n", num(ev, "zero_pages"),
 	       num(ev, "raw_pages"), num(ev, "zlib_pages"));
+	printf("  security        %s\n", !strcmp(str(ev, "security"), "none") ? "none (plain TCP)" : str(ev, "security"));
 }
 
 static int do_cancel(const char *name)
@@ -219,6 +249,7 @@ int hvctl_cmd_migrate(int argc, char **argv)
 		json_object_object_add(req, "compress", json_object_new_string(o.compress));
 	if (o.on_timeout)
 		json_object_object_add(req, "on_timeout", json_object_new_string(o.on_timeout));
+	add_tls(req, &o.tls);
 	reply = ctl_conn_request(&c, req, 5000, false);
 	json_object_put(req);
 	if (!reply || !ctl_reply_ok(reply, o.name)) {

@@ -2,7 +2,10 @@
  * as an ordinary VM (like `qemu -incoming`). From the moment it listens it has its name and
  * control socket: `hvctl list` shows it (state incoming, then migrating while the guest
  * arrives), `hvctl status` shows where it listens, and `hvctl stop` ends it cleanly. */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <getopt.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -22,7 +25,10 @@
 #include "migrate/channel.h"
 #include "migrate/dest_policy.h"
 #include "migrate/migrate.h"
+#include "migrate/tls.h"
+#include "migrate/wire.h"
 #include "tools/hvctl.h"
+#include "tools/tls_opts.h"
 #include "tools/vm_process.h"
 
 static void receive_usage(FILE *f)
@@ -32,6 +38,7 @@ static void receive_usage(FILE *f)
 		"                     [--timeout SECS] [--detach] [--mem-backend anon|memfd|hugetlb[:PATH]]\n"
 		"                     [--disk PATH[,ro]]... [--net tap=IF[,mac=MAC]]... [--disk-dir DIR]\n"
 		"                     [--shared-storage] [--max-mem SIZE] [--cpu-model NAME]\n"
+		"                     [--psk FILE | --tls-cert FILE --tls-key FILE --tls-ca FILE] [--insecure]\n"
 		"\n"
 		"Waits for one migration from 'hvctl migrate' and then runs the guest here. The VM\n"
 		"keeps the source's name unless --name is given; until the source connects it is\n"
@@ -49,6 +56,13 @@ static void receive_usage(FILE *f)
 		"the source). Disks without a --disk: --disk-dir DIR opens the image of the source's\n"
 		"file name in DIR, --shared-storage the source's own path (both: regular files, no\n"
 		"symbolic links). --max-mem refuses larger guests (default: MemAvailable).\n"
+		"\n"
+		"Who may migrate here: --psk FILE (a key from 'hvctl keygen', the same file on both\n"
+		"hosts) or --tls-cert/--tls-key/--tls-ca (the source's certificate must be signed by\n"
+		"that CA) make the migration TLS 1.3, the source authenticated before anything of it\n"
+		"is read. Without them only a loopback address is accepted, unless --insecure.\n"
+		"A connection that sends no valid HELLO within 10 s is dropped and the receiver goes\n"
+		"on listening (at most 32 times).\n"
 		"Exit status: as 'hvctl run' once the guest runs; 0 if stopped before that; 125 if\n"
 		"the migration failed.\n");
 }
@@ -91,6 +105,8 @@ struct receive_opts {
 	struct guest_mem_spec mem_backend;
 	enum cpu_model cpu_model; /* the ceiling */
 	struct dest_policy policy; /* --disk, --net, --disk-dir, --shared-storage, --max-mem */
+	struct tls_options tls;
+	int insecure;
 };
 
 /* The destination policy's options; 1 if opt is one (0 or 2 from *rc), 0 if not. */
@@ -142,6 +158,7 @@ static int parse_opts(int argc, char **argv, struct receive_opts *o)
 		{ "disk-dir", required_argument, NULL, 'R' },
 		{ "shared-storage", no_argument, NULL, 'S' },
 		{ "max-mem", required_argument, NULL, 'M' },
+		TLS_LONGOPTS, { "insecure", no_argument, NULL, 'I' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
@@ -150,7 +167,7 @@ static int parse_opts(int argc, char **argv, struct receive_opts *o)
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		int prc;
-		if (parse_policy_opt(c, &o->policy, &prc)) {
+		if (parse_policy_opt(c, &o->policy, &prc) || hvctl_parse_tls_opt(c, optarg, &o->tls, &prc)) {
 			if (prc >= 0)
 				return prc;
 			continue;
@@ -160,6 +177,7 @@ static int parse_opts(int argc, char **argv, struct receive_opts *o)
 		case 'n': o->name = optarg; break;
 		case 'C': o->console = optarg; break;
 		case 'd': o->detach = 1; break;
+		case 'I': o->insecure = 1; break;
 		case 'B':
 			if (guest_mem_parse_backend(optarg, &o->mem_backend) < 0)
 				return 2;
@@ -197,23 +215,146 @@ static int parse_opts(int argc, char **argv, struct receive_opts *o)
 	return -1;
 }
 
+#define RECEIVE_MAX_STRAYS 32
+
+/* True if the socket is bound to a loopback address: only this host can reach it. */
+static bool listens_on_loopback(int lfd)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+
+	if (getsockname(lfd, (struct sockaddr *)&ss, &sl) < 0)
+		return false;
+	if (ss.ss_family == AF_INET)
+		return (ntohl(((struct sockaddr_in *)&ss)->sin_addr.s_addr) >> 24) == 127;
+	if (ss.ss_family == AF_INET6) {
+		const struct in6_addr *a = &((struct sockaddr_in6 *)&ss)->sin6_addr;
+		return IN6_IS_ADDR_LOOPBACK(a) ||
+		       (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+	}
+	return false;
+}
+
+/* The first byte of a connection, without consuming it, by `by`. 1, 0 on EOF, -1 on timeout. */
+static int peek_first_byte(int fd, struct deadline by, unsigned char *b)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+
+	for (;;) {
+		int left = deadline_left_ms(by);
+		int r = left == 0 ? 0 : poll(&p, 1, left);
+		if (r == 0)
+			return -1;
+		if (r < 0 && errno == EINTR)
+			continue;
+		ssize_t n = recv(fd, b, 1, MSG_PEEK | MSG_DONTWAIT);
+		if (n == 1)
+			return 1;
+		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+			return 0;
+	}
+}
+
+/* Closes a failed or dropped connection gently: our side first, then what the peer still sends is read
+ * for a moment, so that it gets our refusal (an ABORT, a TLS alert) rather than a reset. */
+static void close_dropped(int fd)
+{
+	struct deadline by = deadline_in_ms(500);
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	char sink[4096];
+
+	shutdown(fd, SHUT_WR);
+	while (!deadline_passed(by) && poll(&p, 1, deadline_left_ms(by)) > 0)
+		if (recv(fd, sink, sizeof(sink), MSG_DONTWAIT) <= 0)
+			break;
+	close(fd);
+}
+
+/* One accepted connection: TLS first when required (the peer authenticated before any of the
+ * stream is read), then the migration. MIGRATE_INCOMING_STRAY with `why` when the peer was
+ * not a source that could migrate here; security says how the stream came. */
+static int serve_connection(struct tls_context *tls, int fd, struct machine *m,
+			    const struct machine_config *cfg, const atomic_bool *stop, char *why,
+			    size_t whylen, char *security, size_t seclen)
+{
+	struct migrate_incoming_opts io = { .hello_by = deadline_in_ms(TLS_HANDSHAKE_TIMEOUT_MS),
+					    .stop = stop, .stray_reason = why, .stray_reason_len = whylen };
+	struct tls_session *session = NULL;
+	struct wire_conn conn;
+	unsigned char first;
+
+	int r = peek_first_byte(fd, io.hello_by, &first);
+	if (r <= 0) {
+		snprintf(why, whylen, r == 0 ? "it closed the connection without sending anything"
+					     : "it sent nothing within 10 s");
+		return MIGRATE_INCOMING_STRAY;
+	}
+	wire_conn_init_fd(&conn, fd);
+	snprintf(security, seclen, "no authentication");
+	if (tls && first != TLS_FIRST_BYTE) {
+		/* Most likely an 'hvctl migrate' without a key: tell it, in its own protocol. */
+		channel_set_send_timeout(fd, 1000);
+		wire_send_abort(&conn, WIRE_ABORT_INCOMPATIBLE,
+				"this destination accepts only authenticated migrations: give 'hvctl migrate' "
+				"the same --psk or --tls-cert/--tls-key/--tls-ca as 'hvctl receive'");
+		snprintf(why, whylen, "it did not start TLS (an 'hvctl migrate' without --psk or --tls-*?)");
+		return MIGRATE_INCOMING_STRAY;
+	}
+	if (!tls && first == TLS_FIRST_BYTE) {
+		snprintf(why, whylen, "it speaks TLS and this receiver has no key: start 'hvctl receive' "
+				      "with the same --psk or --tls-* options");
+		return MIGRATE_INCOMING_STRAY;
+	}
+	if (tls) {
+		session = tls_handshake(tls, fd, NULL, io.hello_by, why, whylen);
+		if (!session)
+			return MIGRATE_INCOMING_STRAY;
+		tls_session_conn(session, &conn);
+		tls_session_describe(session, security, seclen);
+	}
+	r = migrate_incoming(&conn, m, cfg, &io);
+	tls_session_free(session);
+	return r;
+}
+
 int hvctl_cmd_receive(int argc, char **argv)
 {
 	static struct receive_opts o; /* static: the disk paths make it ~16 KiB */
 	o = (struct receive_opts){ .mem_backend = { .backend = GUEST_MEM_ANON } };
-	char err[512], peer[160], waiting_name[32];
+	char err[512], peer[160], waiting_name[32], why[400], security[96];
+	struct tls_context *tls = NULL;
 	int r = parse_opts(argc, argv, &o);
 
 	if (r >= 0)
 		return r;
+	if (tls_options_any(&o.tls)) {
+		tls = tls_context_new(&o.tls, TLS_SERVER, err, sizeof(err));
+		if (!tls) {
+			hv_error("%s", err);
+			return 2;
+		}
+	}
 	int lfd = channel_listen(o.listen_on, err, sizeof(err));
 	if (lfd < 0) {
 		hv_error("%s", err);
+		tls_context_free(tls);
 		return HV_EXIT_START_FAILED;
 	}
+	if (!tls && !listens_on_loopback(lfd)) {
+		if (!o.insecure) {
+			hv_error("%s is reachable from other hosts: give --psk FILE (see 'hvctl keygen') or "
+				 "--tls-cert/--tls-key/--tls-ca, or --insecure to accept any peer", o.listen_on);
+			close(lfd);
+			return 2;
+		}
+		hv_warn("listening on %s without authentication (--insecure): anyone who reaches the "
+			"port can send a VM here", o.listen_on);
+	}
 	snprintf(waiting_name, sizeof(waiting_name), "incoming-%d", channel_local_port(lfd));
-	if (o.detach && vm_process_detach(NULL) < 0)
+	if (o.detach && vm_process_detach(NULL) < 0) {
+		tls_context_free(tls);
 		return HV_EXIT_START_FAILED;
+	}
 
 	/* From here threads exist (the control socket's): signals go to the watcher. */
 	struct receive_stop stop = { .conn_fd = -1, .lock = PTHREAD_MUTEX_INITIALIZER };
@@ -225,11 +366,13 @@ int hvctl_cmd_receive(int argc, char **argv)
 	if (stop.wake_fd < 0) {
 		hv_error("cannot create an eventfd: %s", strerror(errno));
 		close(lfd);
+		tls_context_free(tls);
 		return HV_EXIT_START_FAILED;
 	}
 	if (machine_reserve(&m, o.name ? o.name : waiting_name) < 0) {
 		close(lfd);
 		close(stop.wake_fd);
+		tls_context_free(tls);
 		return HV_EXIT_START_FAILED;
 	}
 	control_set_incoming(m.control, "incoming", o.listen_on, NULL);
@@ -238,28 +381,51 @@ int hvctl_cmd_receive(int argc, char **argv)
 	/* Listening, with a name and a socket, is what the caller waits for. */
 	vm_process_detach_done();
 
-	int fd = channel_accept(lfd, o.timeout_s ? (int)o.timeout_s * 1000 : -1, stop.wake_fd, peer,
-				sizeof(peer), err, sizeof(err));
-	close(lfd); /* the port is free from here: one migration per receiver */
-	if (fd == CHANNEL_CANCELLED) {
-		hv_info("%s: stopped while waiting for a migration", m.name);
-		status = 0;
-		goto out;
-	}
-	if (fd < 0) {
-		hv_error("%s", err);
-		goto out;
-	}
-	set_conn_fd(&stop, fd);
-	control_set_incoming(m.control, "migrating", NULL, peer);
-	if (atomic_load(&stop.requested))
-		shutdown(fd, SHUT_RD); /* a stop that came between accept and here */
+	struct deadline wait_until = deadline_in_ms(o.timeout_s ? o.timeout_s * 1000 : -1);
 	struct machine_config cfg = { .name = o.name, .console = o.console, .mem_backend = o.mem_backend,
 				      .cpu_model = o.cpu_model,
 				      .incoming_policy = &o.policy };
-	r = migrate_incoming(fd, &m, &cfg, &stop.requested);
-	set_conn_fd(&stop, -1);
-	close(fd);
+	for (int strays = 0;;) {
+		int left = deadline_left_ms(wait_until);
+		int fd = left == 0 ? -1
+				   : channel_accept(lfd, left, stop.wake_fd, peer, sizeof(peer), err, sizeof(err));
+		if (left == 0)
+			snprintf(err, sizeof(err), "no incoming migration within %ld s", o.timeout_s);
+		if (fd == CHANNEL_CANCELLED) {
+			hv_info("%s: stopped while waiting for a migration", m.name);
+			status = 0;
+			goto out;
+		}
+		if (fd < 0) {
+			hv_error("%s", err);
+			goto out;
+		}
+		set_conn_fd(&stop, fd);
+		control_set_incoming(m.control, "migrating", NULL, peer);
+		if (atomic_load(&stop.requested))
+			shutdown(fd, SHUT_RD); /* a stop that came between accept and here */
+		r = serve_connection(tls, fd, &m, &cfg, &stop.requested, why, sizeof(why), security,
+				     sizeof(security));
+		set_conn_fd(&stop, -1);
+		if (r == 0) {
+			close(fd);
+			break;
+		}
+		close_dropped(fd);
+		if (r != MIGRATE_INCOMING_STRAY)
+			break;
+		/* The peer's bytes never reach this line: the reasons are our own words. */
+		if (++strays == RECEIVE_MAX_STRAYS) {
+			hv_error("dropped a connection from %s: %s; that was the %dth without a valid "
+				 "migration: giving up", peer, why, RECEIVE_MAX_STRAYS);
+			goto out;
+		}
+		hv_warn("dropped a connection from %s: %s; still listening (%d of %d)", peer, why, strays,
+			RECEIVE_MAX_STRAYS);
+		control_set_incoming(m.control, "incoming", o.listen_on, NULL);
+	}
+	close(lfd); /* the port is free from here: one migration per receiver */
+	lfd = -1;
 	if (r < 0) {
 		status = atomic_load(&stop.requested) ? 0 : HV_EXIT_START_FAILED;
 		goto out;
@@ -273,13 +439,16 @@ int hvctl_cmd_receive(int argc, char **argv)
 	/* The incoming stream is done and the VM set up: filter as hvctl run does. */
 	if (syscall_filter_install() < 0)
 		vm_request_stop(&m.vm, HV_EXIT_START_FAILED, "no system-call filter");
-	hv_info("%s: received from %s, running", m.vm.name, peer);
+	hv_info("%s: received from %s (%s), running", m.vm.name, peer, security);
 	status = machine_wait(&m);
 	if (status != 0)
 		hv_info("%s: %s", m.vm.name, m.vm.exit_reason);
 out:
+	if (lfd >= 0)
+		close(lfd);
 	signal_watch_stop(&sw);
 	machine_destroy(&m);
 	close(stop.wake_fd);
+	tls_context_free(tls);
 	return status;
 }

@@ -398,12 +398,13 @@ test_migrate_faults_stall_in_precopy() {
 
 # ---- crafted streams straight to the receiver ----
 
-# fp_hostile MODE REGEX: wiregen MODE against a fresh receiver: exit 125, exactly one line naming the problem, nothing left behind.
+# fp_hostile MODE REGEX [WIREGEN OPTIONS...]: wiregen MODE against a fresh receiver: exit 125, exactly one line naming the problem, nothing left behind.
 fp_hostile() {
 	local mode=$1 re=$2 port rc
+	shift 2
 	port=$(fp_port 47350)
 	fp_receiver "h-$mode" "$port"
-	"$WIREGEN" "$mode" "127.0.0.1:$port" --wait-ms 5000 >"$T/h-$mode.gen" 2>&1 ||
+	"$WIREGEN" "$mode" "127.0.0.1:$port" --wait-ms 30000 "$@" >"$T/h-$mode.gen" 2>&1 ||
 		{ cat "$T/h-$mode.gen" >&2; fail "wiregen $mode failed"; }
 	fp_wait_exit "$RPID" 15
 	rc=$RC
@@ -418,24 +419,102 @@ fp_hostile() {
 	fp_no_cores
 }
 
+# fp_stray_receiver PORT: one receiver for a series of strays; sets SPID, log $T/strays.rerr.
+fp_stray_receiver() {
+	fp_receiver strays "$1"
+	SPID=$RPID
+	SPORT=$1
+}
+
+# fp_stray MODE REGEX [WIREGEN OPTIONS...]: wiregen MODE against the stray receiver: it logs
+# one line that drops the connection and names the problem, and goes on listening.
+fp_stray() {
+	local mode=$1 re=$2 n0 i line
+	shift 2
+	n0=$(grep -c 'dropped a connection' "$T/strays.rerr" || true)
+	"$WIREGEN" "$mode" "127.0.0.1:$SPORT" --wait-ms 15000 "$@" >"$T/s-$mode.gen" 2>&1 ||
+		{ cat "$T/s-$mode.gen" >&2; fail "wiregen $mode failed"; }
+	for ((i = 0; i < 100; i++)); do
+		[ "$(grep -c 'dropped a connection' "$T/strays.rerr")" -gt "$n0" ] && break
+		sleep 0.1
+	done
+	line=$(grep 'dropped a connection' "$T/strays.rerr" | tail -n 1)
+	printf '%-20s %s\n' "$mode" "$(printf '%s' "$line" | head -c 200)"
+	[ "$(grep -c 'dropped a connection' "$T/strays.rerr")" -eq $((n0 + 1)) ] ||
+		{ cat "$T/strays.rerr" >&2; fail "$mode: not one 'dropped a connection' line"; }
+	[[ $line =~ ^hv:\ warning:\ dropped\ a\ connection\ from\ 127\.0\.0\.1:[0-9]+:\ .*($re).*still\ listening ]] ||
+		{ cat "$T/strays.rerr" >&2; fail "$mode: the line does not match '$re'"; }
+	kill -0 "$SPID" 2>/dev/null || { cat "$T/strays.rerr" >&2; fail "$mode: the receiver ended"; }
+	"$HVCTL" status strays | grep -q '^state: *incoming' || fail "$mode: the receiver is not waiting again"
+}
+
+# Streams that never get as far as a valid HELLO are strays: each is dropped with one line
+# and the receiver keeps waiting for the real source; none ends it or leaves anything.
+test_migrate_faults_strays_leave_the_receiver_listening() {
+	fp_setup
+	fp_stray_receiver "$(fp_port 47340)"
+	fp_stray random 'no record header at byte 0'
+	fp_stray empty 'closed the connection without sending anything'
+	fp_stray bad-magic 'no record header at byte 0.*not an hv migration stream'
+	fp_stray version99 'protocol version 99'
+	fp_stray huge-length 'HELLO record #0 at byte 0 has length 4294967295'
+	fp_stray bad-header-crc 'bad header CRC in record #0'
+	fp_stray unknown-type 'unknown record type 77'
+	fp_stray flags 'unknown flags 0x4'
+	fp_stray bad-seq 'sequence number 5, expected 0'
+	fp_stray cut-header 'truncated.*header of record #0'
+	fp_stray cut-hello 'truncated.*HELLO record #0'
+	fp_stray bad-payload-crc 'bad CRC in HELLO record #0'
+	fp_stray bad-json 'bad hello: .*JSON'
+	fp_stray pages-first 'PAGES record out of order'
+	! grep -q $'\033' "$T/strays.rerr" || fail "a terminal escape from a peer reached stderr"
+	! grep -Eq 'AddressSanitizer|LeakSanitizer|runtime error' "$T/strays.rerr" ||
+		{ cat "$T/strays.rerr" >&2; fail "sanitizer report"; }
+	"$HVCTL" stop strays || fail "hvctl stop strays failed"
+	fp_wait_exit "$SPID" 10
+	[ "$RC" -eq 0 ] || { cat "$T/strays.rerr" >&2; fail "the receiver exited $RC after stop, expected 0"; }
+	fp_only_vm ""
+	fp_no_cores
+}
+
+# A peer that trickles its HELLO a byte a second is dropped once 10 s have passed since it
+# connected, however often a byte arrives.
+test_migrate_faults_trickled_hello_is_dropped() {
+	local t0
+	fp_setup
+	fp_stray_receiver "$(fp_port 47345)"
+	t0=$SECONDS
+	fp_stray hello-eof 'no complete HELLO within 10 s' --trickle-ms 1000
+	[ $((SECONDS - t0)) -le 16 ] || fail "the trickling peer was held $((SECONDS - t0)) s"
+	"$HVCTL" stop strays || fail "hvctl stop strays failed"
+	fp_wait_exit "$SPID" 10
+	fp_only_vm ""
+}
+
+# The strays are bounded: the 32nd in a row ends the receiver with one line.
+test_migrate_faults_too_many_strays_end_the_receiver() {
+	local i
+	fp_setup
+	fp_stray_receiver "$(fp_port 47347)"
+	for ((i = 0; i < 32; i++)); do
+		"$WIREGEN" empty "127.0.0.1:$SPORT" --wait-ms 3000 >/dev/null 2>&1 || break
+		kill -0 "$SPID" 2>/dev/null || break
+	done
+	fp_wait_exit "$SPID" 15
+	[ "$RC" -eq 125 ] || { cat "$T/strays.rerr" >&2; fail "the receiver exited $RC after 32 strays, expected 125"; }
+	[ "$(grep -c 'still listening' "$T/strays.rerr")" -eq 31 ] ||
+		{ cat "$T/strays.rerr" >&2; fail "expected 31 'still listening' lines"; }
+	grep -q '^hv: error: dropped a connection .*32th without a valid migration: giving up' "$T/strays.rerr" ||
+		{ cat "$T/strays.rerr" >&2; fail "no final 'giving up' line"; }
+	fp_only_vm ""
+}
+
+# Once a valid HELLO is in, the peer is the source: a stream broken after it ends the
+# receiver (exit 125) with one line, and nothing is left behind.
 test_migrate_faults_hostile_streams() {
 	fp_setup
-	fp_hostile random 'no record header at byte 0'
-	fp_hostile empty 'closed the connection'
-	fp_hostile bad-magic 'no record header at byte 0.*not an hv migration stream'
-	fp_hostile version99 'protocol version 99'
-	fp_hostile huge-length 'HELLO record #0 at byte 0 has length 4294967295'
-	fp_hostile bad-header-crc 'bad header CRC in record #0'
-	fp_hostile unknown-type 'unknown record type 77'
-	fp_hostile flags 'unknown flags 0x4'
-	fp_hostile bad-seq 'sequence number 5, expected 0'
-	fp_hostile cut-header 'truncated.*header of record #0'
-	fp_hostile cut-hello 'truncated.*HELLO record #0'
-	fp_hostile bad-payload-crc 'bad CRC in HELLO record #0'
-	fp_hostile bad-json 'bad hello: .*JSON'
 	fp_hostile unknown-device "device type 'frobnicator'"
 	fp_hostile cpu-features 'destination CPU lacks .*(avx|xsave)' 
-	fp_hostile pages-first 'PAGES record out of order'
 	fp_hostile hello-eof 'closed the connection'
 	fp_hostile page-out-of-range 'page 0x100000 .*outside guest RAM'
 	fp_hostile page-bad-crc 'bad CRC in PAGES record #1'
@@ -445,6 +524,16 @@ test_migrate_faults_hostile_streams() {
 	fp_hostile commit-early 'COMMIT record out of order'
 	fp_hostile eos-no-state 'no state arrived for vCPU 0'
 	fp_hostile bad-cpu-state 'bad vCPU state'
+}
+
+# After its HELLO, a source must keep up a minimum rate: one that trickles a byte every
+# 200 ms is cut within the 20 s window, however often a byte arrives.
+test_migrate_faults_trickle_after_hello_is_cut() {
+	local t0
+	fp_setup
+	t0=$SECONDS
+	fp_hostile hello-page 'below the minimum of 1024 bytes/s' --trickle-ms 200 --trickle-after-hello
+	[ $((SECONDS - t0)) -le 30 ] || fail "the trickling source was held $((SECONDS - t0)) s"
 }
 
 # A HELLO from a newer protocol (the "protocol" key) must be refused before any page moves.

@@ -1,15 +1,19 @@
 /* wiregen: sends crafted, broken or hostile migration streams to 'hvctl receive', to check
  * that every one is refused with one clear error and leaves nothing behind.
  *
- * usage: wiregen MODE HOST:PORT [--seed N] [--wait-ms MS] [--hello FILE]
+ * usage: wiregen MODE HOST:PORT [--seed N] [--wait-ms MS] [--hello FILE] [--trickle-ms MS]
+ *                               [--trickle-after-hello]
  *        wiregen MODE -          (writes the stream to stdout, for a hex dump)
  *        wiregen --list
  *
  * It connects, sends the stream of MODE, half-closes (except where the mode says otherwise)
  * and then prints what the receiver answered, one line per record ("wiregen: received
  * HELLO_REPLY {...}", "wiregen: received ABORT code=5: ..."), until the receiver closes or
- * --wait-ms (default 5000) passes. Records are framed with migrate/wire.c, so headers and
- * CRCs are exactly what hv produces unless the mode breaks them on purpose. */
+ * --wait-ms (default 5000) passes. --trickle-ms sends one byte every MS milliseconds (a peer
+ * that holds the connection open without ever finishing; at most 60 s), from the first byte
+ * or, with --trickle-after-hello, once the first record (the HELLO) went out whole.
+ * Records are framed with migrate/wire.c, so headers and CRCs are exactly what hv produces
+ * unless the mode breaks them on purpose. */
 #include <errno.h>
 #include <netdb.h>
 #include <poll.h>
@@ -304,6 +308,12 @@ static void m_page_out_of_range(struct gen *g)
 	one_page(g, 0x100000); /* the guest has 0x1000 pages */
 }
 
+static void m_hello_page(struct gen *g)
+{
+	valid_hello(g);
+	one_page(g, 3);
+}
+
 static void m_page_bad_crc(struct gen *g)
 {
 	valid_hello(g);
@@ -391,6 +401,7 @@ static const struct mode modes[] = {
 	{ "pages-first", "a PAGES record before any HELLO", m_pages_first },
 	{ "hello-eof", "a valid HELLO, then the connection ends", m_hello_eof },
 	{ "page-out-of-range", "a valid HELLO, then page 0x100000 of a 16 MiB guest", m_page_out_of_range },
+	{ "hello-page", "a valid HELLO, one valid page, then the connection ends", m_hello_page },
 	{ "page-bad-crc", "a valid HELLO, then a PAGES record with a flipped descriptor bit", m_page_bad_crc },
 	{ "zlib-bomb", "a valid HELLO, then a zlib batch inflating past its one page", m_zlib_bomb },
 	{ "garbage-after-hello", "a valid HELLO, then 4096 random bytes", m_garbage_after_hello },
@@ -496,11 +507,39 @@ static void show_replies(int fd, int wait_ms)
 	free(buf);
 }
 
+/* Where the first record of the stream ends (0 if it does not decode). */
+static size_t first_record_end(const struct out *o)
+{
+	struct wire_decoder d;
+	struct wire_record rec;
+	size_t used = 0;
+
+	wire_decoder_init(&d);
+	return wire_decode(&d, o->data, o->len, &rec, &used) == 0 ? used : 0;
+}
+
+/* Sends data[off..len) one byte per interval_ms, for at most 60 s; the new offset. */
+static size_t trickle(int fd, const uint8_t *data, size_t off, size_t len, int interval_ms)
+{
+	struct timespec gap = { .tv_sec = interval_ms / 1000, .tv_nsec = (interval_ms % 1000) * 1000000L };
+	time_t t0 = time(NULL);
+
+	while (off < len && time(NULL) - t0 < 60) {
+		if (send(fd, data + off, 1, MSG_NOSIGNAL) != 1) {
+			printf("wiregen: trickle stopped at byte %zu: %s\n", off, strerror(errno));
+			break;
+		}
+		off++;
+		nanosleep(&gap, NULL);
+	}
+	return off;
+}
+
 int main(int argc, char **argv)
 {
 	struct gen g = { .seed = 1 };
 	const struct mode *m = NULL;
-	int wait_ms = 5000;
+	int wait_ms = 5000, trickle_ms = 0, trickle_after_hello = 0;
 
 	if (argc == 2 && !strcmp(argv[1], "--list")) {
 		for (size_t i = 0; i < NMODES; i++)
@@ -518,13 +557,24 @@ int main(int argc, char **argv)
 		fprintf(stderr, "wiregen: unknown mode '%s'; see wiregen --list\n", argv[1]);
 		return 1;
 	}
-	for (int i = 3; i + 1 < argc; i += 2) {
+	for (int i = 3; i < argc; i += 2) {
+		if (!strcmp(argv[i], "--trickle-after-hello")) {
+			trickle_after_hello = 1;
+			i--;
+			continue;
+		}
+		if (i + 1 >= argc) {
+			fprintf(stderr, "wiregen: option '%s' needs a value\n", argv[i]);
+			return 1;
+		}
 		if (!strcmp(argv[i], "--seed"))
 			g.seed = (unsigned)strtoul(argv[i + 1], NULL, 0);
 		else if (!strcmp(argv[i], "--wait-ms"))
 			wait_ms = atoi(argv[i + 1]);
 		else if (!strcmp(argv[i], "--hello"))
 			g.hello_file = argv[i + 1];
+		else if (!strcmp(argv[i], "--trickle-ms"))
+			trickle_ms = atoi(argv[i + 1]);
 		else {
 			fprintf(stderr, "wiregen: unknown option '%s'\n", argv[i]);
 			return 1;
@@ -539,9 +589,11 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	int fd = connect_to(argv[2]);
-	size_t off = 0;
-	while (off < g.o.len) {
-		ssize_t r = send(fd, g.o.data + off, g.o.len - off, MSG_NOSIGNAL);
+	size_t off = 0, fast = g.o.len;
+	if (trickle_ms > 0)
+		fast = trickle_after_hello ? first_record_end(&g.o) : 0;
+	while (off < fast) {
+		ssize_t r = send(fd, g.o.data + off, fast - off, MSG_NOSIGNAL);
 		if (r < 0) {
 			if (errno == EINTR)
 				continue;
@@ -551,6 +603,8 @@ int main(int argc, char **argv)
 		}
 		off += (size_t)r;
 	}
+	if (trickle_ms > 0 && off == fast)
+		off = trickle(fd, g.o.data, off, g.o.len, trickle_ms);
 	printf("wiregen: %s: sent %zu bytes\n", m->name, off);
 	if (g.no_half_close) {
 		close(fd);
