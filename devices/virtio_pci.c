@@ -313,7 +313,9 @@ static void write_queue_field_locked(struct virtio_pci *vp, uint64_t off, uint32
 	uint64_t *addr = NULL;
 	switch (off) {
 	case VIRTIO_PCI_COMMON_Q_SIZE:
-		if (len == 2)
+		/* Only a size a split queue can have sticks: a guest that wrote any other could
+		 * not be migrated (check_state refuses it on the destination). */
+		if (len == 2 && v && v <= VIRTQ_MAX_SIZE && !(v & (v - 1)))
 			q->s.size = (uint16_t)v;
 		return;
 	case VIRTIO_PCI_COMMON_Q_DESCLO:
@@ -685,7 +687,7 @@ static int check_state(const struct virtio_pci *vp, const struct virtio_pci_stat
 	}
 	for (int i = 0; i < vp->nq; i++) {
 		uint16_t size = st->vq[i].size;
-		if (size > VIRTQ_MAX_SIZE || (size & (size - 1)) || (st->vq[i].enabled && !size)) {
+		if (!size || size > VIRTQ_MAX_SIZE || (size & (size - 1))) {
 			hv_error("%s: saved queue %d has an invalid size %u", vp->name, i, size);
 			return -EINVAL;
 		}
