@@ -666,7 +666,7 @@ static int secure_channel(struct source *s)
 	if (!s->tls_ctx)
 		return failf(s, "%s", err);
 	s->tls = tls_handshake(s->tls_ctx, s->fd, o->server_name[0] ? o->server_name : host,
-			       deadline_in_ms(TLS_HANDSHAKE_TIMEOUT_MS), err, sizeof(err));
+			       deadline_in_ms(TLS_SOURCE_WAIT_MS), err, sizeof(err));
 	if (!s->tls)
 		return failf(s, "%s", err);
 	s->peer_gone = false;

@@ -353,7 +353,7 @@ struct tls_session *tls_handshake(struct tls_context *c, int fd, const char *hos
 				continue;
 			ERR_clear_error();
 			snprintf(err, errlen, "the TLS handshake did not finish within %d s",
-				 TLS_HANDSHAKE_TIMEOUT_MS / 1000);
+				 (c->role == TLS_SERVER ? TLS_HANDSHAKE_TIMEOUT_MS : TLS_SOURCE_WAIT_MS) / 1000);
 		} else {
 			describe_handshake_failure(s->ssl, c, e, errno, err, errlen);
 		}

@@ -19,8 +19,10 @@ struct tls_session;
 #define TLS_PSK_BYTES 32
 /* The first byte a TLS client sends (a handshake record): tells a TLS peer from a plain one. */
 #define TLS_FIRST_BYTE 0x16
-/* The whole handshake, from accept or connect, must finish within this. */
+/* The destination gives a peer this long from accept to a finished handshake (and HELLO). */
 #define TLS_HANDSHAKE_TIMEOUT_MS 10000
+/* The source waits longer: it may queue behind a stray the destination is still serving. */
+#define TLS_SOURCE_WAIT_MS 30000
 
 /* Absolute paths (the VM process loads them; its working directory is not the caller's). */
 struct tls_options {

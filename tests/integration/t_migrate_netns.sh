@@ -41,18 +41,27 @@ on_b() { ip netns exec "$LAB_B" env HV_RUN_DIR="$T/runB" "$@"; }
 # lab_rx_bytes NS: bytes received on NS's end of the link.
 lab_rx_bytes() { ip netns exec "$1" cat /sys/class/net/hv0/statistics/rx_bytes; }
 
-# lab_migrate_a_to_b NAME PORT SRC_CONSOLE DST_CONSOLE [MIGRATE OPTIONS...]: NAME from A to B.
+# lab_key: the two hosts' pre-shared key (one file: they share this filesystem); its path.
+lab_key() {
+	[ -f "$T/lab.key" ] || "$HVCTL" keygen "$T/lab.key" 2>/dev/null || fail "hvctl keygen failed"
+	echo "$T/lab.key"
+}
+
+# lab_migrate_a_to_b NAME PORT SRC_CONSOLE DST_CONSOLE [MIGRATE OPTIONS...]: NAME from A to B,
+# authenticated with the lab's key, as a lab would across a real network.
 lab_migrate_a_to_b() {
-	local name=$1 port=$2 dst_console=$4 pid rx0 rx1 w
+	local name=$1 port=$2 dst_console=$4 pid rx0 rx1 w key
 	shift 4
+	key=$(lab_key)
 	pid=$(on_a "$HVCTL" status "$name" --json | grep -Eo '"pid": *[0-9]+' | grep -Eo '[0-9]+$')
 	on_b "$HVCTL" receive --listen 10.77.0.2:$port --console "file:$dst_console" --timeout 60 --detach \
-		>/dev/null || fail "hvctl receive in $LAB_B failed"
+		--psk "$key" >/dev/null || fail "hvctl receive in $LAB_B failed"
 	rx0=$(lab_rx_bytes "$LAB_B")
-	on_a "$HVCTL" migrate "$name" 10.77.0.2:$port "$@" >"$T/mig.out" 2>"$T/mig.err" ||
+	on_a "$HVCTL" migrate "$name" 10.77.0.2:$port --psk "$key" "$@" >"$T/mig.out" 2>"$T/mig.err" ||
 		{ cat "$T/mig.out" "$T/mig.err" >&2; fail "migration from $LAB_A to $LAB_B failed"; }
 	cat "$T/mig.out"
 	grep -q "^migrated $name to 10.77.0.2:$port" "$T/mig.out" || fail "no summary"
+	grep -q "^  security *TLSv1.3, .*, pre-shared key" "$T/mig.out" || fail "the migration did not run over TLS"
 	rx1=$(lab_rx_bytes "$LAB_B")
 	w=$(mig_summary_wire_bytes "$T/mig.out")
 	echo "link: $((rx1 - rx0)) bytes into $LAB_B for $w on the wire"
@@ -71,13 +80,17 @@ test_migrate_netns_two_machines() {
 	mig_wait_field_above "$T/lab-a.console" 'memtouch: tick=' gen 1 15
 	# B has nothing listening yet: refused, and A keeps the VM.
 	expect_error "connection refused by 10.77.0.2:47201" on_a "$HVCTL" migrate lab 10.77.0.2:47201
+	# A receiver other hosts can reach is refused without a key, unless the operator insists.
+	expect_error "10.77.0.2:47201 is reachable from other hosts: give --psk FILE" \
+		on_b "$HVCTL" receive --listen 10.77.0.2:47201 --timeout 5
 	on_a "$HVCTL" status lab >/dev/null || fail "the refused migration hurt the VM"
 	# Same name on both machines (separate run directories): no --name needed.
 	lab_migrate_a_to_b lab 47201 "$T/lab-a.console" "$T/lab-b.console"
 	mig_check_memtouch_continues "$T/lab-a.console" "$T/lab-b.console"
 	# And back from B to A.
 	on_a "$HVCTL" receive --listen 10.77.0.1:47202 --console "file:$T/lab-a2.console" --timeout 60 --detach \
-		>/dev/null || fail "hvctl receive in $LAB_A failed"
+		--insecure >/dev/null 2>"$T/insecure.err" || fail "hvctl receive in $LAB_A failed"
+	grep -q 'without authentication (--insecure)' "$T/insecure.err" || fail "no warning for --insecure"
 	rx0=$(lab_rx_bytes "$LAB_A")
 	on_b "$HVCTL" migrate lab 10.77.0.1:47202 >"$T/mig.out" 2>"$T/mig.err" ||
 		{ cat "$T/mig.err" >&2; fail "migration from $LAB_B back to $LAB_A failed"; }

@@ -308,6 +308,16 @@ static void m_page_out_of_range(struct gen *g)
 	one_page(g, 0x100000); /* the guest has 0x1000 pages */
 }
 
+/* What a TLS client sends first, as far as a receiver can tell: a handshake record header
+ * (type 0x16, TLS 1.0 framing, 200 bytes), then random bytes. */
+static void m_tls_start(struct gen *g)
+{
+	static const uint8_t hdr[5] = { 0x16, 0x03, 0x01, 0x00, 0xc8 };
+
+	out_put(&g->o, hdr, sizeof(hdr));
+	random_bytes(g, 200);
+}
+
 static void m_hello_page(struct gen *g)
 {
 	valid_hello(g);
@@ -401,6 +411,7 @@ static const struct mode modes[] = {
 	{ "pages-first", "a PAGES record before any HELLO", m_pages_first },
 	{ "hello-eof", "a valid HELLO, then the connection ends", m_hello_eof },
 	{ "page-out-of-range", "a valid HELLO, then page 0x100000 of a 16 MiB guest", m_page_out_of_range },
+	{ "tls-start", "the start of a TLS handshake record, then random bytes", m_tls_start },
 	{ "hello-page", "a valid HELLO, one valid page, then the connection ends", m_hello_page },
 	{ "page-bad-crc", "a valid HELLO, then a PAGES record with a flipped descriptor bit", m_page_bad_crc },
 	{ "zlib-bomb", "a valid HELLO, then a zlib batch inflating past its one page", m_zlib_bomb },
