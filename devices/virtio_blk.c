@@ -286,10 +286,11 @@ static void build_config(struct virtio_blk *b)
 }
 
 /* Opens the image; one hv_error line naming the path and the fix on failure. */
-static int open_image(struct virtio_blk *b, const char *path, bool ro)
+static int open_image(struct virtio_blk *b, const char *path, bool ro, const struct virtio_blk_expect *expect)
 {
 	struct stat st;
-	int fd = open(path, (ro ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+	bool nofollow = expect && expect->set && expect->nofollow;
+	int fd = open(path, (ro ? O_RDONLY : O_RDWR) | O_CLOEXEC | (nofollow ? O_NOFOLLOW : 0));
 
 	if (fd < 0) {
 		int err = errno;
@@ -306,12 +307,19 @@ static int open_image(struct virtio_blk *b, const char *path, bool ro)
 				 path);
 		else if (err == EISDIR)
 			hv_error("disk image '%s' is a directory; give a raw image file", path);
+		else if (err == ELOOP && nofollow)
+			hv_error("disk image '%s' became a symbolic link after it was checked; not followed", path);
 		else
 			hv_error("cannot open disk image '%s': %s", path, strerror(err));
 		return -1;
 	}
 	if (fstat(fd, &st) < 0 || !(S_ISREG(st.st_mode) || S_ISBLK(st.st_mode))) {
 		hv_error("disk image '%s' is not a regular file or block device", path);
+		close(fd);
+		return -1;
+	}
+	if (expect && expect->set && (st.st_dev != expect->dev || st.st_ino != expect->ino)) {
+		hv_error("disk image '%s' was replaced by another file after it was checked; refused", path);
 		close(fd);
 		return -1;
 	}
@@ -350,6 +358,12 @@ static int open_image(struct virtio_blk *b, const char *path, bool ro)
 
 struct virtio_blk *virtio_blk_create(struct pci_bus *bus, int slot, const char *path, bool ro)
 {
+	return virtio_blk_create_checked(bus, slot, path, ro, NULL);
+}
+
+struct virtio_blk *virtio_blk_create_checked(struct pci_bus *bus, int slot, const char *path, bool ro,
+					     const struct virtio_blk_expect *expect)
+{
 	struct virtio_blk *b = calloc(1, sizeof(*b));
 
 	if (!b) {
@@ -364,7 +378,7 @@ struct virtio_blk *virtio_blk_create(struct pci_bus *bus, int slot, const char *
 	/* Not NUL-terminated when it fills all 20 bytes, as the spec has it. */
 	size_t idlen = strlen(base);
 	memcpy(b->id, base, idlen < sizeof(b->id) ? idlen : sizeof(b->id));
-	if (open_image(b, path, ro) < 0)
+	if (open_image(b, path, ro, expect) < 0)
 		goto fail;
 	build_config(b);
 	uint64_t extra = ro ? 1ull << VIRTIO_BLK_F_RO

@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 struct pci_bus;
 struct virtio_blk;
@@ -23,9 +24,22 @@ struct virtio_blk_state {
 	uint8_t read_only;
 };
 
+/* What the image opened must be, when someone checked it by path before (a destination's
+ * policy): the same file (dev and inode), and, with nofollow, not reached through a final
+ * symbolic link. A file swapped in between the check and the open is refused. */
+struct virtio_blk_expect {
+	bool set;
+	bool nofollow;
+	dev_t dev;
+	ino_t ino;
+};
+
 /* Opens `path` (read-only if `ro`) and puts the device at `slot`. NULL on failure, with
  * one hv_error line naming the path and the fix. */
 struct virtio_blk *virtio_blk_create(struct pci_bus *bus, int slot, const char *path, bool ro);
+/* The same, opening only the file `expect` describes (NULL: any). */
+struct virtio_blk *virtio_blk_create_checked(struct pci_bus *bus, int slot, const char *path, bool ro,
+					     const struct virtio_blk_expect *expect);
 void virtio_blk_destroy(struct virtio_blk *b);
 struct virtio_pci *virtio_blk_transport(struct virtio_blk *b);
 uint64_t virtio_blk_capacity(const struct virtio_blk *b);

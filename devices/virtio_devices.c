@@ -135,7 +135,8 @@ struct virtio_devices *virtio_devices_create(struct vm *vm, const struct disk_sp
 	if (!d->pci)
 		goto fail;
 	for (int i = 0; i < ndisks; i++) {
-		d->disks[i] = virtio_blk_create(d->pci, VIRTIO_DISK_SLOT(i), disks[i].path, disks[i].ro);
+		d->disks[i] = virtio_blk_create_checked(d->pci, VIRTIO_DISK_SLOT(i), disks[i].path, disks[i].ro,
+						       &disks[i].expect);
 		if (!d->disks[i])
 			goto fail;
 		d->ndisks++;

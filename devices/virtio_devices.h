@@ -23,6 +23,7 @@ struct pci_bus;
 struct disk_spec {
 	char path[VIRTIO_DISK_PATH_MAX];
 	bool ro;
+	struct virtio_blk_expect expect; /* set by a destination policy that checked the file */
 };
 
 struct nic_spec {

@@ -77,7 +77,7 @@ static int64_t fd_sectors(int fd, const struct stat *st)
 
 /* A disk the operator named: any regular file or block device (their choice). */
 static int named_disk(const struct disk_spec *d, const struct source_disk *sd, int i,
-		      struct dest_refusal *r)
+		      struct dest_refusal *r, struct virtio_blk_expect *expect)
 {
 	struct stat st;
 	int fd = open(d->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
@@ -85,8 +85,10 @@ static int named_disk(const struct disk_spec *d, const struct source_disk *sd, i
 
 	if (fd < 0)
 		return refuse_disk(r, i, sd, "cannot open --disk %s: %s", d->path, strerror(errno));
-	if (fstat(fd, &st) == 0)
+	if (fstat(fd, &st) == 0) {
 		sectors = fd_sectors(fd, &st);
+		*expect = (struct virtio_blk_expect){ .set = true, .dev = st.st_dev, .ino = st.st_ino };
+	}
 	close(fd);
 	if (sectors < 0)
 		return refuse_disk(r, i, sd, "--disk %s is not a regular file or block device", d->path);
@@ -102,7 +104,7 @@ static int named_disk(const struct disk_spec *d, const struct source_disk *sd, i
 
 /* A disk found by the source's path or file name: a regular file, not through a symlink. */
 static int found_disk(int dirfd, const char *name, const struct source_disk *sd, int i,
-		      struct dest_refusal *r, const char *where)
+		      struct dest_refusal *r, const char *where, struct virtio_blk_expect *expect)
 {
 	struct stat st;
 	int fd = openat(dirfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
@@ -120,6 +122,8 @@ static int found_disk(int dirfd, const char *name, const struct source_disk *sd,
 	if ((uint64_t)st.st_size / 512 != sd->sectors)
 		return refuse_disk(r, i, sd, "%s has %llu sectors, the source's disk %llu", where,
 				   (unsigned long long)st.st_size / 512, (unsigned long long)sd->sectors);
+	/* What is opened later must be this very file, reached the same way. */
+	*expect = (struct virtio_blk_expect){ .set = true, .nofollow = true, .dev = st.st_dev, .ino = st.st_ino };
 	return 0;
 }
 
@@ -131,7 +135,7 @@ static int map_disk(const struct dest_policy *p, const struct source_disk *sd, i
 	memset(out, 0, sizeof(*out));
 	out->ro = sd->ro; /* never more than the guest had; ro given here is checked below */
 	if (i < p->ndisks) {
-		if (named_disk(&p->disks[i], sd, i, r) < 0)
+		if (named_disk(&p->disks[i], sd, i, r, &out->expect) < 0)
 			return -1;
 		snprintf(out->path, sizeof(out->path), "%s", p->disks[i].path);
 		return 0;
@@ -147,7 +151,7 @@ static int map_disk(const struct dest_policy *p, const struct source_disk *sd, i
 		char shown[256];
 		snprintf(where, sizeof(where), "--disk-dir %s/%s", p->disk_dir,
 			 printable(shown, sizeof(shown), base));
-		int rc = found_disk(dfd, base, sd, i, r, where);
+		int rc = found_disk(dfd, base, sd, i, r, where, &out->expect);
 		close(dfd);
 		if (rc < 0)
 			return -1;
@@ -160,7 +164,7 @@ static int map_disk(const struct dest_policy *p, const struct source_disk *sd, i
 		if (sd->path[0] != '/')
 			return refuse_disk(r, i, sd, "--shared-storage needs an absolute path");
 		snprintf(where, sizeof(where), "--shared-storage");
-		if (found_disk(AT_FDCWD, sd->path, sd, i, r, where) < 0)
+		if (found_disk(AT_FDCWD, sd->path, sd, i, r, where, &out->expect) < 0)
 			return -1;
 		snprintf(out->path, sizeof(out->path), "%s", sd->path);
 		return 0;

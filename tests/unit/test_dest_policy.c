@@ -12,10 +12,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "devices/pci.h"
+#include "devices/virtio_blk.h"
+#include "hv/layout.h"
+#include "hv/log.h"
 #include "hv/machine.h"
 #include "hv/printable.h"
 #include "migrate/dest_policy.h"
 #include "migrate/device_state.h"
+#include "fake_vm.h"
 
 static void assert_no_control(const char *s)
 {
@@ -196,6 +201,41 @@ static void test_disk_dir_takes_the_file_name_only(void **state)
 	assert_non_null(strstr(f->r.detail, "not a regular file"));
 }
 
+/* What the policy checked is what the device opens: a file renamed over the image, or a
+ * symbolic link put in its place, between the check and the open, is refused. */
+static void test_checked_file_is_the_file_opened(void **state)
+{
+	struct fixture *f = *state;
+	char other[160], moved[160];
+	struct vm *vm = fake_vm_create(16 * MiB);
+	struct pci_bus *bus = pci_bus_create(vm);
+
+	f->policy.disk_dir = f->dir;
+	assert_int_equal(map(f), 0);
+	assert_true(f->cfg.disks[0].expect.set);
+	assert_true(f->cfg.disks[0].expect.nofollow);
+	struct virtio_blk *b = virtio_blk_create_checked(bus, 3, f->cfg.disks[0].path, false, &f->cfg.disks[0].expect);
+	assert_non_null(b);
+	virtio_blk_destroy(b);
+
+	snprintf(other, sizeof(other), "%s/other.img", f->dir);
+	int fd = open(other, O_CREAT | O_WRONLY, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, 1 << 20), 0);
+	close(fd);
+	snprintf(moved, sizeof(moved), "%s/checked.img", f->dir);
+	assert_int_equal(rename(f->img, moved), 0);
+	assert_int_equal(link(other, f->img), 0); /* another file, same name, same size */
+	assert_null(virtio_blk_create_checked(bus, 3, f->cfg.disks[0].path, false, &f->cfg.disks[0].expect));
+	assert_non_null(strstr(hv_last_error(), "was replaced by another file after it was checked"));
+	assert_int_equal(unlink(f->img), 0);
+	assert_int_equal(symlink(moved, f->img), 0); /* a link to the very file checked */
+	assert_null(virtio_blk_create_checked(bus, 3, f->cfg.disks[0].path, false, &f->cfg.disks[0].expect));
+	assert_non_null(strstr(hv_last_error(), "became a symbolic link"));
+	pci_bus_destroy(bus);
+	fake_vm_destroy(vm);
+}
+
 static void test_nics_take_the_source_mac(void **state)
 {
 	struct fixture *f = *state;
@@ -241,6 +281,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_nothing_allowed_opens_nothing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_named_disk_matched_by_size_and_ro, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_disk_dir_takes_the_file_name_only, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_checked_file_is_the_file_opened, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_nics_take_the_source_mac, setup, teardown),
 		cmocka_unit_test(test_memory_limit),
 	};
