@@ -121,6 +121,11 @@ int rundir_socket_path(const char *name, char *buf, size_t len)
 	return name_path(name, ".sock", buf, len) < 0 ? -1 : 0;
 }
 
+int rundir_log_path(const char *name, char *buf, size_t len)
+{
+	return name_path(name, ".log", buf, len) < 0 ? -1 : 0;
+}
+
 int rundir_claim_name(const char *name)
 {
 	char path[PATH_MAX];

@@ -1,5 +1,6 @@
 /* Where running VMs are found: $HV_RUN_DIR, else /run/hv (root) or /tmp/hv-$UID.
- * Each VM has NAME.sock (its control socket) and NAME.lock (flock'd while it runs). */
+ * Each VM has NAME.sock (its control socket) and NAME.lock (flock'd while it runs); a
+ * detached one writes its log to NAME.log, which stays after it ends. */
 #ifndef HV_RUNDIR_H
 #define HV_RUNDIR_H
 
@@ -10,6 +11,8 @@
 const char *rundir_path(void);
 /* "<rundir>/<name>.sock" into buf. -1 if it does not fit. */
 int rundir_socket_path(const char *name, char *buf, size_t len);
+/* "<rundir>/<name>.log" into buf. -1 if it does not fit. */
+int rundir_log_path(const char *name, char *buf, size_t len);
 /* Checks the name (letters, digits, '-', '_', '.', 1..63 chars) and takes its lock.
  * Returns the lock fd (keep it open while the VM runs) or -1 with an hv_error line
  * ("a VM named X is already running ..."). */

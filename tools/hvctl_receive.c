@@ -35,7 +35,8 @@ static void receive_usage(FILE *f)
 {
 	fprintf(f,
 		"usage: hvctl receive --listen HOST:PORT [--name N] [--console stdio|file:PATH|pty|none]\n"
-		"                     [--timeout SECS] [--detach] [--mem-backend anon|memfd|hugetlb[:PATH]]\n"
+		"                     [--timeout SECS] [--detach] [--log FILE]\n"
+		"                     [--mem-backend anon|memfd|hugetlb[:PATH]]\n"
 		"                     [--disk PATH[,ro]]... [--net tap=IF[,mac=MAC]]... [--disk-dir DIR]\n"
 		"                     [--shared-storage] [--max-mem SIZE] [--cpu-model NAME]\n"
 		"                     [--psk FILE | --tls-cert FILE --tls-key FILE --tls-ca FILE] [--insecure]\n"
@@ -44,7 +45,9 @@ static void receive_usage(FILE *f)
 		"keeps the source's name unless --name is given; until the source connects it is\n"
 		"listed as --name, or as incoming-PORT. 'hvctl stop' ends it at any point (the\n"
 		"source then keeps its guest). --timeout bounds the wait for the source to connect\n"
-		"(default: forever). With --detach, returns once listening.\n"
+		"(default: forever). With --detach, returns once listening. From then on the\n"
+		"destination's log (why a migration was refused, dropped connections) goes to\n"
+		"--log FILE, detached by default to NAME.log in the run directory.\n"
 		"--mem-backend backs the guest's RAM here as for 'hvctl run' (default anon).\n"
 		"--cpu-model x86-64-vN: this destination offers at most that level (an EVC-like\n"
 		"baseline): a guest that uses more is refused with the features named (default host:\n"
@@ -99,7 +102,7 @@ static void set_conn_fd(struct receive_stop *s, int fd)
 }
 
 struct receive_opts {
-	const char *listen_on, *name, *console;
+	const char *listen_on, *name, *console, *log;
 	long timeout_s;
 	int detach;
 	struct guest_mem_spec mem_backend;
@@ -152,6 +155,7 @@ static int parse_opts(int argc, char **argv, struct receive_opts *o)
 		{ "listen", required_argument, NULL, 'l' }, { "name", required_argument, NULL, 'n' },
 		{ "console", required_argument, NULL, 'C' }, { "timeout", required_argument, NULL, 't' },
 		{ "detach", no_argument, NULL, 'd' }, { "help", no_argument, NULL, 'h' },
+		{ "log", required_argument, NULL, 'L' },
 		{ "mem-backend", required_argument, NULL, 'B' },
 		{ "cpu-model", required_argument, NULL, 'P' },
 		{ "disk", required_argument, NULL, 'D' }, { "net", required_argument, NULL, 'N' },
@@ -177,6 +181,7 @@ static int parse_opts(int argc, char **argv, struct receive_opts *o)
 		case 'n': o->name = optarg; break;
 		case 'C': o->console = optarg; break;
 		case 'd': o->detach = 1; break;
+		case 'L': o->log = optarg; break;
 		case 'I': o->insecure = 1; break;
 		case 'B':
 			if (guest_mem_parse_backend(optarg, &o->mem_backend) < 0)
@@ -321,7 +326,7 @@ int hvctl_cmd_receive(int argc, char **argv)
 {
 	static struct receive_opts o; /* static: the disk paths make it ~16 KiB */
 	o = (struct receive_opts){ .mem_backend = { .backend = GUEST_MEM_ANON } };
-	char err[512], peer[160], waiting_name[32], why[400], security[96];
+	char err[512], peer[160], waiting_name[32], why[400], security[96], log_buf[4096];
 	struct tls_context *tls = NULL;
 	int r = parse_opts(argc, argv, &o);
 
@@ -379,7 +384,7 @@ int hvctl_cmd_receive(int argc, char **argv)
 	control_set_stop_handler(m.control, request_stop, &stop);
 	signal_watch_start_fn(&sw, request_stop, &stop);
 	/* Listening, with a name and a socket, is what the caller waits for. */
-	vm_process_detach_done();
+	vm_process_detach_done(vm_process_log_path(o.log, o.detach, o.name ? o.name : waiting_name, log_buf, sizeof(log_buf)));
 
 	struct deadline wait_until = deadline_in_ms(o.timeout_s ? o.timeout_s * 1000 : -1);
 	struct machine_config cfg = { .name = o.name, .console = o.console, .mem_backend = o.mem_backend,

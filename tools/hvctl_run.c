@@ -14,7 +14,7 @@
 #include "tools/vm_process.h"
 
 struct run_opts {
-	const char *kernel, *initrd, *cmdline, *console, *name;
+	const char *kernel, *initrd, *cmdline, *console, *name, *log;
 	uint64_t mem;
 	struct guest_mem_spec mem_backend;
 	int cpus;
@@ -32,12 +32,14 @@ static void run_usage(FILE *f)
 		"usage: hvctl run --kernel FILE [--name N] [--cpus N] [--mem SIZE] [--initrd FILE]\n"
 		"                 [--mem-backend anon|memfd|hugetlb[:PATH]] [--cpu-model NAME]\n"
 		"                 [--cmdline STRING] [--console stdio|file:PATH|pty|none] [--detach]\n"
-		"                 [--disk PATH[,ro]]... [--net tap=IF[,mac=MAC]]...\n"
+		"                 [--log FILE] [--disk PATH[,ro]]... [--net tap=IF[,mac=MAC]]...\n"
 		"\n"
 		"Boots a PVH ELF or bzImage kernel in a new VM. --mem takes K/M/G suffixes (default 256M),\n"
 		"--cpus 1-%d (default 1). In the foreground the console is stdio; with --detach it is a\n"
 		"PTY (hvctl console NAME). Exit status: the guest's debug-exit value, 125 if hv could\n"
 		"not start the VM, 126 if the guest crashed, 128+N if hvctl got signal N.\n"
+		"Once started, hv's messages go to --log FILE (appended); detached, by default to\n"
+		"NAME.log in the run directory.\n"
 		"\n"
 		"--disk attaches a raw image (or block device) as virtio-blk, read-only with ,ro; up to\n"
 		"%d, at PCI 00:01.0 onwards. --net attaches a virtio-net NIC to TAP IF, creating it if\n"
@@ -61,6 +63,7 @@ static int parse_run_opts(int argc, char **argv, struct run_opts *o)
 		{ "cmdline", required_argument, NULL, 'c' }, { "mem", required_argument, NULL, 'm' },
 		{ "cpus", required_argument, NULL, 'p' }, { "name", required_argument, NULL, 'n' },
 		{ "console", required_argument, NULL, 'C' }, { "detach", no_argument, NULL, 'd' },
+		{ "log", required_argument, NULL, 'L' },
 		{ "disk", required_argument, NULL, 'D' }, { "net", required_argument, NULL, 'N' },
 		{ "mem-backend", required_argument, NULL, 'B' },
 		{ "cpu-model", required_argument, NULL, 'M' },
@@ -81,6 +84,7 @@ static int parse_run_opts(int argc, char **argv, struct run_opts *o)
 		case 'n': o->name = optarg; break;
 		case 'C': o->console = optarg; break;
 		case 'd': o->detach = 1; break;
+		case 'L': o->log = optarg; break;
 		case 'D':
 			if (o->ndisks == VIRTIO_MAX_DISKS) {
 				hv_error("at most %d --disk options are supported", VIRTIO_MAX_DISKS);
@@ -152,7 +156,7 @@ static int parse_run_opts(int argc, char **argv, struct run_opts *o)
 int hvctl_cmd_run(int argc, char **argv)
 {
 	struct run_opts o = { 0 };
-	char default_name[32];
+	char default_name[32], log_buf[4096];
 	struct signal_watch sw;
 
 	int r = parse_run_opts(argc, argv, &o);
@@ -192,7 +196,7 @@ int hvctl_cmd_run(int argc, char **argv)
 		signal_watch_stop(&sw);
 		return HV_EXIT_START_FAILED;
 	}
-	vm_process_detach_done();
+	vm_process_detach_done(vm_process_log_path(o.log, o.detach, o.name, log_buf, sizeof(log_buf)));
 
 	int status = machine_wait(&m);
 	if (status != 0)

@@ -5,10 +5,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "hv/log.h"
+#include "hv/rundir.h"
 #include "hv/vm.h"
 
 static int detach_ready_fd = -1;
@@ -47,20 +50,63 @@ int vm_process_detach(const char *announce)
 	exit(WIFEXITED(st) ? WEXITSTATUS(st) : HV_EXIT_START_FAILED);
 }
 
-void vm_process_detach_done(void)
+const char *vm_process_log_path(const char *given, bool detach, const char *name, char *buf, size_t len)
 {
-	if (detach_ready_fd < 0)
-		return;
-	if (write(detach_ready_fd, "1", 1) < 0)
-		hv_debug("detach: parent went away");
-	close(detach_ready_fd);
-	detach_ready_fd = -1;
-	int null = open("/dev/null", O_RDWR);
-	if (null >= 0) {
-		dup2(null, STDIN_FILENO);
-		dup2(null, STDOUT_FILENO);
-		dup2(null, STDERR_FILENO);
-		close(null);
+	if (given)
+		return given;
+	if (detach && rundir_log_path(name, buf, len) == 0)
+		return buf;
+	return NULL;
+}
+
+/* Opens the log for appending: a regular file (not through a symlink), readable by us only. */
+static int open_log(const char *path)
+{
+	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, 0600);
+	struct stat st;
+
+	if (fd < 0) {
+		hv_warn("cannot open the log '%s': %s; messages go nowhere", path, strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || fchmod(fd, 0600) < 0) {
+		hv_warn("the log '%s' is not a regular file; messages go nowhere", path);
+		close(fd);
+		return -1;
+	}
+	/* One line that says which process the lines after it come from. */
+	char head[96], when[32] = "?";
+	time_t now = time(NULL);
+	struct tm tm;
+	if (gmtime_r(&now, &tm))
+		strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", &tm);
+	int n = snprintf(head, sizeof(head), "--- %s, pid %d\n", when, (int)getpid());
+	if (n > 0 && write(fd, head, (size_t)n) < 0)
+		hv_debug("log: header not written");
+	return fd;
+}
+
+void vm_process_detach_done(const char *log_path)
+{
+	bool detached = detach_ready_fd >= 0;
+	int log = log_path ? open_log(log_path) : -1;
+
+	if (detached) {
+		if (write(detach_ready_fd, "1", 1) < 0)
+			hv_debug("detach: parent went away");
+		close(detach_ready_fd);
+		detach_ready_fd = -1;
+		int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+		if (null >= 0) {
+			dup2(null, STDIN_FILENO);
+			dup2(null, STDOUT_FILENO);
+			dup2(null, STDERR_FILENO);
+			close(null);
+		}
+	}
+	if (log >= 0) {
+		dup2(log, STDERR_FILENO);
+		close(log);
 	}
 }
 

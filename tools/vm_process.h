@@ -13,8 +13,12 @@ struct vm;
  * `announce` if not NULL and exits 0) or dies (then exits with its status): start-up errors
  * still reach the user's terminal. Returns in the child only (0), or -1 if fork failed. */
 int vm_process_detach(const char *announce);
-/* In a detached child: tells the parent that start-up succeeded, drops the terminal. */
-void vm_process_detach_done(void);
+/* Start-up succeeded: a detached child tells its parent and drops the terminal. From here
+ * stderr goes to log_path (appended, created 0600) if not NULL, else (detached) nowhere. */
+void vm_process_detach_done(const char *log_path);
+/* The log of a VM process: `given` (--log), else for a detached one <rundir>/NAME.log,
+ * else NULL (stderr stays). */
+const char *vm_process_log_path(const char *given, bool detach, const char *name, char *buf, size_t len);
 
 struct signal_watch {
 	pthread_mutex_t lock; /* guards vm, fn, opaque */

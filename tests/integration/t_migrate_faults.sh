@@ -113,7 +113,7 @@ fp_only_vm() {
 	if [ -n "$name" ]; then
 		grep -q "^$name " "$T/list" || { cat "$T/list" >&2; fail "$name is not listed"; }
 	fi
-	others=$(ls -A "$HV_RUN_DIR" | grep -Ev "^$name\.(lock|sock)$" || true)
+	others=$(ls -A "$HV_RUN_DIR" | grep -Ev "^$name\.(lock|sock)$|\.log$" || true)
 	[ -z "$others" ] || fail "the run directory holds more than $name's files: $others"
 	return 0
 }

@@ -116,3 +116,35 @@ test_receive_ctrl_c_and_timeout_leave_nothing() {
 		"$HVCTL" receive --listen 127.0.0.1:$port --name to --console none --timeout 1
 	rcv_nothing_left to "$port"
 }
+
+# A detached receiver's log is a file (NAME.log in the run directory, or --log): a refused
+# migration's detail is there, where the refusal the source got ("see the destination's
+# log") points, and it outlives the receiver. Readable by its owner only.
+test_receive_detached_log_has_the_refusal() {
+	local port src_run=$T/run-a
+	port=$(mig_unused_port 47221)
+	mkdir -p "$src_run"
+	HV_RUN_DIR=$src_run start_vm web1 --kernel "$GUEST" --mem 64M --disk "$(truncate -s 1M "$T/d.img"; echo "$T/d.img")" \
+		--cmdline "prog=memtouch ws=8M rate=10"
+	"$HVCTL" receive --listen 127.0.0.1:$port --name dst --detach >/dev/null || fail "receive failed"
+	expect_error "does not provide disk 0 .*see the destination's log" \
+		env HV_RUN_DIR="$src_run" "$HVCTL" migrate web1 127.0.0.1:$port
+	for _ in $(seq 50); do grep -q 'incoming migration failed' "$HV_RUN_DIR/dst.log" 2>/dev/null && break; sleep 0.1; done
+	cat "$HV_RUN_DIR/dst.log"
+	grep -q '^--- .* UTC, pid [0-9]*$' "$HV_RUN_DIR/dst.log" || fail "no header line in the log"
+	grep -q "^hv: error: incoming migration failed: .*no --disk for it" "$HV_RUN_DIR/dst.log" ||
+		fail "the log does not hold the refusal's detail"
+	[ "$(stat -c %a "$HV_RUN_DIR/dst.log")" = 600 ] || fail "the log has mode $(stat -c %a "$HV_RUN_DIR/dst.log")"
+	# --log names another file; a symbolic link there is not followed.
+	ln -s /etc/passwd "$T/evil.log"
+	"$HVCTL" receive --listen 127.0.0.1:$port --name dst2 --detach --log "$T/evil.log" >/dev/null ||
+		fail "receive --log failed"
+	"$HVCTL" stop dst2 >/dev/null
+	"$HVCTL" receive --listen 127.0.0.1:$port --name dst3 --detach --log "$T/mine.log" >/dev/null ||
+		fail "receive --log failed"
+	"$HVCTL" stop dst3 >/dev/null
+	for _ in $(seq 50); do grep -q 'stopped while waiting' "$T/mine.log" 2>/dev/null && break; sleep 0.1; done
+	grep -q 'dst3: stopped while waiting for a migration' "$T/mine.log" || fail "--log did not get the messages"
+	[ "$(stat -c %a "$T/mine.log")" = 600 ] || fail "--log file has mode $(stat -c %a "$T/mine.log")"
+	[ -L "$T/evil.log" ] && ! grep -q 'hv:' /etc/passwd || fail "the log followed a symbolic link"
+}
