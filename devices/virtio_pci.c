@@ -200,10 +200,9 @@ static void reset_locked(struct virtio_pci *vp)
 
 /* ---- common configuration ---- */
 
-static bool features_acceptable(const struct virtio_pci *vp)
+static bool features_acceptable(const struct virtio_pci *vp, uint64_t features)
 {
-	return !(vp->driver_features & ~vp->offered) &&
-	       (vp->driver_features & (1ull << VIRTIO_F_VERSION_1));
+	return !(features & ~vp->offered) && (features & (1ull << VIRTIO_F_VERSION_1));
 }
 
 static void write_status_locked(struct virtio_pci *vp, uint8_t v)
@@ -213,10 +212,14 @@ static void write_status_locked(struct virtio_pci *vp, uint8_t v)
 		return;
 	}
 	uint8_t old = vp->status;
+	/* Only a reset clears status bits (a driver never does, virtio 1.x 2.1.2): so the
+	 * features stay frozen from FEATURES_OK on, and the status a migration saves says
+	 * what the device does (a started device keeps DRIVER_OK). */
+	v |= old;
 	/* FEATURES_OK is only accepted for a feature set we can honour; the driver reads the
 	 * status back and gives up if the bit did not stick. */
 	if ((v & VIRTIO_CONFIG_S_FEATURES_OK) && !(old & VIRTIO_CONFIG_S_FEATURES_OK) &&
-	    !features_acceptable(vp)) {
+	    !features_acceptable(vp, vp->driver_features)) {
 		hv_debug("%s: refusing FEATURES_OK for features 0x%llx", vp->name,
 			 (unsigned long long)vp->driver_features);
 		v &= (uint8_t)~VIRTIO_CONFIG_S_FEATURES_OK;
@@ -679,10 +682,17 @@ static int check_state(const struct virtio_pci *vp, const struct virtio_pci_stat
 			 (unsigned long long)vp->offered);
 		return -EINVAL;
 	}
-	if (st->driver_features & ~vp->offered) {
-		hv_error("%s: saved driver features 0x%llx are not a subset of the offer 0x%llx",
+	/* Until FEATURES_OK the driver's features are only what it wrote so far (anything);
+	 * from then on they are what negotiation accepted, and DRIVER_OK needs them. */
+	bool features_ok = st->status & VIRTIO_CONFIG_S_FEATURES_OK;
+	if (features_ok && !features_acceptable(vp, st->driver_features)) {
+		hv_error("%s: saved driver features 0x%llx were never acceptable for the offer 0x%llx",
 			 vp->name, (unsigned long long)st->driver_features,
 			 (unsigned long long)vp->offered);
+		return -EINVAL;
+	}
+	if ((st->status & VIRTIO_CONFIG_S_DRIVER_OK) && !features_ok) {
+		hv_error("%s: saved status 0x%x has DRIVER_OK without FEATURES_OK", vp->name, st->status);
 		return -EINVAL;
 	}
 	for (int i = 0; i < vp->nq; i++) {

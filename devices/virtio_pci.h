@@ -18,6 +18,7 @@
  * each device's I/O thread polls virtio_pci_queue_eventfd() and then processes the queue
  * with q->lock held, checking virtq_active(q) first.
  *
+ * Status bits, once set, stay until the driver writes 0 (reset).
  * Queues start (virtq_start) when both the queue is enabled and DRIVER_OK is set, so a
  * device never sees buffers before DRIVER_OK. A bad descriptor (or a device calling
  * virtio_pci_device_error) sets DEVICE_NEEDS_RESET and raises a config interrupt. Writing
@@ -115,8 +116,9 @@ uint8_t virtio_pci_status(struct virtio_pci *vp);
  * paused queues); resume kicks every queue. */
 void virtio_pci_pause(struct virtio_pci *vp);
 void virtio_pci_resume(struct virtio_pci *vp);
-/* Between pause and resume. set_state validates (same device, features a subset of
- * the offer, sane queues) and returns 0 or -EINVAL with a hv_error line. */
+/* Between pause and resume. set_state validates (same device, accepted features a subset
+ * of the offer, DRIVER_OK only after FEATURES_OK, sane queues) and returns 0 or -EINVAL
+ * with a hv_error line. Whatever a guest does, what get_state saves passes. */
 void virtio_pci_get_state(struct virtio_pci *vp, struct virtio_pci_state *st);
 int virtio_pci_set_state(struct virtio_pci *vp, const struct virtio_pci_state *st);
 
