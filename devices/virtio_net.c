@@ -455,20 +455,27 @@ static const struct virtio_dev_ops net_ops = {
 struct virtio_net *virtio_net_create(struct pci_bus *bus, int slot, const char *ifname,
 				     const uint8_t mac[6])
 {
+	int fd = virtio_net_tap_open(ifname, VIRTIO_NET_TUN_PATH);
+
+	return fd < 0 ? NULL : virtio_net_create_fd(bus, slot, ifname, fd, mac);
+}
+
+struct virtio_net *virtio_net_create_fd(struct pci_bus *bus, int slot, const char *ifname, int fd,
+					const uint8_t mac[6])
+{
 	struct virtio_net *n = calloc(1, sizeof(*n));
 
 	if (!n) {
 		hv_error("virtio-net: out of memory");
+		close(fd);
 		return NULL;
 	}
-	n->tap_fd = n->stop_fd = -1;
+	n->tap_fd = fd;
+	n->stop_fd = -1;
 	pthread_mutex_init(&n->cfg_lock, NULL);
 	memcpy(n->mac, mac, 6);
 	n->status = VIRTIO_NET_S_LINK_UP;
 	snprintf(n->ifname, sizeof(n->ifname), "%s", ifname);
-	n->tap_fd = virtio_net_tap_open(ifname, VIRTIO_NET_TUN_PATH);
-	if (n->tap_fd < 0)
-		goto fail;
 	n->vp = virtio_pci_create(bus, slot, &net_ops, n, 0);
 	if (!n->vp)
 		goto fail;

@@ -33,6 +33,11 @@ struct virtio_net_state {
  * failure, with one hv_error line naming the cause and the fix. */
 struct virtio_net *virtio_net_create(struct pci_bus *bus, int slot, const char *ifname,
 				     const uint8_t mac[6]);
+/* The same on a TAP already open in vnet-header mode (virtio_net_tap_open), or on any fd
+ * with its one-frame-per-read semantics (the fuzzer's SOCK_DGRAM socketpair). The device
+ * owns `fd` from here on, also when this fails. */
+struct virtio_net *virtio_net_create_fd(struct pci_bus *bus, int slot, const char *ifname, int fd,
+					const uint8_t mac[6]);
 void virtio_net_destroy(struct virtio_net *n);
 struct virtio_pci *virtio_net_transport(struct virtio_net *n);
 void virtio_net_get_mac(const struct virtio_net *n, uint8_t mac[6]);
