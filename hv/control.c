@@ -536,6 +536,13 @@ static int cmd_status(struct ctl_call *call, void *opaque)
 	json_object_object_add(r, "state", json_object_new_string(phase[0] ? phase : vm_state_name(state)));
 	json_object_object_add(r, "cpus", json_object_new_int(vm ? vm->ncpus : 0));
 	json_object_object_add(r, "mem", json_object_new_int64(vm ? (int64_t)vm->mem.size : 0));
+	if (vm) {
+		json_object_object_add(r, "cpu_model", json_object_new_string(cpu_model_name(vm->cpu_model)));
+		pthread_mutex_lock(&vm->lock);
+		json_object_object_add(r, "cpu_features", json_object_new_string(vm->cpu_features));
+		json_object_object_add(r, "cpu_features_set", json_object_new_string(vm->cpu_features_set));
+		pthread_mutex_unlock(&vm->lock);
+	}
 	json_object_object_add(r, "uptime_ms", json_object_new_int64((int64_t)uptime_ms));
 	json_object_object_add(r, "pid", json_object_new_int((int)getpid()));
 	pthread_mutex_lock(&cs->lock);

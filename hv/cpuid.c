@@ -390,3 +390,27 @@ int cpuid_apply(int vcpu_fd, const struct cpuid_table *t, int cpu_index, int ncp
 	free(copy);
 	return ret;
 }
+
+int cpuid_read_features(int vcpu_fd, char *buf, size_t len)
+{
+	struct cpuid_table *t = calloc(1, sizeof(*t)), *none = calloc(1, sizeof(*none));
+	int r;
+
+	if (!t || !none) {
+		r = -ENOMEM;
+	} else {
+		t->hdr.nent = CPUID_MAX_ENTRIES;
+		if (ioctl(vcpu_fd, KVM_GET_CPUID2, t) < 0) {
+			r = -errno;
+		} else {
+			/* Every known feature set in t is "missing" from an empty table. */
+			r = cpuid_missing_features(t, none, buf, len);
+			for (char *c = buf; *c; c++)
+				if (c[0] == ',' && c[1] == ' ')
+					memmove(c, c + 1, strlen(c + 1) + 1);
+		}
+	}
+	free(t);
+	free(none);
+	return r;
+}

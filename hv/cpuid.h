@@ -30,6 +30,10 @@ int cpuid_apply(int vcpu_fd, const struct cpuid_table *t, int cpu_index, int ncp
 int cpuid_missing_features(const struct cpuid_table *want, const struct cpuid_table *have,
 			   char *buf, size_t len);
 
+/* KVM_GET_CPUID2 on vcpu_fd: the CPUID KVM holds for that vCPU, as the names of the known
+ * features set ("fpu cx8 ... lm", space-separated) into buf. The count, or -errno. */
+int cpuid_read_features(int vcpu_fd, char *buf, size_t len);
+
 /* Lookup, NULL if absent. */
 struct kvm_cpuid_entry2 *cpuid_find(struct cpuid_table *t, uint32_t function, uint32_t index);
 

@@ -54,6 +54,9 @@ struct vm {
 	struct vcpu *vcpus;
 	struct cpuid_table *cpuid; /* the guest's, as set on every vCPU (less topology) */
 	enum cpu_model cpu_model;  /* what built it; migration carries it on */
+	char cpu_features[1024];   /* what KVM holds for vCPU 0 (KVM_GET_CPUID2), by name; under lock */
+	char cpu_features_set[1024]; /* what hv set (vm->cpuid), by name; differs where the
+	                              * platform overrides CPUID (PVM: leaves 1 and 7) */
 	struct serial *serial;
 
 	pthread_mutex_t lock; /* guards everything below */
@@ -75,6 +78,9 @@ struct vm {
  * default; memslots) and its vCPUs (CPUID set as `cpu_model` says; refused with the missing
  * features named if this host cannot offer it).
  * 0, or -1 with one hv_error line. On failure everything is released. */
+/* Reads back the CPUID KVM holds for vCPU 0 into vm->cpu_features (before it first runs). */
+void vm_read_cpu_features(struct vm *vm);
+
 int vm_create(struct vm *vm, const char *name, uint64_t mem_size,
 	      const struct guest_mem_spec *mem_spec, int ncpus, enum cpu_model cpu_model);
 /* Writes e820/MP tables and sets up the boot vCPU's registers for `entry`. */

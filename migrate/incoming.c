@@ -310,6 +310,7 @@ static int handle_hello(struct incoming *in, const uint8_t *payload, size_t len,
 		if (cpuid_apply(vm->vcpus[i].fd, in->src_cpuid, i, vm->ncpus) < 0)
 			return failf(in, "cannot apply the source's CPUID to vCPU %d", i);
 	memcpy(vm->cpuid, in->src_cpuid, sizeof(*vm->cpuid)); /* and it migrates on with it */
+	vm_read_cpu_features(vm);
 	prefault_start(&in->prefault, &vm->mem, h->ram, h->nram);
 	in->dec.suspect = calloc((guest_mem_pages(&vm->mem) + 63) / 64, sizeof(uint64_t));
 	if (!in->dec.suspect)

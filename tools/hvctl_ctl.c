@@ -344,6 +344,8 @@ int hvctl_cmd_status(int argc, char **argv)
 		if (src)
 			printf("source:  %s\n", src);
 		printf("cpus:    %s\n", cpus);
+		if (get_str(s, "cpu_model"))
+			printf("cpu:     %s (--json lists its features)\n", get_str(s, "cpu_model"));
 		printf("memory:  %s\n", mem);
 		printf("uptime:  %s\n", up);
 		printf("pid:     %lld\n", (long long)get_int(s, "pid"));
