@@ -1,5 +1,5 @@
 #!/bin/bash
-# Runs every test: cmocka unit tests (plain and ASan+UBSan builds), the stream fuzzer for
+# Runs every test: cmocka unit tests (plain and ASan+UBSan builds), every fuzz target for
 # a bounded time, and the integration tests under real KVM. Last line: N passed, N failed.
 set -u
 BUILD=${BUILD:-build}
@@ -39,10 +39,10 @@ for t in "$BUILD"/tests-asan/test_*; do
 	[ -x "$t" ] && run_cmocka "$t"
 done
 
-echo "== fuzz (bounded: the migration stream, the device model, HELLO JSON, the control protocol)"
+echo "== fuzz (bounded: the migration stream, the device model, virtio-net, device-state restore, HELLO JSON, the control protocol)"
 export FUZZ_TIME=${FUZZ_TIME:-20}
 # target:seconds (the small parsers need less time to saturate than the stream and devices)
-for t in stream:$FUZZ_TIME devices:$FUZZ_TIME hello:10 control:10; do
+for t in stream:$FUZZ_TIME devices:$FUZZ_TIME net:$FUZZ_TIME devstate:$FUZZ_TIME hello:10 control:10; do
 	if FUZZ_TIME=${t#*:} tests/fuzz/run-target.sh "${t%%:*}"; then
 		passed=$((passed + 1))
 	else

@@ -6,35 +6,57 @@
 #include <poll.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "hv/vm.h"
 
-static inline struct vm *fake_vm_create(uint64_t mem_size)
+/* Sets up a VM object that lives elsewhere (a struct machine's, for migration code), its RAM
+ * backed as `spec` says (NULL: the default). 0 or -1. */
+static inline int fake_vm_init(struct vm *vm, uint64_t mem_size, const struct guest_mem_spec *spec)
 {
-	struct vm *vm = calloc(1, sizeof(*vm));
-
-	if (!vm)
-		return NULL;
+	memset(vm, 0, sizeof(*vm));
 	vm->kvm_fd = vm->vm_fd = -1;
 	snprintf(vm->name, sizeof(vm->name), "test");
 	snprintf(vm->uuid, sizeof(vm->uuid), "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0");
 	bus_init(&vm->pio);
 	bus_init(&vm->mmio);
-	if (guest_mem_create(&vm->mem, mem_size) < 0) {
+	if (guest_mem_create_spec(&vm->mem, mem_size, spec) < 0) {
+		bus_destroy(&vm->pio);
+		bus_destroy(&vm->mmio);
+		return -1;
+	}
+	return 0;
+}
+
+static inline void fake_vm_fini(struct vm *vm)
+{
+	guest_mem_destroy(&vm->mem);
+	bus_destroy(&vm->pio);
+	bus_destroy(&vm->mmio);
+}
+
+static inline struct vm *fake_vm_create_spec(uint64_t mem_size, const struct guest_mem_spec *spec)
+{
+	struct vm *vm = malloc(sizeof(*vm));
+
+	if (vm && fake_vm_init(vm, mem_size, spec) < 0) {
 		free(vm);
 		return NULL;
 	}
 	return vm;
 }
 
+static inline struct vm *fake_vm_create(uint64_t mem_size)
+{
+	return fake_vm_create_spec(mem_size, NULL);
+}
+
 static inline void fake_vm_destroy(struct vm *vm)
 {
-	guest_mem_destroy(&vm->mem);
-	bus_destroy(&vm->pio);
-	bus_destroy(&vm->mmio);
+	fake_vm_fini(vm);
 	free(vm);
 }
 
