@@ -75,7 +75,7 @@ run_integration
 # on a host whose monotonic clock reads 23 days of uptime.
 echo "== integration tests again, on a host up for 23 days (time namespace)"
 HV_TEST_UPTIME=2000000 run_integration \
-	'^test_(status_list_stop|pause_resume_keeps_memory_intact|console_pty|migrate_idle_hello|migrate_memtouch_rate50|migrate_cancel|migrate_no_convergence|migrate_json_events|migrate_destination_refusals|migrate_faults_stall_at_ack|receive_.*)$'
+	'^test_(status_list_stop|pause_resume_keeps_memory_intact|console_pty|migrate_idle_hello|migrate_memtouch_rate50|migrate_cancel|migrate_no_convergence|migrate_json_events|migrate_destination_refusals|migrate_faults_stall_at_ack|migrate_faults_trickled_hello_is_dropped|tls_strays_then_real_source|tls_psk_refusals_then_migration|receive_.*)$'
 
 [ ${#failures[@]} -gt 0 ] && printf 'failed: %s\n' "${failures[@]}"
 echo "$passed passed, $failed failed"

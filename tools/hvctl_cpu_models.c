@@ -16,9 +16,10 @@ static void cpu_models_usage(FILE *f)
 	fprintf(f,
 		"usage: hvctl cpu-models\n"
 		"\n"
-		"Lists the CPU models 'hvctl run --cpu-model' takes, whether this host can offer\n"
-		"each (as KVM reports its CPU) and, if not, which of the model's features it lacks.\n"
-		"A VM started with a model that every host offers can migrate between them.\n");
+		"Lists the CPU models 'hvctl run --cpu-model' takes, whether this host can\n"
+		"offer each (as KVM reports its CPU) and, if not, which of the model's\n"
+		"features it lacks. A VM started with a model that every host offers can\n"
+		"migrate between them.\n");
 }
 
 int hvctl_cmd_cpu_models(int argc, char **argv)

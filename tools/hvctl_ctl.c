@@ -200,8 +200,8 @@ static void strip_reply(struct json_object *o)
 
 static const struct cmd_spec list_spec = {
 	"hvctl list [--json]",
-	"Lists the VMs running for this user (those with a live control socket in the run\n"
-	"directory: $HV_RUN_DIR, else /run/hv for root, else /tmp/hv-$UID).\n\n"
+	"Lists the VMs running for this user (those with a live control socket in the\n"
+	"run directory: $HV_RUN_DIR, else /run/hv for root, else /tmp/hv-$UID).\n\n"
 	"  --json   print a JSON array of the VMs' status objects\n",
 	OPT_JSON,
 };
@@ -309,10 +309,10 @@ static struct json_object *fetch_status(const char *name)
 
 static const struct cmd_spec status_spec = {
 	"hvctl status NAME [--json]",
-	"Shows one VM: name, UUID, state (created, running, paused, stopped; incoming and\n"
-	"migrating for one that 'hvctl receive' is waiting for, with the address it listens on\n"
-	"and the source), vCPUs, memory, uptime, the process id of its hv, and its console\n"
-	"PTY if it has one.\n\n"
+	"Shows one VM: name, UUID, state (created, running, paused, stopped; incoming\n"
+	"and migrating for one that 'hvctl receive' is waiting for, with the address\n"
+	"it listens on and the source), vCPUs, CPU model, memory, uptime, the process\n"
+	"id of its hv, and its console PTY if it has one.\n\n"
 	"  --json   print the VM's status object as one JSON line\n",
 	OPT_NAME | OPT_JSON,
 };
@@ -379,8 +379,8 @@ static int simple_command(int argc, char **argv, const struct cmd_spec *spec, co
 
 static const struct cmd_spec pause_spec = {
 	"hvctl pause NAME",
-	"Stops the VM's vCPUs; returns once none of them runs guest code. Memory and devices\n"
-	"stay as they are. Pausing a paused VM does nothing.\n",
+	"Stops the VM's vCPUs; returns once none of them runs guest code. Memory and\n"
+	"devices stay as they are. Pausing a paused VM does nothing.\n",
 	OPT_NAME,
 };
 
@@ -404,10 +404,10 @@ int hvctl_cmd_resume(int argc, char **argv)
 
 static const struct cmd_spec stop_spec = {
 	"hvctl stop NAME [--timeout SECS]",
-	"Ends the VM (its 'hvctl run' exits with status 0) and waits until it is gone: its\n"
-	"control socket removed and its name free again.\n\n"
-	"  --timeout SECS   how long to wait (default 10; 0 = do not wait). Exit status 1 if\n"
-	"                   the VM has not ended by then.\n",
+	"Ends the VM (its 'hvctl run' exits with status 0) and waits until it is\n"
+	"gone: its control socket removed and its name free again.\n\n"
+	"  --timeout SECS   how long to wait (default 10; 0 = do not wait). Exit\n"
+	"                   status 1 if the VM has not ended by then.\n",
 	OPT_NAME | OPT_TIMEOUT,
 };
 
@@ -476,10 +476,10 @@ int hvctl_cmd_stop(int argc, char **argv)
 
 static const struct cmd_spec console_spec = {
 	"hvctl console NAME",
-	"Attaches the terminal to the VM's serial console (a VM started with --console pty).\n"
-	"Keys go to the guest; Ctrl-] detaches (the VM keeps running). Without a terminal,\n"
-	"standard input is sent to the guest and, after it ends, the guest's output is shown\n"
-	"until the VM ends or hvctl is interrupted.\n",
+	"Attaches the terminal to the VM's serial console (a VM started with --console\n"
+	"pty). Keys go to the guest; Ctrl-] detaches (the VM keeps running). Without a\n"
+	"terminal, standard input is sent to the guest and, after it ends, the guest's\n"
+	"output is shown until the VM ends or hvctl is interrupted.\n",
 	OPT_NAME,
 };
 

@@ -13,10 +13,11 @@ int hvctl_cmd_keygen(int argc, char **argv)
 	if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
 		printf("usage: hvctl keygen FILE\n"
 		       "\n"
-		       "Writes a new random 256-bit key to FILE (created with mode 0600; an existing file\n"
-		       "is never overwritten). Copy it to the other host over a secure channel (scp) and\n"
-		       "give both 'hvctl migrate' and 'hvctl receive' --psk FILE: the migration then runs\n"
-		       "over TLS 1.3, and only a holder of the key can send a VM or receive one.\n");
+		       "Writes a new random 256-bit key to FILE (created with mode 0600; an\n"
+		       "existing file is never overwritten). Copy it to the other host over a\n"
+		       "secure channel (scp) and give both 'hvctl migrate' and 'hvctl receive'\n"
+		       "--psk FILE: the migration then runs over TLS 1.3, and only a holder of\n"
+		       "the key can send a VM or receive one.\n");
 		return 0;
 	}
 	if (argc != 2 || argv[1][0] == '-') {

@@ -26,21 +26,25 @@ struct migrate_opts {
 static void migrate_usage(FILE *f)
 {
 	fprintf(f,
-		"usage: hvctl migrate NAME HOST:PORT [--downtime MS] [--bandwidth RATE] [--compress auto|zlib|none]\n"
-		"                     [--max-rounds N] [--on-timeout force|cancel] [--json]\n"
-		"                     [--psk FILE | --tls-cert F --tls-key F --tls-ca F [--tls-server-name N]]\n"
+		"usage: hvctl migrate NAME HOST:PORT [--downtime MS] [--bandwidth RATE]\n"
+		"         [--compress auto|zlib|none] [--max-rounds N]\n"
+		"         [--on-timeout force|cancel] [--json]\n"
+		"         [--psk FILE | --tls-cert F --tls-key F --tls-ca F\n"
+		"          [--tls-server-name N]]\n"
 		"       hvctl migrate --cancel NAME\n"
 		"\n"
-		"Live-migrates VM NAME to 'hvctl receive --listen HOST:PORT'. Pre-copy rounds run until\n"
-		"the rest fits in --downtime (default 30 ms) or --max-rounds (default 30) is reached,\n"
-		"then --on-timeout decides (default force). --bandwidth caps the stream (bytes/s, with\n"
-		"K/M/G suffixes). On any failure before the destination commits, the VM keeps running\n"
-		"here. Exit status: 0 migrated, 1 failed (the reason on stderr), 2 bad usage, 3 the link\n"
-		"failed after the commit was sent: the VM stays paused here until you check the destination.\n"
-		"--psk FILE (from 'hvctl keygen', the same file as the destination's) or certificates\n"
-		"(--tls-ca must have signed the destination's, whose name must be HOST or\n"
-		"--tls-server-name) run the migration over TLS 1.3, the destination authenticated\n"
-		"before anything of the VM is sent.\n");
+		"Live-migrates VM NAME to 'hvctl receive --listen HOST:PORT'. Pre-copy rounds\n"
+		"run until the rest fits in --downtime (default 30 ms) or --max-rounds\n"
+		"(default 30) is reached; then --on-timeout decides (default force).\n"
+		"--bandwidth caps the stream (bytes/s, K/M/G suffixes). On any failure before\n"
+		"the destination commits, the VM keeps running here.\n"
+		"--psk FILE (from 'hvctl keygen', the destination's file) or certificates\n"
+		"(--tls-ca signed the destination's, which must name HOST or\n"
+		"--tls-server-name) run the migration over TLS 1.3, the destination\n"
+		"authenticated before anything of the VM is sent.\n"
+		"Exit status: 0 migrated, 1 failed (the reason on stderr), 2 bad usage, 3 the\n"
+		"link failed after the commit was sent: the VM stays paused here until you\n"
+		"check the destination.\n");
 }
 
 static int parse_opts(int argc, char **argv, struct migrate_opts *o)

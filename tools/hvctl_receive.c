@@ -34,40 +34,41 @@
 static void receive_usage(FILE *f)
 {
 	fprintf(f,
-		"usage: hvctl receive --listen HOST:PORT [--name N] [--console stdio|file:PATH|pty|none]\n"
-		"                     [--timeout SECS] [--detach] [--log FILE]\n"
-		"                     [--mem-backend anon|memfd|hugetlb[:PATH]]\n"
-		"                     [--disk PATH[,ro]]... [--net tap=IF[,mac=MAC]]... [--disk-dir DIR]\n"
-		"                     [--shared-storage] [--max-mem SIZE] [--cpu-model NAME]\n"
-		"                     [--psk FILE | --tls-cert FILE --tls-key FILE --tls-ca FILE] [--insecure]\n"
+		"usage: hvctl receive --listen HOST:PORT [--name N] [--timeout SECS]\n"
+		"         [--console stdio|file:PATH|pty|none] [--detach] [--log FILE]\n"
+		"         [--mem-backend anon|memfd|hugetlb[:PATH]] [--cpu-model NAME]\n"
+		"         [--disk PATH[,ro]]... [--net tap=IF[,mac=MAC]]... [--disk-dir DIR]\n"
+		"         [--shared-storage] [--max-mem SIZE]\n"
+		"         [--psk FILE | --tls-cert FILE --tls-key FILE --tls-ca FILE]\n"
+		"         [--insecure]\n"
 		"\n"
-		"Waits for one migration from 'hvctl migrate' and then runs the guest here. The VM\n"
-		"keeps the source's name unless --name is given; until the source connects it is\n"
-		"listed as --name, or as incoming-PORT. 'hvctl stop' ends it at any point (the\n"
-		"source then keeps its guest). --timeout bounds the wait for the source to connect\n"
-		"(default: forever). With --detach, returns once listening. From then on the\n"
-		"destination's log (why a migration was refused, dropped connections) goes to\n"
-		"--log FILE, detached by default to NAME.log in the run directory.\n"
-		"--mem-backend backs the guest's RAM here as for 'hvctl run' (default anon).\n"
-		"--cpu-model x86-64-vN: this destination offers at most that level (an EVC-like\n"
-		"baseline): a guest that uses more is refused with the features named (default host:\n"
-		"whatever this host's CPU offers).\n"
+		"Waits for one migration from 'hvctl migrate', then runs the guest here. The\n"
+		"VM keeps the source's name unless --name is given; until the source connects\n"
+		"it is listed as --name, or as incoming-PORT. 'hvctl stop' ends it at any\n"
+		"point (the source then keeps its guest). --timeout bounds the wait for the\n"
+		"source (default: forever). With --detach, returns once listening. From then\n"
+		"on the log (why a migration was refused, dropped connections) goes to --log\n"
+		"FILE; detached, by default to NAME.log in the run directory.\n"
+		"--mem-backend backs the guest's RAM as for 'hvctl run' (default anon).\n"
+		"--cpu-model x86-64-vN: this host offers at most that level (an EVC-like\n"
+		"baseline); a guest that uses more is refused with the features named.\n"
 		"\n"
-		"What backs the guest's devices here is this host's choice, never the stream's:\n"
-		"--disk and --net name them, matched to the source's disks and NICs in order (same\n"
-		"size; a disk given ,ro here only takes a read-only source disk; the MAC comes from\n"
-		"the source). Disks without a --disk: --disk-dir DIR opens the image of the source's\n"
-		"file name in DIR, --shared-storage the source's own path (both: regular files, no\n"
-		"symbolic links). --max-mem refuses larger guests (default: MemAvailable).\n"
+		"What backs the guest's devices is this host's choice, never the stream's:\n"
+		"--disk and --net name them, matched to the source's disks and NICs in order\n"
+		"(same size; a disk given ,ro here only takes a read-only source disk; the\n"
+		"MAC comes from the source). Disks without a --disk: --disk-dir DIR opens\n"
+		"the image of the source's file name in DIR, --shared-storage the source's\n"
+		"own path (both: regular files, no symbolic links). --max-mem refuses larger\n"
+		"guests (default: MemAvailable).\n"
 		"\n"
-		"Who may migrate here: --psk FILE (a key from 'hvctl keygen', the same file on both\n"
-		"hosts) or --tls-cert/--tls-key/--tls-ca (the source's certificate must be signed by\n"
-		"that CA) make the migration TLS 1.3, the source authenticated before anything of it\n"
-		"is read. Without them only a loopback address is accepted, unless --insecure.\n"
-		"A connection that sends no valid HELLO within 10 s is dropped and the receiver goes\n"
-		"on listening (at most 32 times).\n"
-		"Exit status: as 'hvctl run' once the guest runs; 0 if stopped before that; 125 if\n"
-		"the migration failed.\n");
+		"Who may migrate here: with --psk FILE (from 'hvctl keygen', the same file on\n"
+		"both hosts) or --tls-cert/--tls-key/--tls-ca (the source's certificate\n"
+		"signed by that CA) the migration runs over TLS 1.3, the source authenticated\n"
+		"before anything of it is read. Without them only a loopback address is\n"
+		"accepted, unless --insecure. A connection without a valid HELLO within 10 s\n"
+		"is dropped and the receiver listens on (at most 32 times).\n"
+		"Exit status: as 'hvctl run' once the guest runs; 0 if stopped before that;\n"
+		"125 if the migration failed.\n");
 }
 
 /* What "hvctl stop" and signals do before the guest runs: end the wait for a source, or
@@ -419,6 +420,12 @@ int hvctl_cmd_receive(int argc, char **argv)
 		close_dropped(fd);
 		if (r != MIGRATE_INCOMING_STRAY)
 			break;
+		if (atomic_load(&stop.requested)) {
+			/* Our own shutdown ended the connection: not the peer's doing. */
+			hv_info("%s: stopped while waiting for a migration", m.name);
+			status = 0;
+			goto out;
+		}
 		/* The peer's bytes never reach this line: the reasons are our own words. */
 		if (++strays == RECEIVE_MAX_STRAYS) {
 			hv_error("dropped a connection from %s: %s; that was the %dth without a valid "

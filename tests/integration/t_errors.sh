@@ -47,3 +47,16 @@ test_kvm_not_accessible() {
 	grep -q "cannot open /dev/kvm" "$T/err" || { cat "$T/err"; fail "wrong message"; }
 	[ "$(grep -c . "$T/err")" -eq 1 ] || { cat "$T/err"; fail "more than one line"; }
 }
+
+# Every command's help: exit 0, on stdout, and no line wider than an 80-column terminal
+# can show without wrapping.
+test_help_fits_80_columns() {
+	local c
+	for c in run list status pause resume stop console receive migrate keygen cpu-models; do
+		"$HVCTL" "$c" --help >"$T/help" 2>"$T/help.err" || fail "hvctl $c --help exited $?"
+		[ -s "$T/help" ] || fail "hvctl $c --help printed nothing on stdout"
+		awk -v c="$c" 'length > 79 { printf "hvctl %s --help: %d columns: %s\n", c, length, $0; bad = 1 }
+			END { exit bad }' "$T/help" || fail "hvctl $c --help is wider than 79 columns"
+	done
+	"$HVCTL" --help | awk 'length > 79 { exit 1 }' || fail "hvctl --help is wider than 79 columns"
+}
