@@ -24,6 +24,7 @@
 #include "hv/vm.h"
 #include "migrate/auto_compress.h"
 #include "migrate/channel.h"
+#include "migrate/convergence.h"
 #include "migrate/cpu_state.h"
 #include "migrate/device_state.h"
 #include "migrate/dirty.h"
@@ -36,10 +37,6 @@
 #define SYNC_TIMEOUT_MS 15000 /* a slow destination may have a full receive buffer to place */
 #define HELLO_TIMEOUT_MS 30000
 #define SEND_TIMEOUT_MS 30000 /* a destination that stops reading this long is gone */
-/* Fixed part of the downtime estimate: vCPU/VM/device state and the commit round trip. */
-#define SWITCHOVER_OVERHEAD_MS 2.0
-/* Below this expected downtime, further rounds are not worth their time. */
-#define GOOD_ENOUGH_DOWNTIME_MS 5.0
 #define DRAIN_TIMEOUT_MS 5000
 #define DRAIN_LEFT_BYTES (64 * 1024)
 #define PEER_ABORT_WAIT_MS 300 /* after a failed send: how long to look for the peer's ABORT */
@@ -414,8 +411,7 @@ static int precopy(struct source *s)
 {
 	struct migrate_stats *st = s->st;
 	uint64_t t = clock_now_ns(), bytes0 = s->conn.tx_bytes, pages0 = st->pages_sent;
-	int64_t prev_dirty = -1;
-	unsigned stalled = 0;
+	struct convergence conv = { 0 };
 
 	st->phase = MIGRATE_PHASE_PRECOPY;
 	st->round = 0;
@@ -436,27 +432,17 @@ static int precopy(struct source *s)
 			st->rate_mbs = (double)bytes / secs / (1 << 20);
 		st->dirty_rate_mbs = (double)dirty * PAGE_SIZE / secs / (1 << 20);
 		st->remaining_pages = (uint64_t)dirty;
-		double rate = st->rate_mbs > 1 ? st->rate_mbs : 1;
-		/* Last pages, then state, then ACK back and COMMIT across: about 1.5 round trips. */
-		st->expected_downtime_ms =
-			(double)dirty * PAGE_SIZE / (1 << 20) / rate * 1000.0 * auto_compress_wire_ratio(&s->ac) +
-			SWITCHOVER_OVERHEAD_MS + 1.5 * rtt_ms(s);
+		st->expected_downtime_ms = convergence_expected_downtime_ms(
+			(uint64_t)dirty, st->rate_mbs, auto_compress_wire_ratio(&s->ac), rtt_ms(s));
 		report(s);
-		/* Within the limit, one more round is still worth it while rounds keep shrinking the
-		 * rest by a quarter: less downtime for a little more total time. One round that did
-		 * not shrink may be a hiccup (the guest or this thread descheduled); two in a row
-		 * mean the dirty rate has caught up with the link. */
-		if (prev_dirty >= 0 && (double)dirty > 0.75 * (double)prev_dirty)
-			stalled++;
-		else
-			stalled = 0;
-		bool done = st->expected_downtime_ms <= s->p->downtime_ms &&
-			    (st->expected_downtime_ms <= GOOD_ENOUGH_DOWNTIME_MS || stalled >= 2);
-		if (!done && st->round + 1 >= s->p->max_rounds && s->p->on_timeout != MIGRATE_ON_TIMEOUT_FORCE)
+		enum convergence_verdict v = convergence_decide(&conv, st->round, (uint64_t)dirty,
+								st->expected_downtime_ms, s->p->downtime_ms,
+								s->p->max_rounds, s->p->on_timeout);
+		if (v == CONVERGENCE_GIVE_UP)
 			return failf(s, "did not converge in %u rounds: %.0f MiB were dirtied again during the last round of %.0f ms, while the link moves %.0f MiB/s (switching now would stop the guest for about %.0f ms); raise --downtime or --max-rounds, or use --on-timeout force",
 				     st->round + 1, (double)dirty * PAGE_SIZE / (1 << 20), secs * 1000,
 				     st->rate_mbs, st->expected_downtime_ms);
-		done = done || st->round + 1 >= s->p->max_rounds;
+		bool done = v == CONVERGENCE_SWITCH_OVER;
 		/* Before the guest stops, the destination catches up with what is already on its
 		 * way (a receive buffer can hold tens of MiB): that time is not downtime. Pages
 		 * dirtied meanwhile join the last set. */
@@ -466,7 +452,6 @@ static int precopy(struct source *s)
 			return -1;
 		if (done)
 			return sync ? wait_ack(s, "waiting for the destination to catch up", SYNC_TIMEOUT_MS) : 0;
-		prev_dirty = dirty;
 		st->round++;
 		start_round(s, (uint64_t)dirty);
 		t = clock_now_ns();

@@ -1,0 +1,31 @@
+#include "migrate/convergence.h"
+
+#include "hv/layout.h"
+
+double convergence_expected_downtime_ms(uint64_t dirty_pages, double rate_mibs, double wire_ratio,
+					double rtt_ms)
+{
+	double rate = rate_mibs > 1 ? rate_mibs : 1;
+
+	return (double)dirty_pages * PAGE_SIZE / (1 << 20) / rate * 1000.0 * wire_ratio +
+	       CONVERGENCE_OVERHEAD_MS + 1.5 * rtt_ms;
+}
+
+enum convergence_verdict convergence_decide(struct convergence *c, uint32_t round, uint64_t dirty_pages,
+					    double expected_ms, uint32_t max_downtime_ms, uint32_t max_rounds,
+					    enum migrate_on_timeout on_timeout)
+{
+	/* Within the limit, one more round is still worth it while rounds keep shrinking the
+	 * rest by a quarter: less downtime for a little more total time. */
+	if (c->have_prev && (double)dirty_pages > 0.75 * (double)c->prev_dirty)
+		c->stalled++;
+	else
+		c->stalled = 0;
+	c->have_prev = true;
+	c->prev_dirty = dirty_pages;
+	if (expected_ms <= max_downtime_ms && (expected_ms <= CONVERGENCE_GOOD_ENOUGH_MS || c->stalled >= 2))
+		return CONVERGENCE_SWITCH_OVER;
+	if (round + 1 >= max_rounds)
+		return on_timeout == MIGRATE_ON_TIMEOUT_FORCE ? CONVERGENCE_SWITCH_OVER : CONVERGENCE_GIVE_UP;
+	return CONVERGENCE_NEXT_ROUND;
+}

@@ -1,0 +1,44 @@
+/* When pre-copy stops: the switch-over decision after each round, as a pure function of
+ * what the round measured, so that every case (converged, stalled, out of rounds with
+ * force or cancel) is tested without a guest (tests/unit/test_convergence.c). */
+#ifndef MIGRATE_CONVERGENCE_H
+#define MIGRATE_CONVERGENCE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "migrate/migrate.h"
+
+/* Below this the estimate is as good as it gets: switch over at once. */
+#define CONVERGENCE_GOOD_ENOUGH_MS 5.0
+/* The fixed part of a switch-over (state save and load, the vCPUs' stop and start). */
+#define CONVERGENCE_OVERHEAD_MS 2.0
+
+enum convergence_verdict {
+	CONVERGENCE_NEXT_ROUND,  /* another pre-copy round */
+	CONVERGENCE_SWITCH_OVER, /* pause the guest and send the rest */
+	CONVERGENCE_GIVE_UP,     /* out of rounds with --on-timeout cancel */
+};
+
+/* What the decision remembers between rounds. Zeroed before round 0. */
+struct convergence {
+	bool have_prev;
+	uint64_t prev_dirty; /* pages dirty after the previous round */
+	unsigned stalled;    /* rounds in a row that did not shrink the rest by a quarter */
+};
+
+/* The pause switching over now would cost: the dirty pages at the link rate (MiB/s; at
+ * least 1) times what compression leaves of them (wire_ratio, 1 for raw), the fixed part,
+ * and 1.5 round trips (last pages, state, ACK back, COMMIT across). */
+double convergence_expected_downtime_ms(uint64_t dirty_pages, double rate_mibs, double wire_ratio,
+					double rtt_ms);
+
+/* After round `round` (from 0) left `dirty_pages` dirty with `expected_ms` of pause:
+ * switch over when the estimate fits max_downtime_ms and either it is good enough or the
+ * rounds stopped shrinking the rest (twice in a row: once may be a hiccup); when the last
+ * of max_rounds ends, on_timeout decides. */
+enum convergence_verdict convergence_decide(struct convergence *c, uint32_t round, uint64_t dirty_pages,
+					    double expected_ms, uint32_t max_downtime_ms, uint32_t max_rounds,
+					    enum migrate_on_timeout on_timeout);
+
+#endif

@@ -1,0 +1,99 @@
+/* The switch-over decision of pre-copy (migrate/convergence.c), case by case. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "migrate/convergence.h"
+
+#define LIMIT 30 /* ms, the default --downtime */
+
+static enum convergence_verdict decide(struct convergence *c, uint32_t round, uint64_t dirty,
+				       double expected, uint32_t max_rounds, enum migrate_on_timeout t)
+{
+	return convergence_decide(c, round, dirty, expected, LIMIT, max_rounds, t);
+}
+
+/* Good enough at once: an idle guest switches over after round 0. */
+static void test_converged_at_once(void **unused)
+{
+	struct convergence c = { 0 };
+
+	assert_int_equal(decide(&c, 0, 10, 3.0, 30, MIGRATE_ON_TIMEOUT_FORCE), CONVERGENCE_SWITCH_OVER);
+}
+
+/* Within the limit but above "good enough": more rounds while they shrink the rest by a
+ * quarter; once two in a row did not, switch over. One that did not is a hiccup. */
+static void test_within_limit_waits_for_two_stalls(void **unused)
+{
+	struct convergence c = { 0 };
+
+	assert_int_equal(decide(&c, 0, 4000, 20.0, 30, MIGRATE_ON_TIMEOUT_FORCE), CONVERGENCE_NEXT_ROUND);
+	assert_int_equal(decide(&c, 1, 2000, 15.0, 30, MIGRATE_ON_TIMEOUT_FORCE), CONVERGENCE_NEXT_ROUND);
+	assert_int_equal(decide(&c, 2, 1900, 14.0, 30, MIGRATE_ON_TIMEOUT_FORCE), CONVERGENCE_NEXT_ROUND);
+	assert_int_equal(c.stalled, 1);
+	assert_int_equal(decide(&c, 3, 1000, 10.0, 30, MIGRATE_ON_TIMEOUT_FORCE), CONVERGENCE_NEXT_ROUND);
+	assert_int_equal(c.stalled, 0); /* shrank again: the hiccup is forgotten */
+	assert_int_equal(decide(&c, 4, 950, 10.0, 30, MIGRATE_ON_TIMEOUT_FORCE), CONVERGENCE_NEXT_ROUND);
+	assert_int_equal(decide(&c, 5, 990, 10.0, 30, MIGRATE_ON_TIMEOUT_FORCE), CONVERGENCE_SWITCH_OVER);
+}
+
+/* Stalled above the limit: no switch-over, however long it stalls, until rounds run out. */
+static void test_stalled_above_limit_runs_on(void **unused)
+{
+	struct convergence c = { 0 };
+
+	for (uint32_t r = 0; r < 5; r++)
+		assert_int_equal(decide(&c, r, 50000, 200.0, 30, MIGRATE_ON_TIMEOUT_FORCE), CONVERGENCE_NEXT_ROUND);
+	assert_true(c.stalled >= 2);
+}
+
+/* Out of rounds: force switches over, cancel gives up. */
+static void test_max_rounds_force_and_cancel(void **unused)
+{
+	struct convergence c = { 0 }, d = { 0 };
+
+	assert_int_equal(decide(&c, 0, 50000, 200.0, 3, MIGRATE_ON_TIMEOUT_FORCE), CONVERGENCE_NEXT_ROUND);
+	assert_int_equal(decide(&c, 1, 50000, 200.0, 3, MIGRATE_ON_TIMEOUT_FORCE), CONVERGENCE_NEXT_ROUND);
+	assert_int_equal(decide(&c, 2, 50000, 200.0, 3, MIGRATE_ON_TIMEOUT_FORCE), CONVERGENCE_SWITCH_OVER);
+	assert_int_equal(decide(&d, 0, 50000, 200.0, 1, MIGRATE_ON_TIMEOUT_CANCEL), CONVERGENCE_GIVE_UP);
+	/* A round that converges on the last allowed round switches over even with cancel. */
+	struct convergence e = { 0 };
+	assert_int_equal(decide(&e, 0, 10, 2.0, 1, MIGRATE_ON_TIMEOUT_CANCEL), CONVERGENCE_SWITCH_OVER);
+}
+
+/* A zero limit (possible through the control socket) never fits: rounds run out, then
+ * --on-timeout decides. */
+static void test_zero_limit(void **unused)
+{
+	struct convergence c = { 0 };
+
+	assert_int_equal(convergence_decide(&c, 0, 0, 2.0, 0, 2, MIGRATE_ON_TIMEOUT_CANCEL), CONVERGENCE_NEXT_ROUND);
+	assert_int_equal(convergence_decide(&c, 1, 0, 2.0, 0, 2, MIGRATE_ON_TIMEOUT_CANCEL), CONVERGENCE_GIVE_UP);
+}
+
+/* The estimate: pages at the link rate, scaled by compression, plus the fixed part and
+ * 1.5 round trips; a link not yet measured counts as 1 MiB/s, never as infinitely fast. */
+static void test_expected_downtime(void **unused)
+{
+	/* 256 pages = 1 MiB at 1000 MiB/s = 1 ms; raw; no RTT. */
+	assert_float_equal(convergence_expected_downtime_ms(256, 1000, 1.0, 0), 1.0 + CONVERGENCE_OVERHEAD_MS, 1e-9);
+	/* Half the bytes when compression halves them; 10 ms RTT adds 15 ms. */
+	assert_float_equal(convergence_expected_downtime_ms(256, 1000, 0.5, 10), 0.5 + CONVERGENCE_OVERHEAD_MS + 15,
+			   1e-9);
+	assert_float_equal(convergence_expected_downtime_ms(256, 0, 1.0, 0), 1000.0 + CONVERGENCE_OVERHEAD_MS, 1e-9);
+	assert_float_equal(convergence_expected_downtime_ms(0, 500, 1.0, 0), CONVERGENCE_OVERHEAD_MS, 1e-9);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_converged_at_once),
+		cmocka_unit_test(test_within_limit_waits_for_two_stalls),
+		cmocka_unit_test(test_stalled_above_limit_runs_on),
+		cmocka_unit_test(test_max_rounds_force_and_cancel),
+		cmocka_unit_test(test_zero_limit),
+		cmocka_unit_test(test_expected_downtime),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
