@@ -15,6 +15,7 @@ trap 'for l in "$W"/run/*.lock; do [ -s "$l" ] && kill -9 "$(cat "$l")" 2>/dev/n
 
 tcp=$("$BUILD/bench/tcpbw" 2)
 recv_args=()
+qemu_tls=0
 "$HVCTL" keygen "$W/psk" 2>/dev/null
 # What one core encrypts with AES-128-GCM in 16 KiB records (OpenSSL's own figure).
 aes=$(openssl speed -evp aes-128-gcm -bytes 16384 -seconds 1 2>/dev/null |
@@ -63,7 +64,7 @@ qemu_one() {
 		return
 	fi
 	mkdir -p "$W/q"
-	r=$(tests/bench/qemu-migrate.py "$GUEST" "$2" "$3" "$4" "$W/q" 2>"$W/q/err")
+	r=$(QEMU_MIGRATE_TLS=$qemu_tls tests/bench/qemu-migrate.py "$GUEST" "$2" "$3" "$4" "$W/q" 2>"$W/q/err")
 	read -r total down bytes <<<"$r"
 	rm -rf "$W/q"
 	[ "$total" = "-" ] && { printf '| %-46s | %9s | %9s | %10s | %6s | %12s | %s |\n' "QEMU: $1" - - - - - "failed"; return; }
@@ -78,7 +79,7 @@ echo "References measured now: loopback TCP, one stream, $tcp MiB/s; fresh guest
 echo "host (anonymous memory on huge pages populated for writing, as the destination does), $fill MiB/s; QEMU rows: the same"
 echo "guest migrated by QEMU -M pc (its defaults, bandwidth cap lifted; total and downtime as QEMU"
 echo "reports them). TLS rows: --psk on both sides (TLS 1.3, AES-128-GCM); one core encrypts"
-echo "${aes:-?} MiB/s with AES-128-GCM here (openssl speed, 16 KiB blocks)."
+echo "${aes:-?} MiB/s with AES-128-GCM here (openssl speed, 16 KiB blocks). QEMU's TLS rows: tls-creds-psk."
 echo
 printf '| %-46s | %9s | %9s | %10s | %6s | %12s | %s |\n' "case" "total ms" "down ms" "guest gap ms" "rounds" "on the wire" "converged"
 printf '|%s|%s|%s|%s|%s|%s|%s|\n' "------------------------------------------------" "-----------" "-----------" "------------" "--------" "--------------" "-----------"
@@ -90,6 +91,9 @@ recv_args=(--psk "$W/psk")
 migrate_one "the same, --compress none, TLS" "prog=memtouch ws=900M sweeps=1 hz=1000" 1G --compress none --psk "$W/psk"
 recv_args=()
 qemu_one "900 MiB incompressible, 1 kHz idle" "prog=memtouch ws=900M sweeps=1 hz=1000" 1G "rate=0 maxgap"
+qemu_tls=1
+qemu_one "the same, TLS (PSK)" "prog=memtouch ws=900M sweeps=1 hz=1000" 1G "rate=0 maxgap"
+qemu_tls=0
 migrate_one "memtouch 64 MiB at 50 MiB/s" "prog=memtouch ws=64M rate=50" 512M
 migrate_one "memtouch 64 MiB at 200 MiB/s" "prog=memtouch ws=64M rate=200" 512M
 migrate_one "memtouch 64 MiB at 1000 MiB/s" "prog=memtouch ws=64M rate=1000" 512M
@@ -98,5 +102,8 @@ migrate_one "memtouch 64 MiB at 1000 MiB/s, --compress none" "prog=memtouch ws=6
 recv_args=(--psk "$W/psk")
 migrate_one "the same, TLS" "prog=memtouch ws=64M rate=1000" 512M --compress none --psk "$W/psk"
 recv_args=()
+qemu_tls=1
+qemu_one "memtouch 64 MiB at 1000 MiB/s, TLS (PSK)" "prog=memtouch ws=64M rate=1000" 512M READY
+qemu_tls=0
 migrate_one "memtouch 64 MiB stamp-only at 50 MiB/s, zlib" "prog=memtouch ws=64M rate=50 fill=stamp" 512M --compress zlib
 echo

@@ -9,6 +9,8 @@ WAIT_FOR (a substring), starts a second QEMU with -incoming, migrates over QMP a
 "total_ms downtime_ms transferred_bytes" (QEMU's own figures), or "- - -" on failure.
 With WAIT_AFTER, it then waits (up to 60 s) until the destination's serial log,
 WORKDIR/qdst.log, matches that too (for what the guest measures after the migration).
+With QEMU_MIGRATE_TLS=1 in the environment the migration runs over TLS with a pre-shared
+key (QEMU's tls-creds-psk on both sides), as hv's --psk does.
 Everything it starts, it stops."""
 import json
 import os
@@ -60,17 +62,38 @@ def wait_log(path, text, deadline):
         time.sleep(0.1)
 
 
+def tls_creds(work, endpoint):
+    """A tls-creds-psk object: QEMU reads WORK/psk/keys.psk ("user:hexkey")."""
+    d = work + "/psk"
+    if not os.path.exists(d + "/keys.psk"):
+        os.makedirs(d, exist_ok=True)
+        with open(d + "/keys.psk", "w") as f:
+            f.write("hv:" + os.urandom(32).hex() + "\n")
+        os.chmod(d + "/keys.psk", 0o600)
+    user = ",username=hv" if endpoint == "client" else ""
+    return ["-object", "tls-creds-psk,id=tls0,endpoint=%s,dir=%s%s" % (endpoint, d, user)]
+
+
 def main():
     elf, cmdline, mem, wait_for, work = sys.argv[1:6]
     port = 47000 + os.getpid() % 1000
+    tls = os.environ.get("QEMU_MIGRATE_TLS") == "1"
     procs = []
     try:
-        procs.append(qemu(elf, cmdline, mem, work, "qsrc", []))
+        procs.append(qemu(elf, cmdline, mem, work, "qsrc", tls_creds(work, "client") if tls else []))
         wait_log(work + "/qsrc.log", wait_for, time.monotonic() + 60)
         time.sleep(1)
-        procs.append(qemu(elf, cmdline, mem, work, "qdst", ["-incoming", "tcp:127.0.0.1:%d" % port]))
+        if tls:
+            procs.append(qemu(elf, cmdline, mem, work, "qdst",
+                              tls_creds(work, "server") + ["-incoming", "defer"]))
+        else:
+            procs.append(qemu(elf, cmdline, mem, work, "qdst", ["-incoming", "tcp:127.0.0.1:%d" % port]))
         dst = Qmp(work + "/qdst.qmp", time.monotonic() + 10)
         src = Qmp(work + "/qsrc.qmp", time.monotonic() + 10)
+        if tls:
+            dst.cmd("migrate-set-parameters", **{"tls-creds": "tls0"})
+            dst.cmd("migrate-incoming", uri="tcp:127.0.0.1:%d" % port)
+            src.cmd("migrate-set-parameters", **{"tls-creds": "tls0"})
         # QEMU caps a migration at 128 MiB/s unless told otherwise (libvirt lifts it too).
         src.cmd("migrate-set-parameters", **{"max-bandwidth": 1 << 40})
         src.cmd("migrate", uri="tcp:127.0.0.1:%d" % port)
