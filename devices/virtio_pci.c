@@ -35,7 +35,7 @@ struct virtio_pci {
 	int nq, nvectors;
 
 	pthread_mutex_t lock;
-	uint64_t driver_features;
+	uint64_t driver_features;  /* written under lock, atomic: I/O threads read it */
 	uint32_t dfselect, gfselect;
 	uint16_t queue_select;
 	uint8_t status;
@@ -185,7 +185,7 @@ static void reset_locked(struct virtio_pci *vp)
 	reset_queues_locked(vp);
 	if (vp->ops->reset)
 		vp->ops->reset(vp->dev);
-	vp->driver_features = 0;
+	__atomic_store_n(&vp->driver_features, 0, __ATOMIC_RELEASE);
 	vp->dfselect = vp->gfselect = 0;
 	vp->queue_select = 0;
 	vp->status = 0;
@@ -356,8 +356,9 @@ static void common_write_locked(struct virtio_pci *vp, uint64_t off, uint32_t le
 		return;
 	case VIRTIO_PCI_COMMON_GF:
 		if (len == 4 && vp->gfselect < 2 && !(vp->status & VIRTIO_CONFIG_S_FEATURES_OK)) {
-			bool high = vp->gfselect == 1;
-			set_half(&vp->driver_features, high, (uint32_t)v);
+			uint64_t f = vp->driver_features;
+			set_half(&f, vp->gfselect == 1, (uint32_t)v);
+			__atomic_store_n(&vp->driver_features, f, __ATOMIC_RELEASE);
 		}
 		return;
 	case VIRTIO_PCI_COMMON_MSIX:
@@ -610,12 +611,11 @@ struct pci_device *virtio_pci_pci(struct virtio_pci *vp)
 	return vp->pci;
 }
 
+/* Without the lock: an I/O thread holding a queue lock asks (virtio-blk, for discard), and
+ * a vCPU resetting the device holds the lock while it waits for that queue lock. */
 uint64_t virtio_pci_driver_features(struct virtio_pci *vp)
 {
-	pthread_mutex_lock(&vp->lock);
-	uint64_t f = vp->driver_features;
-	pthread_mutex_unlock(&vp->lock);
-	return f;
+	return __atomic_load_n(&vp->driver_features, __ATOMIC_ACQUIRE);
 }
 
 uint8_t virtio_pci_status(struct virtio_pci *vp)
@@ -716,7 +716,7 @@ int virtio_pci_set_state(struct virtio_pci *vp, const struct virtio_pci_state *s
 		return r;
 	pthread_mutex_lock(&vp->lock);
 	reset_queues_locked(vp);
-	vp->driver_features = st->driver_features;
+	__atomic_store_n(&vp->driver_features, st->driver_features, __ATOMIC_RELEASE);
 	vp->dfselect = st->device_feature_select;
 	vp->gfselect = st->driver_feature_select;
 	__atomic_store_n(&vp->msix_config, valid_vector(vp, st->msix_config), __ATOMIC_RELEASE);

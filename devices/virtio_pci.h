@@ -99,7 +99,7 @@ int virtio_pci_queue_eventfd(struct virtio_pci *vp, int queue);
 /* Makes the device's I/O thread look at `queue` (as a driver notification would). */
 void virtio_pci_kick_queue(struct virtio_pci *vp, int queue);
 struct pci_device *virtio_pci_pci(struct virtio_pci *vp);
-/* Features the driver accepted (valid once FEATURES_OK is set). */
+/* Features the driver accepted (valid once FEATURES_OK is set). Any thread, any lock held. */
 uint64_t virtio_pci_driver_features(struct virtio_pci *vp);
 
 /* With q->lock held, after pushing: interrupts the driver if it asked for it. */

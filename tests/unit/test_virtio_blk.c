@@ -7,6 +7,7 @@
 #include <linux/virtio_blk.h>
 #include <linux/virtio_config.h>
 #include <linux/virtio_ring.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -691,6 +692,36 @@ static void test_unaccepted_features_still_migrate(void **state)
 				     VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK);
 }
 
+static void *reset_device(void *arg)
+{
+	struct fixture *f = arg;
+
+	vdrv_wr(&f->d, VIRTIO_PCI_COMMON_STATUS, 1, 0);
+	return NULL;
+}
+
+/* An I/O thread in the middle of a request (queue lock held) asks for the driver features
+ * while a vCPU resets the device (transport lock held, waiting for the queue lock): no
+ * deadlock (found by fuzz_devices: DISCARD requests and a reset at the same time hung both
+ * threads for good). */
+static void test_features_while_reset_waits(void **state)
+{
+	struct fixture *f = *state;
+	struct virtq *q = virtio_pci_queue(virtio_blk_transport(f->blk), VIRTIO_BLK_QUEUE);
+	pthread_t t;
+
+	bring_up(f, BASE_FEATURES, true);
+	alarm(10); /* a deadlock ends the test instead of hanging it */
+	pthread_mutex_lock(&q->lock);
+	assert_int_equal(pthread_create(&t, NULL, reset_device, f), 0);
+	usleep(50 * 1000); /* the reset is now waiting for the queue lock */
+	assert_int_equal(virtio_pci_driver_features(virtio_blk_transport(f->blk)), BASE_FEATURES);
+	pthread_mutex_unlock(&q->lock);
+	pthread_join(t, NULL);
+	alarm(0);
+	assert_int_equal(vdrv_status(&f->d), 0);
+}
+
 static void test_open_errors(void **state)
 {
 	struct fixture *f = *state;
@@ -737,6 +768,7 @@ int main(void)
 		T(test_save_restore),
 		T(test_bad_queue_size_still_migrates),
 		T(test_unaccepted_features_still_migrate),
+		T(test_features_while_reset_waits),
 		T(test_open_errors),
 	};
 
