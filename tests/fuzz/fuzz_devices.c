@@ -13,10 +13,12 @@
  *   4 RAM write     u16 offset into the ring area, length, bytes
  *   5 process       bring the device up first if the input asks (flag byte), then serve
  *                   the queue on this thread
- * Notify-area writes are left out so that the device's own I/O thread stays idle and runs
- * are deterministic. At the end the device saves its state and restores it: whatever the
- * guest did, that must be accepted (fuzz_check_migratable). Operations 0-4 are
- * fuzz_guest.h's, shared with the net target. */
+ * Notify-area writes are left out so that the device's own I/O thread runs only on the
+ * kicks the transport makes itself (a queue starting): runs are nearly repeatable, and the
+ * races that remain are real ones (the reset deadlock of regress-discard-during-reset). At
+ * the end the device saves its state and restores it: whatever the guest did, that must be
+ * accepted (fuzz_check_migratable). Operations 0-4 are fuzz_guest.h's, shared with the net
+ * target. */
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
