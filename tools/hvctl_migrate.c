@@ -10,17 +10,16 @@
 
 #include "hv/log.h"
 #include "hv/parse.h"
+#include "migrate/migrate_json.h"
 #include "tools/ctl_client.h"
 #include "tools/hvctl.h"
 #include "tools/migrate_bar.h"
 #include "tools/tls_opts.h"
 
 struct migrate_opts {
-	const char *name, *uri, *compress, *on_timeout;
-	long downtime_ms, max_rounds;
-	uint64_t bandwidth;
+	const char *name;
+	struct migrate_params p; /* what the VM is asked for: defaults from migrate_params_default */
 	int json, cancel;
-	struct tls_options tls;
 };
 
 static void migrate_usage(FILE *f)
@@ -47,6 +46,18 @@ static void migrate_usage(FILE *f)
 		"check the destination.\n");
 }
 
+/* The index of s in names[0..n), or -1. */
+static int choice(const char *s, const char *const *names, int n, long *out)
+{
+	for (int i = 0; i < n; i++) {
+		if (!strcmp(s, names[i])) {
+			*out = i;
+			return 0;
+		}
+	}
+	return -1;
+}
+
 static int parse_opts(int argc, char **argv, struct migrate_opts *o)
 {
 	static const struct option longopts[] = {
@@ -58,50 +69,53 @@ static int parse_opts(int argc, char **argv, struct migrate_opts *o)
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
+	long n;
 
-	o->downtime_ms = -1;
-	o->max_rounds = -1;
+	migrate_params_default(&o->p);
 	opterr = 0;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		int trc;
-		if (hvctl_parse_tls_opt(c, optarg, &o->tls, &trc)) {
+		if (hvctl_parse_tls_opt(c, optarg, &o->p.tls, &trc)) {
 			if (trc >= 0)
 				return -1;
 			continue;
 		}
 		switch (c) {
 		case 'd':
-			if (parse_int(optarg, 1, 3600000, &o->downtime_ms) < 0) {
-				hv_error("--downtime '%s' is not a number of milliseconds (1-3600000)", optarg);
+			if (parse_int(optarg, 1, MIGRATE_MAX_DOWNTIME_LIMIT_MS, &n) < 0) {
+				hv_error("--downtime '%s' is not a number of milliseconds (1-%d)", optarg,
+					 MIGRATE_MAX_DOWNTIME_LIMIT_MS);
 				return -1;
 			}
+			o->p.downtime_ms = (uint32_t)n;
 			break;
 		case 'r':
-			if (parse_int(optarg, 1, 10000, &o->max_rounds) < 0) {
-				hv_error("--max-rounds '%s' is not a number from 1 to 10000", optarg);
+			if (parse_int(optarg, 1, MIGRATE_MAX_ROUNDS_LIMIT, &n) < 0) {
+				hv_error("--max-rounds '%s' is not a number from 1 to %d", optarg, MIGRATE_MAX_ROUNDS_LIMIT);
 				return -1;
 			}
+			o->p.max_rounds = (uint32_t)n;
 			break;
 		case 'b':
-			if (parse_size(optarg, &o->bandwidth) < 0 || o->bandwidth < 4096) {
+			if (parse_size(optarg, &o->p.bandwidth) < 0 || o->p.bandwidth < MIGRATE_MIN_BANDWIDTH) {
 				hv_error("--bandwidth '%s' is not a rate in bytes/s (e.g. 100M)", optarg);
 				return -1;
 			}
 			break;
 		case 'c':
-			if (strcmp(optarg, "auto") && strcmp(optarg, "zlib") && strcmp(optarg, "none")) {
+			if (choice(optarg, migrate_compress_names, 3, &n) < 0) {
 				hv_error("--compress '%s': use auto, zlib or none", optarg);
 				return -1;
 			}
-			o->compress = optarg;
+			o->p.compress = (enum migrate_compress)n;
 			break;
 		case 'o':
-			if (strcmp(optarg, "force") && strcmp(optarg, "cancel")) {
+			if (choice(optarg, migrate_on_timeout_names, 2, &n) < 0) {
 				hv_error("--on-timeout '%s': use force or cancel", optarg);
 				return -1;
 			}
-			o->on_timeout = optarg;
+			o->p.on_timeout = (enum migrate_on_timeout)n;
 			break;
 		case 'j': o->json = 1; break;
 		case 'x': o->cancel = 1; break;
@@ -119,23 +133,11 @@ static int parse_opts(int argc, char **argv, struct migrate_opts *o)
 		return -1;
 	}
 	o->name = argv[optind];
-	o->uri = o->cancel ? NULL : argv[optind + 1];
+	if (!o->cancel && (size_t)snprintf(o->p.uri, sizeof(o->p.uri), "%s", argv[optind + 1]) >= sizeof(o->p.uri)) {
+		hv_error("HOST:PORT '%.40s...' is too long", argv[optind + 1]);
+		return -1;
+	}
 	return 0;
-}
-
-static void add_path(struct json_object *req, const char *key, const char *value)
-{
-	if (value[0])
-		json_object_object_add(req, key, json_object_new_string(value));
-}
-
-static void add_tls(struct json_object *req, const struct tls_options *t)
-{
-	add_path(req, "psk", t->psk_file);
-	add_path(req, "tls_cert", t->cert_file);
-	add_path(req, "tls_key", t->key_file);
-	add_path(req, "tls_ca", t->ca_file);
-	add_path(req, "tls_server_name", t->server_name);
 }
 
 static double num(struct json_object *o, const char *key)
@@ -218,7 +220,7 @@ static int do_cancel(const char *name)
 
 int hvctl_cmd_migrate(int argc, char **argv)
 {
-	struct migrate_opts o = { 0 };
+	static struct migrate_opts o; /* static: the TLS paths make it ~5 KiB */
 	struct ctl_conn c;
 
 	if (parse_opts(argc, argv, &o) < 0)
@@ -242,18 +244,7 @@ int hvctl_cmd_migrate(int argc, char **argv)
 
 	req = json_object_new_object();
 	json_object_object_add(req, "cmd", json_object_new_string("migrate"));
-	json_object_object_add(req, "uri", json_object_new_string(o.uri));
-	if (o.downtime_ms > 0)
-		json_object_object_add(req, "downtime_ms", json_object_new_int64(o.downtime_ms));
-	if (o.max_rounds > 0)
-		json_object_object_add(req, "max_rounds", json_object_new_int64(o.max_rounds));
-	if (o.bandwidth)
-		json_object_object_add(req, "bandwidth", json_object_new_int64((int64_t)o.bandwidth));
-	if (o.compress)
-		json_object_object_add(req, "compress", json_object_new_string(o.compress));
-	if (o.on_timeout)
-		json_object_object_add(req, "on_timeout", json_object_new_string(o.on_timeout));
-	add_tls(req, &o.tls);
+	migrate_params_to_json(&o.p, req);
 	reply = ctl_conn_request(&c, req, 5000, false);
 	json_object_put(req);
 	if (!reply || !ctl_reply_ok(reply, o.name)) {
@@ -293,7 +284,7 @@ int hvctl_cmd_migrate(int argc, char **argv)
 			if (tty)
 				fputc('\n', stderr);
 			if (!o.json)
-				print_summary(ev, o.name, o.uri);
+				print_summary(ev, o.name, o.p.uri);
 			result = 0;
 			json_object_put(ev);
 			break;
