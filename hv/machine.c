@@ -171,7 +171,19 @@ out:
 	return r;
 }
 
+static int start(struct machine *m, bool paused);
+
 int machine_start(struct machine *m)
+{
+	return start(m, false);
+}
+
+int machine_start_paused(struct machine *m)
+{
+	return start(m, true);
+}
+
+static int start(struct machine *m, bool paused)
 {
 	if (!m->control) {
 		m->control = control_start(&m->vm);
@@ -185,7 +197,7 @@ int machine_start(struct machine *m)
 		if (!m->migration)
 			return -1;
 	}
-	return vm_start(&m->vm);
+	return paused ? vm_start_paused(&m->vm) : vm_start(&m->vm);
 }
 
 int machine_wait(struct machine *m)

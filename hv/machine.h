@@ -57,7 +57,9 @@ int machine_create(struct machine *m, const struct machine_config *cfg);
 /* Loads kernel/initrd files with cmdline and sets up the boot vCPU. 0 or -1. */
 int machine_load_kernel(struct machine *m, const char *kernel, const char *initrd,
 			const char *cmdline);
-/* Starts the control socket (if not yet) and the vCPUs. 0 or -1. */
+/* Starts the control socket (if not yet) and the vCPUs (machine_start_paused: paused
+ * before the first guest instruction). 0 or -1. */
+int machine_start_paused(struct machine *m);
 int machine_start(struct machine *m);
 /* Waits for the VM to stop; returns its exit status. */
 int machine_wait(struct machine *m);

@@ -284,6 +284,19 @@ int vm_start(struct vm *vm)
 	return 0;
 }
 
+int vm_start_paused(struct vm *vm)
+{
+	/* Every KVM_RUN returns at once (immediate_exit) into the pause wait. */
+	pthread_mutex_lock(&vm->lock);
+	vm->pause_requested = true;
+	for (int i = 0; i < vm->ncpus; i++)
+		__atomic_store_n(&vm->vcpus[i].run->immediate_exit, 1, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&vm->lock);
+	if (vm_start(vm) < 0)
+		return -1;
+	return vm_pause(vm);
+}
+
 int vm_pause(struct vm *vm)
 {
 	pthread_mutex_lock(&vm->lock);

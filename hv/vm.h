@@ -90,6 +90,9 @@ int vm_setup_boot(struct vm *vm, const struct boot_entry *entry);
 int vm_start(struct vm *vm);
 /* Parks every vCPU outside KVM_RUN; returns when all are parked. Idempotent. */
 int vm_pause(struct vm *vm);
+/* Starts the vCPU threads without running a guest instruction: the VM is paused at once
+ * (a guest that arrives paused). 0 or -1. */
+int vm_start_paused(struct vm *vm);
 int vm_resume(struct vm *vm);
 /* Asks the VM to stop with this status; the first request wins. Safe from any thread,
  * including vCPU threads (device handlers). */

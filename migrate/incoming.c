@@ -545,10 +545,12 @@ int migrate_incoming(struct wire_conn *transport, struct machine *m, const struc
 		goto out;
 	virtio_devices_resume(m->devices);
 	in.devices_paused = false;
-	if (machine_start(m) < 0) {
+	if ((in.hello->paused ? machine_start_paused(m) : machine_start(m)) < 0) {
 		failf(&in, "cannot start the received VM");
 		goto out;
 	}
+	if (o->arrived_paused)
+		*o->arrived_paused = in.hello->paused;
 	device_state_announce(m);
 	r = 0;
 out:

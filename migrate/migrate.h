@@ -64,6 +64,7 @@ struct migrate_stats {
 	double downtime_ms;       /* source paused -> destination acknowledged + commit sent */
 	bool compressing;         /* auto mode's current choice */
 	bool outcome_unknown;     /* the link failed after COMMIT: the VM stays paused here */
+	bool paused;              /* the VM was paused when the migration began: it arrives paused */
 	char security[96];        /* "TLS 1.3, TLS_AES_128_GCM_SHA256, pre-shared key" or "none" */
 	char error[512];
 };
@@ -92,6 +93,7 @@ struct migrate_incoming_opts {
 	const atomic_bool *stop;
 	char *stray_reason;
 	size_t stray_reason_len;
+	bool *arrived_paused; /* if not NULL: set on success, the guest was paused at the source */
 };
 int migrate_incoming(struct wire_conn *transport, struct machine *m, const struct machine_config *cfg,
 		     const struct migrate_incoming_opts *o);

@@ -164,6 +164,8 @@ struct json_object *migrate_stats_to_json(const char *event, const struct migrat
 	json_object_object_add(o, "compressing", json_object_new_boolean(st->compressing));
 	if (st->security[0])
 		json_object_object_add(o, "security", json_object_new_string(st->security));
+	if (st->paused)
+		json_object_object_add(o, "paused", json_object_new_boolean(true));
 	if (st->outcome_unknown)
 		json_object_object_add(o, "outcome_unknown", json_object_new_boolean(true));
 	if (st->error[0])

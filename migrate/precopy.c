@@ -318,6 +318,8 @@ static void fill_hello(struct source *s, struct wire_hello *h)
 	h->ncpuid = n;
 	if (vm->cpu_model != CPU_MODEL_HOST) /* host: the HELLO an older hv sends */
 		snprintf(h->cpu_model, sizeof(h->cpu_model), "%s", cpu_model_name(vm->cpu_model));
+	/* A paused guest stays paused: it arrives so, for its owner to resume there. */
+	h->paused = s->st->paused = vm_get_state(vm) == VM_PAUSED;
 	ram_ranges(&vm->mem, h);
 	s->populated_pages = 0;
 	for (uint32_t i = 0; i < h->nram; i++)

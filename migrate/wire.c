@@ -884,6 +884,8 @@ int wire_send_hello(struct wire_conn *c, const struct wire_hello *h)
 	json_object_object_add(o, "caps", wire_caps_to_json(h->caps));
 	if (h->cpu_model[0])
 		json_object_object_add(o, "cpu_model", json_object_new_string(h->cpu_model));
+	if (h->paused)
+		json_object_object_add(o, "paused", json_object_new_boolean(true));
 	for (uint32_t i = 0; i < h->ncpuid; i++) {
 		const struct wire_cpuid_word *w = &h->cpuid[i];
 		struct json_object *e = json_object_new_array();
@@ -997,6 +999,14 @@ int wire_parse_hello(const uint8_t *p, size_t len, struct wire_hello *h, char *e
 	    wire_json_str(o, "cpu_model", false, h->cpu_model, sizeof(h->cpu_model), what, err,
 			  errlen))
 		goto out;
+	struct json_object *pv;
+	if (json_object_object_get_ex(o, "paused", &pv)) {
+		if (!json_object_is_type(pv, json_type_boolean)) {
+			wire_set_err(err, errlen, "%s: \"paused\" is not true or false", what);
+			goto out;
+		}
+		h->paused = json_object_get_boolean(pv);
+	}
 
 	if (!json_object_object_get_ex(o, "cpuid", &a) ||
 	    !json_object_is_type(a, json_type_array) ||

@@ -258,6 +258,8 @@ struct wire_hello {
 	/* Optional "cpu_model": the CPU model that built the guest's CPUID ("x86-64-v2");
 	 * printable, unvalidated here; "" (absent: an older source) means host. */
 	char cpu_model[WIRE_CPU_MODEL_MAX + 1];
+	/* Optional "paused": the guest was paused when the migration began; it arrives paused. */
+	bool paused;
 };
 
 /* HELLO_REPLY: {"ok":true,"caps":["zlib"]} or {"ok":false,"error":"..."} */

@@ -199,6 +199,9 @@ static void print_summary(struct json_object *ev, const char *name, const char *
 	printf("  pages           %.0f zero, %.0f raw, %.0f compressed\n", num(ev, "zero_pages"),
 	       num(ev, "raw_pages"), num(ev, "zlib_pages"));
 	printf("  security        %s\n", !strcmp(str(ev, "security"), "none") ? "none (plain TCP)" : str(ev, "security"));
+	struct json_object *p;
+	if (json_object_object_get_ex(ev, "paused", &p) && json_object_get_boolean(p))
+		printf("  state there     paused, as it was here ('hvctl resume %s' on the destination)\n", name);
 }
 
 static int do_cancel(const char *name)

@@ -281,10 +281,11 @@ static void close_dropped(int fd)
  * not a source that could migrate here; security says how the stream came. */
 static int serve_connection(struct tls_context *tls, int fd, struct machine *m,
 			    const struct machine_config *cfg, const atomic_bool *stop, char *why,
-			    size_t whylen, char *security, size_t seclen)
+			    size_t whylen, char *security, size_t seclen, bool *paused)
 {
 	struct migrate_incoming_opts io = { .hello_by = deadline_in_ms(TLS_HANDSHAKE_TIMEOUT_MS),
-					    .stop = stop, .stray_reason = why, .stray_reason_len = whylen };
+					    .stop = stop, .stray_reason = why, .stray_reason_len = whylen,
+					    .arrived_paused = paused };
 	struct tls_session *session = NULL;
 	struct wire_conn conn;
 	unsigned char first;
@@ -329,6 +330,7 @@ int hvctl_cmd_receive(int argc, char **argv)
 	o = (struct receive_opts){ .mem_backend = { .backend = GUEST_MEM_ANON } };
 	char err[512], peer[160], waiting_name[32], why[400], security[96], log_buf[4096];
 	struct tls_context *tls = NULL;
+	bool paused = false;
 	int r = parse_opts(argc, argv, &o);
 
 	if (r >= 0)
@@ -411,7 +413,7 @@ int hvctl_cmd_receive(int argc, char **argv)
 		if (atomic_load(&stop.requested))
 			shutdown(fd, SHUT_RD); /* a stop that came between accept and here */
 		r = serve_connection(tls, fd, &m, &cfg, &stop.requested, why, sizeof(why), security,
-				     sizeof(security));
+				     sizeof(security), &paused);
 		set_conn_fd(&stop, -1);
 		if (r == 0) {
 			close(fd);
@@ -451,7 +453,8 @@ int hvctl_cmd_receive(int argc, char **argv)
 	/* The incoming stream is done and the VM set up: filter as hvctl run does. */
 	if (syscall_filter_install() < 0)
 		vm_request_stop(&m.vm, HV_EXIT_START_FAILED, "no system-call filter");
-	hv_info("%s: received from %s (%s), running", m.vm.name, peer, security);
+	hv_info("%s: received from %s (%s), %s", m.vm.name, peer, security,
+		paused ? "paused as at the source ('hvctl resume' runs it)" : "running");
 	status = machine_wait(&m);
 	if (status != 0)
 		hv_info("%s: %s", m.vm.name, m.vm.exit_reason);

@@ -148,3 +148,29 @@ test_receive_detached_log_has_the_refusal() {
 	[ "$(stat -c %a "$T/mine.log")" = 600 ] || fail "--log file has mode $(stat -c %a "$T/mine.log")"
 	[ -L "$T/evil.log" ] && ! grep -q 'hv:' /etc/passwd || fail "the log followed a symbolic link"
 }
+
+# A paused VM arrives paused (no guest instruction runs on the destination until
+# 'hvctl resume'), and the summary says so; resumed, the guest goes on where it stopped.
+test_receive_paused_vm_arrives_paused() {
+	local port src_run=$T/run-a st n0
+	port=$(mig_unused_port 47231)
+	mkdir -p "$src_run"
+	HV_RUN_DIR=$src_run start_vm p1 --kernel "$GUEST" --mem 128M --cmdline "prog=memtouch ws=16M rate=50"
+	mig_wait_field_above "$T/p1.console" 'memtouch: tick=' gen 1 15
+	HV_RUN_DIR=$src_run "$HVCTL" pause p1 || fail "pause failed"
+	st=$(mig_field "$T/p1.console" 'memtouch: tick=' tick)
+	mig_receiver p1 "127.0.0.1:$port" "$T/dst.console"
+	HV_RUN_DIR=$src_run mig_migrate p1 "127.0.0.1:$port"
+	cat "$T/mig.out"
+	grep -q "^  state there     paused, as it was here ('hvctl resume p1' on the destination)" "$T/mig.out" ||
+		fail "the summary does not say the VM arrives paused"
+	"$HVCTL" status p1 | grep -q '^state: *paused' || fail "the VM does not arrive paused"
+	sleep 1
+	n0=$(wc -c <"$T/dst.console")
+	[ "$n0" -eq 0 ] || { cat "$T/dst.console"; fail "the guest ran on the destination while paused"; }
+	grep -q "paused as at the source" "$HV_RUN_DIR/p1.log" || fail "the destination's log does not say paused"
+	"$HVCTL" resume p1 || fail "resume on the destination failed"
+	wait_for "$T/dst.console" '^memtouch: tick=' 10
+	[ "$(mig_first_field "$T/dst.console" 'memtouch: tick=' tick)" -gt "$st" ] || fail "the guest did not go on from where it was"
+	mig_no_corrupt "$T/dst.console"
+}

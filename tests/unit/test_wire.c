@@ -89,6 +89,7 @@ static void make_hello(struct wire_hello *h)
 	h->mem_size = 256ull << 20;
 	h->vcpus = 2;
 	h->caps = WIRE_CAP_ZLIB;
+	h->paused = true;
 	h->ncpuid = 3;
 	h->cpuid[0] = (struct wire_cpuid_word){ 0, 0, 0xd, 0x68747541, 0x444d4163, 0x69746e65 };
 	h->cpuid[1] = (struct wire_cpuid_word){ 1, 0, 0x830f10, 0x800, 0xfef83203, 0x178bfbff };
@@ -162,6 +163,7 @@ static void check_record(int k, const struct wire_record *rec)
 		assert_int_equal(h->mem_size, want->mem_size);
 		assert_int_equal(h->vcpus, 2);
 		assert_int_equal(h->caps, WIRE_CAP_ZLIB);
+		assert_true(h->paused);
 		assert_int_equal(h->ncpuid, 3);
 		assert_memory_equal(h->cpuid, want->cpuid, 3 * sizeof(h->cpuid[0]));
 		assert_non_null(strstr(h->devices_json, "\"path\":\"/srv/a.img\""));
@@ -718,6 +720,7 @@ static void test_hello_parse_errors(void **unused)
 		HELLO_HEAD "\"mem_size\":4096,\"vcpus\":1,\"cpuid\":[],\"devices\":[1]}",
 		HELLO_HEAD "\"mem_size\":4096,\"vcpus\":1,\"cpuid\":[],\"devices\":[{\"name\":\"x\"}]}",
 		HELLO_HEAD "\"mem_size\":4096,\"vcpus\":1,\"cpuid\":[],\"caps\":[1]}",
+		HELLO_HEAD "\"mem_size\":4096,\"vcpus\":1,\"cpuid\":[],\"paused\":1}",
 		HELLO_HEAD "\"mem_size\":4096,\"vcpus\":1,\"cpuid\":[],\"caps\":\"zlib\"}",
 		HELLO_HEAD "\"mem_size\":4096,\"vcpus\":1,\"cpuid\":[],\"protocol\":0}",
 		"{\"protocol\":1,\"name\":\"a\",\"uuid\":\"not-a-uuid\",\"mem_size\":4096,\"vcpus\":1,"
@@ -745,6 +748,7 @@ static void test_hello_parse_errors(void **unused)
 	assert_int_equal(h->caps, WIRE_CAP_ZLIB);
 	assert_string_equal(h->devices_json, "[]");
 	assert_string_equal(h->host, "");
+	assert_false(h->paused); /* absent: an older source, or a running guest */
 
 	/* An embedded NUL. */
 	assert_int_equal(wire_parse_hello((const uint8_t *)good, sizeof(good), h, err, 256),
