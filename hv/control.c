@@ -61,6 +61,9 @@ struct control_server {
 	int new_listen_fd;    /* control_rename: the server thread switches to it */
 	char phase[16];       /* "incoming"/"migrating" until a received guest runs, else "" */
 	char listen_addr[128], peer[160];
+	bool arrival_known;   /* the source's last PROGRESS, while migrating */
+	uint32_t arrival_round;
+	uint64_t arrival_pages, arrival_ram_pages, arrival_bytes;
 	void (*stop_fn)(void *opaque);
 	void *stop_opaque;
 	bool stopping;
@@ -552,6 +555,14 @@ static int cmd_status(struct ctl_call *call, void *opaque)
 		json_object_object_add(r, "listen", json_object_new_string(cs->listen_addr));
 	if (cs->phase[0] && cs->peer[0])
 		json_object_object_add(r, "source", json_object_new_string(cs->peer));
+	if (cs->phase[0] && cs->arrival_known) {
+		struct json_object *a = json_object_new_object();
+		json_object_object_add(a, "round", json_object_new_int64(cs->arrival_round));
+		json_object_object_add(a, "pages_sent", json_object_new_int64((int64_t)cs->arrival_pages));
+		json_object_object_add(a, "ram_pages", json_object_new_int64((int64_t)cs->arrival_ram_pages));
+		json_object_object_add(a, "bytes", json_object_new_int64((int64_t)cs->arrival_bytes));
+		json_object_object_add(r, "arriving", a);
+	}
 	pthread_mutex_unlock(&cs->lock);
 	return 0;
 }
@@ -804,11 +815,24 @@ void control_set_incoming(struct control_server *cs, const char *phase, const ch
 			  const char *peer)
 {
 	pthread_mutex_lock(&cs->lock);
+	cs->arrival_known = false;
 	snprintf(cs->phase, sizeof(cs->phase), "%s", phase ? phase : "");
 	if (listen_addr)
 		snprintf(cs->listen_addr, sizeof(cs->listen_addr), "%s", listen_addr);
 	if (peer)
 		snprintf(cs->peer, sizeof(cs->peer), "%s", peer);
+	pthread_mutex_unlock(&cs->lock);
+}
+
+void control_set_arrival(struct control_server *cs, uint32_t round, uint64_t pages_sent,
+			 uint64_t ram_pages, uint64_t bytes)
+{
+	pthread_mutex_lock(&cs->lock);
+	cs->arrival_known = true;
+	cs->arrival_round = round;
+	cs->arrival_pages = pages_sent;
+	cs->arrival_ram_pages = ram_pages;
+	cs->arrival_bytes = bytes;
 	pthread_mutex_unlock(&cs->lock);
 }
 

@@ -29,6 +29,10 @@ struct control_server *control_start(struct vm *vm);
 struct control_server *control_start_incoming(const char *name);
 void control_set_incoming(struct control_server *cs, const char *phase, const char *listen_addr,
 			  const char *peer);
+/* While a guest arrives: how far the source says it is (its PROGRESS records), shown by
+ * status as "arriving". Cleared by control_set_incoming. */
+void control_set_arrival(struct control_server *cs, uint32_t round, uint64_t pages_sent,
+			 uint64_t ram_pages, uint64_t bytes);
 void control_set_stop_handler(struct control_server *cs, void (*fn)(void *opaque), void *opaque);
 void control_attach_vm(struct control_server *cs, struct vm *vm);
 int control_rename(struct control_server *cs, const char *name);

@@ -12,6 +12,7 @@
 
 #include "devices/virtio_devices.h"
 #include "hv/clock.h"
+#include "hv/control.h"
 #include "hv/cpu_model.h"
 #include "hv/cpuid.h"
 #include "hv/layout.h"
@@ -474,8 +475,17 @@ static int receive(struct incoming *in, const struct machine_config *cfg)
 				return fail_wire(in, r, "answering a sync");
 			break;
 		}
-		case WIRE_PROGRESS:
+		case WIRE_PROGRESS: {
+			/* The source's numbers, shown by status: bounded values, never text. */
+			struct wire_progress pr;
+			char e[256];
+			if (wire_parse_progress(p, len, &pr, e, sizeof(e)) < 0)
+				return failf(in, "stream corrupt: %s", e);
+			if (in->m->control)
+				control_set_arrival(in->m->control, pr.round, pr.sent_pages, pr.total_pages,
+						    pr.bytes);
 			break;
+		}
 		case WIRE_CPU_STATE:
 			if (handle_cpu_state(in, p, len) < 0)
 				return -1;

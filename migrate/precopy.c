@@ -161,6 +161,16 @@ static void report(struct source *s)
 	s->last_report_ns = clock_now_ns();
 	if (s->progress)
 		s->progress(s->opaque, s->st);
+	/* The destination shows it too ('hvctl status' there). A failure here shows up at the
+	 * next page sent, with its cause. */
+	if (s->st->phase == MIGRATE_PHASE_PRECOPY) {
+		struct wire_progress pr = { .round = s->st->round, .phase = WIRE_PHASE_MEMORY,
+					    .total_pages = s->st->ram_pages, .sent_pages = s->st->pages_sent,
+					    .remaining_pages = s->st->round_pages - s->st->round_done_pages,
+					    .bytes = s->conn.tx_bytes,
+					    .elapsed_ms = (uint64_t)s->st->elapsed_ms };
+		wire_send_progress(&s->conn, &pr);
+	}
 }
 
 /* A long round reports as it goes, so that a progress bar moves; cheaply: the clock is read

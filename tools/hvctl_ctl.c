@@ -343,6 +343,14 @@ int hvctl_cmd_status(int argc, char **argv)
 			printf("listen:  %s\n", listen);
 		if (src)
 			printf("source:  %s\n", src);
+		struct json_object *arr;
+		if (json_object_object_get_ex(s, "arriving", &arr)) {
+			/* The source's own figures: pages sent count re-sent pages too. */
+			printf("arriving: round %lld, %.1f MiB of pages sent (guest RAM %.0f MiB)\n",
+			       (long long)get_int(arr, "round"),
+			       (double)get_int(arr, "pages_sent") * 4096 / 1048576,
+			       (double)get_int(arr, "ram_pages") * 4096 / 1048576);
+		}
 		printf("cpus:    %s\n", cpus);
 		if (get_str(s, "cpu_model"))
 			printf("cpu:     %s (--json lists its features)\n", get_str(s, "cpu_model"));

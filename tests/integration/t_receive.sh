@@ -174,3 +174,28 @@ test_receive_paused_vm_arrives_paused() {
 	[ "$(mig_first_field "$T/dst.console" 'memtouch: tick=' tick)" -gt "$st" ] || fail "the guest did not go on from where it was"
 	mig_no_corrupt "$T/dst.console"
 }
+
+# While the guest arrives, the destination's status shows how far the source says it is.
+test_receive_status_shows_the_arrival() {
+	local port src_run=$T/run-a pid i
+	port=$(mig_unused_port 47241)
+	mkdir -p "$src_run"
+	HV_RUN_DIR=$src_run start_vm a1 --kernel "$GUEST" --mem 256M --cmdline "prog=memtouch ws=32M rate=2"
+	wait_for "$T/a1.console" '^memtouch: tick=' 10
+	sleep 2 # some of its working set written: the migration has pages to send
+	mig_receiver arr "127.0.0.1:$port" "$T/arr.console"
+	HV_RUN_DIR=$src_run "$HVCTL" migrate a1 "127.0.0.1:$port" --bandwidth 16M >"$T/mig.out" 2>&1 &
+	pid=$!
+	for ((i = 0; i < 100; i++)); do
+		"$HVCTL" status arr >"$T/st" 2>/dev/null || true
+		grep -q '^arriving: round [0-9]*, [0-9.]* MiB of pages sent (guest RAM 256 MiB)' "$T/st" && break
+		sleep 0.1
+	done
+	cat "$T/st"
+	grep -q '^state: *migrating' "$T/st" || fail "the receiver is not migrating"
+	grep -q '^arriving: round' "$T/st" || fail "status does not show the arrival"
+	"$HVCTL" status arr --json | grep -q '"arriving": *{ *"round"' || fail "status --json has no arriving object"
+	wait "$pid" || { cat "$T/mig.out"; fail "the migration failed"; }
+	"$HVCTL" status a1 | grep -q '^arriving' && fail "a running VM still shows an arrival"
+	return 0
+}
