@@ -78,9 +78,10 @@ check: deps
 	BUILD=$(BUILD) tests/run-all.sh
 
 # Every fuzz target for a long run (FUZZ_EXECS executions each, default 10 million; one
-# fuzzing process at a time), then a table: executions, seconds, coverage, crashes.
+# fuzzing process at a time; FUZZ_TARGETS="net ..." for only some), then a table:
+# executions, seconds, coverage, crashes.
 fuzz: deps
-	BUILD=$(BUILD) tests/fuzz/run-long.sh
+	BUILD=$(BUILD) tests/fuzz/run-long.sh $(FUZZ_TARGETS)
 
 bench: deps
 	tools/install-deps.sh --bench

@@ -3,6 +3,8 @@
 # time), then a Markdown table of what each did. A crash stops its target (libFuzzer stops
 # at the first); its input is named above the table and must become a regression seed
 # under tests/fuzz/seeds/NAME once the bug is fixed. Exit 1 if any target crashed.
+#   run-long.sh [NAME...]  only these targets (after a fix); the table still shows every
+#                          target, from its last run
 #   FUZZ_EXECS  executions per target (default 10000000)
 #   BUILD, CLANG as for run-target.sh
 set -u
@@ -12,8 +14,10 @@ FUZZ_EXECS=${FUZZ_EXECS:-10000000}
 export BUILD FUZZ_EXECS
 
 targets=$(tests/fuzz/run-target.sh --list)
+# shellcheck disable=SC2086 # the list splits into names
+[ $# -gt 0 ] || set -- $targets
 rc=0
-for t in $targets; do
+for t in "$@"; do
 	rm -f "$BUILD/fuzz-$t/summary"
 	echo "== fuzz_$t: $FUZZ_EXECS executions ($(date '+%F %T'))"
 	tests/fuzz/run-target.sh "$t" || rc=1

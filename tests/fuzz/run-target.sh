@@ -30,6 +30,9 @@ CLANG=${CLANG:-clang}
 OUT=$BUILD/fuzz-$NAME
 CFLAGS="-std=c11 -D_GNU_SOURCE -I. -g -O1 -Wall -Wextra -Wno-unused-parameter -pthread"
 DICT=
+# The device targets: no KVM (fake_irq.c), and their I/O threads on a pool (thread_pool.c).
+DEV="tests/fuzz/fake_irq.c tests/fuzz/thread_pool.c"
+POOL="-Wl,--wrap=pthread_create,--wrap=pthread_join"
 case $NAME in
 stream)
 	SRCS="migrate/wire.c migrate/page_codec.c migrate/cpu_state.c hv/log.c hv/printable.c"
@@ -37,16 +40,16 @@ stream)
 	MAXLEN=131072
 	DICT=tests/fuzz/stream.dict ;;
 devices)
-	SRCS="devices/pci.c devices/virtq.c devices/virtio_pci.c devices/virtio_blk.c hv/bus.c hv/guest_mem.c hv/log.c tests/fuzz/fake_irq.c"
-	LIBS=
+	SRCS="devices/pci.c devices/virtq.c devices/virtio_pci.c devices/virtio_blk.c hv/bus.c hv/guest_mem.c hv/log.c $DEV"
+	LIBS=$POOL
 	MAXLEN=4096 ;;
 net)
-	SRCS="devices/pci.c devices/virtq.c devices/virtio_pci.c devices/virtio_net.c hv/bus.c hv/guest_mem.c hv/log.c tests/fuzz/fake_irq.c"
-	LIBS="-luuid"
+	SRCS="devices/pci.c devices/virtq.c devices/virtio_pci.c devices/virtio_net.c hv/bus.c hv/guest_mem.c hv/log.c $DEV"
+	LIBS="-luuid $POOL"
 	MAXLEN=8192 ;;
 devstate)
-	SRCS="devices/pci.c devices/virtq.c devices/virtio_pci.c devices/virtio_blk.c devices/virtio_net.c devices/virtio_devices.c devices/serial.c hv/bus.c hv/guest_mem.c hv/log.c hv/printable.c migrate/device_state.c migrate/wire.c tests/fuzz/fake_irq.c"
-	LIBS="-ljson-c -luuid -lz"
+	SRCS="devices/pci.c devices/virtq.c devices/virtio_pci.c devices/virtio_blk.c devices/virtio_net.c devices/virtio_devices.c devices/serial.c hv/bus.c hv/guest_mem.c hv/log.c hv/printable.c migrate/device_state.c migrate/wire.c $DEV"
+	LIBS="-ljson-c -luuid -lz $POOL"
 	MAXLEN=65536 ;;
 hello)
 	SRCS="migrate/wire.c migrate/page_codec.c migrate/cpu_state.c hv/log.c hv/printable.c"
