@@ -27,13 +27,16 @@ sleep 1
 "$HVCTL" list
 tail -n 2 "$W/src.log"
 
-say "Start the destination: hvctl receive --listen 127.0.0.1:$PORT"
+say "A key both hosts share: hvctl keygen (the migration then runs over TLS 1.3)"
+"$HVCTL" keygen "$W/migration.key" || exit 1
+
+say "Start the destination: hvctl receive --listen 127.0.0.1:$PORT --psk KEY"
 "$HVCTL" receive --listen "127.0.0.1:$PORT" --name demo-dst --console "file:$W/dst.log" \
-	--timeout 60 --detach || exit 1
+	--psk "$W/migration.key" --timeout 60 --detach || exit 1
 "$HVCTL" list
 
-say "Live-migrate: hvctl migrate demo-src 127.0.0.1:$PORT"
-"$HVCTL" migrate demo-src "127.0.0.1:$PORT" || exit 1
+say "Live-migrate: hvctl migrate demo-src 127.0.0.1:$PORT --psk KEY"
+"$HVCTL" migrate demo-src "127.0.0.1:$PORT" --psk "$W/migration.key" || exit 1
 
 say "The guest runs on the destination; its heartbeat and generation counters carry on"
 wait_line "$W/dst.log" 'memtouch: tick=' || { echo "no heartbeat on the destination"; exit 1; }
