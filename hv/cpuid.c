@@ -391,26 +391,30 @@ int cpuid_apply(int vcpu_fd, const struct cpuid_table *t, int cpu_index, int ncp
 	return ret;
 }
 
+int cpuid_feature_list(const struct cpuid_table *t, char *buf, size_t len)
+{
+	struct cpuid_table *none = calloc(1, sizeof(*none));
+
+	if (!none)
+		return -ENOMEM;
+	/* Every known feature set in t is "missing" from an empty table. */
+	int r = cpuid_missing_features(t, none, buf, len);
+	free(none);
+	for (char *c = buf; *c; c++)
+		if (c[0] == ',' && c[1] == ' ')
+			memmove(c, c + 1, strlen(c + 1) + 1);
+	return r;
+}
+
 int cpuid_read_features(int vcpu_fd, char *buf, size_t len)
 {
-	struct cpuid_table *t = calloc(1, sizeof(*t)), *none = calloc(1, sizeof(*none));
+	struct cpuid_table *t = calloc(1, sizeof(*t));
 	int r;
 
-	if (!t || !none) {
-		r = -ENOMEM;
-	} else {
-		t->hdr.nent = CPUID_MAX_ENTRIES;
-		if (ioctl(vcpu_fd, KVM_GET_CPUID2, t) < 0) {
-			r = -errno;
-		} else {
-			/* Every known feature set in t is "missing" from an empty table. */
-			r = cpuid_missing_features(t, none, buf, len);
-			for (char *c = buf; *c; c++)
-				if (c[0] == ',' && c[1] == ' ')
-					memmove(c, c + 1, strlen(c + 1) + 1);
-		}
-	}
+	if (!t)
+		return -ENOMEM;
+	t->hdr.nent = CPUID_MAX_ENTRIES;
+	r = ioctl(vcpu_fd, KVM_GET_CPUID2, t) < 0 ? -errno : cpuid_feature_list(t, buf, len);
 	free(t);
-	free(none);
 	return r;
 }

@@ -30,6 +30,9 @@ int cpuid_apply(int vcpu_fd, const struct cpuid_table *t, int cpu_index, int ncp
 int cpuid_missing_features(const struct cpuid_table *want, const struct cpuid_table *have,
 			   char *buf, size_t len);
 
+/* The names of the known features set in t, space-separated ("fpu cx8 ... lm"), into buf.
+ * The count, or -errno. */
+int cpuid_feature_list(const struct cpuid_table *t, char *buf, size_t len);
 /* KVM_GET_CPUID2 on vcpu_fd: the CPUID KVM holds for that vCPU, as the names of the known
  * features set ("fpu cx8 ... lm", space-separated) into buf. The count, or -errno. */
 int cpuid_read_features(int vcpu_fd, char *buf, size_t len);

@@ -140,17 +140,11 @@ static int create_vcpus(struct vm *vm)
 void vm_read_cpu_features(struct vm *vm)
 {
 	char f[sizeof(vm->cpu_features)], set[sizeof(vm->cpu_features_set)];
-	struct cpuid_table *none = calloc(1, sizeof(*none));
 
 	if (vm->ncpus < 1 || cpuid_read_features(vm->vcpus[0].fd, f, sizeof(f)) < 0)
 		snprintf(f, sizeof(f), "?");
-	set[0] = 0;
-	if (!none || cpuid_missing_features(vm->cpuid, none, set, sizeof(set)) < 0)
+	if (cpuid_feature_list(vm->cpuid, set, sizeof(set)) < 0)
 		snprintf(set, sizeof(set), "?");
-	free(none);
-	for (char *c = set; *c; c++)
-		if (c[0] == ',' && c[1] == ' ')
-			memmove(c, c + 1, strlen(c + 1) + 1);
 	pthread_mutex_lock(&vm->lock);
 	memcpy(vm->cpu_features, f, sizeof(f));
 	memcpy(vm->cpu_features_set, set, sizeof(set));

@@ -6,6 +6,14 @@
 const char *const migrate_compress_names[3] = { "auto", "zlib", "none" };
 const char *const migrate_on_timeout_names[2] = { "force", "cancel" };
 
+int migrate_choice(const char *s, const char *const *names, int n)
+{
+	for (int i = 0; s && i < n; i++)
+		if (!strcmp(s, names[i]))
+			return i;
+	return -1;
+}
+
 static void add_str(struct json_object *o, const char *key, const char *value)
 {
 	if (value[0])
@@ -52,12 +60,11 @@ static int get_choice(struct json_object *req, const char *key, const char *cons
 
 	if (!json_object_object_get_ex(req, key, &v))
 		return 0;
-	const char *s = json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
-	for (int i = 0; s && i < n; i++) {
-		if (!strcmp(s, names[i])) {
-			*out = i;
-			return 0;
-		}
+	int i = migrate_choice(json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL,
+			       names, n);
+	if (i >= 0) {
+		*out = i;
+		return 0;
 	}
 	/* The value is not echoed: it came from a client, and this goes to a terminal. */
 	snprintf(err, errlen, "'%s' must be one of %s%s%s%s%s", key, names[0], n > 1 ? ", " : "",

@@ -16,6 +16,8 @@
 /* The names of the choices, indexed by the enums. */
 extern const char *const migrate_compress_names[3];
 extern const char *const migrate_on_timeout_names[2];
+/* The index of s in names[0..n), or -1. */
+int migrate_choice(const char *s, const char *const *names, int n);
 
 /* Members of the request for p (without "cmd"), every one written. */
 void migrate_params_to_json(const struct migrate_params *p, struct json_object *req);

@@ -46,18 +46,6 @@ static void migrate_usage(FILE *f)
 		"check the destination.\n");
 }
 
-/* The index of s in names[0..n), or -1. */
-static int choice(const char *s, const char *const *names, int n, long *out)
-{
-	for (int i = 0; i < n; i++) {
-		if (!strcmp(s, names[i])) {
-			*out = i;
-			return 0;
-		}
-	}
-	return -1;
-}
-
 static int parse_opts(int argc, char **argv, struct migrate_opts *o)
 {
 	static const struct option longopts[] = {
@@ -104,14 +92,14 @@ static int parse_opts(int argc, char **argv, struct migrate_opts *o)
 			}
 			break;
 		case 'c':
-			if (choice(optarg, migrate_compress_names, 3, &n) < 0) {
+			if ((n = migrate_choice(optarg, migrate_compress_names, 3)) < 0) {
 				hv_error("--compress '%s': use auto, zlib or none", optarg);
 				return -1;
 			}
 			o->p.compress = (enum migrate_compress)n;
 			break;
 		case 'o':
-			if (choice(optarg, migrate_on_timeout_names, 2, &n) < 0) {
+			if ((n = migrate_choice(optarg, migrate_on_timeout_names, 2)) < 0) {
 				hv_error("--on-timeout '%s': use force or cancel", optarg);
 				return -1;
 			}
