@@ -19,6 +19,7 @@
 
 #include "hv/layout.h"
 #include "hv/log.h"
+#include "hv/state_enc.h"
 #include "hv/vm.h"
 
 #define HOST_BRIDGE_VENDOR 0x8086
@@ -761,6 +762,42 @@ void pci_device_get_state(struct pci_device *d, struct pci_device_state *st)
 	st->msix_pba = d->pba;
 	st->intx_level = (uint8_t)d->intx_level;
 	pthread_mutex_unlock(&d->lock);
+}
+
+void pci_device_state_encode(const struct pci_device_state *st, struct state_out *o)
+{
+	state_out_bytes(o, st->config, PCI_CFG_SIZE);
+	state_out_u16(o, PCI_MSIX_MAX_VECTORS);
+	for (int v = 0; v < PCI_MSIX_MAX_VECTORS; v++) {
+		state_out_u32(o, st->msix[v].addr_lo);
+		state_out_u32(o, st->msix[v].addr_hi);
+		state_out_u32(o, st->msix[v].data);
+		state_out_u32(o, st->msix[v].ctrl);
+	}
+	state_out_u32(o, st->msix_pba);
+	state_out_u8(o, st->intx_level);
+}
+
+int pci_device_state_decode(struct pci_device_state *st, struct state_sec *s, char *err,
+			    size_t errlen)
+{
+	memset(st, 0, sizeof(*st));
+	state_sec_bytes(s, st->config, PCI_CFG_SIZE);
+	unsigned n = state_sec_u16(s);
+	if (n > PCI_MSIX_MAX_VECTORS) {
+		snprintf(err, errlen, "PCI state has %u MSI-X vectors, at most %d exist", n,
+			 PCI_MSIX_MAX_VECTORS);
+		return -1;
+	}
+	for (unsigned v = 0; v < n; v++) {
+		st->msix[v].addr_lo = state_sec_u32(s);
+		st->msix[v].addr_hi = state_sec_u32(s);
+		st->msix[v].data = state_sec_u32(s);
+		st->msix[v].ctrl = state_sec_u32(s);
+	}
+	st->msix_pba = state_sec_u32(s);
+	st->intx_level = state_sec_u8(s);
+	return state_sec_end(s, "PCI function", err, errlen);
 }
 
 int pci_device_set_state(struct pci_device *d, const struct pci_device_state *st)

@@ -16,6 +16,7 @@
 #define DEVICES_PCI_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "hv/bus.h"
@@ -123,6 +124,14 @@ void pci_intx_set(struct pci_device *d, int level);
  * a state whose read-only identity (IDs, class, BAR sizes, capabilities) differs from
  * this device's, then re-maps BARs, re-routes MSI-X and re-drives INTx. */
 void pci_device_get_state(struct pci_device *d, struct pci_device_state *st);
+/* The state as one state_enc.h section body (config space, MSI-X table and PBA, INTx), and
+ * back: decode reads a section (0, or -1 with one line in err) and checks form only;
+ * pci_device_set_state checks it against the device. */
+struct state_out;
+struct state_sec;
+void pci_device_state_encode(const struct pci_device_state *st, struct state_out *o);
+int pci_device_state_decode(struct pci_device_state *st, struct state_sec *s, char *err,
+			    size_t errlen);
 int pci_device_set_state(struct pci_device *d, const struct pci_device_state *st);
 
 #endif

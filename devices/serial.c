@@ -4,11 +4,14 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "hv/dev_state.h"
 #include "hv/log.h"
+#include "hv/state_enc.h"
 #include "hv/vm.h"
 
 #define UART_RBR 0 /* read; THR on write; DLL when DLAB */
@@ -328,3 +331,66 @@ uint64_t serial_tx_count(struct serial *s)
 	pthread_mutex_unlock(&s->lock);
 	return n;
 }
+
+/* ---- saved state (dev_state.h) ---- */
+
+/* One section: the ten registers, the pending THRE interrupt, then the receive FIFO
+ * (u8 length, u8 head, SERIAL_RX_FIFO bytes). */
+enum { SERIAL_SEC_REGS = 1 };
+
+static int serial_save(void *dev, struct state_out *o)
+{
+	struct serial_regs r;
+
+	serial_get_regs(dev, &r);
+	state_out_begin(o, SERIAL_SEC_REGS);
+	const uint8_t regs[] = { r.ier, r.iir_fcr, r.lcr, r.mcr, r.lsr, r.msr, r.scr, r.dll, r.dlm,
+				 r.fcr, r.thr_empty_irq, r.rx_len, r.rx_head };
+	state_out_bytes(o, regs, sizeof(regs));
+	state_out_bytes(o, r.rx, SERIAL_RX_FIFO);
+	state_out_end(o);
+	return state_out_error(o);
+}
+
+static int serial_load(void *dev, const void *blob, size_t len, char *err, size_t errlen)
+{
+	struct serial_regs r = { 0 };
+	struct state_in in;
+	struct state_sec s;
+	int got;
+
+	state_in_init(&in, blob, len);
+	while ((got = state_in_next(&in, &s, err, errlen)) > 0) {
+		if (s.id != SERIAL_SEC_REGS) {
+			snprintf(err, errlen, "section %u is not part of a serial port's state", s.id);
+			return -1;
+		}
+		uint8_t *fields[] = { &r.ier, &r.iir_fcr, &r.lcr, &r.mcr, &r.lsr, &r.msr, &r.scr,
+				      &r.dll, &r.dlm, &r.fcr, &r.thr_empty_irq, &r.rx_len, &r.rx_head };
+		for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
+			*fields[i] = state_sec_u8(&s);
+		state_sec_bytes(&s, r.rx, SERIAL_RX_FIFO);
+		if (state_sec_end(&s, "serial port", err, errlen) < 0)
+			return -1;
+	}
+	if (got < 0)
+		return -1;
+	if (state_in_missing(&in, 1ull << SERIAL_SEC_REGS)) {
+		snprintf(err, errlen, "the serial port's registers are missing");
+		return -1;
+	}
+	if (r.rx_len > SERIAL_RX_FIFO || r.rx_head >= SERIAL_RX_FIFO) {
+		snprintf(err, errlen, "serial port: receive FIFO of %u bytes at %u, the FIFO holds %d",
+			 r.rx_len, r.rx_head, SERIAL_RX_FIFO);
+		return -1;
+	}
+	serial_set_regs(dev, &r);
+	return 0;
+}
+
+const struct dev_state_ops serial_state_ops = {
+	.type = "serial",
+	.version = 2,
+	.save = serial_save,
+	.load = serial_load,
+};

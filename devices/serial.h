@@ -24,6 +24,8 @@ struct serial *serial_create(struct vm *vm, int out_fd, int in_fd);
 void serial_destroy(struct serial *s);
 void serial_get_regs(struct serial *s, struct serial_regs *r);
 void serial_set_regs(struct serial *s, const struct serial_regs *r);
+/* Its state ops (dev_state.h; `dev` is the struct serial). */
+extern const struct dev_state_ops serial_state_ops;
 /* Bytes the guest wrote so far (benchmarks and tests read it). */
 uint64_t serial_tx_count(struct serial *s);
 

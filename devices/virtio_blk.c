@@ -22,7 +22,9 @@
 #include <unistd.h>
 
 #include "devices/virtio_pci.h"
+#include "hv/dev_state.h"
 #include "hv/log.h"
+#include "hv/state_enc.h"
 
 #define BLK_CONFIG_SIZE offsetof(struct virtio_blk_config, max_secure_erase_sectors)
 #define BLK_SEG_MAX (VIRTQ_MAX_SEGS - 2) /* header and status take two */
@@ -36,7 +38,7 @@ struct virtio_blk {
 	int fd;
 	bool ro;
 	uint64_t capacity; /* sectors */
-	char path[256];
+	char *path; /* as given, for HELLO and messages */
 	char id[VIRTIO_BLK_ID_BYTES];
 	struct virtio_blk_config cfg;
 	int stop_fd;
@@ -372,7 +374,12 @@ struct virtio_blk *virtio_blk_create_checked(struct pci_bus *bus, int slot, cons
 	}
 	b->fd = b->stop_fd = -1;
 	b->ro = ro;
-	snprintf(b->path, sizeof(b->path), "%s", path);
+	b->path = strdup(path);
+	if (!b->path) {
+		free(b);
+		hv_error("virtio-blk: out of memory");
+		return NULL;
+	}
 	const char *base = strrchr(path, '/');
 	base = base ? base + 1 : path;
 	/* Not NUL-terminated when it fills all 20 bytes, as the spec has it. */
@@ -413,6 +420,7 @@ void virtio_blk_destroy(struct virtio_blk *b)
 		close(b->stop_fd);
 	if (b->fd >= 0)
 		close(b->fd);
+	free(b->path);
 	free(b);
 }
 
@@ -443,3 +451,85 @@ int virtio_blk_set_state(struct virtio_blk *b, const struct virtio_blk_state *st
 	}
 	return 0;
 }
+
+/* ---- saved state (dev_state.h) ---- */
+
+enum { BLK_SEC_DISK = VIRTIO_PCI_SEC_DEVICE }; /* u64 capacity (sectors), u8 read-only */
+
+static int blk_save(void *dev, struct state_out *o)
+{
+	struct virtio_blk *b = dev;
+	struct virtio_blk_state st;
+
+	virtio_pci_save(b->vp, o);
+	virtio_blk_get_state(b, &st);
+	state_out_begin(o, BLK_SEC_DISK);
+	state_out_u64(o, st.capacity);
+	state_out_u8(o, st.read_only);
+	state_out_end(o);
+	return state_out_error(o);
+}
+
+static int blk_decode_own(void *ctx, struct state_sec *s, char *err, size_t errlen)
+{
+	struct virtio_blk_state *st = ctx;
+
+	st->capacity = state_sec_u64(s);
+	st->read_only = state_sec_u8(s);
+	return state_sec_end(s, "virtio-blk disk", err, errlen);
+}
+
+static int blk_load(void *dev, const void *blob, size_t len, char *err, size_t errlen)
+{
+	struct virtio_blk *b = dev;
+	struct virtio_pci_state *tr = malloc(sizeof(*tr));
+	struct virtio_blk_state st = { 0 };
+	int r = -1;
+
+	if (!tr) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	if (virtio_pci_decode(b->vp, blob, len, tr, blk_decode_own, &st, 1ull << BLK_SEC_DISK, err,
+			      errlen) < 0)
+		goto out;
+	/* The disk first: it only compares, so a refusal leaves the device as it was. */
+	hv_clear_error();
+	if (virtio_blk_set_state(b, &st) < 0 || virtio_pci_set_state(b->vp, tr) < 0) {
+		snprintf(err, errlen, "%s", hv_last_error());
+		goto out;
+	}
+	r = 0;
+out:
+	free(tr);
+	return r;
+}
+
+static void blk_describe(void *dev, struct dev_desc *d)
+{
+	struct virtio_blk *b = dev;
+
+	d->str(d, "path", b->path);
+	d->flag(d, "ro", b->ro);
+	d->num(d, "size", b->capacity * VIRTIO_BLK_SECTOR);
+}
+
+static void blk_pause(void *dev)
+{
+	virtio_pci_pause(((struct virtio_blk *)dev)->vp);
+}
+
+static void blk_resume(void *dev)
+{
+	virtio_pci_resume(((struct virtio_blk *)dev)->vp);
+}
+
+const struct dev_state_ops virtio_blk_state_ops = {
+	.type = "virtio-blk",
+	.version = 2,
+	.save = blk_save,
+	.load = blk_load,
+	.describe = blk_describe,
+	.pause = blk_pause,
+	.resume = blk_resume,
+};

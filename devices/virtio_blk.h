@@ -51,5 +51,8 @@ void virtio_blk_process(struct virtio_blk *b);
 void virtio_blk_get_state(struct virtio_blk *b, struct virtio_blk_state *st);
 /* -EINVAL with a hv_error line if the disk here differs (capacity, read-only). */
 int virtio_blk_set_state(struct virtio_blk *b, const struct virtio_blk_state *st);
+/* Its state ops (dev_state.h; `dev` is the struct virtio_blk): the transport's sections and
+ * one of its own (capacity, read-only), checked against the disk here. */
+extern const struct dev_state_ops virtio_blk_state_ops;
 
 #endif

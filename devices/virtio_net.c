@@ -22,7 +22,9 @@
 #include <uuid/uuid.h>
 
 #include "devices/virtio_pci.h"
+#include "hv/dev_state.h"
 #include "hv/log.h"
+#include "hv/state_enc.h"
 
 #define NET_CONFIG_SIZE (offsetof(struct virtio_net_config, mtu) + 2)
 #define RX_BATCH 64 /* packets between interrupt decisions */
@@ -564,3 +566,116 @@ int virtio_net_set_state(struct virtio_net *n, const struct virtio_net_state *st
 	pthread_mutex_unlock(&n->cfg_lock);
 	return 0;
 }
+
+/* ---- saved state (dev_state.h) ---- */
+
+enum { NET_SEC_NIC = VIRTIO_PCI_SEC_DEVICE }; /* 6 bytes MAC, u16 status */
+
+static int net_save(void *dev, struct state_out *o)
+{
+	struct virtio_net *n = dev;
+	struct virtio_net_state st;
+
+	virtio_pci_save(n->vp, o);
+	virtio_net_get_state(n, &st);
+	state_out_begin(o, NET_SEC_NIC);
+	state_out_bytes(o, st.mac, sizeof(st.mac));
+	state_out_u16(o, st.status);
+	state_out_end(o);
+	return state_out_error(o);
+}
+
+static int net_decode_own(void *ctx, struct state_sec *s, char *err, size_t errlen)
+{
+	struct virtio_net_state *st = ctx;
+
+	state_sec_bytes(s, st->mac, sizeof(st->mac));
+	st->status = state_sec_u16(s);
+	if (state_sec_end(s, "virtio-net NIC", err, errlen) < 0)
+		return -1;
+	if (st->mac[0] & 1) {
+		snprintf(err, errlen, "virtio-net NIC: saved MAC is a multicast address");
+		return -1;
+	}
+	return 0;
+}
+
+static int net_load(void *dev, const void *blob, size_t len, char *err, size_t errlen)
+{
+	struct virtio_net *n = dev;
+	struct virtio_pci_state *tr = malloc(sizeof(*tr));
+	struct virtio_net_state st = { 0 };
+	int r = -1;
+
+	if (!tr) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	if (virtio_pci_decode(n->vp, blob, len, tr, net_decode_own, &st, 1ull << NET_SEC_NIC, err,
+			      errlen) < 0)
+		goto out;
+	/* The transport first: it validates before it applies; the NIC's part cannot fail. */
+	hv_clear_error();
+	if (virtio_pci_set_state(n->vp, tr) < 0 || virtio_net_set_state(n, &st) < 0) {
+		snprintf(err, errlen, "%s", hv_last_error());
+		goto out;
+	}
+	r = 0;
+out:
+	free(tr);
+	return r;
+}
+
+static void net_describe(void *dev, struct dev_desc *d)
+{
+	struct virtio_net *n = dev;
+	uint8_t mac[6];
+	char text[18];
+
+	d->str(d, "tap", n->ifname);
+	virtio_net_get_mac(n, mac);
+	virtio_net_format_mac(mac, text);
+	d->str(d, "mac", text);
+}
+
+/* A RARP request "who am I", from and about the NIC's MAC (what switches learn from), and
+ * VIRTIO_NET_S_ANNOUNCE for a driver that sends its own. */
+static void net_announce(void *dev)
+{
+	struct virtio_net *n = dev;
+	uint8_t f[60] = { 0 }, mac[6];
+
+	virtio_net_get_mac(n, mac);
+	memset(f, 0xff, 6);
+	memcpy(f + 6, mac, 6);
+	f[12] = 0x80, f[13] = 0x35;           /* ethertype RARP */
+	f[14] = 0, f[15] = 1;                 /* hardware: Ethernet */
+	f[16] = 0x08, f[17] = 0x00;           /* protocol: IPv4 */
+	f[18] = 6, f[19] = 4;                 /* address lengths */
+	f[20] = 0, f[21] = 3;                 /* op: reverse request */
+	memcpy(f + 22, mac, 6);
+	memcpy(f + 32, mac, 6);
+	virtio_net_send_to_host(n, f, sizeof(f));
+	virtio_net_announce(n);
+}
+
+static void net_pause(void *dev)
+{
+	virtio_pci_pause(((struct virtio_net *)dev)->vp);
+}
+
+static void net_resume(void *dev)
+{
+	virtio_pci_resume(((struct virtio_net *)dev)->vp);
+}
+
+const struct dev_state_ops virtio_net_state_ops = {
+	.type = "virtio-net",
+	.version = 2,
+	.save = net_save,
+	.load = net_load,
+	.describe = net_describe,
+	.pause = net_pause,
+	.resume = net_resume,
+	.announce = net_announce,
+};

@@ -70,5 +70,8 @@ void virtio_net_process_ctrl(struct virtio_net *n);
 void virtio_net_get_state(struct virtio_net *n, struct virtio_net_state *st);
 /* Takes over the MAC and the status of the saved device. */
 int virtio_net_set_state(struct virtio_net *n, const struct virtio_net_state *st);
+/* Its state ops (dev_state.h; `dev` is the struct virtio_net): the transport's sections and
+ * one of its own (MAC, status). */
+extern const struct dev_state_ops virtio_net_state_ops;
 
 #endif

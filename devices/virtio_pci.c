@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "hv/log.h"
+#include "hv/state_enc.h"
 #include "hv/vm.h"
 
 #define TRANSPORT_FEATURES                                                                   \
@@ -739,5 +740,100 @@ int virtio_pci_set_state(struct virtio_pci *vp, const struct virtio_pci_state *s
 		start_queue_locked(vp, i);
 	}
 	pthread_mutex_unlock(&vp->lock);
+	return 0;
+}
+
+/* ---- the transport's sections ---- */
+
+enum { SEC_PCI = 1, SEC_COMMON = 2, SEC_QUEUE0 = 3 };
+_Static_assert(SEC_QUEUE0 + VIRTIO_PCI_MAX_QUEUES <= VIRTIO_PCI_SEC_DEVICE,
+	       "queue sections overlap the device's own");
+
+void virtio_pci_save(struct virtio_pci *vp, struct state_out *o)
+{
+	struct virtio_pci_state *st = malloc(sizeof(*st));
+
+	if (!st) {
+		o->nomem = true;
+		return;
+	}
+	virtio_pci_get_state(vp, st);
+	state_out_begin(o, SEC_PCI);
+	pci_device_state_encode(&st->pci, o);
+	state_out_end(o);
+	state_out_begin(o, SEC_COMMON);
+	state_out_u64(o, st->device_features);
+	state_out_u64(o, st->driver_features);
+	state_out_u32(o, st->device_feature_select);
+	state_out_u32(o, st->driver_feature_select);
+	state_out_u16(o, st->msix_config);
+	state_out_u16(o, st->queue_select);
+	state_out_u16(o, st->num_queues);
+	state_out_u8(o, st->status);
+	state_out_u8(o, st->config_generation);
+	state_out_u8(o, st->isr);
+	state_out_u8(o, st->needs_reset);
+	state_out_end(o);
+	for (int i = 0; i < st->num_queues; i++) {
+		state_out_begin(o, SEC_QUEUE0 + (unsigned)i);
+		virtq_state_encode(&st->vq[i], o);
+		state_out_end(o);
+	}
+	free(st);
+}
+
+static int decode_common(struct virtio_pci_state *st, struct state_sec *s, char *err, size_t errlen)
+{
+	st->device_features = state_sec_u64(s);
+	st->driver_features = state_sec_u64(s);
+	st->device_feature_select = state_sec_u32(s);
+	st->driver_feature_select = state_sec_u32(s);
+	st->msix_config = state_sec_u16(s);
+	st->queue_select = state_sec_u16(s);
+	st->num_queues = state_sec_u16(s);
+	st->status = state_sec_u8(s);
+	st->config_generation = state_sec_u8(s);
+	st->isr = state_sec_u8(s);
+	st->needs_reset = state_sec_u8(s);
+	return state_sec_end(s, "virtio common configuration", err, errlen);
+}
+
+int virtio_pci_decode(struct virtio_pci *vp, const void *blob, size_t len, struct virtio_pci_state *st,
+		      int (*own)(void *ctx, struct state_sec *s, char *err, size_t errlen), void *ctx,
+		      uint64_t own_needed, char *err, size_t errlen)
+{
+	uint64_t needed = own_needed | 1ull << SEC_PCI | 1ull << SEC_COMMON;
+	struct state_in in;
+	struct state_sec s;
+	int r;
+
+	memset(st, 0, sizeof(*st));
+	for (int i = 0; i < vp->nq; i++)
+		needed |= 1ull << (SEC_QUEUE0 + i);
+	state_in_init(&in, blob, len);
+	while ((r = state_in_next(&in, &s, err, errlen)) > 0) {
+		if (s.id == SEC_PCI)
+			r = pci_device_state_decode(&st->pci, &s, err, errlen);
+		else if (s.id == SEC_COMMON)
+			r = decode_common(st, &s, err, errlen);
+		else if (s.id >= SEC_QUEUE0 && s.id < SEC_QUEUE0 + (unsigned)vp->nq)
+			r = virtq_state_decode(&st->vq[s.id - SEC_QUEUE0], &s, err, errlen);
+		else if (s.id >= VIRTIO_PCI_SEC_DEVICE && (own_needed & (1ull << s.id)))
+			r = own(ctx, &s, err, errlen);
+		else {
+			snprintf(err, errlen, "section %u is not part of this device's state (%d queues)",
+				 s.id, vp->nq);
+			r = -1;
+		}
+		if (r < 0)
+			return -1;
+	}
+	if (r < 0)
+		return -1;
+	unsigned lack = state_in_missing(&in, needed);
+	if (lack) {
+		snprintf(err, errlen, "section %u of the device's state is missing", lack);
+		return -1;
+	}
 	return 0;
 }

@@ -122,4 +122,21 @@ void virtio_pci_resume(struct virtio_pci *vp);
 void virtio_pci_get_state(struct virtio_pci *vp, struct virtio_pci_state *st);
 int virtio_pci_set_state(struct virtio_pci *vp, const struct virtio_pci_state *st);
 
+/* A virtio device's saved state (dev_state.h) is a state_enc.h blob: the transport's
+ * sections (1: PCI function, 2: common configuration, 3 + i: queue i) and the device's own,
+ * with ids from VIRTIO_PCI_SEC_DEVICE. */
+#define VIRTIO_PCI_SEC_DEVICE 16
+struct state_out;
+struct state_sec;
+/* Device paused: the transport's sections. */
+void virtio_pci_save(struct virtio_pci *vp, struct state_out *o);
+/* Decodes a whole blob: the transport's sections into *st, each of the device's own through
+ * own(ctx, section) (0, or -1 with a line in err). Every transport section and every id in
+ * own_needed (bit per id) must be there, nothing twice, nothing unknown. Applies nothing
+ * (virtio_pci_set_state does, and checks *st against this device). 0, or -1 with one line
+ * in err. */
+int virtio_pci_decode(struct virtio_pci *vp, const void *blob, size_t len, struct virtio_pci_state *st,
+		      int (*own)(void *ctx, struct state_sec *s, char *err, size_t errlen), void *ctx,
+		      uint64_t own_needed, char *err, size_t errlen);
+
 #endif

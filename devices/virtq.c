@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "hv/log.h"
+#include "hv/state_enc.h"
 
 #define DESC_SIZE 16
 
@@ -365,6 +366,35 @@ void virtq_disable_notify(struct virtq *q)
 	wr16(q->used, 0, VRING_USED_F_NO_NOTIFY);
 	guest_mem_mark_dirty(q->mem, q->s.used_addr, 2);
 	q->no_notify = true;
+}
+
+void virtq_state_encode(const struct virtq_state *st, struct state_out *o)
+{
+	state_out_u16(o, st->size);
+	state_out_u16(o, st->msix_vector);
+	state_out_u8(o, st->enabled);
+	state_out_u8(o, st->signalled_used_valid);
+	state_out_u16(o, st->last_avail_idx);
+	state_out_u16(o, st->used_idx);
+	state_out_u16(o, st->signalled_used);
+	state_out_u64(o, st->desc_addr);
+	state_out_u64(o, st->avail_addr);
+	state_out_u64(o, st->used_addr);
+}
+
+int virtq_state_decode(struct virtq_state *st, struct state_sec *s, char *err, size_t errlen)
+{
+	st->size = state_sec_u16(s);
+	st->msix_vector = state_sec_u16(s);
+	st->enabled = state_sec_u8(s);
+	st->signalled_used_valid = state_sec_u8(s);
+	st->last_avail_idx = state_sec_u16(s);
+	st->used_idx = state_sec_u16(s);
+	st->signalled_used = state_sec_u16(s);
+	st->desc_addr = state_sec_u64(s);
+	st->avail_addr = state_sec_u64(s);
+	st->used_addr = state_sec_u64(s);
+	return state_sec_end(s, "virtqueue", err, errlen);
 }
 
 void virtq_get_state(struct virtq *q, struct virtq_state *st)

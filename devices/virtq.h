@@ -101,6 +101,12 @@ void virtq_disable_notify(struct virtq *q);
 bool virtq_has_avail(struct virtq *q);
 
 void virtq_get_state(struct virtq *q, struct virtq_state *st);
+/* The state as one state_enc.h section body, and back (form only: 0, or -1 with one line
+ * in err; the transport checks sizes and vectors against the device). */
+struct state_out;
+struct state_sec;
+void virtq_state_encode(const struct virtq_state *st, struct state_out *o);
+int virtq_state_decode(struct virtq_state *st, struct state_sec *s, char *err, size_t errlen);
 
 /* Copy helpers over iovecs. Each returns the number of bytes copied. */
 size_t virtq_iov_read(const struct iovec *iov, int n, size_t skip, void *buf, size_t len);

@@ -80,6 +80,28 @@ int machine_fill(struct machine *m, const struct machine_config *cfg)
 	return create(m, cfg);
 }
 
+/* Every device with state, under the names migration and snapshots use. */
+static int register_devices(struct machine *m)
+{
+	struct virtio_devices *d = m->devices;
+	char name[DEV_NAME_MAX];
+
+	memset(&m->devs, 0, sizeof(m->devs));
+	if (dev_registry_add(&m->devs, "com1", &serial_state_ops, m->vm.serial) < 0)
+		return -1;
+	for (int i = 0; i < d->ndisks; i++) {
+		snprintf(name, sizeof(name), "disk%d", i);
+		if (dev_registry_add(&m->devs, name, &virtio_blk_state_ops, d->disks[i]) < 0)
+			return -1;
+	}
+	for (int i = 0; i < d->nnics; i++) {
+		snprintf(name, sizeof(name), "net%d", i);
+		if (dev_registry_add(&m->devs, name, &virtio_net_state_ops, d->nics[i]) < 0)
+			return -1;
+	}
+	return 0;
+}
+
 /* The VM, console and devices of a machine whose name is claimed. */
 static int create(struct machine *m, const struct machine_config *cfg)
 {
@@ -98,7 +120,7 @@ static int create(struct machine *m, const struct machine_config *cfg)
 	if (!m->vm.serial || legacy_devices_create(&m->vm) < 0)
 		goto fail;
 	m->devices = virtio_devices_create(&m->vm, cfg->disks, cfg->ndisks, cfg->nics, cfg->nnics);
-	if (!m->devices)
+	if (!m->devices || register_devices(m) < 0)
 		goto fail;
 	return 0;
 fail:
@@ -212,6 +234,7 @@ void machine_destroy(struct machine *m)
 	if (m->control)
 		control_stop(m->control);
 	m->control = NULL;
+	memset(&m->devs, 0, sizeof(m->devs));
 	virtio_devices_destroy(m->devices);
 	m->devices = NULL;
 	if (m->vm.serial)

@@ -7,6 +7,7 @@
 
 #include "devices/virtio_devices.h"
 #include "hv/console.h"
+#include "hv/dev_state.h"
 #include "hv/vm.h"
 
 struct control_server;
@@ -38,6 +39,7 @@ struct machine {
 	struct control_server *control;
 	struct migrate_job *migration; /* the control socket's migrate commands */
 	struct virtio_devices *devices; /* the PCI bus and its virtio devices */
+	struct dev_registry devs;       /* every device with state, for migration */
 	struct machine_config config; /* as created (name, console and policy pointers cleared) */
 	char name[VM_NAME_MAX];
 	int name_lock;

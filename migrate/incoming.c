@@ -10,12 +10,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "devices/virtio_devices.h"
 #include "hv/clock.h"
 #include "hv/control.h"
 #include "hv/cpu_model.h"
 #include "hv/cpuid.h"
 #include "hv/layout.h"
+#include "hv/dev_state.h"
 #include "hv/log.h"
 #include "hv/machine.h"
 #include "migrate/channel.h"
@@ -301,7 +301,7 @@ static int handle_hello(struct incoming *in, const uint8_t *payload, size_t len,
 	in->machine_up = true;
 	struct vm *vm = &in->m->vm;
 	/* Devices stay quiet until the guest runs: their state arrives at switchover. */
-	virtio_devices_pause(in->m->devices);
+	dev_registry_pause(&in->m->devs);
 	in->devices_paused = true;
 	in->devs = device_state_rx_new(in->m);
 	if (!in->devs)
@@ -553,7 +553,7 @@ int migrate_incoming(struct wire_conn *transport, struct machine *m, const struc
 	}
 	if (rr < 0)
 		goto out;
-	virtio_devices_resume(m->devices);
+	dev_registry_resume(&m->devs);
 	in.devices_paused = false;
 	if ((in.hello->paused ? machine_start_paused(m) : machine_start(m)) < 0) {
 		failf(&in, "cannot start the received VM");

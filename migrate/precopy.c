@@ -15,10 +15,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "devices/virtio_devices.h"
 #include "hv/clock.h"
 #include "hv/cpuid.h"
 #include "hv/layout.h"
+#include "hv/dev_state.h"
 #include "hv/log.h"
 #include "hv/machine.h"
 #include "hv/vm.h"
@@ -572,7 +572,7 @@ static int switchover(struct source *s)
 		s->paused_by_us = true;
 	}
 	/* Device threads finish what they do and then stay off guest memory and the image. */
-	virtio_devices_pause(s->m->devices);
+	dev_registry_pause(&s->m->devs);
 	s->devices_paused = true;
 	/* What the last pre-copy round left, plus what was dirtied since: all of it, now stable. */
 	uint64_t *left = malloc(s->dirty.words * sizeof(uint64_t));
@@ -717,7 +717,7 @@ out:
 		dirty_stop(&s.dirty);
 		/* The vCPUs stay paused; the devices may serve what the paused guest queued, so
 		 * that a later 'hvctl resume' finds them working. */
-		virtio_devices_resume(m->devices);
+		dev_registry_resume(&m->devs);
 		st->phase = MIGRATE_PHASE_FAILED;
 		st->outcome_unknown = true;
 	} else if (r < 0) {
@@ -727,7 +727,7 @@ out:
 		if (s.dirty_on)
 			dirty_stop(&s.dirty);
 		if (s.devices_paused)
-			virtio_devices_resume(m->devices);
+			dev_registry_resume(&m->devs);
 		if (s.paused_by_us)
 			vm_resume(vm);
 		st->phase = MIGRATE_PHASE_FAILED;

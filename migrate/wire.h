@@ -29,7 +29,7 @@
 #include <sys/uio.h>
 
 #define WIRE_MAGIC 0x676d7668u /* bytes "hvmg" */
-#define WIRE_VERSION 1
+#define WIRE_VERSION 2
 #define WIRE_HDR_SIZE 32
 #define WIRE_MAX_RECORD (64u << 20) /* hard cap on any payload */
 #define WIRE_MAX_IOV 1000            /* payload iovecs per wire_send_iov call */

@@ -2,8 +2,9 @@
  * (serial registers; for each disk and NIC the virtio-pci transport with its PCI function and
  * queues, then the device's own state) fed to what a destination runs on them:
  * wire_parse_device_state, device_state_rx_add, device_state_rx_apply, and through it
- * serial_set_regs, pci_device_set_state, virtio_pci_set_state (check_state),
- * virtio_blk_set_state and virtio_net_set_state. The destination is a fake VM (no KVM) set
+ * each device's state ops (hv/dev_state.h): the sections of hv/state_enc.h, decoded by
+ * serial.c, pci.c, virtq.c, virtio_pci.c (virtio_pci_decode, check_state), virtio_blk.c and
+ * virtio_net.c. The destination is a fake VM (no KVM) set
  * up as `hvctl receive` sets one up: a serial port, disk0 on an in-memory image and net0 on a
  * socketpair standing in for its TAP (fuzz_network.h), devices paused until the state is in.
  *
@@ -32,8 +33,10 @@
 #include "devices/serial.h"
 #include "devices/virtio_devices.h"
 #include "devices/virtio_pci.h"
+#include "hv/dev_state.h"
 #include "hv/layout.h"
 #include "hv/machine.h"
+#include "hv/state_enc.h"
 #include "migrate/device_state.h"
 #include "migrate/wire.h"
 #include "tests/fuzz/fuzz_guest.h"
@@ -88,8 +91,13 @@ static void rig_create(struct rig *r)
 		abort();
 	d->nnics = 1;
 	r->m.devices = d;
+	/* Registered as machine.c registers them. */
+	if (dev_registry_add(&r->m.devs, "com1", &serial_state_ops, r->m.vm.serial) < 0 ||
+	    dev_registry_add(&r->m.devs, "disk0", &virtio_blk_state_ops, d->disks[0]) < 0 ||
+	    dev_registry_add(&r->m.devs, "net0", &virtio_net_state_ops, d->nics[0]) < 0)
+		abort();
 	/* As incoming.c does: quiet until the guest runs. */
-	virtio_devices_pause(d);
+	dev_registry_pause(&r->m.devs);
 }
 
 static void rig_destroy(struct rig *r)
@@ -164,9 +172,8 @@ static void drive(struct rig *r)
 {
 	struct vm *vm = &r->m.vm;
 	uint8_t frame[VIRTIO_NET_HDR_LEN + 60] = { 0 };
-	struct serial_regs sr;
 
-	virtio_devices_resume(r->m.devices);
+	dev_registry_resume(&r->m.devs);
 	memset(frame + VIRTIO_NET_HDR_LEN, 0xff, 6);
 	fuzz_network_send(&r->net, frame, sizeof(frame));
 	virtio_blk_process(disk(r));
@@ -179,17 +186,20 @@ static void drive(struct rig *r)
 	for (int port = 0; port < 8; port++)
 		bus_read(&vm->pio, SERIAL_COM1_BASE + (uint64_t)port, 1);
 	bus_write(&vm->pio, SERIAL_COM1_BASE, 1, 'x');
-	/* What was accepted must migrate on. */
-	fuzz_check_migratable(virtio_blk_transport(disk(r)));
-	fuzz_check_migratable(virtio_net_transport(nic(r)));
-	struct virtio_blk_state bs;
-	struct virtio_net_state ns;
-	virtio_blk_get_state(disk(r), &bs);
-	virtio_net_get_state(nic(r), &ns);
-	if (virtio_blk_set_state(disk(r), &bs) < 0 || virtio_net_set_state(nic(r), &ns) < 0)
-		abort();
-	serial_get_regs(vm->serial, &sr);
-	serial_set_regs(vm->serial, &sr);
+	/* What was accepted must migrate on: every device's state saves and loads again. */
+	dev_registry_pause(&r->m.devs);
+	for (int i = 0; i < r->m.devs.n; i++) {
+		struct dev_entry *e = &r->m.devs.e[i];
+		struct state_out o;
+		char err[256];
+		state_out_init(&o);
+		if (e->ops->save(e->dev, &o) < 0 || e->ops->load(e->dev, o.buf, o.len, err, sizeof(err)) < 0) {
+			fprintf(stderr, "fuzz: %s's own saved state is refused: %s\n", e->name, err);
+			abort();
+		}
+		state_out_free(&o);
+	}
+	dev_registry_resume(&r->m.devs);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

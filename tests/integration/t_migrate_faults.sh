@@ -473,6 +473,7 @@ test_migrate_faults_strays_leave_the_receiver_listening() {
 	fp_stray empty 'closed the connection without sending anything'
 	fp_stray bad-magic 'no record header at byte 0.*not an hv migration stream'
 	fp_stray version99 'protocol version 99'
+	fp_stray version1 'protocol version 1 at byte 0, this hv speaks version 2'
 	fp_stray huge-length 'HELLO record #0 at byte 0 has length 4294967295'
 	fp_stray bad-header-crc 'bad header CRC in record #0'
 	fp_stray unknown-type 'unknown record type 77'

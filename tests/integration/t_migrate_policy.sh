@@ -5,7 +5,7 @@
 
 WIREGEN=${WIREGEN:-$PWD/$BUILD/tools/wiregen}
 
-POL_HEAD='{"protocol":1,"name":"pol","uuid":"6f1d3c2a-9b7e-4c1d-8e2f-0a1b2c3d4e5f","vcpus":1,"cpuid":[],'
+POL_HEAD='{"protocol":2,"name":"pol","uuid":"6f1d3c2a-9b7e-4c1d-8e2f-0a1b2c3d4e5f","vcpus":1,"cpuid":[],'
 
 # pol_hello NAME PORT JSON [RECEIVE ARGS...]: JSON as the HELLO to a fresh receiver NAME;
 # waits for it to end. The answer is in $T/NAME.gen, the receiver's stderr in $T/NAME.rerr.
@@ -106,6 +106,15 @@ test_policy_memory_bomb_is_refused() {
 	pol_hello m2 "$port" "$POL_HEAD\"mem_size\":$mem,\"ram\":[[0,$((mem / 4096))]]}"
 	pol_refused m2 "memory is more than the destination accepts" "\(MemAvailable\)"
 	expect_error "--max-mem 'lots' is not a valid size" "$HVCTL" receive --listen 127.0.0.1:$port --max-mem lots
+}
+
+# An hv of protocol 1 (before state v2) is refused at its HELLO, both versions named on both
+# sides, before anything is opened or populated.
+test_policy_protocol_1_source_is_refused() {
+	local port
+	port=$(mig_unused_port 47661)
+	pol_hello v1 "$port" "${POL_HEAD/\"protocol\":2/\"protocol\":1}\"mem_size\":16777216}"
+	pol_refused v1 "speaks migration protocol 1, this hv speaks 2" "protocol 1, this hv speaks 2"
 }
 
 # Real migrations: the destination's --disk options are matched to the source's disks in

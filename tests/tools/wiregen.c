@@ -177,11 +177,22 @@ static void m_bad_magic(struct gen *g)
 	random_bytes(g, 64);
 }
 
-static void m_version99(struct gen *g)
+static void put_hello_of_version(struct gen *g, uint16_t version)
 {
-	put_hdr(g, 99, WIRE_HELLO, 0, 0, (uint32_t)strlen(hello_json), (uint32_t)strlen(hello_json),
+	put_hdr(g, version, WIRE_HELLO, 0, 0, (uint32_t)strlen(hello_json), (uint32_t)strlen(hello_json),
 		(uint32_t)crc32(0, (const uint8_t *)hello_json, (uInt)strlen(hello_json)));
 	out_put(&g->o, hello_json, strlen(hello_json));
+}
+
+static void m_version99(struct gen *g)
+{
+	put_hello_of_version(g, 99);
+}
+
+/* What an hv from before state v2 sends. */
+static void m_version1(struct gen *g)
+{
+	put_hello_of_version(g, 1);
 }
 
 static void m_huge_length(struct gen *g)
@@ -393,6 +404,7 @@ static const struct mode modes[] = {
 	{ "empty", "connect and close at once", m_empty },
 	{ "bad-magic", "a HELLO-shaped header with magic \"hvMG\"", m_bad_magic },
 	{ "version99", "a valid HELLO whose header says protocol version 99", m_version99 },
+	{ "version1", "a HELLO from an hv that speaks protocol version 1", m_version1 },
 	{ "huge-length", "a HELLO header claiming 4 GiB - 1 bytes of payload", m_huge_length },
 	{ "bad-header-crc", "a HELLO with one header CRC bit flipped", m_bad_header_crc },
 	{ "unknown-type", "a record of type 77", m_unknown_type },

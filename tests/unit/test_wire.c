@@ -480,49 +480,50 @@ static void test_header_errors(void **unused)
 	uint8_t b[WIRE_HDR_SIZE + 64] = { 0 };
 	char err[256];
 
-	craft(b, WIRE_MAGIC ^ 1, 1, WIRE_ACK, 0, 0, 0, 0);
+	craft(b, WIRE_MAGIC ^ 1, WIRE_VERSION, WIRE_ACK, 0, 0, 0, 0);
 	assert_int_equal(decode_one(b, 32, err), WIRE_E_MAGIC);
 	assert_non_null(strstr(err, "not an hv migration stream"));
-	craft(b, WIRE_MAGIC, 2, WIRE_ACK, 0, 0, 0, 0);
+	/* An hv from before state v2: both versions named. */
+	craft(b, WIRE_MAGIC, 1, WIRE_ACK, 0, 0, 0, 0);
 	assert_int_equal(decode_one(b, 32, err), WIRE_E_VERSION);
-	assert_non_null(strstr(err, "version 2"));
-	craft(b, WIRE_MAGIC, 1, 0, 0, 0, 0, 0);
+	assert_non_null(strstr(err, "protocol version 1 at byte 0, this hv speaks version 2"));
+	craft(b, WIRE_MAGIC, WIRE_VERSION, 0, 0, 0, 0, 0);
 	assert_int_equal(decode_one(b, 32, err), WIRE_E_TYPE);
-	craft(b, WIRE_MAGIC, 1, WIRE_TYPE_MAX + 1, 0, 0, 0, 0);
+	craft(b, WIRE_MAGIC, WIRE_VERSION, WIRE_TYPE_MAX + 1, 0, 0, 0, 0);
 	assert_int_equal(decode_one(b, 32, err), WIRE_E_TYPE);
 	assert_non_null(strstr(err, "unknown record type 13"));
-	craft(b, WIRE_MAGIC, 1, WIRE_ACK, 1, 0, 0, 0);
+	craft(b, WIRE_MAGIC, WIRE_VERSION, WIRE_ACK, 1, 0, 0, 0);
 	assert_int_equal(decode_one(b, 32, err), WIRE_E_FLAGS);
-	craft(b, WIRE_MAGIC, 1, WIRE_ACK, 0, 0, 1, 1);
+	craft(b, WIRE_MAGIC, WIRE_VERSION, WIRE_ACK, 0, 0, 1, 1);
 	assert_int_equal(decode_one(b, 32, err), WIRE_E_LENGTH);
 	assert_non_null(strstr(err, "ACK record #0 at byte 0 has length 1"));
-	craft(b, WIRE_MAGIC, 1, WIRE_ROUND_END, 0, 0, 63, 63);
+	craft(b, WIRE_MAGIC, WIRE_VERSION, WIRE_ROUND_END, 0, 0, 63, 63);
 	assert_int_equal(decode_one(b, 32, err), WIRE_E_LENGTH);
-	craft(b, WIRE_MAGIC, 1, WIRE_HELLO, 0, 0, (1u << 20) + 1, (1u << 20) + 1);
+	craft(b, WIRE_MAGIC, WIRE_VERSION, WIRE_HELLO, 0, 0, (1u << 20) + 1, (1u << 20) + 1);
 	assert_int_equal(decode_one(b, 32, err), WIRE_E_LENGTH);
-	craft(b, WIRE_MAGIC, 1, WIRE_PAGES, 0, 0, 0xffffffffu, 16);
+	craft(b, WIRE_MAGIC, WIRE_VERSION, WIRE_PAGES, 0, 0, 0xffffffffu, 16);
 	assert_int_equal(decode_one(b, 32, err), WIRE_E_LENGTH);
-	craft(b, WIRE_MAGIC, 1, WIRE_DEVICE_STATE, 0, 0, 64u << 20, 64u << 20);
+	craft(b, WIRE_MAGIC, WIRE_VERSION, WIRE_DEVICE_STATE, 0, 0, 64u << 20, 64u << 20);
 	assert_int_equal(decode_one(b, 32, err), WIRE_E_LENGTH);
 	/* crc_len beyond length; partial coverage on a type other than PAGES. */
-	craft(b, WIRE_MAGIC, 1, WIRE_PAGES, 0, 0, 20, 21);
+	craft(b, WIRE_MAGIC, WIRE_VERSION, WIRE_PAGES, 0, 0, 20, 21);
 	assert_int_equal(decode_one(b, 32, err), WIRE_E_LENGTH);
-	craft(b, WIRE_MAGIC, 1, WIRE_CPU_STATE, 0, 0, 20, 10);
+	craft(b, WIRE_MAGIC, WIRE_VERSION, WIRE_CPU_STATE, 0, 0, 20, 10);
 	assert_int_equal(decode_one(b, 32, err), WIRE_E_LENGTH);
 	/* Sequence: the first record must be #0. */
-	craft(b, WIRE_MAGIC, 1, WIRE_ACK, 0, 1, 0, 0);
+	craft(b, WIRE_MAGIC, WIRE_VERSION, WIRE_ACK, 0, 1, 0, 0);
 	assert_int_equal(decode_one(b, 32, err), WIRE_E_SEQ);
 	assert_non_null(strstr(err, "sequence number 1, expected 0"));
 	/* A header CRC mismatch. */
-	craft(b, WIRE_MAGIC, 1, WIRE_ACK, 0, 0, 0, 0);
+	craft(b, WIRE_MAGIC, WIRE_VERSION, WIRE_ACK, 0, 0, 0, 0);
 	b[28] ^= 0x80;
 	assert_int_equal(decode_one(b, 32, err), WIRE_E_HDR_CRC);
 	/* Payload CRC. */
-	craft(b, WIRE_MAGIC, 1, WIRE_ABORT, 0, 0, 8, 8);
+	craft(b, WIRE_MAGIC, WIRE_VERSION, WIRE_ABORT, 0, 0, 8, 8);
 	assert_int_equal(decode_one(b, 40, err), WIRE_E_CRC);
 	assert_non_null(strstr(err, "bad CRC in ABORT record #0 at byte 0"));
 	/* A header claiming 1 MiB with 10 bytes behind it: truncated, nothing allocated. */
-	craft(b, WIRE_MAGIC, 1, WIRE_HELLO, 0, 0, 1u << 20, 1u << 20);
+	craft(b, WIRE_MAGIC, WIRE_VERSION, WIRE_HELLO, 0, 0, 1u << 20, 1u << 20);
 	assert_int_equal(decode_one(b, 42, err), WIRE_E_TRUNC);
 	/* A short header. */
 	assert_int_equal(decode_one(b, 31, err), WIRE_E_TRUNC);

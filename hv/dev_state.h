@@ -1,0 +1,64 @@
+/* What migration and snapshots need of a device: its state ops, and the machine's registry
+ * of devices. A device with state implements the ops next to its state (in its own file under devices/) and
+ * the place that creates it registers it; the migration code only walks the registry, so a
+ * new device touches nothing in migrate/.
+ *
+ * A device's saved state is a state_enc.h blob (its own sections). `load` validates all of
+ * it against the device here before it changes anything, and refuses with one line. */
+#ifndef HV_DEV_STATE_H
+#define HV_DEV_STATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct state_out;
+
+/* Where `describe` puts what a destination must provide for the device (HELLO's device
+ * list: one JSON object per device; the migration code supplies the writer). */
+struct dev_desc {
+	void (*str)(struct dev_desc *d, const char *key, const char *val);
+	void (*num)(struct dev_desc *d, const char *key, uint64_t val);
+	void (*flag)(struct dev_desc *d, const char *key, bool val);
+};
+
+struct dev_state_ops {
+	const char *type; /* HELLO's "type": "serial", "virtio-blk", "virtio-net" */
+	unsigned version; /* of its sections; a different one is refused by name */
+	/* Device paused. 0 or -ENOMEM (state_out_error). */
+	int (*save)(void *dev, struct state_out *out);
+	/* Device paused. 0, or -1 with one line in err; the device is unchanged then. */
+	int (*load)(void *dev, const void *blob, size_t len, char *err, size_t errlen);
+	void (*describe)(void *dev, struct dev_desc *d); /* optional: nothing to describe */
+	/* Optional: stop and restart the device's I/O threads' use of guest memory. */
+	void (*pause)(void *dev);
+	void (*resume)(void *dev);
+	/* Optional: on a destination, once the guest runs, tell the network where the device
+	 * is now (a NIC: RARP from its MAC, and a request to the guest to announce itself). */
+	void (*announce)(void *dev);
+};
+
+#define DEV_REGISTRY_MAX 16
+#define DEV_NAME_MAX 16
+
+struct dev_entry {
+	char name[DEV_NAME_MAX]; /* unique in the machine: "com1", "disk0", "net1" */
+	const struct dev_state_ops *ops;
+	void *dev;
+};
+
+struct dev_registry {
+	struct dev_entry e[DEV_REGISTRY_MAX];
+	int n;
+};
+
+/* 0, or -1 with one hv_error line (full, or the name is taken or too long). */
+int dev_registry_add(struct dev_registry *r, const char *name, const struct dev_state_ops *ops,
+		     void *dev);
+/* The entry named `name`, or NULL. */
+struct dev_entry *dev_registry_find(struct dev_registry *r, const char *name);
+/* Every device with pause ops, in registry order (resume: the same order). */
+void dev_registry_pause(struct dev_registry *r);
+void dev_registry_resume(struct dev_registry *r);
+
+#endif
