@@ -401,18 +401,6 @@ int cpu_state_restore_vcpu(int vcpu_fd, int kvm_fd, const struct vcpu_state *s, 
 	return 0;
 }
 
-int cpu_state_complete_io(int vcpu_fd, struct kvm_run *run)
-{
-	int r;
-
-	run->immediate_exit = 1;
-	r = ioctl(vcpu_fd, KVM_RUN, 0);
-	run->immediate_exit = 0;
-	if (r < 0)
-		return errno == EINTR ? 0 : -errno;
-	return 1;
-}
-
 /* ---- Save and restore of the VM ---- */
 
 int cpu_state_save_vm(int vm_fd, struct vm_kvm_state *s, char *err, size_t errlen)

@@ -79,7 +79,8 @@ struct vm_kvm_state {
 	struct kvm_clock_data clock;
 };
 
-/* Saves one vCPU (not in KVM_RUN; see cpu_state_complete_io). kvm_fd is the /dev/kvm fd
+/* Saves one vCPU (not in KVM_RUN, and not stopped in a port or MMIO exit: see
+ * docs/migration-protocol.md, 5). kvm_fd is the /dev/kvm fd
  * (MSR index list, XSAVE2 size). */
 int cpu_state_save_vcpu(int vcpu_fd, int kvm_fd, struct vcpu_state *s, char *err, size_t errlen);
 int cpu_state_restore_vcpu(int vcpu_fd, int kvm_fd, const struct vcpu_state *s, char *err,
@@ -96,11 +97,6 @@ int cpu_state_restore_vm_chips(int vm_fd, const struct vm_kvm_state *s, char *er
 int cpu_state_restore_all(int vm_fd, int kvm_fd, const int *vcpu_fds, const struct vcpu_state *vcpus,
 			  unsigned n, const struct vm_kvm_state *vm, char *err, size_t errlen);
 
-/* A vCPU stopped at a KVM_EXIT_IO / MMIO exit has not finished that instruction (KVM completes
- * it on the next KVM_RUN); its saved RIP would repeat it. This runs KVM_RUN with immediate_exit
- * so KVM completes it without entering the guest. 0: done; 1: the completion caused another
- * exit (run->exit_reason): handle it and call again; negative errno on failure. */
-int cpu_state_complete_io(int vcpu_fd, struct kvm_run *run);
 
 /* Serialisation. encode: 0, or -ENOSPC if cap is too small (CPU_STATE_*_BLOB_MAX always
  * suffices). decode: 0 or -EINVAL with the reason in err. */

@@ -174,20 +174,6 @@ int page_codec_encode(struct page_codec_enc *e, const uint64_t *gfns, const uint
 	return 0;
 }
 
-int page_codec_send(struct page_codec_enc *e, struct wire_conn *c, const uint64_t *gfns,
-		    const uint8_t *const *pages, unsigned n, enum page_codec_compress compress,
-		    bool stable)
-{
-	int rc = page_codec_encode(e, gfns, pages, n, compress, stable);
-
-	if (rc) {
-		snprintf(c->err, sizeof(c->err), "internal error: cannot encode a batch of %u pages",
-			 n);
-		return rc;
-	}
-	return wire_send_iov(c, WIRE_PAGES, e->iov, e->iovcnt, e->crc_len);
-}
-
 /* ---- Decoding ---- */
 
 int page_codec_dec_init(struct page_codec_dec *d)

@@ -87,10 +87,6 @@ void page_codec_enc_fini(struct page_codec_enc *e);
  * 0, or WIRE_E_ARG (bad n or page number), WIRE_E_NOMEM. */
 int page_codec_encode(struct page_codec_enc *e, const uint64_t *gfns, const uint8_t *const *pages,
 		      unsigned n, enum page_codec_compress compress, bool stable);
-/* page_codec_encode, then one wire_send_iov. */
-int page_codec_send(struct page_codec_enc *e, struct wire_conn *c, const uint64_t *gfns,
-		    const uint8_t *const *pages, unsigned n, enum page_codec_compress compress,
-		    bool stable);
 
 /* One decoder per receiving thread. */
 struct page_codec_dec {

@@ -12,6 +12,7 @@
 #include "migrate/cpu_state.h"
 #include "migrate/page_codec.h"
 #include "migrate/wire.h"
+#include "tests/unit/page_batch.h"
 #include "tests/fuzz/fuzz_common.h"
 
 static uint8_t seed_guest[FUZZ_GUEST_PAGES * WIRE_PAGE_SIZE];

@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "migrate/page_codec.h"
+#include "page_batch.h"
 #include "migrate/wire.h"
 
 #define PG PAGE_CODEC_PAGE_SIZE
