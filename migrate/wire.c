@@ -611,50 +611,44 @@ void wire_order_init(struct wire_order *o)
 	o->phase = WIRE_PHASE_HELLO;
 }
 
+/* The legal order, as one table: in phase `from`, a record of `type` moves to phase `to`.
+ * Anything not listed is out of order. ABORT is handled first, in every phase but the two
+ * final ones (docs/migration-protocol.md, 2.4). */
+static const struct {
+	enum wire_phase from;
+	uint32_t type;
+	enum wire_phase to;
+} wire_transitions[] = {
+	{ WIRE_PHASE_HELLO, WIRE_HELLO, WIRE_PHASE_MEMORY },
+	{ WIRE_PHASE_MEMORY, WIRE_PAGES, WIRE_PHASE_MEMORY },
+	{ WIRE_PHASE_MEMORY, WIRE_ROUND_END, WIRE_PHASE_MEMORY },
+	{ WIRE_PHASE_MEMORY, WIRE_PROGRESS, WIRE_PHASE_MEMORY },
+	{ WIRE_PHASE_MEMORY, WIRE_CPU_STATE, WIRE_PHASE_STATE },
+	{ WIRE_PHASE_MEMORY, WIRE_VM_STATE, WIRE_PHASE_STATE },
+	{ WIRE_PHASE_MEMORY, WIRE_DEVICE_STATE, WIRE_PHASE_STATE },
+	{ WIRE_PHASE_MEMORY, WIRE_END_OF_STATE, WIRE_PHASE_WAIT_COMMIT },
+	{ WIRE_PHASE_STATE, WIRE_CPU_STATE, WIRE_PHASE_STATE },
+	{ WIRE_PHASE_STATE, WIRE_VM_STATE, WIRE_PHASE_STATE },
+	{ WIRE_PHASE_STATE, WIRE_DEVICE_STATE, WIRE_PHASE_STATE },
+	{ WIRE_PHASE_STATE, WIRE_PROGRESS, WIRE_PHASE_STATE },
+	{ WIRE_PHASE_STATE, WIRE_END_OF_STATE, WIRE_PHASE_WAIT_COMMIT },
+	{ WIRE_PHASE_WAIT_COMMIT, WIRE_COMMIT, WIRE_PHASE_DONE },
+};
+
 int wire_order_check(struct wire_order *o, uint32_t type)
 {
-	enum wire_phase next = o->phase;
-
 	if (o->phase == WIRE_PHASE_DONE || o->phase == WIRE_PHASE_ABORTED)
 		return WIRE_E_ORDER;
 	if (type == WIRE_ABORT) {
 		o->phase = WIRE_PHASE_ABORTED;
 		return 0;
 	}
-	switch (o->phase) {
-	case WIRE_PHASE_HELLO:
-		if (type != WIRE_HELLO)
-			return WIRE_E_ORDER;
-		next = WIRE_PHASE_MEMORY;
-		break;
-	case WIRE_PHASE_MEMORY:
-		if (type == WIRE_PAGES || type == WIRE_ROUND_END || type == WIRE_PROGRESS)
-			break;
-		if (type == WIRE_CPU_STATE || type == WIRE_VM_STATE || type == WIRE_DEVICE_STATE)
-			next = WIRE_PHASE_STATE;
-		else if (type == WIRE_END_OF_STATE)
-			next = WIRE_PHASE_WAIT_COMMIT;
-		else
-			return WIRE_E_ORDER;
-		break;
-	case WIRE_PHASE_STATE:
-		if (type == WIRE_CPU_STATE || type == WIRE_VM_STATE || type == WIRE_DEVICE_STATE ||
-		    type == WIRE_PROGRESS)
-			break;
-		if (type != WIRE_END_OF_STATE)
-			return WIRE_E_ORDER;
-		next = WIRE_PHASE_WAIT_COMMIT;
-		break;
-	case WIRE_PHASE_WAIT_COMMIT:
-		if (type != WIRE_COMMIT)
-			return WIRE_E_ORDER;
-		next = WIRE_PHASE_DONE;
-		break;
-	default:
-		return WIRE_E_ORDER;
-	}
-	o->phase = next;
-	return 0;
+	for (size_t i = 0; i < sizeof(wire_transitions) / sizeof(wire_transitions[0]); i++)
+		if (wire_transitions[i].from == o->phase && wire_transitions[i].type == type) {
+			o->phase = wire_transitions[i].to;
+			return 0;
+		}
+	return WIRE_E_ORDER;
 }
 
 /* ---- Small payloads ---- */
