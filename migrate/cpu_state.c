@@ -2,7 +2,6 @@
 #include "migrate/cpu_state.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,27 +42,13 @@ enum cpu_state_vm_section {
 	CPU_STATE_SEC_CLOCK = 5,
 };
 
-static void cpu_state_err(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void cpu_state_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 static int cpu_state_ioctl(int fd, unsigned long req, void *arg, const char *name, char *err,
 			   size_t errlen)
 {
 	if (ioctl(fd, req, arg) < 0) {
 		int e = errno;
 
-		cpu_state_err(err, errlen, "%s failed: %s", name, strerror(e));
+		hv_errf(err, errlen, "%s failed: %s", name, strerror(e));
 		return -e;
 	}
 	return 0;
@@ -90,12 +75,12 @@ static int cpu_state_save_msrs(int vcpu_fd, int kvm_fd, struct vcpu_state *s, ch
 	int rc = 0;
 
 	if (ioctl(kvm_fd, KVM_GET_MSR_INDEX_LIST, &probe) < 0 && errno != E2BIG) {
-		cpu_state_err(err, errlen, "KVM_GET_MSR_INDEX_LIST failed: %s", strerror(errno));
+		hv_errf(err, errlen, "KVM_GET_MSR_INDEX_LIST failed: %s", strerror(errno));
 		return -errno;
 	}
 	n = probe.nmsrs;
 	if (n > CPU_STATE_MAX_MSRS) {
-		cpu_state_err(err, errlen, "KVM lists %u MSRs, more than the %u hv can save", n,
+		hv_errf(err, errlen, "KVM lists %u MSRs, more than the %u hv can save", n,
 			      CPU_STATE_MAX_MSRS);
 		return -E2BIG;
 	}
@@ -103,7 +88,7 @@ static int cpu_state_save_msrs(int vcpu_fd, int kvm_fd, struct vcpu_state *s, ch
 	msrs = calloc(1, sizeof(*msrs) + n * sizeof(msrs->entries[0]));
 	if (!list || !msrs) {
 		rc = -ENOMEM;
-		cpu_state_err(err, errlen, "out of memory for the MSR list");
+		hv_errf(err, errlen, "out of memory for the MSR list");
 		goto out;
 	}
 	list->nmsrs = n;
@@ -123,7 +108,7 @@ static int cpu_state_save_msrs(int vcpu_fd, int kvm_fd, struct vcpu_state *s, ch
 		r = ioctl(vcpu_fd, KVM_GET_MSRS, msrs);
 		if (r < 0) {
 			rc = -errno;
-			cpu_state_err(err, errlen, "KVM_GET_MSRS failed: %s", strerror(errno));
+			hv_errf(err, errlen, "KVM_GET_MSRS failed: %s", strerror(errno));
 			goto out;
 		}
 		if ((uint32_t)r > n - i)
@@ -156,7 +141,7 @@ int cpu_state_save_vcpu(int vcpu_fd, int kvm_fd, struct vcpu_state *s, char *err
 	xsave2 = cpu_state_check_cap(kvm_fd, KVM_CAP_XSAVE2);
 	if (xsave2 > 0) {
 		if (xsave2 > CPU_STATE_XSAVE_MAX) {
-			cpu_state_err(err, errlen, "XSAVE state of %d bytes, more than hv's %d", xsave2,
+			hv_errf(err, errlen, "XSAVE state of %d bytes, more than hv's %d", xsave2,
 				      CPU_STATE_XSAVE_MAX);
 			return -E2BIG;
 		}
@@ -260,7 +245,7 @@ static int cpu_state_restore_msrs(int vcpu_fd, const struct vcpu_state *s, char 
 		return -EINVAL;
 	msrs = calloc(1, sizeof(*msrs) + s->nmsrs * sizeof(msrs->entries[0]));
 	if (!msrs) {
-		cpu_state_err(err, errlen, "out of memory for the MSRs");
+		hv_errf(err, errlen, "out of memory for the MSRs");
 		return -ENOMEM;
 	}
 	for (uint32_t i = 0; i < s->nmsrs; i++)
@@ -273,9 +258,9 @@ static int cpu_state_restore_msrs(int vcpu_fd, const struct vcpu_state *s, char 
 	r = ioctl(vcpu_fd, KVM_SET_MSRS, msrs);
 	if (r < 0) {
 		r = -errno;
-		cpu_state_err(err, errlen, "KVM_SET_MSRS failed: %s", strerror(errno));
+		hv_errf(err, errlen, "KVM_SET_MSRS failed: %s", strerror(errno));
 	} else if ((uint32_t)r < n) {
-		cpu_state_err(err, errlen,
+		hv_errf(err, errlen,
 			      "KVM_SET_MSRS: this host's KVM rejected MSR 0x%x = 0x%llx (%d of %u "
 			      "written): the hosts' CPUs or kernels differ", msrs->entries[r].index,
 			      (unsigned long long)msrs->entries[r].data, r, n);
@@ -296,11 +281,11 @@ static int cpu_state_restore_xsave(int vcpu_fd, int kvm_fd, const struct vcpu_st
 		size = cpu_state_check_cap(kvm_fd, KVM_CAP_XSAVE) > 0 ? (int)sizeof(struct kvm_xsave)
 								       : 0;
 	if (size == 0) {
-		cpu_state_err(err, errlen, "this host's KVM has no XSAVE state, the source had");
+		hv_errf(err, errlen, "this host's KVM has no XSAVE state, the source had");
 		return -EOPNOTSUPP;
 	}
 	if (size > CPU_STATE_XSAVE_MAX) {
-		cpu_state_err(err, errlen, "this host's XSAVE state is %d bytes, more than hv's %d",
+		hv_errf(err, errlen, "this host's XSAVE state is %d bytes, more than hv's %d",
 			      size, CPU_STATE_XSAVE_MAX);
 		return -E2BIG;
 	}
@@ -308,7 +293,7 @@ static int cpu_state_restore_xsave(int vcpu_fd, int kvm_fd, const struct vcpu_st
 	 * xsave_size. State beyond `size` would be lost: refuse it. */
 	for (uint32_t i = (uint32_t)size; i < s->xsave_size; i++) {
 		if (s->xsave[i]) {
-			cpu_state_err(err, errlen,
+			hv_errf(err, errlen,
 				      "XSAVE state needs %u bytes, this host's KVM takes %d: the "
 				      "source CPU has features this one lacks", s->xsave_size, size);
 			return -EOPNOTSUPP;
@@ -426,7 +411,7 @@ int cpu_state_save_vm(int vm_fd, struct vm_kvm_state *s, char *err, size_t errle
 	if (ioctl(vm_fd, KVM_GET_PIT2, &s->pit) == 0) {
 		s->have |= CPU_STATE_HAVE_PIT;
 	} else if (errno != ENXIO) {
-		cpu_state_err(err, errlen, "KVM_GET_PIT2 failed: %s", strerror(errno));
+		hv_errf(err, errlen, "KVM_GET_PIT2 failed: %s", strerror(errno));
 		return -errno;
 	}
 	return cpu_state_ioctl(vm_fd, KVM_GET_CLOCK, &s->clock, "KVM_GET_CLOCK", err, errlen);
@@ -477,7 +462,7 @@ int cpu_state_restore_all(int vm_fd, int kvm_fd, const int *vcpu_fds, const stru
 			char inner[200];
 
 			snprintf(inner, sizeof(inner), "%s", err);
-			cpu_state_err(err, errlen, "vCPU %u: %s", i, inner);
+			hv_errf(err, errlen, "vCPU %u: %s", i, inner);
 		}
 	}
 	if (rc == 0)
@@ -640,22 +625,22 @@ static int cpu_state_decode_blob(const uint8_t *buf, size_t len, uint32_t magic,
 	size_t off = CPU_STATE_HDR_SIZE;
 
 	if (len < CPU_STATE_HDR_SIZE) {
-		cpu_state_err(err, errlen, "%s state: %zu bytes, shorter than its header", what, len);
+		hv_errf(err, errlen, "%s state: %zu bytes, shorter than its header", what, len);
 		return -EINVAL;
 	}
 	if (wire_get_u32(buf) != magic) {
-		cpu_state_err(err, errlen, "%s state: bad magic 0x%08x", what, wire_get_u32(buf));
+		hv_errf(err, errlen, "%s state: bad magic 0x%08x", what, wire_get_u32(buf));
 		return -EINVAL;
 	}
 	if (wire_get_u16(buf + 4) != CPU_STATE_VERSION) {
-		cpu_state_err(err, errlen, "%s state: version %u, this hv reads version %u", what,
+		hv_errf(err, errlen, "%s state: version %u, this hv reads version %u", what,
 			      wire_get_u16(buf + 4), CPU_STATE_VERSION);
 		return -EINVAL;
 	}
 	nsections = wire_get_u16(buf + 6);
 	*index = wire_get_u32(buf + 8);
 	if (nsections > CPU_STATE_MAX_SECTIONS || wire_get_u32(buf + 12) != 0) {
-		cpu_state_err(err, errlen, "%s state: bad header (%u sections)", what, nsections);
+		hv_errf(err, errlen, "%s state: bad header (%u sections)", what, nsections);
 		return -EINVAL;
 	}
 	*have = 0;
@@ -665,13 +650,13 @@ static int cpu_state_decode_blob(const uint8_t *buf, size_t len, uint32_t magic,
 		uint32_t size;
 
 		if (len - off < CPU_STATE_SEC_HDR_SIZE) {
-			cpu_state_err(err, errlen, "%s state: truncated at section %u", what, k);
+			hv_errf(err, errlen, "%s state: truncated at section %u", what, k);
 			return -EINVAL;
 		}
 		id = wire_get_u16(buf + off);
 		size = wire_get_u32(buf + off + 4);
 		if (wire_get_u16(buf + off + 2) != 0) {
-			cpu_state_err(err, errlen, "%s state: section %u has reserved bits set", what,
+			hv_errf(err, errlen, "%s state: section %u has reserved bits set", what,
 				      id);
 			return -EINVAL;
 		}
@@ -680,23 +665,23 @@ static int cpu_state_decode_blob(const uint8_t *buf, size_t len, uint32_t magic,
 			if (descs[i].id == id)
 				d = &descs[i];
 		if (!d) {
-			cpu_state_err(err, errlen, "%s state: unknown section %u (from a newer hv?)",
+			hv_errf(err, errlen, "%s state: unknown section %u (from a newer hv?)",
 				      what, id);
 			return -EINVAL;
 		}
 		if (seen & (1u << id)) {
-			cpu_state_err(err, errlen, "%s state: section %s twice", what, d->name);
+			hv_errf(err, errlen, "%s state: section %s twice", what, d->name);
 			return -EINVAL;
 		}
 		seen |= 1u << id;
 		if (size > len - off) {
-			cpu_state_err(err, errlen, "%s state: section %s of %u bytes is truncated",
+			hv_errf(err, errlen, "%s state: section %s of %u bytes is truncated",
 				      what, d->name, size);
 			return -EINVAL;
 		}
 		if (d->size) {
 			if (size != d->size) {
-				cpu_state_err(err, errlen,
+				hv_errf(err, errlen,
 					      "%s state: section %s is %u bytes, expected %zu", what,
 					      d->name, size, d->size);
 				return -EINVAL;
@@ -712,13 +697,13 @@ static int cpu_state_decode_blob(const uint8_t *buf, size_t len, uint32_t magic,
 		off += size;
 	}
 	if (off != len) {
-		cpu_state_err(err, errlen, "%s state: %zu bytes after the last section", what,
+		hv_errf(err, errlen, "%s state: %zu bytes after the last section", what,
 			      len - off);
 		return -EINVAL;
 	}
 	for (unsigned i = 0; i < ndescs; i++) {
 		if (descs[i].required && !(seen & (1u << descs[i].id))) {
-			cpu_state_err(err, errlen, "%s state: section %s is missing", what,
+			hv_errf(err, errlen, "%s state: section %s is missing", what,
 				      descs[i].name);
 			return -EINVAL;
 		}
@@ -735,7 +720,7 @@ static int cpu_state_vcpu_var(void *state, uint16_t id, const uint8_t *body, uin
 	switch (id) {
 	case CPU_STATE_SEC_XSAVE:
 		if (size < sizeof(struct kvm_xsave) || size > CPU_STATE_XSAVE_MAX || size % 4) {
-			cpu_state_err(err, errlen, "vCPU state: XSAVE section of %u bytes", size);
+			hv_errf(err, errlen, "vCPU state: XSAVE section of %u bytes", size);
 			return -EINVAL;
 		}
 		memcpy(s->xsave, body, size);
@@ -744,7 +729,7 @@ static int cpu_state_vcpu_var(void *state, uint16_t id, const uint8_t *body, uin
 	case CPU_STATE_SEC_MSRS:
 		if (size % sizeof(struct kvm_msr_entry) ||
 		    size / sizeof(struct kvm_msr_entry) > CPU_STATE_MAX_MSRS) {
-			cpu_state_err(err, errlen, "vCPU state: MSRS section of %u bytes (at most %u "
+			hv_errf(err, errlen, "vCPU state: MSRS section of %u bytes (at most %u "
 				      "entries of 16)", size, CPU_STATE_MAX_MSRS);
 			return -EINVAL;
 		}
@@ -752,7 +737,7 @@ static int cpu_state_vcpu_var(void *state, uint16_t id, const uint8_t *body, uin
 		memcpy(s->msrs, body, size);
 		for (uint32_t i = 0; i < s->nmsrs; i++) {
 			if (s->msrs[i].reserved) {
-				cpu_state_err(err, errlen, "vCPU state: MSR entry %u has reserved bits",
+				hv_errf(err, errlen, "vCPU state: MSR entry %u has reserved bits",
 					      i);
 				return -EINVAL;
 			}
@@ -760,7 +745,7 @@ static int cpu_state_vcpu_var(void *state, uint16_t id, const uint8_t *body, uin
 		return 0;
 	case CPU_STATE_SEC_TSC_KHZ:
 		if (size != 4 || wire_get_u32(body) == 0) {
-			cpu_state_err(err, errlen, "vCPU state: bad TSC_KHZ section");
+			hv_errf(err, errlen, "vCPU state: bad TSC_KHZ section");
 			return -EINVAL;
 		}
 		s->tsc_khz = wire_get_u32(body);
@@ -784,18 +769,18 @@ int cpu_state_decode_vcpu(const uint8_t *buf, size_t len, struct vcpu_state *s, 
 		goto fail;
 	rc = -EINVAL;
 	if (index >= CPU_STATE_MAX_VCPUS) {
-		cpu_state_err(err, errlen, "vCPU state: vCPU index %u", index);
+		hv_errf(err, errlen, "vCPU state: vCPU index %u", index);
 		goto fail;
 	}
 	/* Exactly one of SREGS and SREGS2: a zero-filled SREGS would be a broken vCPU. */
 	if (!(seen & (1u << CPU_STATE_SEC_SREGS)) == !(seen & (1u << CPU_STATE_SEC_SREGS2))) {
-		cpu_state_err(err, errlen, "vCPU state: needs exactly one of SREGS and SREGS2");
+		hv_errf(err, errlen, "vCPU state: needs exactly one of SREGS and SREGS2");
 		goto fail;
 	}
 	s->vcpu_index = index;
 	s->have = have;
 	if (s->xcrs.nr_xcrs > KVM_MAX_XCRS) {
-		cpu_state_err(err, errlen, "vCPU state: %u XCRs", s->xcrs.nr_xcrs);
+		hv_errf(err, errlen, "vCPU state: %u XCRs", s->xcrs.nr_xcrs);
 		goto fail;
 	}
 	return 0;
@@ -824,12 +809,12 @@ int cpu_state_decode_vm(const uint8_t *buf, size_t len, struct vm_kvm_state *s, 
 		goto fail;
 	rc = -EINVAL;
 	if (index != 0) {
-		cpu_state_err(err, errlen, "VM state: index field is %u, expected 0", index);
+		hv_errf(err, errlen, "VM state: index field is %u, expected 0", index);
 		goto fail;
 	}
 	if (s->pic_master.chip_id != KVM_IRQCHIP_PIC_MASTER ||
 	    s->pic_slave.chip_id != KVM_IRQCHIP_PIC_SLAVE || s->ioapic.chip_id != KVM_IRQCHIP_IOAPIC) {
-		cpu_state_err(err, errlen, "VM state: irqchip ids %u/%u/%u, expected 0/1/2",
+		hv_errf(err, errlen, "VM state: irqchip ids %u/%u/%u, expected 0/1/2",
 			      s->pic_master.chip_id, s->pic_slave.chip_id, s->ioapic.chip_id);
 		goto fail;
 	}

@@ -4,7 +4,6 @@
  * contents, and the record order is enforced. */
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,19 +64,8 @@ struct incoming {
 	uint32_t abort_code;  /* what kind of failure an ABORT reports */
 };
 
-static int failf(struct incoming *in, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static int failf(struct incoming *in, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!in->err[0]) {
-		va_start(ap, fmt);
-		vsnprintf(in->err, sizeof(in->err), fmt, ap);
-		va_end(ap);
-	}
-	return -1;
-}
+/* The first failure is the one reported (hv/log.h). */
+#define failf(in, ...) hv_fail((in)->err, sizeof((in)->err), __VA_ARGS__)
 
 static int fail_wire(struct incoming *in, int r, const char *what)
 {

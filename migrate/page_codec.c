@@ -1,11 +1,12 @@
 /* The page codec: zero / raw / zlib batches of guest pages (page_codec.h). */
 #include "migrate/page_codec.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <xxhash.h>
+
+#include "hv/log.h"
 
 #define PAGE_CODEC_ZBUF_SIZE ((size_t)PAGE_CODEC_MAX_PAGES * PAGE_CODEC_PAGE_SIZE)
 #define PAGE_CODEC_GFN_BITS 56
@@ -22,18 +23,6 @@ bool page_codec_is_zero(const uint8_t *page)
 			return false;
 	}
 	return true;
-}
-
-static void page_codec_set_err(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void page_codec_set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
 }
 
 /* ---- Encoding ---- */
@@ -207,22 +196,22 @@ static int page_codec_parse_head(struct page_codec_dec *d, const uint8_t *head, 
 	b->encoding = head[2];
 	b->data_len = wire_get_u32(head + 4);
 	if (b->count == 0 || b->count > PAGE_CODEC_MAX_PAGES) {
-		page_codec_set_err(d->err, sizeof(d->err), "batch of %u pages (allowed 1..%u)",
+		hv_errf(d->err, sizeof(d->err), "batch of %u pages (allowed 1..%u)",
 				   b->count, PAGE_CODEC_MAX_PAGES);
 		return WIRE_E_PAYLOAD;
 	}
 	if (b->encoding != PAGE_CODEC_ENC_RAW && b->encoding != PAGE_CODEC_ENC_ZLIB) {
-		page_codec_set_err(d->err, sizeof(d->err), "unknown page encoding %u", b->encoding);
+		hv_errf(d->err, sizeof(d->err), "unknown page encoding %u", b->encoding);
 		return WIRE_E_PAYLOAD;
 	}
 	b->hashed = head[3] == PAGE_CODEC_F_HASHED;
 	if ((head[3] & ~PAGE_CODEC_F_HASHED) || (b->hashed && b->encoding != PAGE_CODEC_ENC_RAW)) {
-		page_codec_set_err(d->err, sizeof(d->err), "flags byte is 0x%02x", head[3]);
+		hv_errf(d->err, sizeof(d->err), "flags byte is 0x%02x", head[3]);
 		return WIRE_E_PAYLOAD;
 	}
 	b->desc_len = PAGE_CODEC_DESC_SIZE(b->count);
 	if ((uint64_t)payload_len != (uint64_t)b->desc_len + b->data_len) {
-		page_codec_set_err(d->err, sizeof(d->err),
+		hv_errf(d->err, sizeof(d->err),
 				   "payload is %zu bytes but the descriptor says %zu + %u", payload_len,
 				   b->desc_len, b->data_len);
 		return WIRE_E_PAYLOAD;
@@ -242,13 +231,13 @@ static int page_codec_parse_entries(struct page_codec_dec *d, const uint8_t *ent
 		unsigned kind = (unsigned)(e >> PAGE_CODEC_GFN_BITS);
 
 		if (kind != PAGE_CODEC_KIND_DATA && kind != PAGE_CODEC_KIND_ZERO) {
-			page_codec_set_err(d->err, sizeof(d->err), "entry %u has unknown kind %u", i,
+			hv_errf(d->err, sizeof(d->err), "entry %u has unknown kind %u", i,
 					   kind);
 			return WIRE_E_PAYLOAD;
 		}
 		if (gfn >= page_limit || gfn > WIRE_GFN_MAX ||
 		    !(d->ptrs[i] = page_ptr(opaque, gfn))) {
-			page_codec_set_err(d->err, sizeof(d->err),
+			hv_errf(d->err, sizeof(d->err),
 					   "page 0x%llx (entry %u) is outside guest RAM (%llu pages)",
 					   (unsigned long long)gfn, i, (unsigned long long)page_limit);
 			return WIRE_E_RANGE;
@@ -258,7 +247,7 @@ static int page_codec_parse_entries(struct page_codec_dec *d, const uint8_t *ent
 	}
 	if (b->encoding == PAGE_CODEC_ENC_RAW &&
 	    b->data_len != (uint64_t)b->ndata * (PAGE_CODEC_PAGE_SIZE + (b->hashed ? PAGE_CODEC_HASH_SIZE : 0))) {
-		page_codec_set_err(d->err, sizeof(d->err),
+		hv_errf(d->err, sizeof(d->err),
 				   "raw batch has %u data pages but %u data bytes", b->ndata,
 				   b->data_len);
 		return WIRE_E_PAYLOAD;
@@ -266,7 +255,7 @@ static int page_codec_parse_entries(struct page_codec_dec *d, const uint8_t *ent
 	if (b->encoding == PAGE_CODEC_ENC_ZLIB &&
 	    (b->ndata == 0 || b->data_len == 0 ||
 	     b->data_len >= (uint64_t)b->ndata * PAGE_CODEC_PAGE_SIZE)) {
-		page_codec_set_err(d->err, sizeof(d->err),
+		hv_errf(d->err, sizeof(d->err),
 				   "zlib batch of %u data pages has %u compressed bytes", b->ndata,
 				   b->data_len);
 		return WIRE_E_PAYLOAD;
@@ -289,7 +278,7 @@ static int page_codec_inflate(struct page_codec_dec *d, const uint8_t *src, size
 
 	if (!d->zs_ready) {
 		if (inflateInit(&d->zs) != Z_OK) {
-			page_codec_set_err(d->err, sizeof(d->err), "out of memory for zlib");
+			hv_errf(d->err, sizeof(d->err), "out of memory for zlib");
 			return WIRE_E_NOMEM;
 		}
 		d->zs_ready = true;
@@ -326,7 +315,7 @@ static int page_codec_inflate(struct page_codec_dec *d, const uint8_t *src, size
 			rc = inflate(&d->zs, Z_NO_FLUSH);
 		while (rc == Z_OK && d->zs.avail_out == 1);
 		if (d->zs.avail_out == 0) {
-			page_codec_set_err(d->err, sizeof(d->err),
+			hv_errf(d->err, sizeof(d->err),
 					   "zlib data inflates to more than the declared %u pages",
 					   b->ndata);
 			return WIRE_E_PAYLOAD;
@@ -335,19 +324,19 @@ static int page_codec_inflate(struct page_codec_dec *d, const uint8_t *src, size
 			goto bad;
 	}
 	if (d->zs.avail_in != 0) {
-		page_codec_set_err(d->err, sizeof(d->err), "%u bytes after the end of the zlib data",
+		hv_errf(d->err, sizeof(d->err), "%u bytes after the end of the zlib data",
 				   d->zs.avail_in);
 		return WIRE_E_PAYLOAD;
 	}
 	return 0;
 
 short_data:
-	page_codec_set_err(d->err, sizeof(d->err),
+	hv_errf(d->err, sizeof(d->err),
 			   "zlib data inflates to fewer than the declared %u pages (%u filled)",
 			   b->ndata, filled);
 	return WIRE_E_PAYLOAD;
 bad:
-	page_codec_set_err(d->err, sizeof(d->err), "corrupt zlib data (%s, zlib code %d)",
+	hv_errf(d->err, sizeof(d->err), "corrupt zlib data (%s, zlib code %d)",
 			   d->zs.msg ? d->zs.msg : "truncated", rc);
 	return WIRE_E_PAYLOAD;
 }
@@ -428,7 +417,7 @@ int page_codec_decode(struct page_codec_dec *d, const uint8_t *payload, size_t l
 	int rc;
 
 	if (len < 8) {
-		page_codec_set_err(d->err, sizeof(d->err), "PAGES payload of %zu bytes", len);
+		hv_errf(d->err, sizeof(d->err), "PAGES payload of %zu bytes", len);
 		return WIRE_E_PAYLOAD;
 	}
 	rc = page_codec_parse_head(d, payload, len, &b);
@@ -489,7 +478,7 @@ int page_codec_recv(struct page_codec_dec *d, struct wire_conn *c, struct wire_r
 	 * and then they carry hashes. */
 	if (rx->hdr.crc_len != rx->hdr.length &&
 	    (rx->hdr.crc_len != b.desc_len || !b.hashed)) {
-		page_codec_set_err(d->err, sizeof(d->err),
+		hv_errf(d->err, sizeof(d->err),
 				   "checksum covers %u of %u bytes (descriptor is %zu)",
 				   rx->hdr.crc_len, rx->hdr.length, b.desc_len);
 		return page_codec_recv_fail(d, c, rx, WIRE_E_PAYLOAD);

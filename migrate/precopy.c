@@ -2,7 +2,6 @@
  * switchover, and the two-phase commit. Until COMMIT is sent, any failure leaves the guest
  * running here. */
 #include <errno.h>
-#include <stdarg.h>
 #include <linux/kvm.h>
 #include <linux/sockios.h>
 #include <netinet/in.h>
@@ -78,19 +77,8 @@ struct source {
 	bool committed, outcome_unknown;
 };
 
-static int failf(struct source *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static int failf(struct source *s, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!s->st->error[0]) {
-		va_start(ap, fmt);
-		vsnprintf(s->st->error, sizeof(s->st->error), fmt, ap);
-		va_end(ap);
-	}
-	return -1;
-}
+/* The first failure is the one reported (hv/log.h). */
+#define failf(s, ...) hv_fail((s)->st->error, sizeof((s)->st->error), __VA_ARGS__)
 
 /* A destination that gives up says why in an ABORT and closes; our next send then fails
  * (reset by peer) before we would have read it. What it sent before the reset stays

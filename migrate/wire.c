@@ -3,7 +3,6 @@
 
 #include <errno.h>
 #include <json-c/json.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +11,7 @@
 #include <uuid/uuid.h>
 #include <zlib.h>
 
+#include "hv/log.h"
 #include "hv/printable.h"
 
 /* Payload limits per type; min == max for fixed-size payloads. */
@@ -76,20 +76,6 @@ const char *wire_strerror(int code)
 	}
 }
 
-static void wire_set_err(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void wire_set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 /* ---- Header ---- */
 
 void wire_hdr_pack(struct wire_hdr *h, uint8_t out[WIRE_HDR_SIZE])
@@ -146,44 +132,44 @@ static void wire_explain_hdr(char *err, size_t errlen, int rc, const struct wire
 
 	switch (rc) {
 	case WIRE_E_MAGIC:
-		wire_set_err(err, errlen,
+		hv_errf(err, errlen,
 			     "stream corrupt: no record header at byte %llu (magic 0x%08x): not an "
 			     "hv migration stream, or the stream lost sync", off, h->magic);
 		break;
 	case WIRE_E_VERSION:
-		wire_set_err(err, errlen,
+		hv_errf(err, errlen,
 			     "incompatible stream: protocol version %u at byte %llu, this hv speaks "
 			     "version %u: run the same hv release on both hosts", h->version, off,
 			     WIRE_VERSION);
 		break;
 	case WIRE_E_HDR_CRC:
-		wire_set_err(err, errlen, "stream corrupt: bad header CRC in record #%u at byte %llu",
+		hv_errf(err, errlen, "stream corrupt: bad header CRC in record #%u at byte %llu",
 			     seq, off);
 		break;
 	case WIRE_E_TYPE:
-		wire_set_err(err, errlen,
+		hv_errf(err, errlen,
 			     "stream corrupt: unknown record type %u in record #%u at byte %llu",
 			     h->type, seq, off);
 		break;
 	case WIRE_E_FLAGS:
-		wire_set_err(err, errlen,
+		hv_errf(err, errlen,
 			     "stream corrupt: unknown flags 0x%x in %s record #%u at byte %llu",
 			     h->flags, wire_type_name(h->type), seq, off);
 		break;
 	case WIRE_E_LENGTH:
-		wire_set_err(err, errlen,
+		hv_errf(err, errlen,
 			     "stream corrupt: %s record #%u at byte %llu has length %u, checksummed "
 			     "%u (allowed %u..%u)", wire_type_name(h->type), seq, off, h->length,
 			     h->crc_len, wire_types[h->type].min, wire_types[h->type].max);
 		break;
 	case WIRE_E_SEQ:
-		wire_set_err(err, errlen,
+		hv_errf(err, errlen,
 			     "stream corrupt: %s record at byte %llu has sequence number %u, expected "
 			     "%u (records lost, repeated or reordered)", wire_type_name(h->type), off,
 			     h->seq, seq);
 		break;
 	default:
-		wire_set_err(err, errlen, "stream corrupt at byte %llu: %s", off, wire_strerror(rc));
+		hv_errf(err, errlen, "stream corrupt at byte %llu: %s", off, wire_strerror(rc));
 		break;
 	}
 }
@@ -268,7 +254,7 @@ static int wire_write_all(struct wire_conn *c, struct iovec *v, int n)
 			continue;
 		if (r <= 0) {
 			c->last_errno = r < 0 ? (int)-r : EIO;
-			wire_set_err(c->err, sizeof(c->err), "send failed at byte %llu: %s",
+			hv_errf(c->err, sizeof(c->err), "send failed at byte %llu: %s",
 				     (unsigned long long)c->tx_bytes, conn_strerror(c, c->last_errno));
 			return WIRE_E_IO;
 		}
@@ -304,7 +290,7 @@ static int wire_read_all(struct wire_conn *c, struct iovec *v, int n, size_t *go
 			return WIRE_E_TRUNC;
 		if (r < 0) {
 			c->last_errno = (int)-r;
-			wire_set_err(c->err, sizeof(c->err), "receive failed at byte %llu: %s",
+			hv_errf(c->err, sizeof(c->err), "receive failed at byte %llu: %s",
 				     (unsigned long long)c->rx_bytes, conn_strerror(c, c->last_errno));
 			return WIRE_E_IO;
 		}
@@ -338,7 +324,7 @@ int wire_send_iov(struct wire_conn *c, enum wire_type type, const struct iovec *
 	int n = 1;
 
 	if (!wire_type_valid(type) || iovcnt < 0 || iovcnt > WIRE_MAX_IOV) {
-		wire_set_err(c->err, sizeof(c->err), "internal error: bad record type %d or %d iovecs",
+		hv_errf(c->err, sizeof(c->err), "internal error: bad record type %d or %d iovecs",
 			     (int)type, iovcnt);
 		return WIRE_E_ARG;
 	}
@@ -355,7 +341,7 @@ int wire_send_iov(struct wire_conn *c, enum wire_type type, const struct iovec *
 		crc_len = len;
 	if (len < wire_types[type].min || len > wire_types[type].max || crc_len > len ||
 	    (type != WIRE_PAGES && crc_len != len)) {
-		wire_set_err(c->err, sizeof(c->err),
+		hv_errf(c->err, sizeof(c->err),
 			     "internal error: %s record of %zu bytes (checksummed %zu) is outside "
 			     "its limits %u..%u", wire_type_name(type), len, crc_len,
 			     wire_types[type].min, wire_types[type].max);
@@ -398,7 +384,7 @@ static int wire_rx_check_crc(struct wire_conn *c, struct wire_rx *rx)
 {
 	rx->crc_checked = true;
 	if (rx->crc != rx->hdr.payload_crc) {
-		wire_set_err(c->err, sizeof(c->err),
+		hv_errf(c->err, sizeof(c->err),
 			     "stream corrupt: bad CRC in %s record #%u at byte %llu",
 			     wire_type_name(rx->hdr.type), rx->hdr.seq,
 			     (unsigned long long)rx->offset);
@@ -418,13 +404,13 @@ int wire_recv_hdr(struct wire_conn *c, struct wire_rx *rx)
 	rx->offset = c->rx_bytes;
 	rc = wire_read_all(c, &v, 1, &got);
 	if (rc == WIRE_E_TRUNC && got == 0) {
-		wire_set_err(c->err, sizeof(c->err),
+		hv_errf(c->err, sizeof(c->err),
 			     "connection closed by the peer at byte %llu, after %llu records",
 			     (unsigned long long)c->rx_bytes, (unsigned long long)c->rx_records);
 		return WIRE_E_EOF;
 	}
 	if (rc == WIRE_E_TRUNC) {
-		wire_set_err(c->err, sizeof(c->err),
+		hv_errf(c->err, sizeof(c->err),
 			     "stream truncated: connection closed inside the header of record #%u "
 			     "at byte %llu", c->rx_seq, (unsigned long long)rx->offset);
 		return rc;
@@ -454,12 +440,12 @@ int wire_recv_payloadv(struct wire_conn *c, struct wire_rx *rx, const struct iov
 	int rc;
 
 	if (iovcnt < 0 || iovcnt > WIRE_MAX_IOV) {
-		wire_set_err(c->err, sizeof(c->err), "internal error: %d iovecs", iovcnt);
+		hv_errf(c->err, sizeof(c->err), "internal error: %d iovecs", iovcnt);
 		return WIRE_E_ARG;
 	}
 	for (int i = 0; i < iovcnt; i++) {
 		if (iov[i].iov_len > rx->hdr.length - rx->done - total) {
-			wire_set_err(c->err, sizeof(c->err),
+			hv_errf(c->err, sizeof(c->err),
 				     "internal error: read past the end of %s record #%u",
 				     wire_type_name(rx->hdr.type), rx->hdr.seq);
 			return WIRE_E_ARG;
@@ -469,7 +455,7 @@ int wire_recv_payloadv(struct wire_conn *c, struct wire_rx *rx, const struct iov
 	}
 	rc = wire_read_all(c, v, iovcnt, &got);
 	if (rc == WIRE_E_TRUNC)
-		wire_set_err(c->err, sizeof(c->err),
+		hv_errf(c->err, sizeof(c->err),
 			     "stream truncated: connection closed inside %s record #%u at byte %llu "
 			     "(%llu of %u payload bytes received)", wire_type_name(rx->hdr.type),
 			     rx->hdr.seq, (unsigned long long)rx->offset,
@@ -504,7 +490,7 @@ int wire_recv_payload(struct wire_conn *c, struct wire_rx *rx, void *dst, size_t
 int wire_recv_end(struct wire_conn *c, struct wire_rx *rx)
 {
 	if (rx->done != rx->hdr.length) {
-		wire_set_err(c->err, sizeof(c->err),
+		hv_errf(c->err, sizeof(c->err),
 			     "internal error: %u bytes of %s record #%u left unread",
 			     rx->hdr.length - rx->done, wire_type_name(rx->hdr.type), rx->hdr.seq);
 		return WIRE_E_ARG;
@@ -534,7 +520,7 @@ int wire_recv(struct wire_conn *c, struct wire_buf *buf, struct wire_record *rec
 		uint8_t *p = realloc(buf->data, cap);
 
 		if (!p) {
-			wire_set_err(c->err, sizeof(c->err), "out of memory for a %u-byte record",
+			hv_errf(c->err, sizeof(c->err), "out of memory for a %u-byte record",
 				     rx.hdr.length);
 			return WIRE_E_NOMEM;
 		}
@@ -571,7 +557,7 @@ int wire_decode(struct wire_decoder *d, const uint8_t *buf, size_t len, struct w
 
 	*used = 0;
 	if (len < WIRE_HDR_SIZE) {
-		wire_set_err(d->err, sizeof(d->err), "stream truncated inside a header at byte %llu",
+		hv_errf(d->err, sizeof(d->err), "stream truncated inside a header at byte %llu",
 			     (unsigned long long)d->offset);
 		return WIRE_E_TRUNC;
 	}
@@ -583,13 +569,13 @@ int wire_decode(struct wire_decoder *d, const uint8_t *buf, size_t len, struct w
 		return rc;
 	}
 	if (len - WIRE_HDR_SIZE < h.length) {
-		wire_set_err(d->err, sizeof(d->err),
+		hv_errf(d->err, sizeof(d->err),
 			     "stream truncated inside %s record #%u at byte %llu",
 			     wire_type_name(h.type), h.seq, (unsigned long long)d->offset);
 		return WIRE_E_TRUNC;
 	}
 	if ((uint32_t)crc32_z(0, buf + WIRE_HDR_SIZE, h.crc_len) != h.payload_crc) {
-		wire_set_err(d->err, sizeof(d->err),
+		hv_errf(d->err, sizeof(d->err),
 			     "stream corrupt: bad CRC in %s record #%u at byte %llu",
 			     wire_type_name(h.type), h.seq, (unsigned long long)d->offset);
 		return WIRE_E_CRC;
@@ -680,29 +666,29 @@ static struct json_object *wire_json_parse(const uint8_t *p, size_t len, const c
 	struct json_object *o;
 
 	if (len > WIRE_MAX_RECORD) {
-		wire_set_err(err, errlen, "%s: %zu bytes of JSON", what, len);
+		hv_errf(err, errlen, "%s: %zu bytes of JSON", what, len);
 		return NULL;
 	}
 	if (memchr(p, 0, len)) {
-		wire_set_err(err, errlen, "%s: NUL byte in JSON", what);
+		hv_errf(err, errlen, "%s: NUL byte in JSON", what);
 		return NULL;
 	}
 	tok = json_tokener_new_ex(16);
 	if (!tok) {
-		wire_set_err(err, errlen, "%s: out of memory", what);
+		hv_errf(err, errlen, "%s: out of memory", what);
 		return NULL;
 	}
 	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
 	o = json_tokener_parse_ex(tok, (const char *)p, (int)len);
 	if (!o || json_tokener_get_error(tok) != json_tokener_success ||
 	    json_tokener_get_parse_end(tok) != len) {
-		wire_set_err(err, errlen, "%s: invalid JSON (%s)", what,
+		hv_errf(err, errlen, "%s: invalid JSON (%s)", what,
 			     o ? "trailing bytes"
 			       : json_tokener_error_desc(json_tokener_get_error(tok)));
 		json_object_put(o);
 		o = NULL;
 	} else if (!json_object_is_type(o, json_type_object)) {
-		wire_set_err(err, errlen, "%s: not a JSON object", what);
+		hv_errf(err, errlen, "%s: not a JSON object", what);
 		json_object_put(o);
 		o = NULL;
 	}
@@ -717,12 +703,12 @@ static int wire_json_u64(struct json_object *o, const char *key, uint64_t min, u
 	int64_t x;
 
 	if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_int)) {
-		wire_set_err(err, errlen, "%s: \"%s\" missing or not an integer", what, key);
+		hv_errf(err, errlen, "%s: \"%s\" missing or not an integer", what, key);
 		return WIRE_E_PAYLOAD;
 	}
 	x = json_object_get_int64(v);
 	if (x < 0 || (uint64_t)x < min || (uint64_t)x > max) {
-		wire_set_err(err, errlen, "%s: \"%s\" = %lld outside %llu..%llu", what, key,
+		hv_errf(err, errlen, "%s: \"%s\" = %lld outside %llu..%llu", what, key,
 			     (long long)x, (unsigned long long)min, (unsigned long long)max);
 		return WIRE_E_PAYLOAD;
 	}
@@ -742,22 +728,22 @@ static int wire_json_str(struct json_object *o, const char *key, bool required, 
 	if (!json_object_object_get_ex(o, key, &v)) {
 		if (!required)
 			return 0;
-		wire_set_err(err, errlen, "%s: \"%s\" missing", what, key);
+		hv_errf(err, errlen, "%s: \"%s\" missing", what, key);
 		return WIRE_E_PAYLOAD;
 	}
 	if (!json_object_is_type(v, json_type_string)) {
-		wire_set_err(err, errlen, "%s: \"%s\" is not a string", what, key);
+		hv_errf(err, errlen, "%s: \"%s\" is not a string", what, key);
 		return WIRE_E_PAYLOAD;
 	}
 	s = json_object_get_string(v);
 	n = (size_t)json_object_get_string_len(v);
 	if (n >= cap) {
-		wire_set_err(err, errlen, "%s: \"%s\" longer than %zu bytes", what, key, cap - 1);
+		hv_errf(err, errlen, "%s: \"%s\" longer than %zu bytes", what, key, cap - 1);
 		return WIRE_E_PAYLOAD;
 	}
 	for (size_t i = 0; i < n; i++) {
 		if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] >= 0x7f) {
-			wire_set_err(err, errlen, "%s: \"%s\" has a non-printable character", what,
+			hv_errf(err, errlen, "%s: \"%s\" has a non-printable character", what,
 				     key);
 			return WIRE_E_PAYLOAD;
 		}
@@ -776,14 +762,14 @@ static int wire_json_caps(struct json_object *o, uint32_t *caps, const char *wha
 	if (!json_object_object_get_ex(o, "caps", &a))
 		return 0;
 	if (!json_object_is_type(a, json_type_array) || (n = json_object_array_length(a)) > 64) {
-		wire_set_err(err, errlen, "%s: \"caps\" is not an array of at most 64 names", what);
+		hv_errf(err, errlen, "%s: \"caps\" is not an array of at most 64 names", what);
 		return WIRE_E_PAYLOAD;
 	}
 	for (size_t i = 0; i < n; i++) {
 		struct json_object *s = json_object_array_get_idx(a, i);
 
 		if (!json_object_is_type(s, json_type_string)) {
-			wire_set_err(err, errlen, "%s: \"caps\" entry %zu is not a string", what, i);
+			hv_errf(err, errlen, "%s: \"caps\" entry %zu is not a string", what, i);
 			return WIRE_E_PAYLOAD;
 		}
 		for (size_t k = 0; k < sizeof(wire_cap_names) / sizeof(wire_cap_names[0]); k++)
@@ -799,7 +785,7 @@ static int wire_devices_check(struct json_object *a, const char *what, char *err
 	size_t n;
 
 	if (!json_object_is_type(a, json_type_array) || (n = json_object_array_length(a)) > 64) {
-		wire_set_err(err, errlen, "%s: \"devices\" is not an array of at most 64 objects",
+		hv_errf(err, errlen, "%s: \"devices\" is not an array of at most 64 objects",
 			     what);
 		return WIRE_E_PAYLOAD;
 	}
@@ -809,7 +795,7 @@ static int wire_devices_check(struct json_object *a, const char *what, char *err
 		if (!json_object_is_type(d, json_type_object) ||
 		    !json_object_object_get_ex(d, "type", &t) ||
 		    !json_object_is_type(t, json_type_string)) {
-			wire_set_err(err, errlen, "%s: device %zu is not an object with a \"type\"",
+			hv_errf(err, errlen, "%s: device %zu is not an object with a \"type\"",
 				     what, i);
 			return WIRE_E_PAYLOAD;
 		}
@@ -828,7 +814,7 @@ static int wire_devices_canon(struct json_object *a, char *out, size_t cap, cons
 	s = json_object_to_json_string_ext(a, JSON_C_TO_STRING_PLAIN |
 					      JSON_C_TO_STRING_NOSLASHESCAPE);
 	if (!s || strlen(s) >= cap) {
-		wire_set_err(err, errlen, "%s: \"devices\" longer than %zu bytes", what, cap - 1);
+		hv_errf(err, errlen, "%s: \"devices\" longer than %zu bytes", what, cap - 1);
 		return WIRE_E_PAYLOAD;
 	}
 	strcpy(out, s);
@@ -842,7 +828,7 @@ static int wire_send_json(struct wire_conn *c, enum wire_type type, struct json_
 	int rc;
 
 	if (!s) {
-		wire_set_err(c->err, sizeof(c->err), "out of memory building %s",
+		hv_errf(c->err, sizeof(c->err), "out of memory building %s",
 			     wire_type_name(type));
 		rc = WIRE_E_NOMEM;
 	} else {
@@ -866,7 +852,7 @@ int wire_send_hello(struct wire_conn *c, const struct wire_hello *h)
 	if (h->ncpuid > WIRE_CPUID_MAX) {
 		json_object_put(o);
 		json_object_put(cpuid);
-		wire_set_err(c->err, sizeof(c->err), "internal error: %u CPUID entries", h->ncpuid);
+		hv_errf(c->err, sizeof(c->err), "internal error: %u CPUID entries", h->ncpuid);
 		return WIRE_E_ARG;
 	}
 	json_object_object_add(o, "protocol", json_object_new_int64(h->protocol));
@@ -899,7 +885,7 @@ int wire_send_hello(struct wire_conn *c, const struct wire_hello *h)
 		if (!devs || wire_devices_check(devs, "HELLO", err, sizeof(err))) {
 			json_object_put(devs);
 			json_object_put(o);
-			wire_set_err(c->err, sizeof(c->err),
+			hv_errf(c->err, sizeof(c->err),
 				     "internal error: HELLO device list is not a JSON array of "
 				     "objects with a \"type\"");
 			return WIRE_E_ARG;
@@ -929,7 +915,7 @@ static int wire_parse_ram(struct json_object *a, struct wire_hello *h, const cha
 
 	if (!json_object_is_type(a, json_type_array) ||
 	    json_object_array_length(a) > WIRE_RAM_RANGES_MAX) {
-		wire_set_err(err, errlen, "%s: \"ram\" is not an array of at most %d ranges", what,
+		hv_errf(err, errlen, "%s: \"ram\" is not an array of at most %d ranges", what,
 			     WIRE_RAM_RANGES_MAX);
 		return -1;
 	}
@@ -942,12 +928,12 @@ static int wire_parse_ram(struct json_object *a, struct wire_hello *h, const cha
 		    !json_object_is_type(g = json_object_array_get_idx(e, 0), json_type_int) ||
 		    !json_object_is_type(n = json_object_array_get_idx(e, 1), json_type_int) ||
 		    json_object_get_int64(g) < 0 || json_object_get_int64(n) <= 0) {
-			wire_set_err(err, errlen, "%s: ram range %u is not [gfn, npages]", what, i);
+			hv_errf(err, errlen, "%s: ram range %u is not [gfn, npages]", what, i);
 			return -1;
 		}
 		uint64_t gfn = (uint64_t)json_object_get_int64(g), np = (uint64_t)json_object_get_int64(n);
 		if (gfn < next || gfn >= pages || np > pages - gfn) {
-			wire_set_err(err, errlen, "%s: ram range %u is out of order or outside guest memory",
+			hv_errf(err, errlen, "%s: ram range %u is out of order or outside guest memory",
 				     what, i);
 			return -1;
 		}
@@ -976,14 +962,14 @@ int wire_parse_hello(const uint8_t *p, size_t len, struct wire_hello *h, char *e
 	    wire_json_str(o, "host", false, h->host, sizeof(h->host), what, err, errlen))
 		goto out;
 	if (uuid_parse(h->uuid, u) != 0) {
-		wire_set_err(err, errlen, "%s: \"uuid\" is not a UUID", what);
+		hv_errf(err, errlen, "%s: \"uuid\" is not a UUID", what);
 		goto out;
 	}
 	if (wire_json_u64(o, "mem_size", WIRE_PAGE_SIZE, WIRE_MAX_MEM, &h->mem_size, what, err,
 			  errlen))
 		goto out;
 	if (h->mem_size % WIRE_PAGE_SIZE) {
-		wire_set_err(err, errlen, "%s: \"mem_size\" is not a multiple of 4096", what);
+		hv_errf(err, errlen, "%s: \"mem_size\" is not a multiple of 4096", what);
 		goto out;
 	}
 	if (wire_json_u64(o, "vcpus", 1, WIRE_MAX_VCPUS, &x, what, err, errlen))
@@ -996,7 +982,7 @@ int wire_parse_hello(const uint8_t *p, size_t len, struct wire_hello *h, char *e
 	struct json_object *pv;
 	if (json_object_object_get_ex(o, "paused", &pv)) {
 		if (!json_object_is_type(pv, json_type_boolean)) {
-			wire_set_err(err, errlen, "%s: \"paused\" is not true or false", what);
+			hv_errf(err, errlen, "%s: \"paused\" is not true or false", what);
 			goto out;
 		}
 		h->paused = json_object_get_boolean(pv);
@@ -1005,7 +991,7 @@ int wire_parse_hello(const uint8_t *p, size_t len, struct wire_hello *h, char *e
 	if (!json_object_object_get_ex(o, "cpuid", &a) ||
 	    !json_object_is_type(a, json_type_array) ||
 	    json_object_array_length(a) > WIRE_CPUID_MAX) {
-		wire_set_err(err, errlen, "%s: \"cpuid\" is not an array of at most %d entries",
+		hv_errf(err, errlen, "%s: \"cpuid\" is not an array of at most %d entries",
 			     what, WIRE_CPUID_MAX);
 		goto out;
 	}
@@ -1015,7 +1001,7 @@ int wire_parse_hello(const uint8_t *p, size_t len, struct wire_hello *h, char *e
 		uint32_t w[6];
 
 		if (!json_object_is_type(e, json_type_array) || json_object_array_length(e) != 6) {
-			wire_set_err(err, errlen, "%s: cpuid entry %u is not 6 integers", what, i);
+			hv_errf(err, errlen, "%s: cpuid entry %u is not 6 integers", what, i);
 			goto out;
 		}
 		for (size_t k = 0; k < 6; k++) {
@@ -1023,7 +1009,7 @@ int wire_parse_hello(const uint8_t *p, size_t len, struct wire_hello *h, char *e
 
 			if (!json_object_is_type(v, json_type_int) || json_object_get_int64(v) < 0 ||
 			    json_object_get_int64(v) > UINT32_MAX) {
-				wire_set_err(err, errlen, "%s: cpuid entry %u has a bad value", what, i);
+				hv_errf(err, errlen, "%s: cpuid entry %u has a bad value", what, i);
 				goto out;
 			}
 			w[k] = (uint32_t)json_object_get_int64(v);
@@ -1071,7 +1057,7 @@ int wire_parse_hello_reply(const uint8_t *p, size_t len, struct wire_hello_reply
 	if (!o)
 		return WIRE_E_PAYLOAD;
 	if (!json_object_object_get_ex(o, "ok", &v) || !json_object_is_type(v, json_type_boolean)) {
-		wire_set_err(err, errlen, "%s: \"ok\" missing or not a boolean", what);
+		hv_errf(err, errlen, "%s: \"ok\" missing or not a boolean", what);
 		goto out;
 	}
 	r->ok = json_object_get_boolean(v);
@@ -1079,7 +1065,7 @@ int wire_parse_hello_reply(const uint8_t *p, size_t len, struct wire_hello_reply
 		goto out;
 	if (json_object_object_get_ex(o, "error", &v)) {
 		if (!json_object_is_type(v, json_type_string)) {
-			wire_set_err(err, errlen, "%s: \"error\" is not a string", what);
+			hv_errf(err, errlen, "%s: \"error\" is not a string", what);
 			goto out;
 		}
 		printable_copy(r->error, sizeof(r->error), json_object_get_string(v),
@@ -1096,7 +1082,7 @@ out:
 static int wire_check_size(size_t len, size_t want, const char *what, char *err, size_t errlen)
 {
 	if (len != want) {
-		wire_set_err(err, errlen, "%s: payload is %zu bytes, expected %zu", what, len, want);
+		hv_errf(err, errlen, "%s: payload is %zu bytes, expected %zu", what, len, want);
 		return WIRE_E_PAYLOAD;
 	}
 	return 0;
@@ -1124,7 +1110,7 @@ int wire_parse_round_end(const uint8_t *p, size_t len, struct wire_round_end *r,
 	if (wire_check_size(len, WIRE_ROUND_END_SIZE, "ROUND_END", err, errlen))
 		return WIRE_E_PAYLOAD;
 	if (wire_get_u32(p + 4) & ~WIRE_ROUND_END_SYNC) {
-		wire_set_err(err, errlen, "ROUND_END: unknown flags 0x%x", wire_get_u32(p + 4));
+		hv_errf(err, errlen, "ROUND_END: unknown flags 0x%x", wire_get_u32(p + 4));
 		return WIRE_E_PAYLOAD;
 	}
 	r->round = wire_get_u32(p + 0);
@@ -1185,7 +1171,7 @@ int wire_parse_end_of_state(const uint8_t *p, size_t len, struct wire_end_of_sta
 	e->vcpus = wire_get_u32(p + 0);
 	e->devices = wire_get_u32(p + 4);
 	if (e->vcpus == 0 || e->vcpus > WIRE_MAX_VCPUS) {
-		wire_set_err(err, errlen, "END_OF_STATE: %u vCPUs", e->vcpus);
+		hv_errf(err, errlen, "END_OF_STATE: %u vCPUs", e->vcpus);
 		return WIRE_E_PAYLOAD;
 	}
 	return 0;
@@ -1213,7 +1199,7 @@ int wire_send_device_state(struct wire_conn *c, const char *name, uint16_t versi
 	struct iovec v[3];
 
 	if (!wire_device_name_ok(name, n) || len > WIRE_DEVICE_STATE_MAX) {
-		wire_set_err(c->err, sizeof(c->err),
+		hv_errf(c->err, sizeof(c->err),
 			     "internal error: device state \"%.64s\" (%zu bytes) is not sendable",
 			     name, len);
 		return WIRE_E_ARG;
@@ -1232,16 +1218,16 @@ int wire_parse_device_state(const uint8_t *p, size_t len, struct wire_device_sta
 	size_t n;
 
 	if (len < 4) {
-		wire_set_err(err, errlen, "DEVICE_STATE: %zu-byte payload", len);
+		hv_errf(err, errlen, "DEVICE_STATE: %zu-byte payload", len);
 		return WIRE_E_PAYLOAD;
 	}
 	n = wire_get_u16(p);
 	if (n > len - 4 || !wire_device_name_ok((const char *)p + 4, n)) {
-		wire_set_err(err, errlen, "DEVICE_STATE: bad device name (length %zu)", n);
+		hv_errf(err, errlen, "DEVICE_STATE: bad device name (length %zu)", n);
 		return WIRE_E_PAYLOAD;
 	}
 	if (len - 4 - n > WIRE_DEVICE_STATE_MAX) {
-		wire_set_err(err, errlen, "DEVICE_STATE: blob of %zu bytes", len - 4 - n);
+		hv_errf(err, errlen, "DEVICE_STATE: blob of %zu bytes", len - 4 - n);
 		return WIRE_E_PAYLOAD;
 	}
 	memcpy(d->name, p + 4, n);
@@ -1268,7 +1254,7 @@ int wire_parse_abort(const uint8_t *p, size_t len, struct wire_abort *a, char *e
 		     size_t errlen)
 {
 	if (len < 4 || len > 4 + WIRE_ERROR_MAX) {
-		wire_set_err(err, errlen, "ABORT: %zu-byte payload", len);
+		hv_errf(err, errlen, "ABORT: %zu-byte payload", len);
 		return WIRE_E_PAYLOAD;
 	}
 	a->code = wire_get_u32(p);
