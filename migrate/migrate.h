@@ -29,6 +29,7 @@ struct migrate_params {
 	enum migrate_compress compress;
 	enum migrate_on_timeout on_timeout;
 	struct tls_options tls;  /* none set: plain TCP */
+	bool offline;            /* a paused VM, moved without pre-copy rounds: memory once */
 };
 
 void migrate_params_default(struct migrate_params *p);

@@ -28,6 +28,8 @@ void migrate_params_to_json(const struct migrate_params *p, struct json_object *
 	json_object_object_add(req, "bandwidth", json_object_new_int64((int64_t)p->bandwidth));
 	json_object_object_add(req, "compress", json_object_new_string(migrate_compress_names[p->compress]));
 	json_object_object_add(req, "on_timeout", json_object_new_string(migrate_on_timeout_names[p->on_timeout]));
+	if (p->offline)
+		json_object_object_add(req, "offline", json_object_new_boolean(true));
 	add_str(req, "psk", p->tls.psk_file);
 	add_str(req, "tls_cert", p->tls.cert_file);
 	add_str(req, "tls_key", p->tls.key_file);
@@ -124,6 +126,14 @@ int migrate_params_from_json(struct json_object *req, struct migrate_params *p, 
 	if (get_choice(req, "on_timeout", migrate_on_timeout_names, 2, &c, err, errlen) < 0)
 		return -1;
 	p->on_timeout = (enum migrate_on_timeout)c;
+	struct json_object *v;
+	if (json_object_object_get_ex(req, "offline", &v)) {
+		if (!json_object_is_type(v, json_type_boolean)) {
+			snprintf(err, errlen, "'offline' must be true or false");
+			return -1;
+		}
+		p->offline = json_object_get_boolean(v);
+	}
 	struct tls_options *t = &p->tls;
 	if (get_string(req, "psk", t->psk_file, sizeof(t->psk_file), err, errlen) < 0 ||
 	    get_string(req, "tls_cert", t->cert_file, sizeof(t->cert_file), err, errlen) < 0 ||

@@ -548,6 +548,9 @@ static int wait_ack(struct source *s, const char *what, int timeout_ms)
 	return 0;
 }
 
+static int offline_pages(struct source *s, uint64_t t_pause);
+static int commit(struct source *s, uint64_t t_pause, uint64_t t_paused);
+
 static int switchover(struct source *s)
 {
 	struct vm *vm = s->vm;
@@ -562,6 +565,8 @@ static int switchover(struct source *s)
 	/* Device threads finish what they do and then stay off guest memory and the image. */
 	dev_registry_pause(&s->m->devs);
 	s->devices_paused = true;
+	if (s->p->offline)
+		return offline_pages(s, t_pause);
 	/* What the last pre-copy round left, plus what was dirtied since: all of it, now stable. */
 	uint64_t *left = malloc(s->dirty.words * sizeof(uint64_t));
 	if (!left)
@@ -584,6 +589,25 @@ static int switchover(struct source *s)
 	uint64_t t_paused = clock_now_ns();
 	if (send_dirty_pages(s, s->dirty.bitmap, s->dirty.words) < 0)
 		return -1;
+	return commit(s, t_pause, t_paused);
+}
+
+/* --offline: the guest was paused before the migration began and the devices are now, so
+ * memory cannot change: every populated page, once, with no dirty log and no rounds. */
+static int offline_pages(struct source *s, uint64_t t_pause)
+{
+	s->stable = true;
+	auto_compress_settle(&s->ac);
+	start_round(s, s->populated_pages);
+	uint64_t t_paused = clock_now_ns();
+	if (send_allocated_pages(s) < 0)
+		return -1;
+	return commit(s, t_pause, t_paused);
+}
+
+/* The state after the last pages, the destination's ACK, then COMMIT. */
+static int commit(struct source *s, uint64_t t_pause, uint64_t t_paused)
+{
 	uint64_t t_pages = clock_now_ns();
 	if (send_state(s) < 0)
 		return -1;
@@ -681,6 +705,11 @@ int migrate_source(struct machine *m, const struct migrate_params *p, atomic_boo
 		failf(&s, "VM '%s' is %s, not running or paused", vm->name, vm_state_name(vm_get_state(vm)));
 		goto out;
 	}
+	if (p->offline && vm_get_state(vm) != VM_PAUSED) {
+		failf(&s, "--offline moves a paused VM and '%s' is running: 'hvctl pause %s' first, or migrate it live (without --offline)",
+		      vm->name, vm->name);
+		goto out;
+	}
 	s.fd = channel_connect(p->uri, 10000, st->error, sizeof(st->error));
 	if (s.fd < 0) {
 		s.peer_gone = true;
@@ -692,13 +721,18 @@ int migrate_source(struct machine *m, const struct migrate_params *p, atomic_boo
 	report(&s);
 	if (handshake(&s) < 0)
 		goto out;
-	if (dirty_start(&s.dirty, vm) < 0) {
-		failf(&s, "cannot start dirty logging: %s", hv_last_error());
-		goto out;
+	if (p->offline) {
+		if (switchover(&s) < 0)
+			goto out;
+	} else {
+		if (dirty_start(&s.dirty, vm) < 0) {
+			failf(&s, "cannot start dirty logging: %s", hv_last_error());
+			goto out;
+		}
+		s.dirty_on = true;
+		if (precopy(&s) < 0 || switchover(&s) < 0)
+			goto out;
 	}
-	s.dirty_on = true;
-	if (precopy(&s) < 0 || switchover(&s) < 0)
-		goto out;
 	r = 0;
 out:
 	if (r < 0 && s.outcome_unknown) {

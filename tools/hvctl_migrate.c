@@ -27,7 +27,7 @@ static void migrate_usage(FILE *f)
 	fprintf(f,
 		"usage: hvctl migrate NAME HOST:PORT [--downtime MS] [--bandwidth RATE]\n"
 		"         [--compress auto|zlib|none] [--max-rounds N]\n"
-		"         [--on-timeout force|cancel] [--json]\n"
+		"         [--on-timeout force|cancel] [--offline] [--json]\n"
 		"         [--psk FILE | --tls-cert F --tls-key F --tls-ca F\n"
 		"          [--tls-server-name N]]\n"
 		"       hvctl migrate --cancel NAME\n"
@@ -37,6 +37,8 @@ static void migrate_usage(FILE *f)
 		"(default 30) is reached; then --on-timeout decides (default force).\n"
 		"--bandwidth caps the stream (bytes/s, K/M/G suffixes). On any failure before\n"
 		"the destination commits, the VM keeps running here.\n"
+		"--offline moves a paused VM (hvctl pause NAME) without pre-copy rounds:\n"
+		"its memory is sent once; it arrives paused.\n"
 		"--psk FILE (from 'hvctl keygen', the destination's file) or certificates\n"
 		"(--tls-ca signed the destination's, which must name HOST or\n"
 		"--tls-server-name) run the migration over TLS 1.3, the destination\n"
@@ -53,6 +55,7 @@ static int parse_opts(int argc, char **argv, struct migrate_opts *o)
 		{ "compress", required_argument, NULL, 'c' }, { "max-rounds", required_argument, NULL, 'r' },
 		{ "on-timeout", required_argument, NULL, 'o' }, { "json", no_argument, NULL, 'j' },
 		{ "cancel", no_argument, NULL, 'x' }, { "help", no_argument, NULL, 'h' },
+		{ "offline", no_argument, NULL, 'f' },
 		TLS_LONGOPTS, { "tls-server-name", required_argument, NULL, TLS_OPT_SERVER_NAME },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -106,6 +109,7 @@ static int parse_opts(int argc, char **argv, struct migrate_opts *o)
 			o->p.on_timeout = (enum migrate_on_timeout)n;
 			break;
 		case 'j': o->json = 1; break;
+		case 'f': o->p.offline = true; break;
 		case 'x': o->cancel = 1; break;
 		case 'h': migrate_usage(stdout); exit(0);
 		default:

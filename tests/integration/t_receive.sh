@@ -175,6 +175,33 @@ test_receive_paused_vm_arrives_paused() {
 	mig_no_corrupt "$T/dst.console"
 }
 
+# --offline moves a paused VM without pre-copy rounds (memory once, no dirty log) and it
+# arrives paused; a running VM is refused with one line, before anything connects, and keeps
+# running.
+test_receive_offline_migration_of_a_paused_vm() {
+	local port src_run=$T/run-a st
+	port=$(mig_unused_port 47251)
+	mkdir -p "$src_run"
+	HV_RUN_DIR=$src_run start_vm off1 --kernel "$GUEST" --mem 128M --cmdline "prog=memtouch ws=16M rate=50"
+	mig_wait_field_above "$T/off1.console" 'memtouch: tick=' gen 1 15
+	HV_RUN_DIR=$src_run expect_error "--offline moves a paused VM and 'off1' is running: 'hvctl pause off1' first" \
+		"$HVCTL" migrate off1 "127.0.0.1:$port" --offline
+	HV_RUN_DIR=$src_run "$HVCTL" status off1 | grep -q '^state: *running' || fail "the refused VM does not run"
+	HV_RUN_DIR=$src_run "$HVCTL" pause off1 || fail "pause failed"
+	st=$(mig_field "$T/off1.console" 'memtouch: tick=' tick)
+	mig_receiver off1 "127.0.0.1:$port" "$T/dst.console"
+	HV_RUN_DIR=$src_run "$HVCTL" migrate off1 "127.0.0.1:$port" --offline --json >"$T/mig.out" ||
+		{ cat "$T/mig.out"; fail "the offline migration failed"; }
+	grep '"event":"migration-done"' "$T/mig.out" | grep -q '"round":0,.*"paused":true' ||
+		{ cat "$T/mig.out"; fail "an offline migration ran pre-copy rounds"; }
+	"$HVCTL" status off1 | grep -q '^state: *paused' || fail "the VM does not arrive paused"
+	"$HVCTL" resume off1 || fail "resume on the destination failed"
+	wait_for "$T/dst.console" '^memtouch: tick=' 10
+	[ "$(mig_first_field "$T/dst.console" 'memtouch: tick=' tick)" -gt "$st" ] || fail "the guest did not go on from where it was"
+	mig_wait_field_above "$T/dst.console" 'memtouch: tick=' gen 2 15
+	mig_no_corrupt "$T/dst.console"
+}
+
 # While the guest arrives, the destination's status shows how far the source says it is.
 test_receive_status_shows_the_arrival() {
 	local port src_run=$T/run-a pid i
