@@ -87,7 +87,7 @@ static int register_devices(struct machine *m)
 	char name[DEV_NAME_MAX];
 
 	memset(&m->devs, 0, sizeof(m->devs));
-	if (dev_registry_add(&m->devs, "com1", &serial_state_ops, m->vm.serial) < 0)
+	if (dev_registry_add(&m->devs, "com1", &serial_state_ops, m->serial) < 0)
 		return -1;
 	for (int i = 0; i < d->ndisks; i++) {
 		snprintf(name, sizeof(name), "disk%d", i);
@@ -116,8 +116,8 @@ static int create(struct machine *m, const struct machine_config *cfg)
 		control_attach_vm(m->control, &m->vm);
 	if (console_open(&m->console, cfg->console) < 0)
 		goto fail;
-	m->vm.serial = serial_create(&m->vm, m->console.out_fd, m->console.in_fd);
-	if (!m->vm.serial || legacy_devices_create(&m->vm) < 0)
+	m->serial = serial_create(&m->vm, m->console.out_fd, m->console.in_fd);
+	if (!m->serial || legacy_devices_create(&m->vm) < 0)
 		goto fail;
 	m->devices = virtio_devices_create(&m->vm, cfg->disks, cfg->ndisks, cfg->nics, cfg->nnics);
 	if (!m->devices || register_devices(m) < 0)
@@ -237,9 +237,9 @@ void machine_destroy(struct machine *m)
 	memset(&m->devs, 0, sizeof(m->devs));
 	virtio_devices_destroy(m->devices);
 	m->devices = NULL;
-	if (m->vm.serial)
-		serial_destroy(m->vm.serial);
-	m->vm.serial = NULL;
+	if (m->serial)
+		serial_destroy(m->serial);
+	m->serial = NULL;
 	if (m->vm_created)
 		vm_destroy(&m->vm);
 	m->vm_created = 0;

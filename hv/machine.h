@@ -11,6 +11,7 @@
 #include "hv/vm.h"
 
 struct control_server;
+struct serial;
 struct migrate_job;
 struct dest_policy;
 
@@ -36,6 +37,7 @@ struct machine_config {
 struct machine {
 	struct vm vm;
 	struct console console;
+	struct serial *serial; /* COM1, on the console */
 	struct control_server *control;
 	struct migrate_job *migration; /* the control socket's migrate commands */
 	struct virtio_devices *devices; /* the PCI bus and its virtio devices */

@@ -28,7 +28,6 @@
 enum vm_state { VM_CREATED, VM_RUNNING, VM_PAUSED, VM_STOPPED };
 
 struct vm;
-struct serial;
 struct cpuid_table;
 
 struct vcpu {
@@ -57,7 +56,6 @@ struct vm {
 	char cpu_features[1024];   /* what KVM holds for vCPU 0 (KVM_GET_CPUID2), by name; under lock */
 	char cpu_features_set[1024]; /* what hv set (vm->cpuid), by name; differs where the
 	                              * platform overrides CPUID (PVM: leaves 1 and 7) */
-	struct serial *serial;
 
 	pthread_mutex_t lock; /* guards everything below */
 	pthread_cond_t cond;

@@ -77,9 +77,9 @@ static void rig_create(struct rig *r)
 	memset(r, 0, sizeof(*r));
 	if (!d || fake_vm_init(&r->m.vm, MEM, &fuzz_ram) < 0)
 		abort();
-	r->m.vm.serial = serial_create(&r->m.vm, -1, -1);
+	r->m.serial = serial_create(&r->m.vm, -1, -1);
 	d->pci = pci_bus_create(&r->m.vm);
-	if (!r->m.vm.serial || !d->pci)
+	if (!r->m.serial || !d->pci)
 		abort();
 	d->disks[0] = virtio_blk_create(d->pci, VIRTIO_DISK_SLOT(0), fuzz_disk_image(), false);
 	if (!d->disks[0])
@@ -92,7 +92,7 @@ static void rig_create(struct rig *r)
 	d->nnics = 1;
 	r->m.devices = d;
 	/* Registered as machine.c registers them. */
-	if (dev_registry_add(&r->m.devs, "com1", &serial_state_ops, r->m.vm.serial) < 0 ||
+	if (dev_registry_add(&r->m.devs, "com1", &serial_state_ops, r->m.serial) < 0 ||
 	    dev_registry_add(&r->m.devs, "disk0", &virtio_blk_state_ops, d->disks[0]) < 0 ||
 	    dev_registry_add(&r->m.devs, "net0", &virtio_net_state_ops, d->nics[0]) < 0)
 		abort();
@@ -104,7 +104,7 @@ static void rig_destroy(struct rig *r)
 {
 	virtio_devices_destroy(r->m.devices);
 	fuzz_network_stop(&r->net);
-	serial_destroy(r->m.vm.serial);
+	serial_destroy(r->m.serial);
 	fake_vm_fini(&r->m.vm);
 }
 
