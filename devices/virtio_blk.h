@@ -10,11 +10,12 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "hv/device_spec.h"
+
 struct pci_bus;
 struct virtio_blk;
 struct virtio_pci;
 
-#define VIRTIO_BLK_SECTOR 512
 #define VIRTIO_BLK_QUEUE 0
 
 /* Device state for migration beyond the transport's: what the disk looks like, checked
@@ -24,15 +25,6 @@ struct virtio_blk_state {
 	uint8_t read_only;
 };
 
-/* What the image opened must be, when someone checked it by path before (a destination's
- * policy): the same file (dev and inode), and, with nofollow, not reached through a final
- * symbolic link. A file swapped in between the check and the open is refused. */
-struct virtio_blk_expect {
-	bool set;
-	bool nofollow;
-	dev_t dev;
-	ino_t ino;
-};
 
 /* Opens `path` (read-only if `ro`) and puts the device at `slot`. NULL on failure, with
  * one hv_error line naming the path and the fix. */

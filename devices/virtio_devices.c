@@ -9,6 +9,7 @@
 #include "devices/pci.h"
 #include "devices/virtio_pci.h"
 #include "hv/log.h"
+#include "hv/parse.h"
 #include "hv/vm.h"
 
 static bool ends_with(const char *s, const char *suffix)
@@ -69,7 +70,7 @@ int virtio_devices_parse_net(const char *spec, struct nic_spec *n)
 			snprintf(n->tap, sizeof(n->tap), "%s", name);
 			have_tap = true;
 		} else if (!strncmp(opt, "mac=", 4)) {
-			if (virtio_net_parse_mac(opt + 4, n->mac) < 0) {
+			if (parse_mac(opt + 4, n->mac) < 0) {
 				hv_error("--net mac '%s' is not a valid unicast MAC address; use six hex bytes like 52:54:00:12:34:56",
 					 opt + 4);
 				return -1;
@@ -155,7 +156,7 @@ struct virtio_devices *virtio_devices_create(struct vm *vm, const struct disk_sp
 		if (!d->nics[i])
 			goto fail;
 		d->nnics++;
-		virtio_net_format_mac(mac, text);
+		format_mac(mac, text);
 		hv_debug("nic %d: TAP %s, MAC %s, at 00:%02x.0", i, nics[i].tap, text, VIRTIO_NIC_SLOT(i));
 	}
 	return d;

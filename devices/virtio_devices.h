@@ -10,27 +10,13 @@
 
 #include "devices/virtio_blk.h"
 #include "devices/virtio_net.h"
+#include "hv/device_spec.h"
 
 struct vm;
 struct pci_bus;
 
-#define VIRTIO_MAX_DISKS 4
-#define VIRTIO_MAX_NICS 4
 #define VIRTIO_DISK_SLOT(i) (1 + (i))
 #define VIRTIO_NIC_SLOT(i) (8 + (i))
-#define VIRTIO_DISK_PATH_MAX 4096
-
-struct disk_spec {
-	char path[VIRTIO_DISK_PATH_MAX];
-	bool ro;
-	struct virtio_blk_expect expect; /* set by a destination policy that checked the file */
-};
-
-struct nic_spec {
-	char tap[16];
-	uint8_t mac[6];
-	bool has_mac; /* else derived from the VM UUID */
-};
 
 struct virtio_devices {
 	struct pci_bus *pci;

@@ -24,6 +24,7 @@
 #include "devices/virtio_pci.h"
 #include "hv/dev_state.h"
 #include "hv/log.h"
+#include "hv/parse.h"
 #include "hv/state_enc.h"
 
 #define NET_CONFIG_SIZE (offsetof(struct virtio_net_config, mtu) + 2)
@@ -48,28 +49,6 @@ struct virtio_net {
 
 /* ---- MAC addresses ---- */
 
-int virtio_net_parse_mac(const char *s, uint8_t mac[6])
-{
-	uint8_t m[6];
-
-	if (strlen(s) != 17)
-		return -1;
-	for (int i = 0; i < 6; i++) {
-		const char *p = s + 3 * i;
-		if (!isxdigit((unsigned char)p[0]) || !isxdigit((unsigned char)p[1]))
-			return -1;
-		if (i < 5 && p[2] != ':' && p[2] != '-')
-			return -1;
-		char hex[3] = { p[0], p[1], 0 };
-		m[i] = (uint8_t)strtoul(hex, NULL, 16);
-	}
-	static const uint8_t zero[6];
-	if ((m[0] & 1) || !memcmp(m, zero, 6))
-		return -1; /* multicast / broadcast, or no address at all */
-	memcpy(mac, m, 6);
-	return 0;
-}
-
 void virtio_net_default_mac(const char *uuid, int index, uint8_t mac[6])
 {
 	uuid_t id;
@@ -90,12 +69,6 @@ void virtio_net_default_mac(const char *uuid, int index, uint8_t mac[6])
 	mac[3] = (uint8_t)(h >> 16);
 	mac[4] = (uint8_t)(h >> 8);
 	mac[5] = (uint8_t)h;
-}
-
-void virtio_net_format_mac(const uint8_t mac[6], char out[18])
-{
-	snprintf(out, 18, "%02x:%02x:%02x:%02x:%02x:%02x", mac[0], mac[1], mac[2], mac[3], mac[4],
-		 mac[5]);
 }
 
 /* ---- the TAP ---- */
@@ -634,7 +607,7 @@ static void net_describe(void *dev, struct dev_desc *d)
 
 	d->str(d, "tap", n->ifname);
 	virtio_net_get_mac(n, mac);
-	virtio_net_format_mac(mac, text);
+	format_mac(mac, text);
 	d->str(d, "mac", text);
 }
 

@@ -46,12 +46,9 @@ void virtio_net_get_mac(const struct virtio_net *n, uint8_t mac[6]);
  * `ifname` in vnet-header mode, non-blocking. The fd, or -1 with one hv_error line. */
 int virtio_net_tap_open(const char *ifname, const char *tun_path);
 
-/* "52:54:00:12:34:56" (':' or '-'): 0, or -1 if malformed, multicast or all zero. */
-int virtio_net_parse_mac(const char *s, uint8_t mac[6]);
 /* The MAC a NIC gets when none is given: 52:54:00 and three bytes hashed from the VM
  * UUID and the NIC's index, so it stays the same for the life of the VM. */
 void virtio_net_default_mac(const char *uuid, int index, uint8_t mac[6]);
-void virtio_net_format_mac(const uint8_t mac[6], char out[18]);
 
 /* After a migration: asks the guest to announce itself (gratuitous ARP / NA) if its driver
  * negotiated VIRTIO_NET_F_GUEST_ANNOUNCE; returns whether it did. */

@@ -1,10 +1,13 @@
-/* Parsing of user-given values: sizes with binary units, bounded decimal integers.
+/* Parsing of user-given values: sizes with binary units, bounded decimal integers, MACs.
  * Hand-written on purpose: strtoull() accepts leading blanks, signs ("-1" wraps to 2^64-1)
  * and hex, none of which a memory size should be. */
 #include "hv/parse.h"
 
+#include <ctype.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static int unit_shift(char c)
 {
@@ -65,4 +68,32 @@ int parse_int(const char *s, long min, long max, long *out)
 		return -1;
 	*out = v;
 	return 0;
+}
+
+int parse_mac(const char *s, uint8_t mac[6])
+{
+	uint8_t m[6];
+
+	if (strlen(s) != 17)
+		return -1;
+	for (int i = 0; i < 6; i++) {
+		const char *p = s + 3 * i;
+		if (!isxdigit((unsigned char)p[0]) || !isxdigit((unsigned char)p[1]))
+			return -1;
+		if (i < 5 && p[2] != ':' && p[2] != '-')
+			return -1;
+		char hex[3] = { p[0], p[1], 0 };
+		m[i] = (uint8_t)strtoul(hex, NULL, 16);
+	}
+	static const uint8_t zero[6];
+	if ((m[0] & 1) || !memcmp(m, zero, 6))
+		return -1; /* multicast / broadcast, or no address at all */
+	memcpy(mac, m, 6);
+	return 0;
+}
+
+void format_mac(const uint8_t mac[6], char out[18])
+{
+	snprintf(out, 18, "%02x:%02x:%02x:%02x:%02x:%02x", mac[0], mac[1], mac[2], mac[3], mac[4],
+		 mac[5]);
 }

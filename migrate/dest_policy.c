@@ -12,6 +12,7 @@
 
 #include "hv/layout.h"
 #include "hv/machine.h"
+#include "hv/parse.h"
 #include "hv/printable.h"
 #include "migrate/device_state.h"
 
@@ -184,7 +185,7 @@ int dest_policy_devices(const struct dest_policy *p, const struct source_devices
 		cfg->ndisks++;
 	}
 	for (int i = 0; i < src->nnics; i++) {
-		virtio_net_format_mac(src->macs[i], mac);
+		format_mac(src->macs[i], mac);
 		if (i >= p->nnics)
 			return refuse(r, "the destination's policy does not provide a NIC for every source NIC; see the destination's log",
 				      "refused the source's NIC %d (MAC %s): no --net tap=IF for it", i, mac);

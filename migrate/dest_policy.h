@@ -11,7 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "devices/virtio_devices.h"
+#include "hv/device_spec.h"
 
 struct machine_config;
 struct source_devices;

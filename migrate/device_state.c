@@ -8,6 +8,7 @@
 #include "hv/dev_state.h"
 #include "hv/log.h"
 #include "hv/machine.h"
+#include "hv/parse.h"
 #include "hv/printable.h"
 #include "hv/state_enc.h"
 #include "migrate/wire.h"
@@ -117,7 +118,7 @@ int device_state_parse_list(const char *json, struct source_devices *src, char *
 				snprintf(err, errlen, "virtio-net device %zu: no MAC or too many NICs", i);
 				goto out;
 			}
-			if (virtio_net_parse_mac(mac, src->macs[src->nnics]) < 0) {
+			if (parse_mac(mac, src->macs[src->nnics]) < 0) {
 				snprintf(err, errlen, "virtio-net device %zu: bad MAC '%s'", i,
 					 printable(shown, sizeof(shown), mac));
 				goto out;

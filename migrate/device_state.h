@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "devices/virtio_devices.h"
+#include "hv/device_spec.h"
 
 struct machine;
 struct wire_conn;

@@ -31,7 +31,7 @@ OUT=$BUILD/fuzz-$NAME
 CFLAGS="-std=c11 -D_GNU_SOURCE -I. -g -O1 -Wall -Wextra -Wno-unused-parameter -pthread"
 DICT=
 # The device targets: no KVM (fake_irq.c), and their I/O threads on a pool (thread_pool.c).
-DEV="hv/state_enc.c hv/dev_state.c tests/fuzz/fake_irq.c tests/fuzz/thread_pool.c"
+DEV="hv/state_enc.c hv/dev_state.c hv/parse.c tests/fuzz/fake_irq.c tests/fuzz/thread_pool.c"
 POOL="-Wl,--wrap=pthread_create,--wrap=pthread_join"
 case $NAME in
 stream)

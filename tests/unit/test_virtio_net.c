@@ -27,6 +27,7 @@
 #include "devices/virtio_net.h"
 #include "devices/virtio_pci.h"
 #include "hv/layout.h"
+#include "hv/parse.h"
 #include "virtio_driver.h"
 
 #define ETH_TEST 0x88b5 /* IEEE local experimental ethertype */
@@ -40,9 +41,9 @@ static void test_parse_mac(void **state)
 {
 	uint8_t m[6];
 
-	assert_int_equal(virtio_net_parse_mac("52:54:00:12:34:56", m), 0);
+	assert_int_equal(parse_mac("52:54:00:12:34:56", m), 0);
 	assert_memory_equal(m, ((uint8_t[]){ 0x52, 0x54, 0x00, 0x12, 0x34, 0x56 }), 6);
-	assert_int_equal(virtio_net_parse_mac("02-AB-cd-EF-00-01", m), 0);
+	assert_int_equal(parse_mac("02-AB-cd-EF-00-01", m), 0);
 	assert_memory_equal(m, ((uint8_t[]){ 0x02, 0xab, 0xcd, 0xef, 0x00, 0x01 }), 6);
 	static const char *bad[] = {
 		"", "52:54:00:12:34", "52:54:00:12:34:56:78", "52:54:00:12:34:5g", "5254:00:12:34:56:",
@@ -50,10 +51,10 @@ static void test_parse_mac(void **state)
 		"00:00:00:00:00:00", "52:54:00:12:34:56 ", "+2:54:00:12:34:56",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-		if (virtio_net_parse_mac(bad[i], m) == 0)
+		if (parse_mac(bad[i], m) == 0)
 			fail_msg("'%s' was accepted", bad[i]);
 	char text[18];
-	virtio_net_format_mac((uint8_t[]){ 0x52, 0x54, 0, 0xa, 0xb, 0xc }, text);
+	format_mac((uint8_t[]){ 0x52, 0x54, 0, 0xa, 0xb, 0xc }, text);
 	assert_string_equal(text, "52:54:00:0a:0b:0c");
 }
 
@@ -75,8 +76,8 @@ static void test_default_mac(void **state)
 	assert_int_equal(a[0] & 1, 0); /* unicast */
 	assert_int_equal(a[0] & 2, 2); /* locally administered */
 	char text[18];
-	virtio_net_format_mac(a, text);
-	assert_int_equal(virtio_net_parse_mac(text, b), 0);
+	format_mac(a, text);
+	assert_int_equal(parse_mac(text, b), 0);
 	assert_memory_equal(a, b, 6);
 }
 
