@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "hv/state_enc.h"
 #include "migrate/cpu_state.h"
 #include "migrate/page_codec.h"
 #include "migrate/wire.h"
@@ -107,7 +108,15 @@ static void seed_migration(const char *dir, const char *name, uint8_t mode)
 	vm.ioapic.chip_id = 2;
 	if (cpu_state_encode_vm(&vm, blob, sizeof(blob), &blen) == 0)
 		seed_check(wire_send(&c, WIRE_VM_STATE, blob, blen), &c);
-	seed_check(wire_send_device_state(&c, "serial.com1", 1, "\x01\x02\x03\x04", 4), &c);
+	/* A serial port's state as devices/serial.c saves it: one section of 77 bytes. */
+	struct state_out so;
+	state_out_init(&so);
+	state_out_begin(&so, 1);
+	for (int i = 0; i < 77; i++)
+		state_out_u8(&so, (uint8_t)(i == 2 ? 0x03 : 0));
+	state_out_end(&so);
+	seed_check(wire_send_device_state(&c, "com1", 2, so.buf, so.len), &c);
+	state_out_free(&so);
 	seed_check(wire_send_end_of_state(&c, &eos), &c);
 	seed_check(wire_send(&c, WIRE_COMMIT, NULL, 0), &c);
 	page_codec_enc_fini(&e);
