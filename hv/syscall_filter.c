@@ -24,6 +24,7 @@ static const char *const allowed[] = {
 	"pipe2", "eventfd2", "flock", "openat", "open", "fstat", "newfstatat", "statx",
 	"stat", "lstat", "fstatfs", "statfs", "readlink", "readlinkat", "access", "faccessat",
 	"faccessat2", "getdents64", "unlink", "unlinkat", "rename", "renameat", "renameat2",
+	"link", "linkat", /* a snapshot gets its name (hvctl save) */
 	"mkdir", "mkdirat", "fchmod", "umask", "getcwd",
 	/* waiting */
 	"poll", "ppoll", "select", "pselect6", "epoll_create1", "epoll_ctl", "epoll_wait",

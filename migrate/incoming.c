@@ -60,12 +60,19 @@ struct incoming {
 	char err[1024];
 	char peer_err[256];   /* if set, what the source is told instead of err (policy refusals) */
 	bool peer_gone;
+	bool one_way;         /* a snapshot file: nobody to answer */
 	bool replied;         /* a refusal already went out as HELLO_REPLY */
 	uint32_t abort_code;  /* what kind of failure an ABORT reports */
 };
 
 /* The first failure is the one reported (hv/log.h). */
 #define failf(in, ...) hv_fail((in)->err, sizeof((in)->err), __VA_ARGS__)
+
+/* An ACK to the source; a snapshot has nobody to acknowledge. */
+static int ack(struct incoming *in)
+{
+	return in->one_way ? 0 : wire_send(&in->conn, WIRE_ACK, NULL, 0);
+}
 
 static int fail_wire(struct incoming *in, int r, const char *what)
 {
@@ -442,7 +449,7 @@ static int receive(struct incoming *in, const struct machine_config *cfg)
 			if (ok < 0)
 				snprintf(reply.error, sizeof(reply.error), "%s",
 					 in->peer_err[0] ? in->peer_err : in->err);
-			r = wire_send_hello_reply(&in->conn, &reply);
+			r = in->one_way ? 0 : wire_send_hello_reply(&in->conn, &reply);
 			if (ok < 0) {
 				in->replied = true;
 				return -1;
@@ -459,7 +466,7 @@ static int receive(struct incoming *in, const struct machine_config *cfg)
 			/* Every page before this record is in place: the source may pause the guest
 			 * without our backlog adding to the downtime. */
 			if ((re.flags & WIRE_ROUND_END_SYNC) &&
-			    (r = wire_send(&in->conn, WIRE_ACK, NULL, 0)) < 0)
+			    (r = ack(in)) < 0)
 				return fail_wire(in, r, "answering a sync");
 			break;
 		}
@@ -492,14 +499,14 @@ static int receive(struct incoming *in, const struct machine_config *cfg)
 		case WIRE_END_OF_STATE:
 			if (load_state(in, p, len) < 0)
 				return -1;
-			r = wire_send(&in->conn, WIRE_ACK, NULL, 0);
+			r = ack(in);
 			if (r < 0)
 				return fail_wire(in, r, "acknowledging the state");
 			break;
 		case WIRE_COMMIT:
 			/* Confirm first: once the source has this, it stops for good. If the confirmation
 			 * is lost, the source stays paused (never both running). */
-			r = wire_send(&in->conn, WIRE_ACK, NULL, 0);
+			r = ack(in);
 			if (r < 0)
 				hv_warn("could not confirm the commit to the source (%s); running the guest anyway",
 					in->conn.err);
@@ -514,7 +521,7 @@ int migrate_incoming(struct wire_conn *transport, struct machine *m, const struc
 		     const struct migrate_incoming_opts *o)
 {
 	struct incoming in = { .m = m, .abort_code = WIRE_ABORT_CORRUPT, .transport = transport,
-			       .hello_by = o->hello_by };
+			       .hello_by = o->hello_by, .one_way = o->from_file };
 	const atomic_bool *stop = o->stop;
 	int r = -1;
 
@@ -543,22 +550,25 @@ int migrate_incoming(struct wire_conn *transport, struct machine *m, const struc
 		goto out;
 	dev_registry_resume(&m->devs);
 	in.devices_paused = false;
-	if ((in.hello->paused ? machine_start_paused(m) : machine_start(m)) < 0) {
+	bool paused = in.hello->paused || o->start_paused;
+	if ((paused ? machine_start_paused(m) : machine_start(m)) < 0) {
 		failf(&in, "cannot start the received VM");
 		goto out;
 	}
 	if (o->arrived_paused)
-		*o->arrived_paused = in.hello->paused;
+		*o->arrived_paused = paused;
 	device_state_announce(m);
 	r = 0;
 out:
 	if (r < 0) {
-		if (!in.peer_gone && !in.replied)
+		if (!in.peer_gone && !in.replied && !in.one_way)
 			wire_send_abort(&in.conn, in.abort_code, in.peer_err[0] ? in.peer_err : in.err);
 		if (in.machine_up)
 			machine_destroy(m);
 		if (r == MIGRATE_INCOMING_STRAY)
 			snprintf(o->stray_reason, o->stray_reason_len, "%s", in.err);
+		else if (in.one_way)
+			hv_error("cannot restore the snapshot: %s", in.err);
 		else
 			hv_error("incoming migration failed: %s", in.err);
 	}

@@ -30,6 +30,7 @@ struct migrate_params {
 	enum migrate_on_timeout on_timeout;
 	struct tls_options tls;  /* none set: plain TCP */
 	bool offline;            /* a paused VM, moved without pre-copy rounds: memory once */
+	bool stop;               /* uri "file:PATH" (hvctl save): stop the VM once saved */
 };
 
 void migrate_params_default(struct migrate_params *p);
@@ -95,6 +96,8 @@ struct migrate_incoming_opts {
 	char *stray_reason;
 	size_t stray_reason_len;
 	bool *arrived_paused; /* if not NULL: set on success, the guest was paused at the source */
+	bool from_file;       /* hvctl restore: a snapshot, read one way (nothing is answered) */
+	bool start_paused;    /* start the vCPUs paused whatever the source's state was */
 };
 int migrate_incoming(struct wire_conn *transport, struct machine *m, const struct machine_config *cfg,
 		     const struct migrate_incoming_opts *o);

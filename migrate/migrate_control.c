@@ -13,6 +13,7 @@
 #include "hv/vm.h"
 #include "migrate/migrate.h"
 #include "migrate/migrate_json.h"
+#include "migrate/snapshot.h"
 
 struct migrate_job {
 	struct control_server *cs;
@@ -46,10 +47,14 @@ static void *migration_thread(void *arg)
 	/* The result goes out before the VM stops, so a subscriber always learns it. */
 	control_emit_event(job->cs, ev);
 	json_object_put(ev);
-	if (r == 0) {
+	bool saved = !strncmp(job->params.uri, SNAPSHOT_URI_PREFIX, strlen(SNAPSHOT_URI_PREFIX));
+	if (r == 0 && (!saved || job->params.stop)) {
 		char why[320];
-		snprintf(why, sizeof(why), "migrated to %s", job->params.uri);
+		snprintf(why, sizeof(why), saved ? "saved to %s" : "migrated to %s",
+			 saved ? job->params.uri + strlen(SNAPSHOT_URI_PREFIX) : job->params.uri);
 		vm_request_stop(vm, 0, why);
+	} else if (r == 0) {
+		hv_info("saved '%s' to %s", vm->name, job->params.uri + strlen(SNAPSHOT_URI_PREFIX));
 	} else if (job->stats.outcome_unknown) {
 		hv_warn("migration of '%s' to %s: %s", vm->name, job->params.uri, job->stats.error);
 	} else {

@@ -30,6 +30,8 @@ void migrate_params_to_json(const struct migrate_params *p, struct json_object *
 	json_object_object_add(req, "on_timeout", json_object_new_string(migrate_on_timeout_names[p->on_timeout]));
 	if (p->offline)
 		json_object_object_add(req, "offline", json_object_new_boolean(true));
+	if (p->stop)
+		json_object_object_add(req, "stop", json_object_new_boolean(true));
 	add_str(req, "psk", p->tls.psk_file);
 	add_str(req, "tls_cert", p->tls.cert_file);
 	add_str(req, "tls_key", p->tls.key_file);
@@ -91,6 +93,21 @@ static int get_string(struct json_object *req, const char *key, char *out, size_
 	return 0;
 }
 
+/* An optional boolean. */
+static int get_flag(struct json_object *req, const char *key, bool *out, char *err, size_t errlen)
+{
+	struct json_object *v;
+
+	if (!json_object_object_get_ex(req, key, &v))
+		return 0;
+	if (!json_object_is_type(v, json_type_boolean)) {
+		snprintf(err, errlen, "'%s' must be true or false", key);
+		return -1;
+	}
+	*out = json_object_get_boolean(v);
+	return 0;
+}
+
 int migrate_params_from_json(struct json_object *req, struct migrate_params *p, char *err, size_t errlen)
 {
 	uint64_t n;
@@ -126,14 +143,9 @@ int migrate_params_from_json(struct json_object *req, struct migrate_params *p, 
 	if (get_choice(req, "on_timeout", migrate_on_timeout_names, 2, &c, err, errlen) < 0)
 		return -1;
 	p->on_timeout = (enum migrate_on_timeout)c;
-	struct json_object *v;
-	if (json_object_object_get_ex(req, "offline", &v)) {
-		if (!json_object_is_type(v, json_type_boolean)) {
-			snprintf(err, errlen, "'offline' must be true or false");
-			return -1;
-		}
-		p->offline = json_object_get_boolean(v);
-	}
+	if (get_flag(req, "offline", &p->offline, err, errlen) < 0 ||
+	    get_flag(req, "stop", &p->stop, err, errlen) < 0)
+		return -1;
 	struct tls_options *t = &p->tls;
 	if (get_string(req, "psk", t->psk_file, sizeof(t->psk_file), err, errlen) < 0 ||
 	    get_string(req, "tls_cert", t->cert_file, sizeof(t->cert_file), err, errlen) < 0 ||

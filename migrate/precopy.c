@@ -29,6 +29,7 @@
 #include "migrate/dirty.h"
 #include "migrate/migrate.h"
 #include "migrate/page_codec.h"
+#include "migrate/snapshot.h"
 #include "migrate/wire.h"
 
 /* Loading the state takes milliseconds; while we wait the guest stands still. */
@@ -53,6 +54,8 @@ struct source {
 	struct migrate_stats *st;
 
 	int fd;
+	bool to_file;             /* hvctl save: the stream goes into a snapshot file, one way */
+	struct snapshot_out snap;
 	struct tls_context *tls_ctx;
 	struct tls_session *tls; /* NULL: plain TCP */
 	struct wire_conn conn;
@@ -339,6 +342,8 @@ static int handshake(struct source *s)
 	fill_hello(s, h);
 	r = wire_send_hello(&s->conn, h);
 	free(h);
+	if (s->to_file) /* nobody answers: whoever restores the file checks the HELLO then */
+		return r < 0 ? fail_wire(s, r, "writing the snapshot") : 0;
 	if (r >= 0) {
 		channel_set_recv_timeout(s->fd, HELLO_TIMEOUT_MS);
 		r = wire_recv(&s->conn, &buf, &rec);
@@ -528,6 +533,8 @@ static int wait_ack(struct source *s, const char *what, int timeout_ms)
 	struct wire_buf buf = { 0 };
 	struct wire_record rec;
 
+	if (s->to_file)
+		return 0;
 	channel_set_recv_timeout(s->fd, timeout_ms);
 	int r = wire_recv(&s->conn, &buf, &rec);
 	if (r < 0) {
@@ -565,7 +572,7 @@ static int switchover(struct source *s)
 	/* Device threads finish what they do and then stay off guest memory and the image. */
 	dev_registry_pause(&s->m->devs);
 	s->devices_paused = true;
-	if (s->p->offline)
+	if (s->p->offline || s->to_file)
 		return offline_pages(s, t_pause);
 	/* What the last pre-copy round left, plus what was dirtied since: all of it, now stable. */
 	uint64_t *left = malloc(s->dirty.words * sizeof(uint64_t));
@@ -684,6 +691,29 @@ static int secure_channel(struct source *s)
 	return 0;
 }
 
+/* hvctl save: the offline path (the guest paused, memory once, then the state) into a
+ * snapshot file; the file gets its name only once all of it is on disk. */
+static int save_to_file(struct source *s)
+{
+	struct vm *vm = s->vm;
+	struct snapshot_header h = { .created = (uint64_t)time(NULL), .mem_size = vm->mem.size,
+				     .vcpus = (uint32_t)vm->ncpus };
+
+	s->peer_gone = true; /* nobody to send an ABORT to */
+	snprintf(h.name, sizeof(h.name), "%s", vm->name);
+	if (snapshot_create(&s->snap, s->p->uri + strlen(SNAPSHOT_URI_PREFIX), &h, s->st->error,
+			    sizeof(s->st->error)) < 0)
+		return -1;
+	s->fd = s->snap.fd;
+	wire_conn_init_fd(&s->conn, s->fd);
+	snprintf(s->st->security, sizeof(s->st->security), "none");
+	report(s);
+	if (handshake(s) < 0 || switchover(s) < 0)
+		return -1;
+	s->snap.fd = s->fd;
+	return snapshot_commit(&s->snap, s->st->error, sizeof(s->st->error));
+}
+
 int migrate_source(struct machine *m, const struct migrate_params *p, atomic_bool *cancel,
 		   migrate_progress_fn progress, void *opaque, struct migrate_stats *st)
 {
@@ -703,6 +733,11 @@ int migrate_source(struct machine *m, const struct migrate_params *p, atomic_boo
 	}
 	if (vm_get_state(vm) != VM_RUNNING && vm_get_state(vm) != VM_PAUSED) {
 		failf(&s, "VM '%s' is %s, not running or paused", vm->name, vm_state_name(vm_get_state(vm)));
+		goto out;
+	}
+	s.to_file = !strncmp(p->uri, SNAPSHOT_URI_PREFIX, strlen(SNAPSHOT_URI_PREFIX));
+	if (s.to_file) {
+		r = save_to_file(&s);
 		goto out;
 	}
 	if (p->offline && vm_get_state(vm) != VM_PAUSED) {
@@ -735,7 +770,17 @@ int migrate_source(struct machine *m, const struct migrate_params *p, atomic_boo
 	}
 	r = 0;
 out:
-	if (r < 0 && s.outcome_unknown) {
+	if (s.to_file) {
+		if (r < 0)
+			snapshot_discard(&s.snap);
+		/* Saved or not, the VM goes on as it was, unless asked to stop once saved. */
+		if (s.devices_paused && (r < 0 || !p->stop))
+			dev_registry_resume(&m->devs);
+		if (s.paused_by_us && (r < 0 || !p->stop))
+			vm_resume(vm);
+		s.fd = -1; /* closed by snapshot_commit or snapshot_discard */
+		st->phase = r < 0 ? MIGRATE_PHASE_FAILED : MIGRATE_PHASE_DONE;
+	} else if (r < 0 && s.outcome_unknown) {
 		dirty_stop(&s.dirty);
 		/* The vCPUs stay paused; the devices may serve what the paused guest queued, so
 		 * that a later 'hvctl resume' finds them working. */

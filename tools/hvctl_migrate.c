@@ -1,5 +1,6 @@
-/* hvctl migrate: asks a VM (over its control socket) to migrate itself, then shows the
- * progress: a live bar on a TTY, JSON events with --json, and a final summary. */
+/* hvctl migrate and hvctl save: asks a VM (over its control socket) to migrate itself, to
+ * another host or into a snapshot file, then shows the progress: a live bar on a TTY, JSON
+ * events with --json, and a final summary. */
 #include <getopt.h>
 #include <json-c/json.h>
 #include <stdio.h>
@@ -11,6 +12,7 @@
 #include "hv/log.h"
 #include "hv/parse.h"
 #include "migrate/migrate_json.h"
+#include "migrate/snapshot.h"
 #include "tools/ctl_client.h"
 #include "tools/hvctl.h"
 #include "tools/migrate_bar.h"
@@ -20,6 +22,7 @@ struct migrate_opts {
 	const char *name;
 	struct migrate_params p; /* what the VM is asked for: defaults from migrate_params_default */
 	int json, cancel;
+	const char *file; /* hvctl save: the snapshot file, absolute (p.uri is "file:" and it) */
 };
 
 static void migrate_usage(FILE *f)
@@ -178,11 +181,20 @@ static void draw_bar(struct json_object *ev)
 	fflush(stderr);
 }
 
-static void print_summary(struct json_object *ev, const char *name, const char *uri)
+static void print_summary(struct json_object *ev, const char *name, const char *uri, const char *file)
 {
 	char bytes[32];
 
 	migrate_bar_bytes(bytes, sizeof(bytes), num(ev, "wire_bytes"));
+	if (file) {
+		printf("saved %s to %s\n", name, file);
+		printf("  total time      %.1f ms\n", num(ev, "elapsed_ms"));
+		printf("  guest paused    %.1f ms\n", num(ev, "downtime_ms"));
+		printf("  file size       %s\n", bytes);
+		printf("  pages           %.0f raw, %.0f compressed (zero pages take no space)\n",
+		       num(ev, "raw_pages"), num(ev, "zlib_pages"));
+		return;
+	}
 	printf("migrated %s to %s\n", name, uri);
 	printf("  total time      %.1f ms\n", num(ev, "elapsed_ms"));
 	printf("  downtime        %.1f ms\n", num(ev, "downtime_ms"));
@@ -213,15 +225,13 @@ static int do_cancel(const char *name)
 	return r;
 }
 
-int hvctl_cmd_migrate(int argc, char **argv)
+/* Starts the VM's migration job and follows it to its end: 0 done, 1 failed, 3 unknown. */
+static int run_job(const struct migrate_opts *op)
 {
-	static struct migrate_opts o; /* static: the TLS paths make it ~5 KiB */
+	const struct migrate_opts o = *op;
+	const char *what = o.file ? "save" : "migration";
 	struct ctl_conn c;
 
-	if (parse_opts(argc, argv, &o) < 0)
-		return 2;
-	if (o.cancel)
-		return do_cancel(o.name);
 	if (ctl_conn_open(&c, o.name, false) != CTL_CONN_OK)
 		return 1;
 
@@ -260,7 +270,7 @@ int hvctl_cmd_migrate(int argc, char **argv)
 		if (r <= 0) {
 			if (tty)
 				fputc('\n', stderr);
-			hv_error("VM '%s' closed its control connection before the migration finished", o.name);
+			hv_error("VM '%s' closed its control connection before the %s finished", o.name, what);
 			break;
 		}
 		struct json_object *ev = json_tokener_parse(line);
@@ -279,7 +289,7 @@ int hvctl_cmd_migrate(int argc, char **argv)
 			if (tty)
 				fputc('\n', stderr);
 			if (!o.json)
-				print_summary(ev, o.name, o.p.uri);
+				print_summary(ev, o.name, o.p.uri, o.file);
 			result = 0;
 			json_object_put(ev);
 			break;
@@ -291,8 +301,8 @@ int hvctl_cmd_migrate(int argc, char **argv)
 				hv_error("migration of '%s': %s", o.name, str(ev, "error"));
 				result = 3;
 			} else {
-				hv_error("migration of '%s' failed: %s; the VM keeps running here", o.name,
-					 str(ev, "error"));
+				hv_error("%s of '%s' failed: %s; the VM %s here", what, o.name, str(ev, "error"),
+					 o.file ? "goes on as it was" : "keeps running");
 			}
 			json_object_put(ev);
 			break;
@@ -302,4 +312,99 @@ int hvctl_cmd_migrate(int argc, char **argv)
 	fflush(stdout);
 	ctl_conn_close(&c);
 	return result;
+}
+
+int hvctl_cmd_migrate(int argc, char **argv)
+{
+	static struct migrate_opts o; /* static: the TLS paths make it ~5 KiB */
+
+	if (parse_opts(argc, argv, &o) < 0)
+		return 2;
+	if (o.cancel)
+		return do_cancel(o.name);
+	return run_job(&o);
+}
+
+/* ---- hvctl save ---- */
+
+static void save_usage(FILE *f)
+{
+	fprintf(f,
+		"usage: hvctl save NAME FILE [--stop] [--compress auto|zlib|none] [--json]\n"
+		"\n"
+		"Writes VM NAME's whole state (memory, vCPUs, devices) to the snapshot FILE,\n"
+		"with the guest paused for it; then the VM goes on (paused if it was), or\n"
+		"ends with --stop. Zero and never-touched pages take no space. FILE must not\n"
+		"exist; it appears only once complete (written beside it, fsynced, renamed).\n"
+		"'hvctl restore FILE' starts the VM again, here or on another host.\n");
+}
+
+/* FILE as the VM process will open it: absolute (it runs in another directory). */
+static int absolute_path(const char *file, char *out, size_t len)
+{
+	char dir[4096], *slash = strrchr(file, '/');
+	const char *base = slash ? slash + 1 : file;
+
+	if (!base[0] || !strcmp(base, ".") || !strcmp(base, "..")) {
+		hv_error("snapshot file '%s' names a directory; give a file name", file);
+		return -1;
+	}
+	snprintf(dir, sizeof(dir), "%.*s", slash ? (int)(slash - file) + (slash == file) : 1, slash ? file : ".");
+	char *real = realpath(dir, NULL);
+	if (!real) {
+		hv_error("cannot save to '%s': directory '%s' does not exist", file, dir);
+		return -1;
+	}
+	int n = snprintf(out, len, "%s/%s", strcmp(real, "/") ? real : "", base);
+	free(real);
+	if (n < 0 || (size_t)n >= len) {
+		hv_error("snapshot file name '%.40s...' is too long", file);
+		return -1;
+	}
+	return 0;
+}
+
+int hvctl_cmd_save(int argc, char **argv)
+{
+	static struct migrate_opts o;
+	static char file[sizeof(o.p.uri) - sizeof(SNAPSHOT_URI_PREFIX) + 1];
+	static const struct option longopts[] = {
+		{ "stop", no_argument, NULL, 's' }, { "compress", required_argument, NULL, 'c' },
+		{ "json", no_argument, NULL, 'j' }, { "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c, n;
+
+	memset(&o, 0, sizeof(o));
+	migrate_params_default(&o.p);
+	opterr = 0;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		switch (c) {
+		case 's': o.p.stop = true; break;
+		case 'j': o.json = 1; break;
+		case 'c':
+			if ((n = migrate_choice(optarg, migrate_compress_names, 3)) < 0) {
+				hv_error("--compress '%s': use auto, zlib or none", optarg);
+				return 2;
+			}
+			o.p.compress = (enum migrate_compress)n;
+			break;
+		case 'h': save_usage(stdout); return 0;
+		default:
+			hv_error("hvctl save: unknown or incomplete option '%s'; see hvctl save --help",
+				 argv[optind - 1]);
+			return 2;
+		}
+	}
+	if (argc - optind != 2) {
+		hv_error("usage: hvctl save NAME FILE [--stop]; see hvctl save --help");
+		return 2;
+	}
+	o.name = argv[optind];
+	if (absolute_path(argv[optind + 1], file, sizeof(file)) < 0)
+		return 1;
+	o.file = file;
+	snprintf(o.p.uri, sizeof(o.p.uri), "%s%s", SNAPSHOT_URI_PREFIX, file);
+	return run_job(&o);
 }

@@ -25,6 +25,7 @@
 #include "migrate/channel.h"
 #include "migrate/dest_policy.h"
 #include "migrate/migrate.h"
+#include "migrate/snapshot.h"
 #include "migrate/tls.h"
 #include "migrate/wire.h"
 #include "tools/hvctl.h"
@@ -71,6 +72,24 @@ static void receive_usage(FILE *f)
 		"125 if the migration failed.\n");
 }
 
+static void restore_usage(FILE *f)
+{
+	fprintf(f,
+		"usage: hvctl restore FILE [--name N] [--paused]\n"
+		"         [--console stdio|file:PATH|pty|none] [--detach] [--log FILE]\n"
+		"         [--mem-backend anon|memfd|hugetlb[:PATH]] [--cpu-model NAME]\n"
+		"         [--disk PATH[,ro]]... [--net tap=IF[,mac=MAC]]... [--disk-dir DIR]\n"
+		"         [--shared-storage] [--max-mem SIZE]\n"
+		"\n"
+		"Starts the VM that 'hvctl save' wrote to FILE, here or on another host, where\n"
+		"it was (running, or paused if it was paused; --paused: paused in any case).\n"
+		"It keeps its name unless --name is given. The checks are a migration's: CPU,\n"
+		"memory, and the disks and NICs, which this host names with --disk, --net,\n"
+		"--disk-dir or --shared-storage as for 'hvctl receive' (see its --help). A\n"
+		"damaged or truncated file is refused with nothing started.\n"
+		"Exit status: as 'hvctl run' once the guest runs; 125 if the restore failed.\n");
+}
+
 /* What "hvctl stop" and signals do before the guest runs: end the wait for a source, or
  * cut the incoming stream (the receive path then tells the source). */
 struct receive_stop {
@@ -111,6 +130,8 @@ struct receive_opts {
 	struct dest_policy policy; /* --disk, --net, --disk-dir, --shared-storage, --max-mem */
 	struct tls_options tls;
 	int insecure;
+	const char *from_file; /* hvctl restore: the snapshot instead of a listener */
+	int paused;
 };
 
 /* The destination policy's options; 1 if opt is one (0 or 2 from *rc), 0 if not. */
@@ -150,7 +171,7 @@ static int parse_policy_opt(int opt, struct dest_policy *p, int *rc)
 	return 0;
 }
 
-static int parse_opts(int argc, char **argv, struct receive_opts *o)
+static int parse_opts(int argc, char **argv, struct receive_opts *o, bool restore)
 {
 	static const struct option longopts[] = {
 		{ "listen", required_argument, NULL, 'l' }, { "name", required_argument, NULL, 'n' },
@@ -164,6 +185,7 @@ static int parse_opts(int argc, char **argv, struct receive_opts *o)
 		{ "shared-storage", no_argument, NULL, 'S' },
 		{ "max-mem", required_argument, NULL, 'M' },
 		TLS_LONGOPTS, { "insecure", no_argument, NULL, 'I' },
+		{ "paused", no_argument, NULL, 'p' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
@@ -184,6 +206,7 @@ static int parse_opts(int argc, char **argv, struct receive_opts *o)
 		case 'd': o->detach = 1; break;
 		case 'L': o->log = optarg; break;
 		case 'I': o->insecure = 1; break;
+		case 'p': o->paused = 1; break;
 		case 'B':
 			if (guest_mem_parse_backend(optarg, &o->mem_backend) < 0)
 				return 2;
@@ -201,14 +224,28 @@ static int parse_opts(int argc, char **argv, struct receive_opts *o)
 				return 2;
 			}
 			break;
-		case 'h': receive_usage(stdout); return 0;
+		case 'h': (restore ? restore_usage : receive_usage)(stdout); return 0;
 		default:
-			hv_error("hvctl receive: unknown or incomplete option '%s'; see hvctl receive --help",
-				 argv[optind - 1]);
+			hv_error("hvctl %s: unknown or incomplete option '%s'; see hvctl %s --help",
+				 restore ? "restore" : "receive", argv[optind - 1], restore ? "restore" : "receive");
 			return 2;
 		}
 	}
-	if (!o->listen_on || optind < argc) {
+	if (restore) {
+		if (o->listen_on || o->timeout_s || o->insecure || tls_options_any(&o->tls)) {
+			hv_error("hvctl restore reads a file: --listen, --timeout, --insecure, --psk and "
+				 "--tls-* belong to 'hvctl receive'");
+			return 2;
+		}
+		if (argc - optind != 1) {
+			hv_error("usage: hvctl restore FILE [options]; see hvctl restore --help");
+			return 2;
+		}
+		o->from_file = argv[optind];
+	} else if (o->paused) {
+		hv_error("--paused belongs to 'hvctl restore'; a receiver starts the guest as the source had it");
+		return 2;
+	} else if (!o->listen_on || optind < argc) {
 		hv_error("hvctl receive: --listen HOST:PORT is required; see hvctl receive --help");
 		return 2;
 	}
@@ -324,17 +361,34 @@ static int serve_connection(struct tls_context *tls, int fd, struct machine *m,
 	return r;
 }
 
+/* hvctl restore: the stream from a snapshot file, read one way; nothing listens. Before
+ * anything starts, the file must open and have a valid header. */
+static int restore_from(struct receive_opts *o);
+static int receive_main(int argc, char **argv, bool restore);
+
+int hvctl_cmd_restore(int argc, char **argv)
+{
+	return receive_main(argc, argv, true);
+}
+
 int hvctl_cmd_receive(int argc, char **argv)
+{
+	return receive_main(argc, argv, false);
+}
+
+static int receive_main(int argc, char **argv, bool restore)
 {
 	static struct receive_opts o; /* static: the disk paths make it ~16 KiB */
 	o = (struct receive_opts){ .mem_backend = { .backend = GUEST_MEM_ANON } };
 	char err[512], peer[160], waiting_name[32], why[400], security[96], log_buf[4096];
 	struct tls_context *tls = NULL;
 	bool paused = false;
-	int r = parse_opts(argc, argv, &o);
+	int r = parse_opts(argc, argv, &o, restore);
 
 	if (r >= 0)
 		return r;
+	if (restore)
+		return restore_from(&o);
 	if (tls_options_any(&o.tls)) {
 		tls = tls_context_new(&o.tls, TLS_SERVER, err, sizeof(err));
 		if (!tls) {
@@ -465,5 +519,71 @@ out:
 	machine_destroy(&m);
 	close(stop.wake_fd);
 	tls_context_free(tls);
+	return status;
+}
+
+static int restore_from(struct receive_opts *o)
+{
+	char err[512], why[400], log_buf[4096];
+	struct snapshot_header h;
+	bool paused = false;
+
+	int fd = snapshot_open(o->from_file, &h, err, sizeof(err));
+	if (fd < 0) {
+		hv_error("%s", err);
+		return HV_EXIT_START_FAILED;
+	}
+	const char *name = o->name ? o->name : h.name;
+	if (o->detach && vm_process_detach(NULL) < 0) {
+		close(fd);
+		return HV_EXIT_START_FAILED;
+	}
+	struct receive_stop stop = { .conn_fd = -1, .lock = PTHREAD_MUTEX_INITIALIZER };
+	struct signal_watch sw;
+	struct machine m;
+	int status = HV_EXIT_START_FAILED;
+	signal_watch_block(&sw);
+	if (machine_reserve(&m, name) < 0) {
+		close(fd);
+		return HV_EXIT_START_FAILED;
+	}
+	control_set_incoming(m.control, "restoring", o->from_file, NULL);
+	control_set_stop_handler(m.control, request_stop, &stop);
+	signal_watch_start_fn(&sw, request_stop, &stop);
+	struct machine_config cfg = { .name = o->name, .console = o->console, .mem_backend = o->mem_backend,
+				      .cpu_model = o->cpu_model, .incoming_policy = &o->policy };
+	struct migrate_incoming_opts io = { .hello_by = deadline_in_ms(TLS_HANDSHAKE_TIMEOUT_MS),
+					    .stop = &stop.requested, .stray_reason = why,
+					    .stray_reason_len = sizeof(why), .arrived_paused = &paused,
+					    .from_file = true, .start_paused = o->paused };
+	struct wire_conn conn;
+	wire_conn_init_fd(&conn, fd);
+	set_conn_fd(&stop, fd);
+	int r = migrate_incoming(&conn, &m, &cfg, &io);
+	set_conn_fd(&stop, -1);
+	close(fd);
+	if (r == MIGRATE_INCOMING_STRAY)
+		hv_error("cannot restore '%s': %s", o->from_file, why);
+	if (r != 0) {
+		status = atomic_load(&stop.requested) ? 0 : HV_EXIT_START_FAILED;
+		goto out;
+	}
+	control_set_stop_handler(m.control, NULL, NULL);
+	control_set_incoming(m.control, NULL, NULL, NULL);
+	signal_watch_set_vm(&sw, &m.vm);
+	/* Detached, the caller returns only now: the VM runs (or it got the refusal). */
+	vm_process_detach_done(vm_process_log_path(o->log, o->detach, m.vm.name, log_buf, sizeof(log_buf)));
+	if (atomic_load(&stop.requested))
+		vm_request_stop(&m.vm, 0, "stopped by hvctl");
+	if (syscall_filter_install() < 0)
+		vm_request_stop(&m.vm, HV_EXIT_START_FAILED, "no system-call filter");
+	hv_info("%s: restored from %s (saved as '%s'), %s", m.vm.name, o->from_file, h.name,
+		paused ? "paused ('hvctl resume' runs it)" : "running");
+	status = machine_wait(&m);
+	if (status != 0)
+		hv_info("%s: %s", m.vm.name, m.vm.exit_reason);
+out:
+	signal_watch_stop(&sw);
+	machine_destroy(&m);
 	return status;
 }
