@@ -23,6 +23,7 @@ static const struct subcommand subcommands[] = {
 	{ "save", hvctl_cmd_save, "write a VM's whole state to a snapshot file" },
 	{ "receive", hvctl_cmd_receive, "wait for one incoming migration and run the guest" },
 	{ "restore", hvctl_cmd_restore, "start a VM from a snapshot file ('hvctl save')" },
+	{ "inspect", hvctl_cmd_inspect, "show what a snapshot file holds, start nothing" },
 	{ "cpu-models", hvctl_cmd_cpu_models, "list the CPU models this host can offer" },
 	{ "keygen", hvctl_cmd_keygen, "write a new pre-shared key for authenticated migration" },
 };

@@ -6,6 +6,7 @@
 int hvctl_cmd_run(int argc, char **argv);
 int hvctl_cmd_receive(int argc, char **argv);
 int hvctl_cmd_restore(int argc, char **argv);
+int hvctl_cmd_inspect(int argc, char **argv);
 int hvctl_cmd_migrate(int argc, char **argv);
 int hvctl_cmd_save(int argc, char **argv);
 int hvctl_cmd_cpu_models(int argc, char **argv);

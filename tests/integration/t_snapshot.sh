@@ -81,6 +81,18 @@ test_snapshot_bad_files_are_refused() {
 	wait_for "$T/g1.console" '^memtouch: tick=' 10
 	HV_RUN_DIR=$src_run "$HVCTL" save g1 "$f" --stop >/dev/null || fail "hvctl save failed"
 	size=$(stat -c %s "$f")
+	# inspect reads all of it, as a restore would, and starts nothing.
+	"$HVCTL" inspect "$f" >"$T/inspect" || { cat "$T/inspect"; fail "hvctl inspect failed"; }
+	cat "$T/inspect"
+	grep -q "^  saved .*, from VM 'g1'$" "$T/inspect" || fail "inspect does not name the VM"
+	grep -q '^  guest           64 MiB RAM, 1 vCPU, CPU model host, running when saved$' "$T/inspect" ||
+		fail "inspect does not show the guest"
+	grep -Eq '^  state           1 vCPU, 1 device \(com1\)$' "$T/inspect" || fail "inspect does not show the state"
+	grep -q '^  stream          protocol 2, .* records, complete' "$T/inspect" || fail "inspect does not say complete"
+	awk 'length > 79 { exit 1 }' "$T/inspect" || fail "inspect prints lines wider than 79 columns"
+	snap_no_vm g1
+	head -c $((size - 9)) "$f" >"$T/cut.snap"
+	expect_error "would not restore: .*truncated" "$HVCTL" inspect "$T/cut.snap"
 	snap_refused "$T/missing.snap" "cannot open snapshot '$T/missing.snap': No such file"
 	mkdir "$T/dir.snap"
 	snap_refused "$T/dir.snap" "is not a snapshot file \(not a regular file\)"
