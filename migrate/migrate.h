@@ -31,6 +31,7 @@ struct migrate_params {
 	struct tls_options tls;  /* none set: plain TCP */
 	bool offline;            /* a paused VM, moved without pre-copy rounds: memory once */
 	bool stop;               /* uri "file:PATH" (hvctl save): stop the VM once saved */
+	bool live;               /* hvctl save --live: pre-copy rounds into the file, then pause */
 };
 
 void migrate_params_default(struct migrate_params *p);

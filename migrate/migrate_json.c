@@ -32,6 +32,8 @@ void migrate_params_to_json(const struct migrate_params *p, struct json_object *
 		json_object_object_add(req, "offline", json_object_new_boolean(true));
 	if (p->stop)
 		json_object_object_add(req, "stop", json_object_new_boolean(true));
+	if (p->live)
+		json_object_object_add(req, "live", json_object_new_boolean(true));
 	add_str(req, "psk", p->tls.psk_file);
 	add_str(req, "tls_cert", p->tls.cert_file);
 	add_str(req, "tls_key", p->tls.key_file);
@@ -144,7 +146,8 @@ int migrate_params_from_json(struct json_object *req, struct migrate_params *p, 
 		return -1;
 	p->on_timeout = (enum migrate_on_timeout)c;
 	if (get_flag(req, "offline", &p->offline, err, errlen) < 0 ||
-	    get_flag(req, "stop", &p->stop, err, errlen) < 0)
+	    get_flag(req, "stop", &p->stop, err, errlen) < 0 ||
+	    get_flag(req, "live", &p->live, err, errlen) < 0)
 		return -1;
 	struct tls_options *t = &p->tls;
 	if (get_string(req, "psk", t->psk_file, sizeof(t->psk_file), err, errlen) < 0 ||

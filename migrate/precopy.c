@@ -572,7 +572,7 @@ static int switchover(struct source *s)
 	/* Device threads finish what they do and then stay off guest memory and the image. */
 	dev_registry_pause(&s->m->devs);
 	s->devices_paused = true;
-	if (s->p->offline || s->to_file)
+	if (s->p->offline || (s->to_file && !s->p->live))
 		return offline_pages(s, t_pause);
 	/* What the last pre-copy round left, plus what was dirtied since: all of it, now stable. */
 	uint64_t *left = malloc(s->dirty.words * sizeof(uint64_t));
@@ -708,7 +708,17 @@ static int save_to_file(struct source *s)
 	wire_conn_init_fd(&s->conn, s->fd);
 	snprintf(s->st->security, sizeof(s->st->security), "none");
 	report(s);
-	if (handshake(s) < 0 || switchover(s) < 0)
+	if (handshake(s) < 0)
+		return -1;
+	if (s->p->live) {
+		/* As a live migration: rounds while the guest runs, paused only for the last. */
+		if (dirty_start(&s->dirty, vm) < 0)
+			return failf(s, "cannot start dirty logging: %s", hv_last_error());
+		s->dirty_on = true;
+		if (precopy(s) < 0)
+			return -1;
+	}
+	if (switchover(s) < 0)
 		return -1;
 	s->snap.fd = s->fd;
 	return snapshot_commit(&s->snap, s->st->error, sizeof(s->st->error));
@@ -773,6 +783,8 @@ out:
 	if (s.to_file) {
 		if (r < 0)
 			snapshot_discard(&s.snap);
+		if (s.dirty_on)
+			dirty_stop(&s.dirty);
 		/* Saved or not, the VM goes on as it was, unless asked to stop once saved. */
 		if (s.devices_paused && (r < 0 || !p->stop))
 			dev_registry_resume(&m->devs);

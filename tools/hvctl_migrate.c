@@ -330,12 +330,15 @@ int hvctl_cmd_migrate(int argc, char **argv)
 static void save_usage(FILE *f)
 {
 	fprintf(f,
-		"usage: hvctl save NAME FILE [--stop] [--compress auto|zlib|none] [--json]\n"
+		"usage: hvctl save NAME FILE [--stop] [--live] [--compress auto|zlib|none]\n"
+		"         [--json]\n"
 		"\n"
 		"Writes VM NAME's whole state (memory, vCPUs, devices) to the snapshot FILE,\n"
 		"with the guest paused for it; then the VM goes on (paused if it was), or\n"
 		"ends with --stop. Zero and never-touched pages take no space. FILE must not\n"
 		"exist; it appears only once complete (written beside it, fsynced, renamed).\n"
+		"--live writes pre-copy rounds while the guest runs and pauses it only for\n"
+		"the last one, as a live migration does (a larger file, a shorter pause).\n"
 		"'hvctl restore FILE' starts the VM again, here or on another host.\n");
 }
 
@@ -370,6 +373,7 @@ int hvctl_cmd_save(int argc, char **argv)
 	static char file[sizeof(o.p.uri) - sizeof(SNAPSHOT_URI_PREFIX) + 1];
 	static const struct option longopts[] = {
 		{ "stop", no_argument, NULL, 's' }, { "compress", required_argument, NULL, 'c' },
+		{ "live", no_argument, NULL, 'l' },
 		{ "json", no_argument, NULL, 'j' }, { "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -382,6 +386,7 @@ int hvctl_cmd_save(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		switch (c) {
 		case 's': o.p.stop = true; break;
+		case 'l': o.p.live = true; break;
 		case 'j': o.json = 1; break;
 		case 'c':
 			if ((n = migrate_choice(optarg, migrate_compress_names, 3)) < 0) {

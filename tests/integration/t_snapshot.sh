@@ -153,3 +153,24 @@ test_snapshot_blkcheck_mid_io() {
 		>/dev/null || fail "hvctl restore --disk failed"
 	blk_finished b1 "$T/b1r.console" "$T/disk.img" 20 "$T/b1.console"
 }
+
+# --live: pre-copy rounds into the file while the guest rewrites its memory, paused only for
+# the last; 4 vCPUs on 2 host cores. Restored, the guest goes on with its memory intact.
+test_snapshot_live_save_of_a_busy_guest() {
+	local src_run=$T/run-a st
+	mkdir -p "$src_run"
+	HV_RUN_DIR=$src_run start_vm l1 --kernel "$GUEST" --mem 256M --cpus 4 --cmdline "prog=memtouch ws=32M rate=100"
+	mig_wait_field_above "$T/l1.console" 'memtouch: tick=' gen 1 15
+	HV_RUN_DIR=$src_run "$HVCTL" save l1 "$T/l1.snap" --live --stop --json >"$T/save.json" ||
+		{ cat "$T/save.json"; fail "hvctl save --live failed"; }
+	grep '"event":"migration-done"' "$T/save.json" | grep -q '"round":[1-9]' ||
+		{ tail -n 2 "$T/save.json"; fail "a live save ran no pre-copy round"; }
+	st=$(mig_field "$T/l1.console" 'memtouch: tick=' tick)
+	for _ in $(seq 100); do [ -e "$src_run/l1.lock" ] || break; sleep 0.1; done
+	"$HVCTL" restore "$T/l1.snap" --console "file:$T/l1r.console" --detach >/dev/null || fail "hvctl restore failed"
+	wait_for "$T/l1r.console" '^memtouch: tick=' 10
+	[ "$(mig_first_field "$T/l1r.console" 'memtouch: tick=' tick)" -ge "$st" ] || fail "the guest did not go on from where it was"
+	mig_wait_field_above "$T/l1r.console" 'memtouch: tick=' gen 2 20
+	mig_no_corrupt "$T/l1r.console"
+	"$HVCTL" stop l1 >/dev/null
+}
