@@ -14,7 +14,6 @@
 #include "hv/control.h"
 #include "hv/log.h"
 #include "hv/rundir.h"
-#include "migrate/migrate_control.h"
 
 static void machine_init(struct machine *m)
 {
@@ -212,12 +211,15 @@ static int start(struct machine *m, bool paused)
 		if (!m->control)
 			return -1;
 	}
-	if (!m->migration) {
+	if (!m->commands_attached) {
 		if (m->console.pty_path[0])
 			control_set_console_path(m->control, m->console.pty_path);
-		m->migration = migrate_control_register(m->control, m);
-		if (!m->migration)
-			return -1;
+		if (m->config.attach_commands) {
+			m->commands = m->config.attach_commands(m->control, m);
+			if (!m->commands)
+				return -1;
+		}
+		m->commands_attached = true;
 	}
 	return paused ? vm_start_paused(&m->vm) : vm_start(&m->vm);
 }
@@ -229,8 +231,10 @@ int machine_wait(struct machine *m)
 
 void machine_destroy(struct machine *m)
 {
-	migrate_control_stop(m->migration);
-	m->migration = NULL;
+	if (m->commands && m->config.detach_commands)
+		m->config.detach_commands(m->commands);
+	m->commands = NULL;
+	m->commands_attached = false;
 	if (m->control)
 		control_stop(m->control);
 	m->control = NULL;

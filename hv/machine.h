@@ -3,6 +3,7 @@
 #ifndef HV_MACHINE_H
 #define HV_MACHINE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "devices/virtio_devices.h"
@@ -11,8 +12,8 @@
 #include "hv/vm.h"
 
 struct control_server;
+struct machine;
 struct serial;
-struct migrate_job;
 struct dest_policy;
 
 struct machine_config {
@@ -32,6 +33,11 @@ struct machine_config {
 	/* hvctl receive: what an incoming migration may open here (migrate/dest_policy.h);
 	 * NULL opens no disk or TAP at all. */
 	const struct dest_policy *incoming_policy;
+	/* The control socket's commands of the layers above the core, attached when the VM
+	 * starts (hvctl: the migration's, migrate_control_register / migrate_control_stop);
+	 * NULL: the core's commands only. */
+	void *(*attach_commands)(struct control_server *cs, struct machine *m);
+	void (*detach_commands)(void *commands);
 };
 
 struct machine {
@@ -39,7 +45,8 @@ struct machine {
 	struct console console;
 	struct serial *serial; /* COM1, on the console */
 	struct control_server *control;
-	struct migrate_job *migration; /* the control socket's migrate commands */
+	void *commands; /* what config.attach_commands returned */
+	bool commands_attached;
 	struct virtio_devices *devices; /* the PCI bus and its virtio devices */
 	struct dev_registry devs;       /* every device with state, for migration */
 	struct machine_config config; /* as created (name, console and policy pointers cleared) */

@@ -157,3 +157,13 @@ void migrate_control_stop(struct migrate_job *job)
 	pthread_mutex_destroy(&job->lock);
 	free(job);
 }
+
+void *migrate_control_attach(struct control_server *cs, struct machine *m)
+{
+	return migrate_control_register(cs, m);
+}
+
+void migrate_control_detach(void *job)
+{
+	migrate_control_stop(job);
+}

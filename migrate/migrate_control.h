@@ -12,5 +12,8 @@ struct migrate_job;
 struct migrate_job *migrate_control_register(struct control_server *cs, struct machine *m);
 /* Cancels a migration in flight, waits for its thread, frees the slot. */
 void migrate_control_stop(struct migrate_job *job);
+/* The two as machine_config's attach_commands / detach_commands. */
+void *migrate_control_attach(struct control_server *cs, struct machine *m);
+void migrate_control_detach(void *job);
 
 #endif

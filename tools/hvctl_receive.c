@@ -25,6 +25,7 @@
 #include "migrate/channel.h"
 #include "migrate/dest_policy.h"
 #include "migrate/migrate.h"
+#include "migrate/migrate_control.h"
 #include "migrate/snapshot.h"
 #include "migrate/tls.h"
 #include "migrate/wire.h"
@@ -446,7 +447,9 @@ static int receive_main(int argc, char **argv, bool restore)
 	struct deadline wait_until = deadline_in_ms(o.timeout_s ? o.timeout_s * 1000 : -1);
 	struct machine_config cfg = { .name = o.name, .console = o.console, .mem_backend = o.mem_backend,
 				      .cpu_model = o.cpu_model,
-				      .incoming_policy = &o.policy };
+				      .incoming_policy = &o.policy,
+				      .attach_commands = migrate_control_attach,
+				      .detach_commands = migrate_control_detach };
 	for (int strays = 0;;) {
 		int left = deadline_left_ms(wait_until);
 		int fd = left == 0 ? -1
@@ -551,7 +554,9 @@ static int restore_from(struct receive_opts *o)
 	control_set_stop_handler(m.control, request_stop, &stop);
 	signal_watch_start_fn(&sw, request_stop, &stop);
 	struct machine_config cfg = { .name = o->name, .console = o->console, .mem_backend = o->mem_backend,
-				      .cpu_model = o->cpu_model, .incoming_policy = &o->policy };
+				      .cpu_model = o->cpu_model, .incoming_policy = &o->policy,
+				      .attach_commands = migrate_control_attach,
+				      .detach_commands = migrate_control_detach };
 	struct migrate_incoming_opts io = { .hello_by = deadline_in_ms(TLS_HANDSHAKE_TIMEOUT_MS),
 					    .stop = &stop.requested, .stray_reason = why,
 					    .stray_reason_len = sizeof(why), .arrived_paused = &paused,

@@ -7,9 +7,10 @@
 
 #include "hv/layout.h"
 #include "hv/log.h"
-#include "hv/syscall_filter.h"
 #include "hv/machine.h"
 #include "hv/parse.h"
+#include "hv/syscall_filter.h"
+#include "migrate/migrate_control.h"
 #include "tools/hvctl.h"
 #include "tools/vm_process.h"
 
@@ -180,7 +181,9 @@ int hvctl_cmd_run(int argc, char **argv)
 	cfg = (struct machine_config){ .name = o.name, .mem_size = o.mem,
 				       .mem_backend = o.mem_backend, .ncpus = o.cpus,
 				       .cpu_model = o.cpu_model,
-				       .console = o.console, .ndisks = o.ndisks, .nnics = o.nnics };
+				       .console = o.console, .ndisks = o.ndisks, .nnics = o.nnics,
+				       .attach_commands = migrate_control_attach,
+				       .detach_commands = migrate_control_detach };
 	memcpy(cfg.disks, o.disks, sizeof(cfg.disks));
 	memcpy(cfg.nics, o.nics, sizeof(cfg.nics));
 	if (machine_create(&m, &cfg) < 0)
