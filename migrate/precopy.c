@@ -720,6 +720,14 @@ static int save_to_file(struct source *s)
 	}
 	if (switchover(s) < 0)
 		return -1;
+	/* Everything is in the page cache: the guest need not wait for the disk. */
+	if (!s->p->stop) {
+		dev_registry_resume(&s->m->devs);
+		s->devices_paused = false;
+		if (s->paused_by_us)
+			vm_resume(vm);
+		s->paused_by_us = false;
+	}
 	s->snap.fd = s->fd;
 	return snapshot_commit(&s->snap, s->st->error, sizeof(s->st->error));
 }

@@ -15,6 +15,7 @@ test_snapshot_save_running_then_restore_elsewhere() {
 	mkdir -p "$src_run"
 	HV_RUN_DIR=$src_run start_vm s1 --kernel "$GUEST" --mem 256M --cmdline "prog=memtouch ws=16M rate=50"
 	mig_wait_field_above "$T/s1.console" 'memtouch: tick=' gen 1 15
+	st=$(mig_field "$T/s1.console" 'memtouch: tick=' tick) # before the save: the saved tick is later
 	HV_RUN_DIR=$src_run "$HVCTL" save s1 "$T/s1.snap" >"$T/save.out" 2>"$T/save.err" ||
 		{ cat "$T/save.out" "$T/save.err"; fail "hvctl save failed"; }
 	cat "$T/save.out"
@@ -24,7 +25,6 @@ test_snapshot_save_running_then_restore_elsewhere() {
 	[ "$size" -lt $((64 << 20)) ] || fail "a 256 MiB guest that touched ~16 MiB made a $size-byte file"
 	ls "$T" | grep -q 's1.snap.' && fail "a temporary file was left beside the snapshot"
 	HV_RUN_DIR=$src_run "$HVCTL" status s1 | grep -q '^state: *running' || fail "the saved VM does not run on"
-	st=$(mig_field "$T/s1.console" 'memtouch: tick=' tick)
 	HV_RUN_DIR=$src_run "$HVCTL" stop s1 >/dev/null
 	# An existing file is never replaced.
 	HV_RUN_DIR=$src_run start_vm s2 --kernel "$GUEST" --mem 64M --cmdline "prog=memtouch ws=4M rate=50"
