@@ -28,7 +28,7 @@ echo "| target | executions | seconds | coverage edges | crashes |"
 echo "|---|---:|---:|---:|---:|"
 for t in $targets; do
 	# No summary: the target was skipped (no libFuzzer) or did not build.
-	if ! read -r name runs secs cov crashes <"$BUILD/fuzz-$t/summary" 2>/dev/null; then
+	if ! read -r name runs secs cov crashes 2>/dev/null <"$BUILD/fuzz-$t/summary"; then
 		name=$t runs=- secs=- cov=- crashes=-
 	fi
 	echo "| $name | $runs | $secs | $cov | $crashes |"
