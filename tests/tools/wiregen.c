@@ -127,7 +127,7 @@ static void valid_hello(struct gen *g)
 
 /* A HELLO payload in JSON, framed by hand (for broken variants). */
 static const char hello_json[] =
-	"{\"protocol\":1,\"name\":\"wiregen\",\"uuid\":\"6f1d3c2a-9b7e-4c1d-8e2f-0a1b2c3d4e5f\","
+	"{\"protocol\":2,\"name\":\"wiregen\",\"uuid\":\"6f1d3c2a-9b7e-4c1d-8e2f-0a1b2c3d4e5f\","
 	"\"mem_size\":16777216,\"vcpus\":1,\"caps\":[\"zlib\"],\"cpuid\":[],"
 	"\"devices\":[{\"type\":\"serial\",\"name\":\"com1\"}]}";
 
@@ -245,11 +245,11 @@ static void m_bad_payload_crc(struct gen *g)
 	g->o.data[WIRE_HDR_SIZE + 10] ^= 0x20;
 }
 
-static void m_bad_json(struct gen *g) { hello_with(g, "{\"protocol\":1,\"name\":\"wiregen\",\"uuid\":"); }
+static void m_bad_json(struct gen *g) { hello_with(g, "{\"protocol\":2,\"name\":\"wiregen\",\"uuid\":"); }
 
 static void m_wrong_protocol(struct gen *g)
 {
-	hello_with(g, "{\"protocol\":2,\"name\":\"wiregen\",\"uuid\":\"6f1d3c2a-9b7e-4c1d-8e2f-0a1b2c3d4e5f\","
+	hello_with(g, "{\"protocol\":3,\"name\":\"wiregen\",\"uuid\":\"6f1d3c2a-9b7e-4c1d-8e2f-0a1b2c3d4e5f\","
 		      "\"mem_size\":16777216,\"vcpus\":1,\"cpuid\":[],"
 		      "\"devices\":[{\"type\":\"serial\",\"name\":\"com1\"}]}");
 }
@@ -278,7 +278,7 @@ static void m_many_vcpus(struct gen *g)
 
 static void m_unknown_device(struct gen *g)
 {
-	hello_with(g, "{\"protocol\":1,\"name\":\"wiregen\",\"uuid\":\"6f1d3c2a-9b7e-4c1d-8e2f-0a1b2c3d4e5f\","
+	hello_with(g, "{\"protocol\":2,\"name\":\"wiregen\",\"uuid\":\"6f1d3c2a-9b7e-4c1d-8e2f-0a1b2c3d4e5f\","
 		      "\"mem_size\":16777216,\"vcpus\":1,\"cpuid\":[],"
 		      "\"devices\":[{\"type\":\"serial\",\"name\":\"com1\"},{\"type\":\"frobnicator\"}]}");
 }
@@ -286,7 +286,7 @@ static void m_unknown_device(struct gen *g)
 /* The guest saw AVX and XSAVE (CPUID.1:ECX bits 28 and 26), which hv never offers here. */
 static void m_cpu_features(struct gen *g)
 {
-	hello_with(g, "{\"protocol\":1,\"name\":\"wiregen\",\"uuid\":\"6f1d3c2a-9b7e-4c1d-8e2f-0a1b2c3d4e5f\","
+	hello_with(g, "{\"protocol\":2,\"name\":\"wiregen\",\"uuid\":\"6f1d3c2a-9b7e-4c1d-8e2f-0a1b2c3d4e5f\","
 		      "\"mem_size\":16777216,\"vcpus\":1,\"cpuid\":[[1,0,0,0,335544320,0]],"
 		      "\"devices\":[{\"type\":\"serial\",\"name\":\"com1\"}]}");
 }
@@ -414,7 +414,7 @@ static const struct mode modes[] = {
 	{ "cut-hello", "a HELLO cut in the middle of its payload", m_cut_hello },
 	{ "bad-payload-crc", "a HELLO with one payload bit flipped", m_bad_payload_crc },
 	{ "bad-json", "a HELLO whose JSON ends early", m_bad_json },
-	{ "wrong-protocol", "a HELLO saying \"protocol\": 2", m_wrong_protocol },
+	{ "wrong-protocol", "a HELLO saying \"protocol\": 3", m_wrong_protocol },
 	{ "huge-mem", "a HELLO asking for 64 TiB of guest memory", m_huge_mem },
 	{ "many-vcpus", "a HELLO asking for 1024 vCPUs", m_many_vcpus },
 	{ "unknown-device", "a HELLO with a device type the destination lacks", m_unknown_device },
