@@ -8,8 +8,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "devices/legacy.h"
-#include "devices/serial.h"
 #include "hv/boot.h"
 #include "hv/control.h"
 #include "hv/log.h"
@@ -79,31 +77,13 @@ int machine_fill(struct machine *m, const struct machine_config *cfg)
 	return create(m, cfg);
 }
 
-/* Every device with state, under the names migration and snapshots use. */
-static int register_devices(struct machine *m)
-{
-	struct virtio_devices *d = m->devices;
-	char name[DEV_NAME_MAX];
-
-	memset(&m->devs, 0, sizeof(m->devs));
-	if (dev_registry_add(&m->devs, "com1", &serial_state_ops, m->serial) < 0)
-		return -1;
-	for (int i = 0; i < d->ndisks; i++) {
-		snprintf(name, sizeof(name), "disk%d", i);
-		if (dev_registry_add(&m->devs, name, &virtio_blk_state_ops, d->disks[i]) < 0)
-			return -1;
-	}
-	for (int i = 0; i < d->nnics; i++) {
-		snprintf(name, sizeof(name), "net%d", i);
-		if (dev_registry_add(&m->devs, name, &virtio_net_state_ops, d->nics[i]) < 0)
-			return -1;
-	}
-	return 0;
-}
-
 /* The VM, console and devices of a machine whose name is claimed. */
 static int create(struct machine *m, const struct machine_config *cfg)
 {
+	if (!cfg->board) {
+		hv_error("internal error: a machine without a board");
+		goto fail;
+	}
 	m->config = *cfg;
 	m->config.name = m->config.console = NULL;
 	m->config.incoming_policy = NULL;
@@ -115,11 +95,9 @@ static int create(struct machine *m, const struct machine_config *cfg)
 		control_attach_vm(m->control, &m->vm);
 	if (console_open(&m->console, cfg->console) < 0)
 		goto fail;
-	m->serial = serial_create(&m->vm, m->console.out_fd, m->console.in_fd);
-	if (!m->serial || legacy_devices_create(&m->vm) < 0)
-		goto fail;
-	m->devices = virtio_devices_create(&m->vm, cfg->disks, cfg->ndisks, cfg->nics, cfg->nnics);
-	if (!m->devices || register_devices(m) < 0)
+	memset(&m->devs, 0, sizeof(m->devs));
+	m->devices = cfg->board->create(m, cfg);
+	if (!m->devices)
 		goto fail;
 	return 0;
 fail:
@@ -239,11 +217,9 @@ void machine_destroy(struct machine *m)
 		control_stop(m->control);
 	m->control = NULL;
 	memset(&m->devs, 0, sizeof(m->devs));
-	virtio_devices_destroy(m->devices);
+	if (m->devices)
+		m->config.board->destroy(m->devices);
 	m->devices = NULL;
-	if (m->serial)
-		serial_destroy(m->serial);
-	m->serial = NULL;
 	if (m->vm_created)
 		vm_destroy(&m->vm);
 	m->vm_created = 0;

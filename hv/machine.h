@@ -6,15 +6,26 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "devices/virtio_devices.h"
 #include "hv/console.h"
 #include "hv/dev_state.h"
+#include "hv/device_spec.h"
 #include "hv/vm.h"
 
 struct control_server;
 struct machine;
-struct serial;
+struct machine_config;
 struct dest_policy;
+
+/* The devices of a machine. The core creates the VM, its console, name and control socket;
+ * what sits on the VM's buses is chosen by the layer above it (devices/board.h: the board
+ * hv emulates), so hv/ includes nothing from devices/. create puts the devices on m->vm
+ * (the console is open, so a serial port can use m->console) and registers every device
+ * with state in m->devs; it returns what destroy takes, or NULL with one hv_error line
+ * (having removed what it created). destroy runs after the vCPUs stopped. */
+struct machine_board {
+	void *(*create)(struct machine *m, const struct machine_config *cfg);
+	void (*destroy)(void *devices);
+};
 
 struct machine_config {
 	const char *name;
@@ -25,8 +36,9 @@ struct machine_config {
 	 * offers (an EVC-like ceiling; host: whatever this host can); the guest's own model
 	 * comes with it. */
 	enum cpu_model cpu_model;
+	const struct machine_board *board; /* required: what is on the buses */
 	const char *console; /* console spec, see console.h */
-	struct disk_spec disks[VIRTIO_MAX_DISKS]; /* --disk, see virtio_devices.h */
+	struct disk_spec disks[VIRTIO_MAX_DISKS]; /* --disk, see hv/device_spec.h */
 	int ndisks;
 	struct nic_spec nics[VIRTIO_MAX_NICS]; /* --net */
 	int nnics;
@@ -43,12 +55,11 @@ struct machine_config {
 struct machine {
 	struct vm vm;
 	struct console console;
-	struct serial *serial; /* COM1, on the console */
 	struct control_server *control;
 	void *commands; /* what config.attach_commands returned */
 	bool commands_attached;
-	struct virtio_devices *devices; /* the PCI bus and its virtio devices */
-	struct dev_registry devs;       /* every device with state, for migration */
+	void *devices;            /* what config.board->create returned */
+	struct dev_registry devs; /* every device with state, for migration and snapshots */
 	struct machine_config config; /* as created (name, console and policy pointers cleared) */
 	char name[VM_NAME_MAX];
 	int name_lock;

@@ -16,6 +16,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "devices/board.h"
+#include "devices/virtio_devices.h"
 #include "hv/control.h"
 #include "hv/layout.h"
 #include "hv/log.h"
@@ -448,7 +450,7 @@ static int receive_main(int argc, char **argv, bool restore)
 	struct machine_config cfg = { .name = o.name, .console = o.console, .mem_backend = o.mem_backend,
 				      .cpu_model = o.cpu_model,
 				      .incoming_policy = &o.policy,
-				      .attach_commands = migrate_control_attach,
+				      .board = &pc_board, .attach_commands = migrate_control_attach,
 				      .detach_commands = migrate_control_detach };
 	for (int strays = 0;;) {
 		int left = deadline_left_ms(wait_until);
@@ -555,7 +557,7 @@ static int restore_from(struct receive_opts *o)
 	signal_watch_start_fn(&sw, request_stop, &stop);
 	struct machine_config cfg = { .name = o->name, .console = o->console, .mem_backend = o->mem_backend,
 				      .cpu_model = o->cpu_model, .incoming_policy = &o->policy,
-				      .attach_commands = migrate_control_attach,
+				      .board = &pc_board, .attach_commands = migrate_control_attach,
 				      .detach_commands = migrate_control_detach };
 	struct migrate_incoming_opts io = { .hello_by = deadline_in_ms(TLS_HANDSHAKE_TIMEOUT_MS),
 					    .stop = &stop.requested, .stray_reason = why,

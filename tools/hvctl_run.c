@@ -5,6 +5,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "devices/board.h"
+#include "devices/virtio_devices.h"
 #include "hv/layout.h"
 #include "hv/log.h"
 #include "hv/machine.h"
@@ -182,7 +184,7 @@ int hvctl_cmd_run(int argc, char **argv)
 				       .mem_backend = o.mem_backend, .ncpus = o.cpus,
 				       .cpu_model = o.cpu_model,
 				       .console = o.console, .ndisks = o.ndisks, .nnics = o.nnics,
-				       .attach_commands = migrate_control_attach,
+				       .board = &pc_board, .attach_commands = migrate_control_attach,
 				       .detach_commands = migrate_control_detach };
 	memcpy(cfg.disks, o.disks, sizeof(cfg.disks));
 	memcpy(cfg.nics, o.nics, sizeof(cfg.nics));

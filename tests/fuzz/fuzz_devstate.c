@@ -57,17 +57,19 @@ static const uint8_t mac[6] = { 0x52, 0x54, 0x00, 0x12, 0x34, 0x56 };
 /* A machine with the devices of a migrating one, and the network behind its NIC. */
 struct rig {
 	struct machine m;
+	struct serial *com1;
+	struct virtio_devices *pci;
 	struct fuzz_network net;
 };
 
 static struct virtio_blk *disk(struct rig *r)
 {
-	return r->m.devices->disks[0];
+	return r->pci->disks[0];
 }
 
 static struct virtio_net *nic(struct rig *r)
 {
-	return r->m.devices->nics[0];
+	return r->pci->nics[0];
 }
 
 static void rig_create(struct rig *r)
@@ -77,9 +79,9 @@ static void rig_create(struct rig *r)
 	memset(r, 0, sizeof(*r));
 	if (!d || fake_vm_init(&r->m.vm, MEM, &fuzz_ram) < 0)
 		abort();
-	r->m.serial = serial_create(&r->m.vm, -1, -1);
+	r->com1 = serial_create(&r->m.vm, -1, -1);
 	d->pci = pci_bus_create(&r->m.vm);
-	if (!r->m.serial || !d->pci)
+	if (!r->com1 || !d->pci)
 		abort();
 	d->disks[0] = virtio_blk_create(d->pci, VIRTIO_DISK_SLOT(0), fuzz_disk_image(), false);
 	if (!d->disks[0])
@@ -90,9 +92,9 @@ static void rig_create(struct rig *r)
 	if (!d->nics[0])
 		abort();
 	d->nnics = 1;
-	r->m.devices = d;
-	/* Registered as machine.c registers them. */
-	if (dev_registry_add(&r->m.devs, "com1", &serial_state_ops, r->m.serial) < 0 ||
+	r->pci = d;
+	/* Registered as devices/board.c registers them. */
+	if (dev_registry_add(&r->m.devs, "com1", &serial_state_ops, r->com1) < 0 ||
 	    dev_registry_add(&r->m.devs, "disk0", &virtio_blk_state_ops, d->disks[0]) < 0 ||
 	    dev_registry_add(&r->m.devs, "net0", &virtio_net_state_ops, d->nics[0]) < 0)
 		abort();
@@ -102,9 +104,9 @@ static void rig_create(struct rig *r)
 
 static void rig_destroy(struct rig *r)
 {
-	virtio_devices_destroy(r->m.devices);
+	virtio_devices_destroy(r->pci);
 	fuzz_network_stop(&r->net);
-	serial_destroy(r->m.serial);
+	serial_destroy(r->com1);
 	fake_vm_fini(&r->m.vm);
 }
 
@@ -334,10 +336,10 @@ static void seed_running(struct rig *r)
 	uint8_t cmd[2] = { VIRTIO_NET_CTRL_ANNOUNCE, VIRTIO_NET_CTRL_ANNOUNCE_ACK };
 	uint8_t hdr[16] = { 0 }; /* VIRTIO_BLK_T_IN, sector 0 */
 
-	virtio_devices_resume(r->m.devices);
+	virtio_devices_resume(r->pci);
 	fuzz_bring_up(vm, VIRTIO_DISK_SLOT(0), 1, QSIZE, ~0ull, DISK_RING);
 	fuzz_bring_up(vm, VIRTIO_NIC_SLOT(0), 3, QSIZE, ~0ull, NIC_RING);
-	virtio_devices_pause(r->m.devices);
+	virtio_devices_pause(r->pci);
 	guest_mem_write(&vm->mem, buf, hdr, sizeof(hdr));
 	seed_post(vm, VIRTIO_DISK_SLOT(0), DISK_RING, 0,
 		  (const struct vdrv_seg[]){ { buf, 16, false }, { buf + 0x100, 512, true },

@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "devices/board.h"
 #include "hv/clock.h"
 #include "hv/layout.h"
 #include "hv/machine.h"
@@ -69,7 +70,8 @@ static int setup(void **state)
 	assert_non_null(mkdtemp(f->dir));
 	setenv("HV_RUN_DIR", f->dir, 1);
 	snprintf(log, sizeof(log), "file:%s/src.log", f->dir);
-	struct machine_config cfg = { .name = "src", .mem_size = MEM, .ncpus = CPUS, .console = log };
+	struct machine_config cfg = { .name = "src", .mem_size = MEM, .ncpus = CPUS, .board = &pc_board,
+				      .console = log };
 	assert_int_equal(machine_create(&f->src, &cfg), 0);
 	assert_int_equal(machine_load_kernel(&f->src, f->guest, NULL, "prog=smp"), 0);
 	assert_int_equal(machine_start(&f->src), 0);
@@ -101,7 +103,7 @@ static int teardown(void **state)
 static void *receive_one(void *arg)
 {
 	struct receiver *r = arg;
-	struct machine_config cfg = { .name = r->name, .console = "none" };
+	struct machine_config cfg = { .name = r->name, .board = &pc_board, .console = "none" };
 	struct migrate_incoming_opts o = { .hello_by = deadline_in_ms(10000), .arrived_paused = &r->paused };
 	struct wire_conn conn;
 	char why[256];
