@@ -8,12 +8,15 @@ cd "$(dirname "$0")/.."
 
 passed=0
 failed=0
+skipped=0
 failures=()
 
 run_cmocka() {
-	local bin=$1 out rc p f
+	local bin=$1 out rc p f s
 	out=$("$bin" 2>&1)
 	rc=$?
+	s=$(grep -Eo '^\[  SKIPPED \] [0-9]+' <<<"$out" | awk '{s+=$NF} END {print s+0}')
+	skipped=$((skipped + s))
 	p=$(grep -Eo '^\[  PASSED  \] [0-9]+' <<<"$out" | awk '{s+=$NF} END {print s+0}')
 	f=$(grep -Eo '^\[  FAILED  \] [0-9]+' <<<"$out" | awk '{s+=$NF} END {print s+0}')
 	if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
@@ -53,18 +56,19 @@ done
 
 # run_integration [REGEX]: tests/integration/run.sh, its counts added to ours.
 run_integration() {
-	local out ip if_
+	local out counts ip if_ is
 	out=$(mktemp)
 	tests/integration/run.sh "$@" | tee "$out"
-	ip=$(sed -n 's/^integration: \([0-9]*\) passed, \([0-9]*\) failed$/\1/p' "$out" | tail -1)
-	if_=$(sed -n 's/^integration: \([0-9]*\) passed, \([0-9]*\) failed$/\2/p' "$out" | tail -1)
+	counts=$(sed -n 's/^integration: \([0-9]*\) passed, \([0-9]*\) failed, \([0-9]*\) skipped$/\1 \2 \3/p' "$out" | tail -1)
 	rm -f "$out"
-	if [ -z "$ip" ]; then
+	if [ -z "$counts" ]; then
 		failed=$((failed + 1))
 		failures+=("integration runner")
 	else
+		read -r ip if_ is <<<"$counts"
 		passed=$((passed + ip))
 		failed=$((failed + if_))
+		skipped=$((skipped + is))
 	fi
 }
 
@@ -78,5 +82,5 @@ HV_TEST_UPTIME=2000000 run_integration \
 	'^test_(status_list_stop|pause_resume_keeps_memory_intact|console_pty|migrate_idle_hello|migrate_memtouch_rate50|migrate_cancel|migrate_no_convergence|migrate_json_events|migrate_destination_refusals|migrate_faults_stall_at_ack|migrate_faults_trickled_hello_is_dropped|tls_strays_then_real_source|tls_psk_refusals_then_migration|receive_.*)$'
 
 [ ${#failures[@]} -gt 0 ] && printf 'failed: %s\n' "${failures[@]}"
-echo "$passed passed, $failed failed"
+echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]
