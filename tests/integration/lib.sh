@@ -1,6 +1,7 @@
 # Helpers for integration tests. Each test runs in its own shell with its own HV_RUN_DIR
 # and scratch directory ($T), and everything it started is killed when it ends.
 HVCTL=${HVCTL:-$PWD/$BUILD/hvctl}
+HVCTL_BIN=${HV_REAL_HVCTL:-$HVCTL} # the executable itself (HVCTL is a wrapper without KVM: run.sh)
 GUEST=${GUEST:-$PWD/$BUILD/guests/hv-guest.elf}
 GUEST_BZ=${GUEST_BZ:-$PWD/$BUILD/guests/hv-guest.bzimage}
 

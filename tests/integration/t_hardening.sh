@@ -4,13 +4,13 @@
 
 test_hvctl_built_hardened() {
 	local dyn
-	dyn=$(readelf -dW "$HVCTL")
+	dyn=$(readelf -dW "$HVCTL_BIN")
 	grep -Eq 'BIND_NOW|FLAGS.*\bNOW\b' <<<"$dyn" || fail "hvctl is not linked with -z now (lazy binding)"
 	grep -q 'FLAGS_1.*PIE' <<<"$dyn" || fail "hvctl is not a position-independent executable"
-	readelf -lW "$HVCTL" | grep -q GNU_RELRO || fail "hvctl has no RELRO segment"
-	readelf -sW --dyn-syms "$HVCTL" | grep -q '__stack_chk_fail' ||
+	readelf -lW "$HVCTL_BIN" | grep -q GNU_RELRO || fail "hvctl has no RELRO segment"
+	readelf -sW --dyn-syms "$HVCTL_BIN" | grep -q '__stack_chk_fail' ||
 		fail "hvctl has no stack protector (__stack_chk_fail is not referenced)"
-	readelf -sW --dyn-syms "$HVCTL" | grep -Eq '__[a-z]+_chk(@|$| )' ||
+	readelf -sW --dyn-syms "$HVCTL_BIN" | grep -Eq '__[a-z]+_chk(@|$| )' ||
 		fail "hvctl has no FORTIFY_SOURCE checks (no __*_chk function is referenced)"
 }
 
