@@ -5,6 +5,7 @@
 #include "migrate/snapshot.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <libgen.h>
 #include <stdio.h>
@@ -50,6 +51,53 @@ static int write_all(int fd, const void *p, size_t n)
 	return 0;
 }
 
+void snapshot_header_encode(uint8_t b[SNAPSHOT_HEADER_SIZE], const struct snapshot_header *h)
+{
+	memset(b, 0, SNAPSHOT_HEADER_SIZE);
+	memcpy(b, magic, sizeof(magic));
+	put_le(b + 8, SNAPSHOT_VERSION, 4);
+	put_le(b + 12, SNAPSHOT_HEADER_SIZE, 4);
+	put_le(b + 16, h->created, 8);
+	put_le(b + 24, h->mem_size, 8);
+	put_le(b + 32, h->vcpus, 4);
+	snprintf((char *)b + 40, 64, "%s", h->name);
+	put_le(b + 124, crc32(0, b, 124), 4);
+}
+
+static bool all_zero(const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i])
+			return false;
+	return true;
+}
+
+int snapshot_header_decode(const uint8_t b[SNAPSHOT_HEADER_SIZE], struct snapshot_header *h,
+			   const char *path, char *err, size_t errlen)
+{
+	char shown[64];
+	size_t name_len = strnlen((const char *)b + 40, 64);
+
+	if (memcmp(b, magic, sizeof(magic)))
+		return hv_errf(err, errlen, "'%s' is not an hv snapshot (no hvSNAPSH header)", path);
+	h->version = (uint32_t)get_le(b + 8, 4);
+	if (h->version != SNAPSHOT_VERSION)
+		return hv_errf(err, errlen, "'%s' is a snapshot of version %u, this hv reads version %d",
+			       path, h->version, SNAPSHOT_VERSION);
+	/* The name must end inside its 64 bytes, and what is reserved must be zero: a header
+	 * that differs there was not written by this hv, whatever its CRC says. */
+	if (get_le(b + 124, 4) != crc32(0, b, 124) || get_le(b + 12, 4) != SNAPSHOT_HEADER_SIZE ||
+	    name_len == 64 || !all_zero(b + 36, 4) || !all_zero(b + 40 + name_len, 64 - name_len) ||
+	    !all_zero(b + 104, 20))
+		return hv_errf(err, errlen, "'%s': the snapshot header is damaged (bad CRC)", path);
+	h->created = get_le(b + 16, 8);
+	h->mem_size = get_le(b + 24, 8);
+	h->vcpus = (uint32_t)get_le(b + 32, 4);
+	printable_copy(shown, sizeof(shown), (const char *)b + 40, name_len);
+	snprintf(h->name, sizeof(h->name), "%s", shown);
+	return 0;
+}
+
 int snapshot_create(struct snapshot_out *o, const char *path, const struct snapshot_header *h,
 		    char *err, size_t errlen)
 {
@@ -70,14 +118,7 @@ int snapshot_create(struct snapshot_out *o, const char *path, const struct snaps
 		o->tmp[0] = '\0';
 		return hv_errf(err, errlen, "cannot create a file beside '%s': %s", path, strerror(e));
 	}
-	memcpy(b, magic, sizeof(magic));
-	put_le(b + 8, SNAPSHOT_VERSION, 4);
-	put_le(b + 12, SNAPSHOT_HEADER_SIZE, 4);
-	put_le(b + 16, h->created, 8);
-	put_le(b + 24, h->mem_size, 8);
-	put_le(b + 32, h->vcpus, 4);
-	snprintf((char *)b + 40, 64, "%s", h->name);
-	put_le(b + 124, crc32(0, b, 124), 4);
+	snapshot_header_encode(b, h);
 	if (write_all(o->fd, b, sizeof(b)) < 0) {
 		int e = errno;
 		snapshot_discard(o);
@@ -126,7 +167,6 @@ int snapshot_commit(struct snapshot_out *o, char *err, size_t errlen)
 int snapshot_open(const char *path, struct snapshot_header *h, char *err, size_t errlen)
 {
 	uint8_t b[SNAPSHOT_HEADER_SIZE];
-	char shown[64];
 	struct stat st;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 
@@ -142,24 +182,9 @@ int snapshot_open(const char *path, struct snapshot_header *h, char *err, size_t
 		return hv_errf(err, errlen, "'%s' is not a snapshot: %s", path,
 			       n <= 0 ? "the file is empty" : "shorter than a snapshot header");
 	}
-	if (memcmp(b, magic, sizeof(magic))) {
+	if (snapshot_header_decode(b, h, path, err, errlen) < 0) {
 		close(fd);
-		return hv_errf(err, errlen, "'%s' is not an hv snapshot (no hvSNAPSH header)", path);
+		return -1;
 	}
-	h->version = (uint32_t)get_le(b + 8, 4);
-	if (h->version != SNAPSHOT_VERSION) {
-		close(fd);
-		return hv_errf(err, errlen, "'%s' is a snapshot of version %u, this hv reads version %d",
-			       path, h->version, SNAPSHOT_VERSION);
-	}
-	if (get_le(b + 124, 4) != crc32(0, b, 124) || get_le(b + 12, 4) != SNAPSHOT_HEADER_SIZE) {
-		close(fd);
-		return hv_errf(err, errlen, "'%s': the snapshot header is damaged (bad CRC)", path);
-	}
-	h->created = get_le(b + 16, 8);
-	h->mem_size = get_le(b + 24, 8);
-	h->vcpus = (uint32_t)get_le(b + 32, 4);
-	printable_copy(shown, sizeof(shown), (const char *)b + 40, strnlen((const char *)b + 40, 63));
-	snprintf(h->name, sizeof(h->name), "%s", shown);
 	return fd;
 }

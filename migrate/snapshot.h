@@ -37,6 +37,13 @@ int snapshot_commit(struct snapshot_out *o, char *err, size_t errlen);
 /* Failed: removes the temporary file. */
 void snapshot_discard(struct snapshot_out *o);
 
+/* The 128-byte header as written, and as read back: decode checks it whole (magic, version,
+ * size, reserved bytes zero, CRC) and names `path` in its one line in err if it is not a
+ * snapshot header. 0 or -1. */
+void snapshot_header_encode(uint8_t b[SNAPSHOT_HEADER_SIZE], const struct snapshot_header *h);
+int snapshot_header_decode(const uint8_t b[SNAPSHOT_HEADER_SIZE], struct snapshot_header *h,
+			   const char *path, char *err, size_t errlen);
+
 /* Opens a snapshot for reading and checks its header; the fd is then at the stream. The fd,
  * or -1 with one line in err (missing, not a regular file, empty, not a snapshot, another
  * version, a damaged header). */

@@ -9,7 +9,8 @@
  * page_codec_decode) and the streaming one (wire_recv_hdr + page_codec_recv straight into a
  * fake guest RAM, wire_recv_payload for the others), plus the record-order checker. A
  * DEVICE_STATE blob is walked section by section (hv/state_enc.h) as every device's load
- * starts. */
+ * starts. With FUZZ_MODE_SNAPSHOT the input is a snapshot file: the header `hvctl restore`
+ * and `hvctl inspect` read first (migrate/snapshot.h), then the stream. */
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -20,6 +21,7 @@
 #include "hv/state_enc.h"
 #include "migrate/cpu_state.h"
 #include "migrate/page_codec.h"
+#include "migrate/snapshot.h"
 #include "migrate/wire.h"
 #include "tests/fuzz/fuzz_common.h"
 
@@ -175,6 +177,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	mode = data[0];
 	data++;
 	size--;
+	if (mode & FUZZ_MODE_SNAPSHOT) {
+		uint8_t h[SNAPSHOT_HEADER_SIZE];
+		struct snapshot_header sh;
+		char err[256];
+
+		if (size < sizeof(h))
+			return 0;
+		memcpy(h, data, sizeof(h));
+		if (mode & FUZZ_MODE_FIX_CRC)
+			wire_put_u32(h + 124, (uint32_t)crc32(0, h, 124));
+		snapshot_header_decode(h, &sh, "fuzz", err, sizeof(err));
+		data += sizeof(h);
+		size -= sizeof(h);
+	}
 	buf = malloc(size ? size : 1); /* exact size: ASan sees any over-read */
 	if (!buf)
 		return 0;

@@ -12,6 +12,7 @@
 #include "hv/state_enc.h"
 #include "migrate/cpu_state.h"
 #include "migrate/page_codec.h"
+#include "migrate/snapshot.h"
 #include "migrate/wire.h"
 #include "tests/unit/page_batch.h"
 #include "tests/fuzz/fuzz_common.h"
@@ -31,6 +32,15 @@ static int seed_open(const char *dir, const char *name, uint8_t mode, struct wir
 	}
 	if (write(fd, &mode, 1) != 1)
 		exit(1);
+	if (mode & FUZZ_MODE_SNAPSHOT) {
+		struct snapshot_header h = { .created = 1764979200, .mem_size = FUZZ_GUEST_PAGES * WIRE_PAGE_SIZE,
+					     .vcpus = 1, .name = "seed" };
+		uint8_t b[SNAPSHOT_HEADER_SIZE];
+
+		snapshot_header_encode(b, &h);
+		if (write(fd, b, sizeof(b)) != (ssize_t)sizeof(b))
+			exit(1);
+	}
 	wire_conn_init_fd(c, fd);
 	return fd;
 }
@@ -159,6 +169,8 @@ int main(int argc, char **argv)
 	}
 	seed_migration(argv[1], "migration", 0);
 	seed_migration(argv[1], "migration-fixcrc", FUZZ_MODE_FIX_CRC | FUZZ_MODE_FIX_SEQ);
+	seed_migration(argv[1], "snapshot", FUZZ_MODE_SNAPSHOT);
+	seed_migration(argv[1], "snapshot-fixcrc", FUZZ_MODE_SNAPSHOT | FUZZ_MODE_FIX_CRC | FUZZ_MODE_FIX_SEQ);
 	seed_replies(argv[1]);
 	return 0;
 }
