@@ -9,6 +9,7 @@
 
 #include "hv/log.h"
 #include "hv/parse.h"
+#include "hv/printable.h"
 #include "migrate/device_state.h"
 #include "migrate/page_codec.h"
 #include "migrate/snapshot.h"
@@ -122,7 +123,7 @@ int hvctl_cmd_inspect(int argc, char **argv)
 	struct snapshot_header h;
 	struct source_devices *src = calloc(1, sizeof(*src));
 	struct summary s = { .hello = calloc(1, sizeof(struct wire_hello)) };
-	char err[1024], when[40] = "?";
+	char err[1024], when[40] = "?", shown[VIRTIO_DISK_PATH_MAX];
 	int rc = 1;
 
 	if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
@@ -165,10 +166,11 @@ int hvctl_cmd_inspect(int argc, char **argv)
 	       s.devices == 1 ? "" : "s", s.device_names);
 	if (device_state_parse_list(s.hello->devices_json[0] ? s.hello->devices_json : "[]", src, err,
 				    sizeof(err)) == 0) {
+		/* The path is the file's: what a crafted file holds never reaches the terminal raw. */
 		for (int i = 0; i < src->ndisks; i++)
 			printf("  disk%d           %s (%llu MiB, %s; restore: --disk)\n", i,
-			       src->disks[i].path, (unsigned long long)(src->disks[i].sectors >> 11),
-			       src->disks[i].ro ? "ro" : "rw");
+			       printable(shown, sizeof(shown), src->disks[i].path),
+			       (unsigned long long)(src->disks[i].sectors >> 11), src->disks[i].ro ? "ro" : "rw");
 		for (int i = 0; i < src->nnics; i++) {
 			char mac[18];
 			format_mac(src->macs[i], mac);

@@ -120,3 +120,48 @@ test_netecho_guest_announce_after_migration() {
 	! grep -Eq 'CORRUPT|FATAL|hv-guest: exit' "$T/b.console" || fail "the guest failed on B"
 	"$HVCTL" stop ann2 || fail "stop failed"
 }
+
+# A snapshot of a netecho guest restored on another "host": saved with --stop on A, restored
+# on B (its own namespace, TAP and run directory), it keeps its MAC, announces itself there
+# and answers UDP and ping on B's TAP.
+test_netecho_snapshot_restored_on_another_host() {
+	local A=hvsnA-$$ B=hvsnB-$$ TAP=hvst$$
+	cat >"$T/cleanup" <<-EOS
+		#!/bin/bash
+		for ns in $A $B; do
+			for pid in \$(ip netns pids \$ns 2>/dev/null); do kill -9 \$pid 2>/dev/null; done
+		done
+		sleep 0.2
+		ip -n $A link del $TAP 2>/dev/null
+		ip -n $B link del $TAP 2>/dev/null
+		ip netns del $A 2>/dev/null
+		ip netns del $B 2>/dev/null
+		exit 0
+	EOS
+	chmod +x "$T/cleanup"
+	ip netns add "$A" && ip netns add "$B" || fail "cannot create namespaces"
+	for ns in "$A" "$B"; do
+		ip -n "$ns" link set lo up
+		ip -n "$ns" tuntap add dev "$TAP" mode tap || fail "cannot create TAP $TAP in $ns"
+		ip -n "$ns" addr add 10.86.0.1/24 dev "$TAP"
+		ip -n "$ns" link set "$TAP" up
+	done
+	mkdir -p "$T/runA" "$T/runB"
+	ip netns exec "$A" env HV_RUN_DIR="$T/runA" "$HVCTL" run --detach --name snap --console "file:$T/a.console" \
+		--kernel "$GUEST" --net "tap=$TAP,mac=52:54:00:86:00:02" --cmdline "prog=netecho ip=10.86.0.2 port=7777" \
+		>/dev/null || fail "cannot start netecho on A"
+	wait_for "$T/a.console" '^READY' 20
+	ip netns exec "$A" "$UDPECHO" 10.86.0.2 7777 20 >"$T/u1" || { cat "$T/u1"; fail "UDP echo on A failed"; }
+	ip netns exec "$A" env HV_RUN_DIR="$T/runA" "$HVCTL" save snap "$T/snap.snap" --stop >"$T/save.out" 2>&1 ||
+		{ cat "$T/save.out"; fail "hvctl save --stop failed"; }
+	"$HVCTL" inspect "$T/snap.snap" >"$T/inspect" || { cat "$T/inspect"; fail "hvctl inspect failed"; }
+	grep -q '^  net0 ' "$T/inspect" || { cat "$T/inspect"; fail "inspect does not show the NIC"; }
+	ip netns exec "$B" env HV_RUN_DIR="$T/runB" "$HVCTL" restore "$T/snap.snap" --net "tap=$TAP" \
+		--console "file:$T/b.console" --detach >/dev/null || fail "hvctl restore on B failed"
+	wait_for "$T/b.console" '^netecho: announce: gratuitous ARP sent, ack=ok$' 10
+	ip netns exec "$B" ping -c 2 -W 2 10.86.0.2 >"$T/ping" || { cat "$T/ping"; fail "no ping answer on B"; }
+	ip netns exec "$B" "$UDPECHO" 10.86.0.2 7777 20 >"$T/u2" || { cat "$T/u2"; fail "UDP echo on B failed"; }
+	ip -n "$B" neigh show 10.86.0.2 | grep -q 'lladdr 52:54:00:86:00:02' || fail "the MAC changed on B"
+	! grep -Eq 'CORRUPT|FATAL|hv-guest: exit' "$T/b.console" || fail "the guest failed on B"
+	ip netns exec "$B" env HV_RUN_DIR="$T/runB" "$HVCTL" stop snap || fail "stop failed"
+}

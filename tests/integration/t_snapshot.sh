@@ -73,7 +73,7 @@ snap_refused() {
 }
 
 # Bad files: missing, a directory, empty, not a snapshot, another version, a damaged header,
-# cut short, one byte flipped in memory or in the device state at the end.
+# cut short, one byte flipped in memory, in a vCPU's state or in the device state at the end.
 test_snapshot_bad_files_are_refused() {
 	local src_run=$T/run-a f=$T/good.snap size
 	mkdir -p "$src_run"
@@ -113,6 +113,14 @@ test_snapshot_bad_files_are_refused() {
 	cp "$f" "$T/mem.snap"
 	printf '\x5a' | dd of="$T/mem.snap" bs=1 seek=$((size / 2)) conv=notrunc status=none
 	snap_refused "$T/mem.snap" "cannot restore the snapshot: .*(CRC|corrupt)"
+	# A byte of the first vCPU's state (its record header is found by its magic, version 2
+	# and type 5; 100 bytes into the blob is its register section).
+	local cpu
+	cpu=$(LC_ALL=C grep -obUaP '\x68\x76\x6d\x67\x02\x00\x05\x00' "$f" | tail -n 1 | cut -d: -f1)
+	[ -n "$cpu" ] || fail "no vCPU state record in the snapshot"
+	cp "$f" "$T/cpu.snap"
+	printf '\x5a' | dd of="$T/cpu.snap" bs=1 seek=$((cpu + 32 + 100)) conv=notrunc status=none
+	snap_refused "$T/cpu.snap" "cannot restore the snapshot: .*(CRC|corrupt)"
 	cp "$f" "$T/dev.snap"
 	printf '\x5a' | dd of="$T/dev.snap" bs=1 seek=$((size - 200)) conv=notrunc status=none
 	snap_refused "$T/dev.snap" "cannot restore the snapshot: .*(CRC|corrupt)"
