@@ -72,32 +72,42 @@ test_netbench_udp_to_host() {
 	[ "$got" -ge $((sent * 9 / 10)) ] || fail "host received $got of $sent datagrams"
 }
 
-test_netecho_guest_announce_after_migration() {
-	# Two "lab machines" (namespaces joined by a veth pair, 10.99.0.1 and 10.99.0.2), each
-	# with its own TAP of the same name at 10.88.0.1/24. netecho runs on A, is live-migrated
-	# to B, and must announce itself there (VIRTIO_NET_F_GUEST_ANNOUNCE: gratuitous ARP and
-	# VIRTIO_NET_CTRL_ANNOUNCE_ACK) and answer ping and UDP on B's TAP.
-	local A=hvnetA-$$ B=hvnetB-$$ TAP=hvtap$$
+# net_hosts A B TAP ADDR: two "lab machines" (network namespaces A and B), each with a TAP
+# called TAP at ADDR/24, up; $T/cleanup stops what runs in them and removes them.
+net_hosts() {
+	local A=$1 B=$2 TAP=$3 addr=$4 ns
 	cat >"$T/cleanup" <<-EOS
 		#!/bin/bash
+		for ns in $A $B; do
+			for pid in \$(ip netns pids \$ns 2>/dev/null); do kill -9 \$pid 2>/dev/null; done
+		done
+		sleep 0.2
 		ip -n $A link del $TAP 2>/dev/null
 		ip -n $B link del $TAP 2>/dev/null
-		ip -n $A link del hvva$$ 2>/dev/null
 		ip netns del $A 2>/dev/null
 		ip netns del $B 2>/dev/null
 		exit 0
 	EOS
 	chmod +x "$T/cleanup"
 	ip netns add "$A" && ip netns add "$B" || fail "cannot create namespaces"
-	ip -n "$A" link add "hvva$$" type veth peer name "hvvb$$" netns "$B" || fail "cannot create the veth pair"
-	ip -n "$A" addr add 10.99.0.1/24 dev "hvva$$"
-	ip -n "$B" addr add 10.99.0.2/24 dev "hvvb$$"
 	for ns in "$A" "$B"; do
 		ip -n "$ns" link set lo up
 		ip -n "$ns" tuntap add dev "$TAP" mode tap || fail "cannot create TAP $TAP in $ns"
-		ip -n "$ns" addr add 10.88.0.1/24 dev "$TAP"
+		ip -n "$ns" addr add "$addr/24" dev "$TAP"
 		ip -n "$ns" link set "$TAP" up
 	done
+}
+
+test_netecho_guest_announce_after_migration() {
+	# Two "lab machines" (namespaces joined by a veth pair, 10.99.0.1 and 10.99.0.2), each
+	# with its own TAP of the same name at 10.88.0.1/24. netecho runs on A, is live-migrated
+	# to B, and must announce itself there (VIRTIO_NET_F_GUEST_ANNOUNCE: gratuitous ARP and
+	# VIRTIO_NET_CTRL_ANNOUNCE_ACK) and answer ping and UDP on B's TAP.
+	local A=hvnetA-$$ B=hvnetB-$$ TAP=hvtap$$
+	net_hosts "$A" "$B" "$TAP" 10.88.0.1
+	ip -n "$A" link add "hvva$$" type veth peer name "hvvb$$" netns "$B" || fail "cannot create the veth pair"
+	ip -n "$A" addr add 10.99.0.1/24 dev "hvva$$"
+	ip -n "$B" addr add 10.99.0.2/24 dev "hvvb$$"
 	ip -n "$A" link set "hvva$$" up
 	ip -n "$B" link set "hvvb$$" up
 
@@ -126,26 +136,7 @@ test_netecho_guest_announce_after_migration() {
 # and answers UDP and ping on B's TAP.
 test_netecho_snapshot_restored_on_another_host() {
 	local A=hvsnA-$$ B=hvsnB-$$ TAP=hvst$$
-	cat >"$T/cleanup" <<-EOS
-		#!/bin/bash
-		for ns in $A $B; do
-			for pid in \$(ip netns pids \$ns 2>/dev/null); do kill -9 \$pid 2>/dev/null; done
-		done
-		sleep 0.2
-		ip -n $A link del $TAP 2>/dev/null
-		ip -n $B link del $TAP 2>/dev/null
-		ip netns del $A 2>/dev/null
-		ip netns del $B 2>/dev/null
-		exit 0
-	EOS
-	chmod +x "$T/cleanup"
-	ip netns add "$A" && ip netns add "$B" || fail "cannot create namespaces"
-	for ns in "$A" "$B"; do
-		ip -n "$ns" link set lo up
-		ip -n "$ns" tuntap add dev "$TAP" mode tap || fail "cannot create TAP $TAP in $ns"
-		ip -n "$ns" addr add 10.86.0.1/24 dev "$TAP"
-		ip -n "$ns" link set "$TAP" up
-	done
+	net_hosts "$A" "$B" "$TAP" 10.86.0.1
 	mkdir -p "$T/runA" "$T/runB"
 	ip netns exec "$A" env HV_RUN_DIR="$T/runA" "$HVCTL" run --detach --name snap --console "file:$T/a.console" \
 		--kernel "$GUEST" --net "tap=$TAP,mac=52:54:00:86:00:02" --cmdline "prog=netecho ip=10.86.0.2 port=7777" \
