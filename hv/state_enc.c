@@ -51,12 +51,12 @@ static void put_le(uint8_t *p, uint64_t v, int n)
 		p[i] = (uint8_t)(v >> (8 * i));
 }
 
-static void out_le(struct state_out *o, uint64_t v, int n)
+void state_out_le(struct state_out *o, uint64_t v, unsigned n)
 {
-	uint8_t *p = room(o, (size_t)n);
+	uint8_t *p = room(o, n);
 
 	if (p)
-		put_le(p, v, n);
+		put_le(p, v, (int)n);
 }
 
 void state_out_begin(struct state_out *o, unsigned id)
@@ -81,22 +81,22 @@ void state_out_end(struct state_out *o)
 
 void state_out_u8(struct state_out *o, uint8_t v)
 {
-	out_le(o, v, 1);
+	state_out_le(o, v, 1);
 }
 
 void state_out_u16(struct state_out *o, uint16_t v)
 {
-	out_le(o, v, 2);
+	state_out_le(o, v, 2);
 }
 
 void state_out_u32(struct state_out *o, uint32_t v)
 {
-	out_le(o, v, 4);
+	state_out_le(o, v, 4);
 }
 
 void state_out_u64(struct state_out *o, uint64_t v)
 {
-	out_le(o, v, 8);
+	state_out_le(o, v, 8);
 }
 
 void state_out_bytes(struct state_out *o, const void *p, size_t n)
@@ -186,31 +186,31 @@ static const uint8_t *take(struct state_sec *s, size_t n)
 	return p;
 }
 
-static uint64_t sec_le(struct state_sec *s, int n)
+uint64_t state_sec_le(struct state_sec *s, unsigned n)
 {
-	const uint8_t *p = take(s, (size_t)n);
+	const uint8_t *p = take(s, n);
 
-	return p ? get_le(p, n) : 0;
+	return p ? get_le(p, (int)n) : 0;
 }
 
 uint8_t state_sec_u8(struct state_sec *s)
 {
-	return (uint8_t)sec_le(s, 1);
+	return (uint8_t)state_sec_le(s, 1);
 }
 
 uint16_t state_sec_u16(struct state_sec *s)
 {
-	return (uint16_t)sec_le(s, 2);
+	return (uint16_t)state_sec_le(s, 2);
 }
 
 uint32_t state_sec_u32(struct state_sec *s)
 {
-	return (uint32_t)sec_le(s, 4);
+	return (uint32_t)state_sec_le(s, 4);
 }
 
 uint64_t state_sec_u64(struct state_sec *s)
 {
-	return sec_le(s, 8);
+	return state_sec_le(s, 8);
 }
 
 void state_sec_bytes(struct state_sec *s, void *dst, size_t n)

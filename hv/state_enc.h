@@ -1,5 +1,5 @@
-/* The one encoding of saved state (devices now; docs/migration-protocol.md, "State
- * sections"): a blob is a run of typed, sized sections
+/* The one encoding of saved state: of every device, of the vCPUs and of the VM's irqchips, PIT
+ * and clock (docs/migration-protocol.md, 3.5 and 5). A blob is a run of typed, sized sections
  *     u16 id, u16 reserved (0), u32 size, then size bytes of body,
  * and a body is fields written one by one, fixed width, little endian; never a host
  * struct, so padding and field order of the C code are not the format.
@@ -36,6 +36,8 @@ void state_out_u8(struct state_out *o, uint8_t v);
 void state_out_u16(struct state_out *o, uint16_t v);
 void state_out_u32(struct state_out *o, uint32_t v);
 void state_out_u64(struct state_out *o, uint64_t v);
+/* The low n bytes (1..8) of v: for writers whose field widths are data (a table of fields). */
+void state_out_le(struct state_out *o, uint64_t v, unsigned n);
 void state_out_bytes(struct state_out *o, const void *p, size_t n);
 /* 0, or -ENOMEM if anything could not be written. */
 int state_out_error(const struct state_out *o);
@@ -65,6 +67,8 @@ uint8_t state_sec_u8(struct state_sec *s);
 uint16_t state_sec_u16(struct state_sec *s);
 uint32_t state_sec_u32(struct state_sec *s);
 uint64_t state_sec_u64(struct state_sec *s);
+/* The next n bytes (1..8) as a little-endian integer. */
+uint64_t state_sec_le(struct state_sec *s, unsigned n);
 void state_sec_bytes(struct state_sec *s, void *dst, size_t n);
 /* The section was read exactly to its end: 0, or -1 with one line in err naming `what`,
  * the size it has and the size it should have. */

@@ -59,6 +59,39 @@ static void test_round_trip_little_endian(void **state)
 	state_out_free(&o);
 }
 
+/* state_out_le / state_sec_le: a width given as data, as the field tables of cpu_state use it. */
+static void test_width_as_data(void **state)
+{
+	(void)state;
+	struct state_out o;
+	struct state_in in;
+	struct state_sec s;
+	char err[200] = "";
+	static const uint8_t body[] = { 0xab, 0x34, 0x12, 0x03, 0x02, 0x01, 0xef, 0xbe, 0xad, 0xde };
+
+	state_out_init(&o);
+	state_out_begin(&o, 7);
+	state_out_le(&o, 0xab, 1);
+	state_out_le(&o, 0xff1234, 2); /* only the low bytes */
+	state_out_le(&o, 0x010203, 3);
+	state_out_le(&o, 0xdeadbeef, 4);
+	state_out_end(&o);
+	assert_int_equal(state_out_error(&o), 0);
+	assert_int_equal(o.len, 8 + sizeof(body));
+	assert_memory_equal(o.buf + 8, body, sizeof(body));
+
+	state_in_init(&in, o.buf, o.len);
+	assert_int_equal(state_in_next(&in, &s, err, sizeof(err)), 1);
+	assert_int_equal(state_sec_le(&s, 1), 0xab);
+	assert_int_equal(state_sec_le(&s, 2), 0x1234);
+	assert_int_equal(state_sec_le(&s, 3), 0x010203);
+	assert_int_equal(state_sec_le(&s, 4), 0xdeadbeef);
+	assert_int_equal(state_sec_end(&s, "widths", err, sizeof(err)), 0);
+	assert_int_equal(state_sec_le(&s, 8), 0); /* past the end: zero, and the section is short */
+	assert_int_equal(state_sec_end(&s, "widths", err, sizeof(err)), -1);
+	state_out_free(&o);
+}
+
 /* Walks a blob to its end; the first refusal's return value (-1), or 0. */
 static int walk(const uint8_t *p, size_t len, char *err, size_t errlen)
 {
@@ -147,6 +180,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_round_trip_little_endian),
+		cmocka_unit_test(test_width_as_data),
 		cmocka_unit_test(test_every_cut_of_a_header_is_refused),
 		cmocka_unit_test(test_bad_ids_and_repeats_are_refused),
 		cmocka_unit_test(test_a_section_must_be_read_exactly),
