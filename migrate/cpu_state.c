@@ -9,13 +9,12 @@
 #include <sys/ioctl.h>
 
 #include "hv/log.h"
+#include "hv/state_enc.h"
 #include "migrate/wire.h"
 
-#define CPU_STATE_MAGIC_VCPU 0x50436876u /* bytes "hvCP" */
-#define CPU_STATE_MAGIC_VM 0x4d566876u   /* bytes "hvVM" */
+#define CPU_STATE_MAGIC_VCPU 0x50436876u /* bytes "vhCP" */
+#define CPU_STATE_MAGIC_VM 0x4d566876u   /* bytes "vhVM" */
 #define CPU_STATE_HDR_SIZE 16
-#define CPU_STATE_SEC_HDR_SIZE 8
-#define CPU_STATE_MAX_SECTIONS 32
 
 /* Section ids of a vCPU blob. */
 enum cpu_state_vcpu_section {
@@ -470,357 +469,525 @@ int cpu_state_restore_all(int vm_fd, int kvm_fd, const int *vcpu_fds, const stru
 	return rc;
 }
 
-/* ---- Serialisation ---- */
+/* ---- Serialisation ----
+ *
+ * A blob is a 16-byte header, then sections of hv/state_enc.h. The header counts the
+ * sections, so a blob cut at a section boundary is refused too. Each section body is a host
+ * struct written field by field, in the order of its table below: the tables are the wire
+ * format (docs/migration-protocol.md, 5), and what they leave out (padding, reserved words,
+ * the unused rest of a union) never goes on the wire. */
 
-struct cpu_state_out {
-	uint8_t *buf;
-	size_t cap, len;
-	unsigned nsections;
-	bool full;
+/* `count` values of `width` bytes (1, 2, 4 or 8), back to back at `offset` in a host struct.
+ * Width 1 goes as bytes, wider values little endian. */
+struct cpu_state_field {
+	uint32_t offset;
+	uint8_t width;
+	uint16_t count;
 };
 
-static void cpu_state_put_section(struct cpu_state_out *o, uint16_t id, const void *body,
-				  size_t size)
+/* 0, or a compile error (an array of negative size) when cond is false: every table entry
+ * checks that the host struct really has the bytes it claims. */
+#define SIZE_CHECK(cond) (sizeof(char[(cond) ? 1 : -1]) - 1)
+#define MEMBER_SIZE(T, m) sizeof(((T *)0)->m)
+
+/* Member m of T: `count` values of `width` bytes. */
+#define FIELD(T, m, width, count)                                                       \
+	{ offsetof(T, m) + SIZE_CHECK(MEMBER_SIZE(T, m) == (width) * (count)), width, count }
+/* Members first..last of T, with no padding between them: `count` values of `width` bytes. */
+#define SPAN(T, first, last, width, count)                                              \
+	{ offsetof(T, first) + SIZE_CHECK(offsetof(T, last) + MEMBER_SIZE(T, last) -      \
+					  offsetof(T, first) == (width) * (count)),       \
+	  width, count }
+#define TABLE(t) t, sizeof(t) / sizeof(t[0])
+
+/* struct kvm_segment: base, limit, selector, then the bytes type, present, dpl, db, s, l, g,
+ * avl, unusable (23 bytes); struct kvm_dtable: base, limit (10 bytes). */
+#define SEGMENT(T, seg)                                                                 \
+	FIELD(T, seg.base, 8, 1), FIELD(T, seg.limit, 4, 1), FIELD(T, seg.selector, 2, 1), \
+	SPAN(T, seg.type, seg.unusable, 1, 9)
+#define DTABLE(T, dt) FIELD(T, dt.base, 8, 1), FIELD(T, dt.limit, 2, 1)
+/* What kvm_sregs and kvm_sregs2 share: cs ds es fs gs ss tr ldt, gdt idt, then cr0 cr2 cr3
+ * cr4 cr8 efer apic_base (260 bytes). */
+#define SREGS_COMMON(T)                                                                 \
+	SEGMENT(T, cs), SEGMENT(T, ds), SEGMENT(T, es), SEGMENT(T, fs), SEGMENT(T, gs),   \
+	SEGMENT(T, ss), SEGMENT(T, tr), SEGMENT(T, ldt), DTABLE(T, gdt), DTABLE(T, idt),  \
+	SPAN(T, cr0, apic_base, 8, 7)
+
+static const struct cpu_state_field regs_fields[] = {
+	/* rax rbx rcx rdx rsi rdi rsp rbp r8 .. r15 rip rflags */
+	SPAN(struct kvm_regs, rax, rflags, 8, 18),
+};
+
+static const struct cpu_state_field sregs_fields[] = {
+	SREGS_COMMON(struct kvm_sregs),
+	FIELD(struct kvm_sregs, interrupt_bitmap, 8, 4),
+};
+
+static const struct cpu_state_field sregs2_fields[] = {
+	SREGS_COMMON(struct kvm_sregs2),
+	FIELD(struct kvm_sregs2, flags, 8, 1),
+	FIELD(struct kvm_sregs2, pdptrs, 8, 4),
+};
+
+static const struct cpu_state_field fpu_fields[] = {
+	FIELD(struct kvm_fpu, fpr, 1, 128),
+	FIELD(struct kvm_fpu, fcw, 2, 1),
+	FIELD(struct kvm_fpu, fsw, 2, 1),
+	FIELD(struct kvm_fpu, ftwx, 1, 1),
+	FIELD(struct kvm_fpu, last_opcode, 2, 1),
+	FIELD(struct kvm_fpu, last_ip, 8, 1),
+	FIELD(struct kvm_fpu, last_dp, 8, 1),
+	FIELD(struct kvm_fpu, xmm, 1, 256),
+	FIELD(struct kvm_fpu, mxcsr, 4, 1),
+};
+
+/* One entry of the counted lists of XCRS and MSRS. */
+static const struct cpu_state_field xcr_fields[] = {
+	FIELD(struct kvm_xcr, xcr, 4, 1),
+	FIELD(struct kvm_xcr, value, 8, 1),
+};
+
+static const struct cpu_state_field msr_fields[] = {
+	FIELD(struct kvm_msr_entry, index, 4, 1),
+	FIELD(struct kvm_msr_entry, data, 8, 1),
+};
+
+static const struct cpu_state_field lapic_fields[] = {
+	FIELD(struct kvm_lapic_state, regs, 1, KVM_APIC_REG_SIZE),
+};
+
+static const struct cpu_state_field events_fields[] = {
+	/* exception: injected nr has_error_code pending, error_code */
+	SPAN(struct kvm_vcpu_events, exception.injected, exception.pending, 1, 4),
+	FIELD(struct kvm_vcpu_events, exception.error_code, 4, 1),
+	/* interrupt: injected nr soft shadow; nmi: injected pending masked */
+	SPAN(struct kvm_vcpu_events, interrupt.injected, interrupt.shadow, 1, 4),
+	SPAN(struct kvm_vcpu_events, nmi.injected, nmi.masked, 1, 3),
+	FIELD(struct kvm_vcpu_events, sipi_vector, 4, 1),
+	FIELD(struct kvm_vcpu_events, flags, 4, 1),
+	/* smi: smm pending smm_inside_nmi latched_init */
+	SPAN(struct kvm_vcpu_events, smi.smm, smi.latched_init, 1, 4),
+	FIELD(struct kvm_vcpu_events, triple_fault.pending, 1, 1),
+	FIELD(struct kvm_vcpu_events, exception_has_payload, 1, 1),
+	FIELD(struct kvm_vcpu_events, exception_payload, 8, 1),
+};
+
+static const struct cpu_state_field mp_state_fields[] = {
+	FIELD(struct kvm_mp_state, mp_state, 4, 1),
+};
+
+static const struct cpu_state_field debugregs_fields[] = {
+	FIELD(struct kvm_debugregs, db, 8, 4),
+	SPAN(struct kvm_debugregs, dr6, flags, 8, 3), /* dr6 dr7 flags */
+};
+
+static const struct cpu_state_field tsc_khz_fields[] = {
+	FIELD(struct vcpu_state, tsc_khz, 4, 1),
+};
+
+/* The chip is the section's: chip_id is not on the wire. */
+static const struct cpu_state_field pic_fields[] = {
+	/* last_irr irr imr isr priority_add irq_base read_reg_select poll special_mask
+	 * init_state auto_eoi rotate_on_auto_eoi special_fully_nested_mode init4 elcr elcr_mask */
+	SPAN(struct kvm_irqchip, chip.pic.last_irr, chip.pic.elcr_mask, 1, 16),
+};
+
+static const struct cpu_state_field ioapic_fields[] = {
+	FIELD(struct kvm_irqchip, chip.ioapic.base_address, 8, 1),
+	SPAN(struct kvm_irqchip, chip.ioapic.ioregsel, chip.ioapic.irr, 4, 3), /* ioregsel id irr */
+	FIELD(struct kvm_irqchip, chip.ioapic.redirtbl, 8, KVM_IOAPIC_NUM_PINS),
+};
+
+/* count, latched_count, then the bytes count_latched status_latched status read_state
+ * write_state write_latch rw_mode mode bcd gate, then count_load_time (24 bytes). */
+#define PIT_CHANNEL(i)                                                                  \
+	FIELD(struct kvm_pit_state2, channels[i].count, 4, 1),                            \
+	FIELD(struct kvm_pit_state2, channels[i].latched_count, 2, 1),                    \
+	SPAN(struct kvm_pit_state2, channels[i].count_latched, channels[i].gate, 1, 10),  \
+	FIELD(struct kvm_pit_state2, channels[i].count_load_time, 8, 1)
+
+static const struct cpu_state_field pit_fields[] = {
+	PIT_CHANNEL(0),
+	PIT_CHANNEL(1),
+	PIT_CHANNEL(2),
+	FIELD(struct kvm_pit_state2, flags, 4, 1),
+};
+
+static const struct cpu_state_field clock_fields[] = {
+	FIELD(struct kvm_clock_data, clock, 8, 1),
+	FIELD(struct kvm_clock_data, flags, 4, 1),
+	FIELD(struct kvm_clock_data, realtime, 8, 1),
+	FIELD(struct kvm_clock_data, host_tsc, 8, 1),
+};
+
+/* A section of a blob: which host struct of the state it holds, as which fields. */
+struct cpu_state_section {
+	unsigned id;
+	const char *name;
+	size_t offset;                        /* of the host struct in the state */
+	const struct cpu_state_field *fields; /* NULL: a counted list (XSAVE, XCRS, MSRS) */
+	size_t nfields;
+	uint32_t have; /* the have-bit it stands for, or 0 */
+	bool required;
+};
+
+/* In the order they are written. */
+static const struct cpu_state_section vcpu_sections[] = {
+	{ CPU_STATE_SEC_REGS, "REGS", offsetof(struct vcpu_state, regs), TABLE(regs_fields), 0,
+	  true },
+	{ CPU_STATE_SEC_SREGS, "SREGS", offsetof(struct vcpu_state, sregs), TABLE(sregs_fields),
+	  0, false },
+	{ CPU_STATE_SEC_SREGS2, "SREGS2", offsetof(struct vcpu_state, sregs2),
+	  TABLE(sregs2_fields), CPU_STATE_HAVE_SREGS2, false },
+	{ CPU_STATE_SEC_FPU, "FPU", offsetof(struct vcpu_state, fpu), TABLE(fpu_fields), 0, true },
+	{ CPU_STATE_SEC_XSAVE, "XSAVE", 0, NULL, 0, CPU_STATE_HAVE_XSAVE, false },
+	{ CPU_STATE_SEC_XCRS, "XCRS", 0, NULL, 0, CPU_STATE_HAVE_XCRS, false },
+	{ CPU_STATE_SEC_MSRS, "MSRS", 0, NULL, 0, 0, true },
+	{ CPU_STATE_SEC_LAPIC, "LAPIC", offsetof(struct vcpu_state, lapic), TABLE(lapic_fields), 0,
+	  true },
+	{ CPU_STATE_SEC_EVENTS, "VCPU_EVENTS", offsetof(struct vcpu_state, events),
+	  TABLE(events_fields), 0, true },
+	{ CPU_STATE_SEC_MP_STATE, "MP_STATE", offsetof(struct vcpu_state, mp_state),
+	  TABLE(mp_state_fields), 0, true },
+	{ CPU_STATE_SEC_DEBUGREGS, "DEBUGREGS", offsetof(struct vcpu_state, debugregs),
+	  TABLE(debugregs_fields), CPU_STATE_HAVE_DEBUGREGS, false },
+	{ CPU_STATE_SEC_TSC_KHZ, "TSC_KHZ", 0, TABLE(tsc_khz_fields), CPU_STATE_HAVE_TSC_KHZ,
+	  false },
+};
+
+static const struct cpu_state_section vm_sections[] = {
+	{ CPU_STATE_SEC_PIC_MASTER, "PIC_MASTER", offsetof(struct vm_kvm_state, pic_master),
+	  TABLE(pic_fields), 0, true },
+	{ CPU_STATE_SEC_PIC_SLAVE, "PIC_SLAVE", offsetof(struct vm_kvm_state, pic_slave),
+	  TABLE(pic_fields), 0, true },
+	{ CPU_STATE_SEC_IOAPIC, "IOAPIC", offsetof(struct vm_kvm_state, ioapic),
+	  TABLE(ioapic_fields), 0, true },
+	{ CPU_STATE_SEC_PIT2, "PIT2", offsetof(struct vm_kvm_state, pit), TABLE(pit_fields),
+	  CPU_STATE_HAVE_PIT, false },
+	{ CPU_STATE_SEC_CLOCK, "CLOCK", offsetof(struct vm_kvm_state, clock), TABLE(clock_fields),
+	  0, true },
+};
+
+/* An integer member of a host struct: 1, 2, 4 or 8 bytes, in the host's byte order. */
+union host_int {
+	uint8_t u8;
+	uint16_t u16;
+	uint32_t u32;
+	uint64_t u64;
+};
+
+/* The host integer of `width` bytes at p (memcpy: struct members need not be aligned). */
+static uint64_t host_int(const uint8_t *p, unsigned width)
 {
-	if (o->full || o->cap - o->len < CPU_STATE_SEC_HDR_SIZE + size) {
-		o->full = true;
-		return;
+	union host_int v;
+
+	memcpy(&v, p, width);
+	return width == 1 ? v.u8 : width == 2 ? v.u16 : width == 4 ? v.u32 : v.u64;
+}
+
+static void set_host_int(uint8_t *p, unsigned width, uint64_t value)
+{
+	union host_int v;
+
+	if (width == 1)
+		v.u8 = (uint8_t)value;
+	else if (width == 2)
+		v.u16 = (uint16_t)value;
+	else if (width == 4)
+		v.u32 = (uint32_t)value;
+	else
+		v.u64 = value;
+	memcpy(p, &v, width);
+}
+
+static void put_fields(struct state_out *o, const void *obj, const struct cpu_state_field *f,
+		       size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		const uint8_t *p = (const uint8_t *)obj + f[i].offset;
+
+		if (f[i].width == 1)
+			state_out_bytes(o, p, f[i].count);
+		else
+			for (unsigned k = 0; k < f[i].count; k++, p += f[i].width)
+				state_out_le(o, host_int(p, f[i].width), f[i].width);
 	}
-	wire_put_u16(o->buf + o->len, id);
-	wire_put_u16(o->buf + o->len + 2, 0);
-	wire_put_u32(o->buf + o->len + 4, (uint32_t)size);
-	memcpy(o->buf + o->len + CPU_STATE_SEC_HDR_SIZE, body, size);
-	o->len += CPU_STATE_SEC_HDR_SIZE + size;
-	o->nsections++;
 }
 
-static int cpu_state_begin(struct cpu_state_out *o, uint8_t *buf, size_t cap)
+/* Reads what put_fields wrote; a short section reads zeros (state_sec_end then refuses it). */
+static void get_fields(struct state_sec *sec, void *obj, const struct cpu_state_field *f,
+		       size_t n)
 {
-	*o = (struct cpu_state_out){ .buf = buf, .cap = cap, .len = CPU_STATE_HDR_SIZE };
-	return cap < CPU_STATE_HDR_SIZE ? -ENOSPC : 0;
+	for (size_t i = 0; i < n; i++) {
+		uint8_t *p = (uint8_t *)obj + f[i].offset;
+
+		if (f[i].width == 1)
+			state_sec_bytes(sec, p, f[i].count);
+		else
+			for (unsigned k = 0; k < f[i].count; k++, p += f[i].width)
+				set_host_int(p, f[i].width, state_sec_le(sec, f[i].width));
+	}
 }
 
-static int cpu_state_finish(struct cpu_state_out *o, uint32_t magic, uint32_t index, size_t *len)
+/* The counted sections: u32 count, then the entries. */
+static void put_vcpu_list(struct state_out *o, const struct vcpu_state *s, unsigned id)
 {
-	if (o->full)
-		return -ENOSPC;
-	wire_put_u32(o->buf, magic);
-	wire_put_u16(o->buf + 4, CPU_STATE_VERSION);
-	wire_put_u16(o->buf + 6, (uint16_t)o->nsections);
-	wire_put_u32(o->buf + 8, index);
-	wire_put_u32(o->buf + 12, 0);
-	*len = o->len;
-	return 0;
+	switch (id) {
+	case CPU_STATE_SEC_XSAVE:
+		state_out_u32(o, s->xsave_size);
+		state_out_bytes(o, s->xsave, s->xsave_size);
+		break;
+	case CPU_STATE_SEC_XCRS:
+		state_out_u32(o, s->xcrs.nr_xcrs);
+		state_out_u32(o, s->xcrs.flags);
+		for (uint32_t i = 0; i < s->xcrs.nr_xcrs; i++)
+			put_fields(o, &s->xcrs.xcrs[i], TABLE(xcr_fields));
+		break;
+	case CPU_STATE_SEC_MSRS:
+		state_out_u32(o, s->nmsrs);
+		for (uint32_t i = 0; i < s->nmsrs; i++)
+			put_fields(o, &s->msrs[i], TABLE(msr_fields));
+		break;
+	}
+}
+
+/* 0, or -1 with the reason in e. Counts are checked before anything is read into the state;
+ * a count the section is too short for reads zeros, and state_sec_end refuses the section. */
+static int get_vcpu_list(struct state_sec *sec, struct vcpu_state *s, char *e, size_t elen)
+{
+	uint32_t n = state_sec_u32(sec);
+
+	if (sec->short_read)
+		return 0;
+	switch (sec->id) {
+	case CPU_STATE_SEC_XSAVE:
+		if (n < sizeof(struct kvm_xsave) || n > CPU_STATE_XSAVE_MAX || n % 4)
+			return hv_errf(e, elen,
+				       "XSAVE area of %u bytes (%zu .. %u, a multiple of 4)", n,
+				       sizeof(struct kvm_xsave), CPU_STATE_XSAVE_MAX);
+		state_sec_bytes(sec, s->xsave, n);
+		s->xsave_size = n;
+		return 0;
+	case CPU_STATE_SEC_XCRS:
+		if (n > KVM_MAX_XCRS)
+			return hv_errf(e, elen, "%u XCRs, at most %u", n, KVM_MAX_XCRS);
+		s->xcrs.nr_xcrs = n;
+		s->xcrs.flags = state_sec_u32(sec);
+		for (uint32_t i = 0; i < n; i++)
+			get_fields(sec, &s->xcrs.xcrs[i], TABLE(xcr_fields));
+		return 0;
+	case CPU_STATE_SEC_MSRS:
+		if (n > CPU_STATE_MAX_MSRS)
+			return hv_errf(e, elen, "%u MSRs, at most %u", n, CPU_STATE_MAX_MSRS);
+		s->nmsrs = n;
+		for (uint32_t i = 0; i < n; i++)
+			get_fields(sec, &s->msrs[i], TABLE(msr_fields));
+		return 0;
+	}
+	return hv_errf(e, elen, "section %u has no decoder", sec->id);
+}
+
+static void put_section(struct state_out *o, unsigned *nsections, const void *state,
+			const struct cpu_state_section *d)
+{
+	++*nsections;
+	state_out_begin(o, d->id);
+	if (d->fields)
+		put_fields(o, (const uint8_t *)state + d->offset, d->fields, d->nfields);
+	else
+		put_vcpu_list(o, state, d->id);
+	state_out_end(o);
+}
+
+/* The header, its section count 0 until finish_blob. */
+static void put_header(struct state_out *o, uint32_t magic, uint32_t index)
+{
+	state_out_u32(o, magic);
+	state_out_u16(o, CPU_STATE_VERSION);
+	state_out_u16(o, 0);
+	state_out_u32(o, index);
+	state_out_u32(o, 0);
+}
+
+/* Sets the section count, copies the blob out to the caller's buffer and frees it. */
+static int finish_blob(struct state_out *o, unsigned nsections, uint8_t *buf, size_t cap,
+		       size_t *len)
+{
+	int rc = state_out_error(o);
+
+	if (rc == 0 && o->len > cap)
+		rc = -ENOSPC;
+	if (rc == 0) {
+		memcpy(buf, o->buf, o->len);
+		wire_put_u16(buf + 6, (uint16_t)nsections);
+		*len = o->len;
+	}
+	state_out_free(o);
+	return rc;
+}
+
+/* Exactly one of SREGS and SREGS2; every other section by its have-bit. */
+static bool vcpu_has_section(const struct vcpu_state *s, const struct cpu_state_section *d)
+{
+	if (d->id == CPU_STATE_SEC_SREGS)
+		return !(s->have & CPU_STATE_HAVE_SREGS2);
+	return d->required || (s->have & d->have);
 }
 
 int cpu_state_encode_vcpu(const struct vcpu_state *s, uint8_t *buf, size_t cap, size_t *len)
 {
-	struct cpu_state_out o;
+	struct state_out o;
+	unsigned n = 0;
 
-	if (cpu_state_begin(&o, buf, cap))
-		return -ENOSPC;
-	if (s->nmsrs > CPU_STATE_MAX_MSRS || s->xsave_size > CPU_STATE_XSAVE_MAX)
+	/* Nothing the decoder would refuse. */
+	if (s->vcpu_index >= CPU_STATE_MAX_VCPUS || s->nmsrs > CPU_STATE_MAX_MSRS ||
+	    ((s->have & CPU_STATE_HAVE_XSAVE) &&
+	     (s->xsave_size < sizeof(struct kvm_xsave) || s->xsave_size > CPU_STATE_XSAVE_MAX ||
+	      s->xsave_size % 4)) ||
+	    ((s->have & CPU_STATE_HAVE_XCRS) && s->xcrs.nr_xcrs > KVM_MAX_XCRS))
 		return -EINVAL;
-	cpu_state_put_section(&o, CPU_STATE_SEC_REGS, &s->regs, sizeof(s->regs));
-	if (s->have & CPU_STATE_HAVE_SREGS2)
-		cpu_state_put_section(&o, CPU_STATE_SEC_SREGS2, &s->sregs2, sizeof(s->sregs2));
-	else
-		cpu_state_put_section(&o, CPU_STATE_SEC_SREGS, &s->sregs, sizeof(s->sregs));
-	cpu_state_put_section(&o, CPU_STATE_SEC_FPU, &s->fpu, sizeof(s->fpu));
-	if (s->have & CPU_STATE_HAVE_XSAVE)
-		cpu_state_put_section(&o, CPU_STATE_SEC_XSAVE, s->xsave, s->xsave_size);
-	if (s->have & CPU_STATE_HAVE_XCRS)
-		cpu_state_put_section(&o, CPU_STATE_SEC_XCRS, &s->xcrs, sizeof(s->xcrs));
-	cpu_state_put_section(&o, CPU_STATE_SEC_MSRS, s->msrs, s->nmsrs * sizeof(s->msrs[0]));
-	cpu_state_put_section(&o, CPU_STATE_SEC_LAPIC, &s->lapic, sizeof(s->lapic));
-	cpu_state_put_section(&o, CPU_STATE_SEC_EVENTS, &s->events, sizeof(s->events));
-	cpu_state_put_section(&o, CPU_STATE_SEC_MP_STATE, &s->mp_state, sizeof(s->mp_state));
-	if (s->have & CPU_STATE_HAVE_DEBUGREGS)
-		cpu_state_put_section(&o, CPU_STATE_SEC_DEBUGREGS, &s->debugregs,
-				      sizeof(s->debugregs));
-	if (s->have & CPU_STATE_HAVE_TSC_KHZ) {
-		uint8_t khz[4];
-
-		wire_put_u32(khz, s->tsc_khz);
-		cpu_state_put_section(&o, CPU_STATE_SEC_TSC_KHZ, khz, sizeof(khz));
-	}
-	return cpu_state_finish(&o, CPU_STATE_MAGIC_VCPU, s->vcpu_index, len);
+	state_out_init(&o);
+	put_header(&o, CPU_STATE_MAGIC_VCPU, s->vcpu_index);
+	for (size_t i = 0; i < sizeof(vcpu_sections) / sizeof(vcpu_sections[0]); i++)
+		if (vcpu_has_section(s, &vcpu_sections[i]))
+			put_section(&o, &n, s, &vcpu_sections[i]);
+	return finish_blob(&o, n, buf, cap, len);
 }
 
 int cpu_state_encode_vm(const struct vm_kvm_state *s, uint8_t *buf, size_t cap, size_t *len)
 {
-	struct cpu_state_out o;
+	struct state_out o;
+	unsigned n = 0;
 
-	if (cpu_state_begin(&o, buf, cap))
-		return -ENOSPC;
-	cpu_state_put_section(&o, CPU_STATE_SEC_PIC_MASTER, &s->pic_master, sizeof(s->pic_master));
-	cpu_state_put_section(&o, CPU_STATE_SEC_PIC_SLAVE, &s->pic_slave, sizeof(s->pic_slave));
-	cpu_state_put_section(&o, CPU_STATE_SEC_IOAPIC, &s->ioapic, sizeof(s->ioapic));
-	if (s->have & CPU_STATE_HAVE_PIT)
-		cpu_state_put_section(&o, CPU_STATE_SEC_PIT2, &s->pit, sizeof(s->pit));
-	cpu_state_put_section(&o, CPU_STATE_SEC_CLOCK, &s->clock, sizeof(s->clock));
-	return cpu_state_finish(&o, CPU_STATE_MAGIC_VM, 0, len);
+	state_out_init(&o);
+	put_header(&o, CPU_STATE_MAGIC_VM, 0);
+	for (size_t i = 0; i < sizeof(vm_sections) / sizeof(vm_sections[0]); i++)
+		if (vm_sections[i].required || (s->have & vm_sections[i].have))
+			put_section(&o, &n, s, &vm_sections[i]);
+	return finish_blob(&o, n, buf, cap, len);
 }
 
-/* A fixed-size section: where it goes, which have-bit it sets. */
-struct cpu_state_section_desc {
-	uint16_t id;
-	const char *name;
-	size_t offset, size; /* size 0: variable, handled by the caller */
-	uint32_t have;
-	bool required;
+/* What a decoded blob says besides the state it fills. */
+struct cpu_state_blob_info {
+	uint32_t index; /* the header's vcpu_index */
+	uint32_t have;  /* have-bits of the sections seen */
+	uint64_t seen;  /* bit (1 << id) per section seen */
 };
 
-static const struct cpu_state_section_desc cpu_state_vcpu_sections[] = {
-	{ CPU_STATE_SEC_REGS, "REGS", offsetof(struct vcpu_state, regs), sizeof(struct kvm_regs), 0,
-	  true },
-	{ CPU_STATE_SEC_SREGS, "SREGS", offsetof(struct vcpu_state, sregs),
-	  sizeof(struct kvm_sregs), 0, false },
-	{ CPU_STATE_SEC_SREGS2, "SREGS2", offsetof(struct vcpu_state, sregs2),
-	  sizeof(struct kvm_sregs2), CPU_STATE_HAVE_SREGS2, false },
-	{ CPU_STATE_SEC_FPU, "FPU", offsetof(struct vcpu_state, fpu), sizeof(struct kvm_fpu), 0,
-	  true },
-	{ CPU_STATE_SEC_XSAVE, "XSAVE", 0, 0, CPU_STATE_HAVE_XSAVE, false },
-	{ CPU_STATE_SEC_XCRS, "XCRS", offsetof(struct vcpu_state, xcrs), sizeof(struct kvm_xcrs),
-	  CPU_STATE_HAVE_XCRS, false },
-	{ CPU_STATE_SEC_MSRS, "MSRS", 0, 0, 0, true },
-	{ CPU_STATE_SEC_LAPIC, "LAPIC", offsetof(struct vcpu_state, lapic),
-	  sizeof(struct kvm_lapic_state), 0, true },
-	{ CPU_STATE_SEC_EVENTS, "VCPU_EVENTS", offsetof(struct vcpu_state, events),
-	  sizeof(struct kvm_vcpu_events), 0, true },
-	{ CPU_STATE_SEC_MP_STATE, "MP_STATE", offsetof(struct vcpu_state, mp_state),
-	  sizeof(struct kvm_mp_state), 0, true },
-	{ CPU_STATE_SEC_DEBUGREGS, "DEBUGREGS", offsetof(struct vcpu_state, debugregs),
-	  sizeof(struct kvm_debugregs), CPU_STATE_HAVE_DEBUGREGS, false },
-	{ CPU_STATE_SEC_TSC_KHZ, "TSC_KHZ", 0, 0, CPU_STATE_HAVE_TSC_KHZ, false },
-};
-
-static const struct cpu_state_section_desc cpu_state_vm_sections[] = {
-	{ CPU_STATE_SEC_PIC_MASTER, "PIC_MASTER", offsetof(struct vm_kvm_state, pic_master),
-	  sizeof(struct kvm_irqchip), 0, true },
-	{ CPU_STATE_SEC_PIC_SLAVE, "PIC_SLAVE", offsetof(struct vm_kvm_state, pic_slave),
-	  sizeof(struct kvm_irqchip), 0, true },
-	{ CPU_STATE_SEC_IOAPIC, "IOAPIC", offsetof(struct vm_kvm_state, ioapic),
-	  sizeof(struct kvm_irqchip), 0, true },
-	{ CPU_STATE_SEC_PIT2, "PIT2", offsetof(struct vm_kvm_state, pit),
-	  sizeof(struct kvm_pit_state2), CPU_STATE_HAVE_PIT, false },
-	{ CPU_STATE_SEC_CLOCK, "CLOCK", offsetof(struct vm_kvm_state, clock),
-	  sizeof(struct kvm_clock_data), 0, true },
-};
-
-/* A variable-size section body, for the blob-specific handler. */
-typedef int (*cpu_state_var_fn)(void *state, uint16_t id, const uint8_t *body, uint32_t size,
-				char *err, size_t errlen);
-
-/* Walks the header and the sections of a blob, copying fixed-size ones into state.
- * *index gets the header's vcpu_index; *have the have-bits of the sections seen, *seen a bit
- * (1 << id) per section seen. */
-static int cpu_state_decode_blob(const uint8_t *buf, size_t len, uint32_t magic, const char *what,
-				 const struct cpu_state_section_desc *descs, unsigned ndescs,
-				 cpu_state_var_fn var, void *state, uint32_t *index,
-				 uint32_t *have, uint32_t *seen_out, char *err, size_t errlen)
+/* Checks the header and reads every section of a blob into state. 0, or -1 with the reason
+ * in e (the caller names the blob). */
+static int decode_blob(const uint8_t *buf, size_t len, uint32_t magic,
+		       const struct cpu_state_section *secs, size_t nsecs, void *state,
+		       struct cpu_state_blob_info *info, char *e, size_t elen)
 {
-	uint32_t seen = 0;
-	unsigned nsections;
-	size_t off = CPU_STATE_HDR_SIZE;
+	struct state_in in;
+	struct state_sec sec;
+	uint64_t required = 0;
+	unsigned nsections, missing, seen = 0;
+	int r;
 
-	if (len < CPU_STATE_HDR_SIZE) {
-		hv_errf(err, errlen, "%s state: %zu bytes, shorter than its header", what, len);
-		return -EINVAL;
-	}
-	if (wire_get_u32(buf) != magic) {
-		hv_errf(err, errlen, "%s state: bad magic 0x%08x", what, wire_get_u32(buf));
-		return -EINVAL;
-	}
-	if (wire_get_u16(buf + 4) != CPU_STATE_VERSION) {
-		hv_errf(err, errlen, "%s state: version %u, this hv reads version %u", what,
-			      wire_get_u16(buf + 4), CPU_STATE_VERSION);
-		return -EINVAL;
-	}
+	if (len < CPU_STATE_HDR_SIZE)
+		return hv_errf(e, elen, "%zu bytes, shorter than its header", len);
+	if (wire_get_u32(buf) != magic)
+		return hv_errf(e, elen, "bad magic 0x%08x", wire_get_u32(buf));
+	/* Before anything else of the header: a blob of another layout is named as such. */
+	if (wire_get_u16(buf + 4) != CPU_STATE_VERSION)
+		return hv_errf(e, elen, "version %u, this hv reads version %u",
+			       wire_get_u16(buf + 4), CPU_STATE_VERSION);
+	if (wire_get_u32(buf + 12) != 0)
+		return hv_errf(e, elen, "reserved header bytes are not zero");
 	nsections = wire_get_u16(buf + 6);
-	*index = wire_get_u32(buf + 8);
-	if (nsections > CPU_STATE_MAX_SECTIONS || wire_get_u32(buf + 12) != 0) {
-		hv_errf(err, errlen, "%s state: bad header (%u sections)", what, nsections);
-		return -EINVAL;
-	}
-	*have = 0;
-	for (unsigned k = 0; k < nsections; k++) {
-		const struct cpu_state_section_desc *d = NULL;
-		uint16_t id;
-		uint32_t size;
+	info->index = wire_get_u32(buf + 8);
+	info->have = 0;
 
-		if (len - off < CPU_STATE_SEC_HDR_SIZE) {
-			hv_errf(err, errlen, "%s state: truncated at section %u", what, k);
-			return -EINVAL;
-		}
-		id = wire_get_u16(buf + off);
-		size = wire_get_u32(buf + off + 4);
-		if (wire_get_u16(buf + off + 2) != 0) {
-			hv_errf(err, errlen, "%s state: section %u has reserved bits set", what,
-				      id);
-			return -EINVAL;
-		}
-		off += CPU_STATE_SEC_HDR_SIZE;
-		for (unsigned i = 0; i < ndescs; i++)
-			if (descs[i].id == id)
-				d = &descs[i];
-		if (!d) {
-			hv_errf(err, errlen, "%s state: unknown section %u (from a newer hv?)",
-				      what, id);
-			return -EINVAL;
-		}
-		if (seen & (1u << id)) {
-			hv_errf(err, errlen, "%s state: section %s twice", what, d->name);
-			return -EINVAL;
-		}
-		seen |= 1u << id;
-		if (size > len - off) {
-			hv_errf(err, errlen, "%s state: section %s of %u bytes is truncated",
-				      what, d->name, size);
-			return -EINVAL;
-		}
-		if (d->size) {
-			if (size != d->size) {
-				hv_errf(err, errlen,
-					      "%s state: section %s is %u bytes, expected %zu", what,
-					      d->name, size, d->size);
-				return -EINVAL;
-			}
-			memcpy((uint8_t *)state + d->offset, buf + off, size);
-		} else {
-			int rc = var(state, id, buf + off, size, err, errlen);
+	state_in_init(&in, buf + CPU_STATE_HDR_SIZE, len - CPU_STATE_HDR_SIZE);
+	while ((r = state_in_next(&in, &sec, e, elen)) == 1) {
+		const struct cpu_state_section *d = NULL;
 
-			if (rc)
-				return rc;
-		}
-		*have |= d->have;
-		off += size;
+		for (size_t i = 0; i < nsecs; i++)
+			if (secs[i].id == sec.id)
+				d = &secs[i];
+		if (!d)
+			return hv_errf(e, elen, "unknown section %u (from a newer hv?)", sec.id);
+		if (d->fields)
+			get_fields(&sec, (uint8_t *)state + d->offset, d->fields, d->nfields);
+		else if (get_vcpu_list(&sec, state, e, elen) < 0)
+			return -1;
+		if (state_sec_end(&sec, d->name, e, elen) < 0)
+			return -1;
+		info->have |= d->have;
+		seen++;
 	}
-	if (off != len) {
-		hv_errf(err, errlen, "%s state: %zu bytes after the last section", what,
-			      len - off);
-		return -EINVAL;
-	}
-	for (unsigned i = 0; i < ndescs; i++) {
-		if (descs[i].required && !(seen & (1u << descs[i].id))) {
-			hv_errf(err, errlen, "%s state: section %s is missing", what,
-				      descs[i].name);
-			return -EINVAL;
-		}
-	}
-	*seen_out = seen;
+	if (r < 0)
+		return -1;
+	if (seen != nsections)
+		return hv_errf(e, elen, "%u sections, its header says %u", seen, nsections);
+	for (size_t i = 0; i < nsecs; i++)
+		if (secs[i].required)
+			required |= 1ull << secs[i].id;
+	missing = state_in_missing(&in, required);
+	for (size_t i = 0; missing && i < nsecs; i++)
+		if (secs[i].id == missing)
+			return hv_errf(e, elen, "section %s is missing", secs[i].name);
+	info->seen = in.seen;
 	return 0;
-}
-
-static int cpu_state_vcpu_var(void *state, uint16_t id, const uint8_t *body, uint32_t size,
-			      char *err, size_t errlen)
-{
-	struct vcpu_state *s = state;
-
-	switch (id) {
-	case CPU_STATE_SEC_XSAVE:
-		if (size < sizeof(struct kvm_xsave) || size > CPU_STATE_XSAVE_MAX || size % 4) {
-			hv_errf(err, errlen, "vCPU state: XSAVE section of %u bytes", size);
-			return -EINVAL;
-		}
-		memcpy(s->xsave, body, size);
-		s->xsave_size = size;
-		return 0;
-	case CPU_STATE_SEC_MSRS:
-		if (size % sizeof(struct kvm_msr_entry) ||
-		    size / sizeof(struct kvm_msr_entry) > CPU_STATE_MAX_MSRS) {
-			hv_errf(err, errlen, "vCPU state: MSRS section of %u bytes (at most %u "
-				      "entries of 16)", size, CPU_STATE_MAX_MSRS);
-			return -EINVAL;
-		}
-		s->nmsrs = size / sizeof(struct kvm_msr_entry);
-		memcpy(s->msrs, body, size);
-		for (uint32_t i = 0; i < s->nmsrs; i++) {
-			if (s->msrs[i].reserved) {
-				hv_errf(err, errlen, "vCPU state: MSR entry %u has reserved bits",
-					      i);
-				return -EINVAL;
-			}
-		}
-		return 0;
-	case CPU_STATE_SEC_TSC_KHZ:
-		if (size != 4 || wire_get_u32(body) == 0) {
-			hv_errf(err, errlen, "vCPU state: bad TSC_KHZ section");
-			return -EINVAL;
-		}
-		s->tsc_khz = wire_get_u32(body);
-		return 0;
-	default:
-		return -EINVAL;
-	}
 }
 
 int cpu_state_decode_vcpu(const uint8_t *buf, size_t len, struct vcpu_state *s, char *err,
 			  size_t errlen)
 {
-	uint32_t index, have, seen;
-	int rc;
+	struct cpu_state_blob_info info;
+	char e[200];
 
 	memset(s, 0, sizeof(*s));
-	rc = cpu_state_decode_blob(buf, len, CPU_STATE_MAGIC_VCPU, "vCPU", cpu_state_vcpu_sections,
-				   sizeof(cpu_state_vcpu_sections) / sizeof(cpu_state_vcpu_sections[0]),
-				   cpu_state_vcpu_var, s, &index, &have, &seen, err, errlen);
-	if (rc)
+	if (decode_blob(buf, len, CPU_STATE_MAGIC_VCPU, TABLE(vcpu_sections), s, &info, e,
+			sizeof(e)) < 0)
 		goto fail;
-	rc = -EINVAL;
-	if (index >= CPU_STATE_MAX_VCPUS) {
-		hv_errf(err, errlen, "vCPU state: vCPU index %u", index);
+	if (info.index >= CPU_STATE_MAX_VCPUS) {
+		hv_errf(e, sizeof(e), "vCPU index %u, at most %u", info.index,
+			CPU_STATE_MAX_VCPUS - 1);
 		goto fail;
 	}
 	/* Exactly one of SREGS and SREGS2: a zero-filled SREGS would be a broken vCPU. */
-	if (!(seen & (1u << CPU_STATE_SEC_SREGS)) == !(seen & (1u << CPU_STATE_SEC_SREGS2))) {
-		hv_errf(err, errlen, "vCPU state: needs exactly one of SREGS and SREGS2");
+	if (!(info.seen & (1ull << CPU_STATE_SEC_SREGS)) ==
+	    !(info.seen & (1ull << CPU_STATE_SEC_SREGS2))) {
+		hv_errf(e, sizeof(e), "needs exactly one of SREGS and SREGS2");
 		goto fail;
 	}
-	s->vcpu_index = index;
-	s->have = have;
-	if (s->xcrs.nr_xcrs > KVM_MAX_XCRS) {
-		hv_errf(err, errlen, "vCPU state: %u XCRs", s->xcrs.nr_xcrs);
+	if ((info.have & CPU_STATE_HAVE_TSC_KHZ) && s->tsc_khz == 0) {
+		hv_errf(e, sizeof(e), "TSC_KHZ is 0");
 		goto fail;
 	}
+	s->vcpu_index = info.index;
+	s->have = info.have;
 	return 0;
 fail:
+	hv_errf(err, errlen, "vCPU state: %s", e);
 	memset(s, 0, sizeof(*s));
-	return rc;
-}
-
-static int cpu_state_vm_var(void *state, uint16_t id, const uint8_t *body, uint32_t size,
-			    char *err, size_t errlen)
-{
 	return -EINVAL;
 }
 
 int cpu_state_decode_vm(const uint8_t *buf, size_t len, struct vm_kvm_state *s, char *err,
 			size_t errlen)
 {
-	uint32_t index, have, seen;
-	int rc;
+	struct cpu_state_blob_info info;
+	char e[200];
 
 	memset(s, 0, sizeof(*s));
-	rc = cpu_state_decode_blob(buf, len, CPU_STATE_MAGIC_VM, "VM", cpu_state_vm_sections,
-				   sizeof(cpu_state_vm_sections) / sizeof(cpu_state_vm_sections[0]),
-				   cpu_state_vm_var, s, &index, &have, &seen, err, errlen);
-	if (rc)
+	if (decode_blob(buf, len, CPU_STATE_MAGIC_VM, TABLE(vm_sections), s, &info, e,
+			sizeof(e)) < 0)
 		goto fail;
-	rc = -EINVAL;
-	if (index != 0) {
-		hv_errf(err, errlen, "VM state: index field is %u, expected 0", index);
+	if (info.index != 0) {
+		hv_errf(e, sizeof(e), "index field is %u, expected 0", info.index);
 		goto fail;
 	}
-	if (s->pic_master.chip_id != KVM_IRQCHIP_PIC_MASTER ||
-	    s->pic_slave.chip_id != KVM_IRQCHIP_PIC_SLAVE || s->ioapic.chip_id != KVM_IRQCHIP_IOAPIC) {
-		hv_errf(err, errlen, "VM state: irqchip ids %u/%u/%u, expected 0/1/2",
-			      s->pic_master.chip_id, s->pic_slave.chip_id, s->ioapic.chip_id);
-		goto fail;
-	}
-	s->have = have;
+	s->pic_master.chip_id = KVM_IRQCHIP_PIC_MASTER;
+	s->pic_slave.chip_id = KVM_IRQCHIP_PIC_SLAVE;
+	s->ioapic.chip_id = KVM_IRQCHIP_IOAPIC;
+	s->have = info.have;
 	return 0;
 fail:
+	hv_errf(err, errlen, "VM state: %s", e);
 	memset(s, 0, sizeof(*s));
-	return rc;
+	return -EINVAL;
 }

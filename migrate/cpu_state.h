@@ -10,12 +10,13 @@
  *   -> VM chips (cpu_state_restore_vm_chips): PIC master, PIC slave, IOAPIC, PIT2.
  * cpu_state_restore_all does exactly that.
  *
- * Serialised form (docs/migration-protocol.md): a 16-byte header {u32 magic, u16 version,
- * u16 nsections, u32 vcpu_index, u32 reserved} then sections {u16 id, u16 reserved, u32 size,
- * bytes}. Section bodies are the x86-64 KVM UAPI structs. Decoding is strict: every size must
- * be exactly right, counts are bounded, no section twice, no unknown section, nothing trailing,
- * every required section present. All functions return 0 or a negative errno; failing ones
- * write one line naming the ioctl or field into err (may be NULL). */
+ * Serialised form (docs/migration-protocol.md, 5): a 16-byte header {u32 magic, u16 version,
+ * u16 nsections, u32 vcpu_index, u32 reserved} then the sections of hv/state_enc.h. A section
+ * body is one KVM struct written field by field (fixed width, little endian; padding and
+ * reserved words left out), as the field tables of cpu_state.c list them. Decoding is strict:
+ * every size must be exactly right, counts are bounded, no section twice, no unknown section,
+ * nothing trailing, every required section present. All functions return 0 or a negative
+ * errno; failing ones write one line naming the ioctl or field into err (may be NULL). */
 #ifndef MIGRATE_CPU_STATE_H
 #define MIGRATE_CPU_STATE_H
 
@@ -23,7 +24,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CPU_STATE_VERSION 1
+/* 1: sections held the KVM structs byte for byte; 2: field by field (hv/state_enc.h). */
+#define CPU_STATE_VERSION 2
 #define CPU_STATE_MAX_MSRS 512
 #define CPU_STATE_XSAVE_MAX 16384
 #define CPU_STATE_MAX_VCPUS 1024
@@ -98,8 +100,9 @@ int cpu_state_restore_all(int vm_fd, int kvm_fd, const int *vcpu_fds, const stru
 			  unsigned n, const struct vm_kvm_state *vm, char *err, size_t errlen);
 
 
-/* Serialisation. encode: 0, or -ENOSPC if cap is too small (CPU_STATE_*_BLOB_MAX always
- * suffices). decode: 0 or -EINVAL with the reason in err. */
+/* Serialisation. encode: 0, -ENOSPC if cap is too small (CPU_STATE_*_BLOB_MAX always
+ * suffices), -EINVAL for a count the decoder would refuse, -ENOMEM. decode: 0 or -EINVAL
+ * with the reason in err; the decoded irqchips get chip_id 0, 1, 2. */
 int cpu_state_encode_vcpu(const struct vcpu_state *s, uint8_t *buf, size_t cap, size_t *len);
 int cpu_state_decode_vcpu(const uint8_t *buf, size_t len, struct vcpu_state *s, char *err,
 			  size_t errlen);

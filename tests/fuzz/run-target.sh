@@ -52,7 +52,7 @@ devstate)
 	LIBS="-ljson-c -luuid -lz $POOL"
 	MAXLEN=65536 ;;
 hello)
-	SRCS="migrate/wire.c migrate/page_codec.c migrate/cpu_state.c hv/log.c hv/printable.c"
+	SRCS="migrate/wire.c migrate/page_codec.c migrate/cpu_state.c hv/log.c hv/printable.c hv/state_enc.c"
 	LIBS="-lz -ljson-c -luuid -lxxhash"
 	MAXLEN=65536
 	DICT=tests/fuzz/hello.dict ;;

@@ -258,9 +258,9 @@ test_migrate_faults_random_cuts() {
 		fp_trial fb "fwd $off (random)" --cut-after "$off"
 	done
 	# Round ends and the switchover: vCPUs stopped, last pages, state, END_OF_STATE
-	# (waiting for the ACK); random points inside CPU_STATE (7 KiB) and VM_STATE.
-	for spec in ROUND_END+0 ROUND_END+50 CPU_STATE+0 "CPU_STATE+$((RANDOM % 7000 + 32))" \
-		"VM_STATE+$((RANDOM % 1800))" DEVICE_STATE+40 END_OF_STATE+0 END_OF_STATE+36; do
+	# (waiting for the ACK); random points inside CPU_STATE (6.7 KiB) and VM_STATE (436 bytes).
+	for spec in ROUND_END+0 ROUND_END+50 CPU_STATE+0 "CPU_STATE+$((RANDOM % 6600 + 32))" \
+		"VM_STATE+$((RANDOM % 436))" DEVICE_STATE+40 END_OF_STATE+0 END_OF_STATE+36; do
 		fp_trial fb "record $spec" --cut-at-record "$spec"
 	done
 	# The reverse direction: the compatibility answer, the ACK of the sync before the pause
@@ -333,7 +333,7 @@ test_migrate_faults_corrupt_checksummed() {
 	fp_start_memtouch fs
 	for spec in "--corrupt-at-record PAGES#3+20" "--corrupt-at-record PAGES#5+44" \
 		"--corrupt-at-record ROUND_END+60" "--corrupt-at-record CPU_STATE+200" \
-		"--corrupt-at-record VM_STATE+900" "--corrupt-at-record END_OF_STATE+33" \
+		"--corrupt-at-record VM_STATE+200" "--corrupt-at-record END_OF_STATE+33" \
 		"--corrupt-at-record-reverse HELLO_REPLY+34" "--corrupt-at-record-reverse ACK+3" \
 		"--corrupt-at-record-reverse ACK#2+3"; do
 		# shellcheck disable=SC2086

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -15,59 +16,130 @@
 
 #include <cmocka.h>
 
+#include "hv/state_enc.h"
 #include "migrate/cpu_state.h"
 #include "migrate/wire.h"
 
+#define MAGIC_VCPU 0x50436876u
+#define MAGIC_VM 0x4d566876u
+#define HDR 16
+#define NXCRS 3
+#define NMSRS 40
+#define XSAVE_SIZE (4096 + 64)
+
 /* ---- Synthetic state ---- */
 
+/* Bytes that are never zero and differ from field to field, so a field the encoding drops or
+ * moves shows up as a difference. */
 static void fill(void *p, size_t n, unsigned seed)
 {
 	uint8_t *b = p;
 
 	for (size_t i = 0; i < n; i++)
-		b[i] = (uint8_t)(seed * 131 + i * 7 + (i >> 8));
+		b[i] = (uint8_t)(1 + (seed * 131 + i * 7 + (i >> 8)) % 255);
 }
 
+/* Every part of a vCPU state filled, the optional sections all present. */
 static struct vcpu_state *make_vcpu_state(void)
 {
 	struct vcpu_state *s = calloc(1, sizeof(*s));
 
 	assert_non_null(s);
+	fill(&s->regs, sizeof(s->regs), 1);
+	fill(&s->sregs, sizeof(s->sregs), 2);
+	fill(&s->sregs2, sizeof(s->sregs2), 3);
+	fill(&s->fpu, sizeof(s->fpu), 4);
+	fill(&s->xcrs, sizeof(s->xcrs), 5);
+	fill(&s->lapic, sizeof(s->lapic), 6);
+	fill(&s->events, sizeof(s->events), 7);
+	fill(&s->mp_state, sizeof(s->mp_state), 8);
+	fill(&s->debugregs, sizeof(s->debugregs), 9);
+	fill(s->msrs, sizeof(s->msrs), 10);
+	fill(s->xsave, sizeof(s->xsave), 11);
+	s->nmsrs_unreadable = 1;
+	s->msrs_unreadable[0] = 0x1234;
 	s->vcpu_index = 3;
 	s->have = CPU_STATE_HAVE_SREGS2 | CPU_STATE_HAVE_XSAVE | CPU_STATE_HAVE_XCRS |
 		  CPU_STATE_HAVE_DEBUGREGS | CPU_STATE_HAVE_TSC_KHZ;
-	fill(&s->regs, sizeof(s->regs), 1);
-	fill(&s->sregs2, sizeof(s->sregs2), 2);
-	fill(&s->fpu, sizeof(s->fpu), 3);
-	fill(&s->xcrs, sizeof(s->xcrs), 4);
-	s->xcrs.nr_xcrs = 1;
-	fill(&s->lapic, sizeof(s->lapic), 5);
-	fill(&s->events, sizeof(s->events), 6);
-	s->mp_state.mp_state = KVM_MP_STATE_RUNNABLE;
-	fill(&s->debugregs, sizeof(s->debugregs), 7);
+	s->xcrs.nr_xcrs = NXCRS;
+	s->xsave_size = XSAVE_SIZE;
+	s->nmsrs = NMSRS;
 	s->tsc_khz = 2994000;
-	s->xsave_size = 4096;
-	fill(s->xsave, 4096, 8);
-	s->nmsrs = 40;
-	for (uint32_t i = 0; i < s->nmsrs; i++) {
-		s->msrs[i].index = 0x100 + i;
-		s->msrs[i].data = 0x1122334455667700ull + i;
-	}
 	return s;
+}
+
+static void scrub_segment(struct kvm_segment *seg)
+{
+	seg->padding = 0;
+}
+
+#define SCRUB_SREGS(r)                                                                      \
+	do {                                                                                \
+		scrub_segment(&(r)->cs), scrub_segment(&(r)->ds), scrub_segment(&(r)->es);  \
+		scrub_segment(&(r)->fs), scrub_segment(&(r)->gs), scrub_segment(&(r)->ss);  \
+		scrub_segment(&(r)->tr), scrub_segment(&(r)->ldt);                          \
+		memset((r)->gdt.padding, 0, sizeof((r)->gdt.padding));                      \
+		memset((r)->idt.padding, 0, sizeof((r)->idt.padding));                      \
+	} while (0)
+
+/* What the encoding leaves out, zeroed: the state a decode must give back. */
+static void scrub_vcpu(struct vcpu_state *s)
+{
+	if (s->have & CPU_STATE_HAVE_SREGS2)
+		memset(&s->sregs, 0, sizeof(s->sregs));
+	else
+		memset(&s->sregs2, 0, sizeof(s->sregs2));
+	SCRUB_SREGS(&s->sregs);
+	SCRUB_SREGS(&s->sregs2);
+	s->fpu.pad1 = 0;
+	s->fpu.pad2 = 0;
+	for (uint32_t i = 0; i < KVM_MAX_XCRS; i++) {
+		if (i < s->xcrs.nr_xcrs)
+			s->xcrs.xcrs[i].reserved = 0;
+		else
+			memset(&s->xcrs.xcrs[i], 0, sizeof(s->xcrs.xcrs[i]));
+	}
+	memset(s->xcrs.padding, 0, sizeof(s->xcrs.padding));
+	s->events.nmi.pad = 0;
+	memset(s->events.reserved, 0, sizeof(s->events.reserved));
+	memset(s->debugregs.reserved, 0, sizeof(s->debugregs.reserved));
+	for (uint32_t i = 0; i < CPU_STATE_MAX_MSRS; i++) {
+		if (i < s->nmsrs)
+			s->msrs[i].reserved = 0;
+		else
+			memset(&s->msrs[i], 0, sizeof(s->msrs[i]));
+	}
+	memset(s->xsave + s->xsave_size, 0, CPU_STATE_XSAVE_MAX - s->xsave_size);
+	s->nmsrs_unreadable = 0; /* save diagnostics, not state */
+	memset(s->msrs_unreadable, 0, sizeof(s->msrs_unreadable));
 }
 
 static void make_vm_state(struct vm_kvm_state *s)
 {
 	memset(s, 0, sizeof(*s));
 	s->have = CPU_STATE_HAVE_PIT;
-	fill(&s->pic_master, sizeof(s->pic_master), 11);
-	fill(&s->pic_slave, sizeof(s->pic_slave), 12);
-	fill(&s->ioapic, sizeof(s->ioapic), 13);
-	fill(&s->pit, sizeof(s->pit), 14);
-	fill(&s->clock, sizeof(s->clock), 15);
-	s->pic_master.chip_id = 0;
-	s->pic_slave.chip_id = 1;
-	s->ioapic.chip_id = 2;
+	fill(&s->pic_master, sizeof(s->pic_master), 12);
+	fill(&s->pic_slave, sizeof(s->pic_slave), 13);
+	fill(&s->ioapic, sizeof(s->ioapic), 14);
+	fill(&s->pit, sizeof(s->pit), 15);
+	fill(&s->clock, sizeof(s->clock), 16);
+}
+
+static void scrub_vm(struct vm_kvm_state *s)
+{
+	struct kvm_irqchip *chips[] = { &s->pic_master, &s->pic_slave, &s->ioapic };
+	size_t used;
+
+	for (unsigned i = 0; i < 3; i++) {
+		chips[i]->chip_id = i; /* the section says which chip it is */
+		chips[i]->pad = 0;
+		used = i < 2 ? sizeof(struct kvm_pic_state) : sizeof(struct kvm_ioapic_state);
+		memset(chips[i]->chip.dummy + used, 0, sizeof(chips[i]->chip.dummy) - used);
+	}
+	s->ioapic.chip.ioapic.pad = 0;
+	memset(s->pit.reserved, 0, sizeof(s->pit.reserved));
+	s->clock.pad0 = 0;
+	memset(s->clock.pad, 0, sizeof(s->clock.pad));
 }
 
 static uint8_t *encode_vcpu(const struct vcpu_state *s, size_t *len)
@@ -79,29 +151,99 @@ static uint8_t *encode_vcpu(const struct vcpu_state *s, size_t *len)
 	return buf;
 }
 
+/* The body of section `id` of a blob and its size, or NULL. */
+static const uint8_t *find_section(const uint8_t *blob, size_t len, unsigned id, uint32_t *size)
+{
+	for (size_t off = HDR; off + 8 <= len; off += 8 + wire_get_u32(blob + off + 4)) {
+		if (wire_get_u16(blob + off) == id) {
+			*size = wire_get_u32(blob + off + 4);
+			return blob + off + 8;
+		}
+	}
+	return NULL;
+}
+
+/* Section sizes are exactly the sum of their fields' widths: no host padding on the wire. */
+static void check_section_sizes(const uint8_t *blob, size_t len, const uint32_t (*sizes)[2],
+				size_t n)
+{
+	size_t total = HDR;
+
+	for (size_t i = 0; i < n; i++) {
+		uint32_t size = 0;
+
+		if (!find_section(blob, len, sizes[i][0], &size))
+			fail_msg("section %u missing", sizes[i][0]);
+		if (size != sizes[i][1])
+			fail_msg("section %u: %u bytes, %u expected", sizes[i][0], size,
+				 sizes[i][1]);
+		total += 8 + size;
+	}
+	assert_int_equal(len, total);
+}
+
+/* id, body bytes: the sum of the field widths of docs/migration-protocol.md, 5. */
+static const uint32_t vcpu_sizes[][2] = {
+	{ 1, 18 * 8 },                                        /* REGS */
+	{ 3, 8 * 23 + 2 * 10 + 7 * 8 + 8 + 4 * 8 },           /* SREGS2 */
+	{ 4, 128 + 2 + 2 + 1 + 2 + 8 + 8 + 256 + 4 },         /* FPU */
+	{ 5, 4 + XSAVE_SIZE },                                /* XSAVE */
+	{ 6, 4 + 4 + NXCRS * (4 + 8) },                       /* XCRS */
+	{ 7, 4 + NMSRS * (4 + 8) },                           /* MSRS */
+	{ 8, 1024 },                                          /* LAPIC */
+	{ 9, 4 + 4 + 4 + 3 + 4 + 4 + 4 + 1 + 1 + 8 },         /* VCPU_EVENTS */
+	{ 10, 4 },                                            /* MP_STATE */
+	{ 11, 4 * 8 + 8 + 8 + 8 },                            /* DEBUGREGS */
+	{ 12, 4 },                                            /* TSC_KHZ */
+};
+
+static const uint32_t vm_sizes[][2] = {
+	{ 1, 16 },                          /* PIC_MASTER */
+	{ 2, 16 },                          /* PIC_SLAVE */
+	{ 3, 8 + 4 + 4 + 4 + 24 * 8 },      /* IOAPIC */
+	{ 4, 3 * (4 + 2 + 10 + 8) + 4 },    /* PIT2 */
+	{ 5, 8 + 4 + 8 + 8 },               /* CLOCK */
+};
+
 static void test_vcpu_roundtrip(void **unused)
 {
-	struct vcpu_state *s = make_vcpu_state(), *d = calloc(1, sizeof(*d));
+	struct vcpu_state *s = make_vcpu_state(), *d = malloc(sizeof(*d));
+	struct vcpu_state *want = malloc(sizeof(*want));
 	size_t len, len2;
 	uint8_t *buf = encode_vcpu(s, &len), *buf2;
+	const uint8_t *body;
+	uint32_t size;
 	char err[256];
 
+	assert_non_null(d);
+	assert_non_null(want);
+	check_section_sizes(buf, len, vcpu_sizes, sizeof(vcpu_sizes) / sizeof(vcpu_sizes[0]));
+
+	/* Padding and reserved bytes never reach the wire: the scrubbed state encodes alike. */
+	memcpy(want, s, sizeof(*s));
+	scrub_vcpu(want);
+	buf2 = encode_vcpu(want, &len2);
+	assert_int_equal(len, len2);
+	assert_memory_equal(buf, buf2, len);
+	free(buf2);
+
+	/* Every encoded field comes back (the whole struct compares equal). */
+	memset(d, 0xaa, sizeof(*d));
 	assert_int_equal(cpu_state_decode_vcpu(buf, len, d, err, sizeof(err)), 0);
-	assert_int_equal(d->vcpu_index, 3);
-	assert_int_equal(d->have, s->have);
-	assert_memory_equal(&d->regs, &s->regs, sizeof(s->regs));
-	assert_memory_equal(&d->sregs2, &s->sregs2, sizeof(s->sregs2));
-	assert_memory_equal(&d->fpu, &s->fpu, sizeof(s->fpu));
-	assert_memory_equal(&d->xcrs, &s->xcrs, sizeof(s->xcrs));
-	assert_memory_equal(&d->lapic, &s->lapic, sizeof(s->lapic));
-	assert_memory_equal(&d->events, &s->events, sizeof(s->events));
-	assert_memory_equal(&d->debugregs, &s->debugregs, sizeof(s->debugregs));
-	assert_int_equal(d->mp_state.mp_state, KVM_MP_STATE_RUNNABLE);
-	assert_int_equal(d->tsc_khz, 2994000);
-	assert_int_equal(d->xsave_size, 4096);
-	assert_memory_equal(d->xsave, s->xsave, 4096);
-	assert_int_equal(d->nmsrs, 40);
-	assert_memory_equal(d->msrs, s->msrs, 40 * sizeof(s->msrs[0]));
+	assert_memory_equal(d, want, sizeof(*d));
+
+	/* Fields go little endian, one after the other: REGS starts with rax; in SREGS2, ds
+	 * follows cs's 23 bytes; MSRS is a count, then index and data of each. */
+	body = find_section(buf, len, 1, &size);
+	assert_int_equal(wire_get_u64(body), s->regs.rax);
+	assert_int_equal(wire_get_u64(body + 17 * 8), s->regs.rflags);
+	body = find_section(buf, len, 3, &size);
+	assert_int_equal(wire_get_u64(body + 23), s->sregs2.ds.base);
+	assert_int_equal(wire_get_u16(body + 12), s->sregs2.cs.selector);
+	body = find_section(buf, len, 7, &size);
+	assert_int_equal(wire_get_u32(body), NMSRS);
+	assert_int_equal(wire_get_u32(body + 4 + 12), s->msrs[1].index);
+	assert_int_equal(wire_get_u64(body + 4 + 12 + 4), s->msrs[1].data);
 
 	/* Encoding the decoded state gives the same bytes. */
 	buf2 = encode_vcpu(d, &len2);
@@ -111,109 +253,148 @@ static void test_vcpu_roundtrip(void **unused)
 	/* Too small a buffer is -ENOSPC, never an overflow. */
 	for (size_t cap = 0; cap < len; cap += 97)
 		assert_int_equal(cpu_state_encode_vcpu(s, buf2, cap, &len2), -ENOSPC);
+	/* Counts the decoder would refuse are not encoded. */
+	s->nmsrs = CPU_STATE_MAX_MSRS + 1;
+	assert_int_equal(cpu_state_encode_vcpu(s, buf2, CPU_STATE_VCPU_BLOB_MAX, &len2), -EINVAL);
+	s->nmsrs = NMSRS;
+	s->xcrs.nr_xcrs = KVM_MAX_XCRS + 1;
+	assert_int_equal(cpu_state_encode_vcpu(s, buf2, CPU_STATE_VCPU_BLOB_MAX, &len2), -EINVAL);
+	s->xcrs.nr_xcrs = NXCRS;
+	s->xsave_size = 4098;
+	assert_int_equal(cpu_state_encode_vcpu(s, buf2, CPU_STATE_VCPU_BLOB_MAX, &len2), -EINVAL);
 	free(buf);
 	free(buf2);
 	free(s);
 	free(d);
+	free(want);
 }
 
 static void test_vcpu_sregs_variant(void **unused)
 {
-	struct vcpu_state *s = make_vcpu_state(), *d = calloc(1, sizeof(*d));
+	struct vcpu_state *s = make_vcpu_state(), *d = malloc(sizeof(*d));
 	size_t len;
 	uint8_t *buf;
+	uint32_t size;
 
+	assert_non_null(d);
 	s->have = 0; /* plain SREGS, no XSAVE/XCRS/DEBUGREGS/TSC */
-	fill(&s->sregs, sizeof(s->sregs), 9);
 	buf = encode_vcpu(s, &len);
 	assert_int_equal(cpu_state_decode_vcpu(buf, len, d, NULL, 0), 0);
 	assert_int_equal(d->have, 0);
-	assert_memory_equal(&d->sregs, &s->sregs, sizeof(s->sregs));
-	assert_int_equal(d->xsave_size, 0);
+	assert_non_null(find_section(buf, len, 2, &size));
+	assert_int_equal(size, 8 * 23 + 2 * 10 + 7 * 8 + 4 * 8);
+	assert_null(find_section(buf, len, 3, &size));
+	scrub_vcpu(s);
+	/* Optional sections absent: nothing of them decoded. */
+	s->xsave_size = 0;
+	memset(s->xsave, 0, sizeof(s->xsave));
+	memset(&s->xcrs, 0, sizeof(s->xcrs));
+	memset(&s->debugregs, 0, sizeof(s->debugregs));
+	s->tsc_khz = 0;
+	assert_memory_equal(d, s, sizeof(*s));
 	free(buf);
 	free(s);
+	free(d);
+}
+
+/* Every cut of a blob, in an exact-size copy (so ASan sees any over-read), is refused; so is
+ * one byte more. */
+static void check_every_truncation(const uint8_t *buf, size_t len, bool vm)
+{
+	struct vcpu_state *d = malloc(sizeof(*d));
+	struct vm_kvm_state vmd;
+	char err[256];
+
+	assert_non_null(d);
+	for (size_t n = 0; n <= len + 1; n++) {
+		uint8_t *copy;
+		int rc;
+
+		if (n == len)
+			continue;
+		copy = malloc(n ? n : 1);
+		memcpy(copy, buf, n < len ? n : len);
+		if (n > len)
+			copy[len] = 0;
+		rc = vm ? cpu_state_decode_vm(copy, n, &vmd, err, sizeof(err))
+			: cpu_state_decode_vcpu(copy, n, d, err, sizeof(err));
+		if (rc != -EINVAL)
+			fail_msg("a blob of %zu of %zu bytes was accepted", n, len);
+		free(copy);
+	}
 	free(d);
 }
 
 static void test_vcpu_every_truncation(void **unused)
 {
-	struct vcpu_state *s = make_vcpu_state(), *d = calloc(1, sizeof(*d));
+	struct vcpu_state *s = make_vcpu_state();
 	size_t len;
 	uint8_t *buf = encode_vcpu(s, &len);
 
-	for (size_t n = 0; n < len; n++) {
-		uint8_t *copy = malloc(n ? n : 1); /* exact-size copy: ASan sees any over-read */
-
-		memcpy(copy, buf, n);
-		assert_int_equal(cpu_state_decode_vcpu(copy, n, d, NULL, 0), -EINVAL);
-		free(copy);
-	}
-	/* A trailing byte is rejected too. */
-	uint8_t *longer = malloc(len + 1);
-
-	memcpy(longer, buf, len);
-	longer[len] = 0;
-	assert_int_equal(cpu_state_decode_vcpu(longer, len + 1, d, NULL, 0), -EINVAL);
-	free(longer);
+	check_every_truncation(buf, len, false);
 	free(buf);
 	free(s);
-	free(d);
 }
 
-/* Builds a blob section by section. */
+/* A blob assembled by hand: the sections of an encoded one, then crafted ones. */
 struct blob {
 	uint8_t b[CPU_STATE_VCPU_BLOB_MAX];
 	size_t len;
-	unsigned n;
 };
 
-static void blob_begin(struct blob *b, uint32_t magic, uint32_t index)
+/* Adds n sections to the count of the blob's header. */
+static void blob_count(struct blob *b, int n)
 {
-	memset(b, 0, sizeof(*b));
-	wire_put_u32(b->b, magic);
-	wire_put_u16(b->b + 4, CPU_STATE_VERSION);
-	wire_put_u32(b->b + 8, index);
-	b->len = 16;
+	wire_put_u16(b->b + 6, (uint16_t)(wire_get_u16(b->b + 6) + n));
 }
 
-static void blob_sec(struct blob *b, uint16_t id, const void *p, uint32_t size)
+/* Header and every section of src but `skip`. */
+static void blob_copy(struct blob *b, const uint8_t *src, size_t len, unsigned skip)
 {
-	assert_true(b->len + 8 + size <= sizeof(b->b));
-	wire_put_u16(b->b + b->len, id);
-	wire_put_u16(b->b + b->len + 2, 0);
-	wire_put_u32(b->b + b->len + 4, size);
-	if (size)
-		memcpy(b->b + b->len + 8, p, size);
-	b->len += 8 + size;
-	wire_put_u16(b->b + 6, (uint16_t)++b->n);
+	memcpy(b->b, src, HDR);
+	b->len = HDR;
+	for (size_t off = HDR; off < len;) {
+		size_t n = 8 + wire_get_u32(src + off + 4);
+
+		if (wire_get_u16(src + off) != skip) {
+			memcpy(b->b + b->len, src + off, n);
+			b->len += n;
+		} else {
+			blob_count(b, -1);
+		}
+		off += n;
+	}
 }
 
-#define MAGIC_VCPU 0x50436876u
-#define MAGIC_VM 0x4d566876u
-
-/* A minimal valid vCPU blob, with section `skip` left out and `extra` (id, size) added. */
-static void blob_vcpu(struct blob *b, const struct vcpu_state *s, unsigned skip)
+/* Appends the one section o holds (written with hv/state_enc.h). */
+static void blob_add(struct blob *b, struct state_out *o)
 {
-	blob_begin(b, MAGIC_VCPU, s->vcpu_index);
-	if (skip != 1)
-		blob_sec(b, 1, &s->regs, sizeof(s->regs));
-	if (skip != 3)
-		blob_sec(b, 3, &s->sregs2, sizeof(s->sregs2));
-	if (skip != 4)
-		blob_sec(b, 4, &s->fpu, sizeof(s->fpu));
-	if (skip != 7)
-		blob_sec(b, 7, s->msrs, s->nmsrs * 16);
-	if (skip != 8)
-		blob_sec(b, 8, &s->lapic, sizeof(s->lapic));
-	if (skip != 9)
-		blob_sec(b, 9, &s->events, sizeof(s->events));
-	if (skip != 10)
-		blob_sec(b, 10, &s->mp_state, sizeof(s->mp_state));
+	assert_int_equal(state_out_error(o), 0);
+	assert_true(b->len + o->len <= sizeof(b->b));
+	memcpy(b->b + b->len, o->buf, o->len);
+	b->len += o->len;
+	blob_count(b, 1);
+	state_out_free(o);
+}
+
+/* Appends section `id` whose body is one u32 count (then `nbytes` zero bytes). */
+static void blob_add_counted(struct blob *b, unsigned id, uint32_t count, size_t nbytes)
+{
+	struct state_out o;
+	uint8_t *zeros = calloc(1, nbytes + 1);
+
+	state_out_init(&o);
+	state_out_begin(&o, id);
+	state_out_u32(&o, count);
+	state_out_bytes(&o, zeros, nbytes);
+	state_out_end(&o);
+	blob_add(b, &o);
+	free(zeros);
 }
 
 static int decode_blob(const struct blob *b, char *err, size_t errlen)
 {
-	struct vcpu_state *d = calloc(1, sizeof(*d));
+	struct vcpu_state *d = malloc(sizeof(*d));
 	int rc;
 
 	assert_non_null(d);
@@ -223,147 +404,222 @@ static int decode_blob(const struct blob *b, char *err, size_t errlen)
 	return rc;
 }
 
+static void expect_refused(const struct blob *b, const char *why)
+{
+	char err[256];
+
+	if (decode_blob(b, err, sizeof(err)) != -EINVAL)
+		fail_msg("accepted, expected refused for \"%s\"", why);
+	if (!strstr(err, why))
+		fail_msg("refused with \"%s\", expected \"%s\"", err, why);
+	assert_null(strchr(err, '\n'));
+}
+
+/* The layout of version 1: 16-byte header with a section count, then the KVM structs byte for
+ * byte. */
+static void blob_v1(struct blob *b, const struct vcpu_state *s)
+{
+	const struct {
+		uint16_t id;
+		const void *p;
+		uint32_t size;
+	} secs[] = {
+		{ 1, &s->regs, sizeof(s->regs) },       { 3, &s->sregs2, sizeof(s->sregs2) },
+		{ 4, &s->fpu, sizeof(s->fpu) },         { 7, s->msrs, 16 * 2 },
+		{ 8, &s->lapic, sizeof(s->lapic) },     { 9, &s->events, sizeof(s->events) },
+		{ 10, &s->mp_state, sizeof(s->mp_state) },
+	};
+
+	memset(b->b, 0, HDR);
+	wire_put_u32(b->b, MAGIC_VCPU);
+	wire_put_u16(b->b + 4, 1);
+	wire_put_u16(b->b + 6, sizeof(secs) / sizeof(secs[0]));
+	wire_put_u32(b->b + 8, s->vcpu_index);
+	b->len = HDR;
+	for (size_t i = 0; i < sizeof(secs) / sizeof(secs[0]); i++) {
+		wire_put_u16(b->b + b->len, secs[i].id);
+		wire_put_u16(b->b + b->len + 2, 0);
+		wire_put_u32(b->b + b->len + 4, secs[i].size);
+		memcpy(b->b + b->len + 8, secs[i].p, secs[i].size);
+		b->len += 8 + secs[i].size;
+	}
+}
+
 static void test_vcpu_strict_sections(void **unused)
 {
 	struct vcpu_state *s = make_vcpu_state();
 	struct blob *b = malloc(sizeof(*b));
-	char err[256];
-	uint8_t big[CPU_STATE_XSAVE_MAX + 8] = { 0 };
-	uint32_t khz0 = 0;
+	struct state_out o;
+	size_t len;
+	uint8_t *buf;
+	char err[256], want[128];
 
-	blob_vcpu(b, s, 0);
+	assert_non_null(b);
+	buf = encode_vcpu(s, &len);
+	blob_copy(b, buf, len, 0);
 	assert_int_equal(decode_blob(b, err, sizeof(err)), 0);
 
-	/* Each required section missing. */
-	const unsigned required[] = { 1, 3, 4, 7, 8, 9, 10 };
+	/* The old layout: one line naming both versions. */
+	blob_v1(b, s);
+	assert_int_equal(decode_blob(b, err, sizeof(err)), -EINVAL);
+	snprintf(want, sizeof(want), "vCPU state: version 1, this hv reads version %u",
+		 CPU_STATE_VERSION);
+	assert_string_equal(err, want);
+
+	/* Each required section missing; the optional ones may be. */
+	const unsigned required[] = { 1, 4, 7, 8, 9, 10 };
 
 	for (size_t i = 0; i < sizeof(required) / sizeof(required[0]); i++) {
-		blob_vcpu(b, s, required[i]);
-		assert_int_equal(decode_blob(b, err, sizeof(err)), -EINVAL);
-		assert_non_null(strstr(err, required[i] == 3 ? "SREGS" : "missing"));
+		blob_copy(b, buf, len, required[i]);
+		expect_refused(b, "is missing");
+	}
+	blob_copy(b, buf, len, 3);
+	expect_refused(b, "exactly one of SREGS and SREGS2");
+	const unsigned optional[] = { 5, 6, 11, 12 };
+
+	for (size_t i = 0; i < sizeof(optional) / sizeof(optional[0]); i++) {
+		blob_copy(b, buf, len, optional[i]);
+		assert_int_equal(decode_blob(b, err, sizeof(err)), 0);
 	}
 
 	/* Both SREGS and SREGS2. */
-	blob_vcpu(b, s, 0);
-	blob_sec(b, 2, &s->sregs, sizeof(s->sregs));
-	assert_int_equal(decode_blob(b, err, sizeof(err)), -EINVAL);
-	assert_non_null(strstr(err, "exactly one"));
+	blob_copy(b, buf, len, 0);
+	state_out_init(&o);
+	state_out_begin(&o, 2);
+	state_out_bytes(&o, &s->sregs, 8 * 23 + 2 * 10 + 7 * 8 + 4 * 8);
+	state_out_end(&o);
+	blob_add(b, &o);
+	expect_refused(b, "exactly one");
 
 	/* A section twice. */
-	blob_vcpu(b, s, 0);
-	blob_sec(b, 1, &s->regs, sizeof(s->regs));
-	assert_int_equal(decode_blob(b, err, sizeof(err)), -EINVAL);
-	assert_non_null(strstr(err, "twice"));
+	blob_copy(b, buf, len, 0);
+	memcpy(b->b + b->len, buf + HDR, 8 + 144);
+	b->len += 8 + 144;
+	blob_count(b, 1);
+	expect_refused(b, "section 1 appears twice");
 
-	/* Unknown section. */
-	blob_vcpu(b, s, 0);
-	blob_sec(b, 13, "x", 1);
-	assert_int_equal(decode_blob(b, err, sizeof(err)), -EINVAL);
-	assert_non_null(strstr(err, "unknown section 13"));
-	blob_vcpu(b, s, 0);
-	blob_sec(b, 0xffff, "x", 1);
-	assert_int_equal(decode_blob(b, err, sizeof(err)), -EINVAL);
+	/* Unknown sections. */
+	blob_copy(b, buf, len, 0);
+	blob_add_counted(b, 13, 0, 0);
+	expect_refused(b, "unknown section 13");
+	blob_copy(b, buf, len, 0);
+	wire_put_u16(b->b + b->len, 64);
+	wire_put_u16(b->b + b->len + 2, 0);
+	wire_put_u32(b->b + b->len + 4, 0);
+	b->len += 8;
+	blob_count(b, 1);
+	expect_refused(b, "section id 64");
 
-	/* Fixed-size sections one byte off either way. */
-	blob_vcpu(b, s, 1);
-	blob_sec(b, 1, &s->regs, sizeof(s->regs) - 1);
-	assert_int_equal(decode_blob(b, err, sizeof(err)), -EINVAL);
-	assert_non_null(strstr(err, "REGS is"));
-	blob_vcpu(b, s, 8);
-	blob_sec(b, 8, big, sizeof(s->lapic) + 1);
-	assert_int_equal(decode_blob(b, err, sizeof(err)), -EINVAL);
+	/* Trailing bytes: a few, or a whole empty section header. */
+	blob_copy(b, buf, len, 0);
+	memset(b->b + b->len, 0, 3);
+	b->len += 3;
+	expect_refused(b, "too few for a header");
+	blob_copy(b, buf, len, 0);
+	memset(b->b + b->len, 0, 8);
+	b->len += 8;
+	expect_refused(b, "section id 0");
+
+	/* Every section's size one byte off either way. */
+	for (size_t off = HDR; off < len; off += 8 + wire_get_u32(buf + off + 4)) {
+		uint32_t size = wire_get_u32(buf + off + 4);
+
+		for (int delta = -1; delta <= 1; delta += 2) {
+			blob_copy(b, buf, len, 0);
+			wire_put_u32(b->b + off + 4, size + (uint32_t)delta);
+			assert_int_equal(decode_blob(b, err, sizeof(err)), -EINVAL);
+		}
+	}
+	blob_copy(b, buf, len, 1);
+	blob_add_counted(b, 1, 0, 144 - 4 - 1);
+	expect_refused(b, "REGS (section 1): 143 bytes, too short");
+	blob_copy(b, buf, len, 8);
+	blob_add_counted(b, 8, 0, 1024 - 4 + 1);
+	expect_refused(b, "LAPIC (section 8): 1025 bytes, 1024 expected");
 
 	/* XSAVE too small, too large, unaligned; then a good one. */
-	blob_vcpu(b, s, 0);
-	blob_sec(b, 5, big, 4092);
-	assert_int_equal(decode_blob(b, err, sizeof(err)), -EINVAL);
-	blob_vcpu(b, s, 0);
-	blob_sec(b, 5, big, CPU_STATE_XSAVE_MAX + 4);
-	assert_int_equal(decode_blob(b, err, sizeof(err)), -EINVAL);
-	blob_vcpu(b, s, 0);
-	blob_sec(b, 5, big, 4098);
-	assert_int_equal(decode_blob(b, err, sizeof(err)), -EINVAL);
-	blob_vcpu(b, s, 0);
-	blob_sec(b, 5, big, 4096 + 64);
+	blob_copy(b, buf, len, 5);
+	blob_add_counted(b, 5, 4092, 4092);
+	expect_refused(b, "XSAVE area of 4092 bytes");
+	blob_copy(b, buf, len, 5);
+	blob_add_counted(b, 5, CPU_STATE_XSAVE_MAX + 4, CPU_STATE_XSAVE_MAX + 4);
+	expect_refused(b, "XSAVE area of");
+	blob_copy(b, buf, len, 5);
+	blob_add_counted(b, 5, 4098, 4098);
+	expect_refused(b, "XSAVE area of 4098 bytes");
+	blob_copy(b, buf, len, 5);
+	blob_add_counted(b, 5, 4096 + 64, 4096 + 63);
+	expect_refused(b, "too short");
+	blob_copy(b, buf, len, 5);
+	blob_add_counted(b, 5, 4096 + 64, 4096 + 64);
 	assert_int_equal(decode_blob(b, err, sizeof(err)), 0);
 
-	/* MSRS: not a multiple of 16, too many, reserved bits. */
-	blob_vcpu(b, s, 7);
-	blob_sec(b, 7, s->msrs, 17);
-	assert_int_equal(decode_blob(b, err, sizeof(err)), -EINVAL);
-	blob_vcpu(b, s, 7);
-	{
-		size_t n = (CPU_STATE_MAX_MSRS + 1) * 16;
-		uint8_t *many = calloc(1, n);
+	/* Counts: too many XCRs or MSRs, or more than the section holds. */
+	blob_copy(b, buf, len, 6);
+	blob_add_counted(b, 6, KVM_MAX_XCRS + 1, 4 + (KVM_MAX_XCRS + 1) * 12);
+	expect_refused(b, "17 XCRs, at most 16");
+	blob_copy(b, buf, len, 7);
+	blob_add_counted(b, 7, CPU_STATE_MAX_MSRS + 1, (CPU_STATE_MAX_MSRS + 1) * 12);
+	expect_refused(b, "513 MSRs, at most 512");
+	blob_copy(b, buf, len, 7);
+	blob_add_counted(b, 7, CPU_STATE_MAX_MSRS, 12);
+	expect_refused(b, "too short");
+	blob_copy(b, buf, len, 7);
+	blob_add_counted(b, 7, 1, 12 + 1);
+	expect_refused(b, "expected");
 
-		blob_sec(b, 7, many, (uint32_t)n);
-		assert_int_equal(decode_blob(b, err, sizeof(err)), -EINVAL);
-		free(many);
-	}
-	s->msrs[5].reserved = 1;
-	blob_vcpu(b, s, 0);
-	assert_int_equal(decode_blob(b, err, sizeof(err)), -EINVAL);
-	assert_non_null(strstr(err, "reserved"));
-	s->msrs[5].reserved = 0;
+	/* TSC_KHZ of zero. */
+	blob_copy(b, buf, len, 12);
+	blob_add_counted(b, 12, 0, 0);
+	expect_refused(b, "TSC_KHZ is 0");
 
-	/* TSC_KHZ of zero; XCRS count too large. */
-	blob_vcpu(b, s, 0);
-	blob_sec(b, 12, &khz0, 4);
-	assert_int_equal(decode_blob(b, err, sizeof(err)), -EINVAL);
-	s->xcrs.nr_xcrs = KVM_MAX_XCRS + 1;
-	blob_vcpu(b, s, 0);
-	blob_sec(b, 6, &s->xcrs, sizeof(s->xcrs));
-	assert_int_equal(decode_blob(b, err, sizeof(err)), -EINVAL);
-	s->xcrs.nr_xcrs = 1;
+	/* A section larger than what is left. */
+	blob_copy(b, buf, len, 0);
+	wire_put_u32(b->b + HDR + 4, 0xffffffffu);
+	expect_refused(b, "only");
 
-	/* Section size larger than what is left. */
-	blob_vcpu(b, s, 0);
-	wire_put_u32(b->b + 16 + 4, 0xffffffffu);
-	assert_int_equal(decode_blob(b, err, sizeof(err)), -EINVAL);
-	assert_non_null(strstr(err, "truncated"));
-
-	/* Header: magic, version, section count, reserved, vCPU index, section reserved bits. */
-	blob_vcpu(b, s, 0);
+	/* Header: magic, version, section count, reserved bytes, vCPU index, section reserved
+	 * bits. */
+	blob_copy(b, buf, len, 0);
 	b->b[0] ^= 1;
-	assert_int_equal(decode_blob(b, err, sizeof(err)), -EINVAL);
-	assert_non_null(strstr(err, "magic"));
-	blob_vcpu(b, s, 0);
+	expect_refused(b, "magic");
+	blob_copy(b, buf, len, 0);
 	wire_put_u16(b->b + 4, CPU_STATE_VERSION + 1);
-	assert_int_equal(decode_blob(b, err, sizeof(err)), -EINVAL);
-	assert_non_null(strstr(err, "version"));
-	blob_vcpu(b, s, 0);
-	wire_put_u16(b->b + 6, 33);
-	assert_int_equal(decode_blob(b, err, sizeof(err)), -EINVAL);
-	blob_vcpu(b, s, 0);
-	wire_put_u16(b->b + 6, 6); /* fewer sections than present: trailing bytes */
-	assert_int_equal(decode_blob(b, err, sizeof(err)), -EINVAL);
-	blob_vcpu(b, s, 0);
+	expect_refused(b, "version");
+	blob_copy(b, buf, len, 0);
+	blob_count(b, 1);
+	expect_refused(b, "11 sections, its header says 12");
+	blob_copy(b, buf, len, 0);
+	blob_count(b, -1);
+	expect_refused(b, "11 sections, its header says 10");
+	blob_copy(b, buf, len, 0);
 	b->b[12] = 1;
-	assert_int_equal(decode_blob(b, err, sizeof(err)), -EINVAL);
-	blob_vcpu(b, s, 0);
+	expect_refused(b, "reserved");
+	blob_copy(b, buf, len, 0);
 	wire_put_u32(b->b + 8, CPU_STATE_MAX_VCPUS);
-	assert_int_equal(decode_blob(b, err, sizeof(err)), -EINVAL);
-	blob_vcpu(b, s, 0);
-	b->b[16 + 2] = 1;
-	assert_int_equal(decode_blob(b, err, sizeof(err)), -EINVAL);
+	expect_refused(b, "vCPU index 1024");
+	blob_copy(b, buf, len, 0);
+	b->b[HDR + 2] = 1;
+	expect_refused(b, "reserved");
 
 	/* The VM magic on a vCPU blob. */
-	blob_vcpu(b, s, 0);
+	blob_copy(b, buf, len, 0);
 	wire_put_u32(b->b, MAGIC_VM);
-	assert_int_equal(decode_blob(b, err, sizeof(err)), -EINVAL);
+	expect_refused(b, "magic");
+	free(buf);
 	free(b);
 	free(s);
 }
 
 static void test_vcpu_bit_flips(void **unused)
 {
-	struct vcpu_state *s = make_vcpu_state(), *d = calloc(1, sizeof(*d));
+	struct vcpu_state *s = make_vcpu_state(), *d = malloc(sizeof(*d));
 	size_t len;
 	uint8_t *buf = encode_vcpu(s, &len);
 	int ok = 0, bad = 0;
 
-	/* Every bit of the header and of every section header, and a sample of the bodies: the
-	 * decoder either accepts (a body bit) or rejects, and never reads out of bounds. */
+	/* Every bit of the header and of the first section headers, and a sample of the rest:
+	 * the decoder either accepts (a body bit) or rejects, and never reads out of bounds. */
 	for (size_t byte = 0; byte < len; byte += (byte < 64 ? 1 : 13)) {
 		for (int bit = 0; bit < 8; bit++) {
 			buf[byte] ^= (uint8_t)(1u << bit);
@@ -383,35 +639,80 @@ static void test_vcpu_bit_flips(void **unused)
 
 static void test_vm_roundtrip_and_strict(void **unused)
 {
-	struct vm_kvm_state s, d;
+	struct vm_kvm_state s, want, d;
 	uint8_t buf[CPU_STATE_VM_BLOB_MAX], buf2[CPU_STATE_VM_BLOB_MAX];
+	const uint8_t *body;
+	uint32_t size;
 	size_t len, len2;
-	char err[256];
+	char err[256], line[128];
 
 	make_vm_state(&s);
 	assert_int_equal(cpu_state_encode_vm(&s, buf, sizeof(buf), &len), 0);
+	check_section_sizes(buf, len, vm_sizes, sizeof(vm_sizes) / sizeof(vm_sizes[0]));
+	assert_int_equal(len, 404);
+
+	/* Padding, reserved words, chip_id and the unused rest of the irqchip union are not on
+	 * the wire; every field is. */
+	memcpy(&want, &s, sizeof(s));
+	scrub_vm(&want);
+	assert_int_equal(cpu_state_encode_vm(&want, buf2, sizeof(buf2), &len2), 0);
+	assert_int_equal(len, len2);
+	assert_memory_equal(buf, buf2, len);
 	assert_int_equal(cpu_state_decode_vm(buf, len, &d, err, sizeof(err)), 0);
-	assert_memory_equal(&s, &d, sizeof(s));
+	assert_memory_equal(&d, &want, sizeof(d));
 	assert_int_equal(cpu_state_encode_vm(&d, buf2, sizeof(buf2), &len2), 0);
 	assert_int_equal(len, len2);
 	assert_memory_equal(buf, buf2, len);
 
-	for (size_t n = 0; n < len; n++)
-		assert_int_equal(cpu_state_decode_vm(buf, n, &d, NULL, 0), -EINVAL);
+	/* The IOAPIC by its fields: base_address, ioregsel, id, irr, the redirection table. */
+	body = find_section(buf, len, 3, &size);
+	assert_int_equal(wire_get_u64(body), s.ioapic.chip.ioapic.base_address);
+	assert_int_equal(wire_get_u32(body + 16), s.ioapic.chip.ioapic.irr);
+	assert_int_equal(wire_get_u64(body + 20 + 23 * 8), s.ioapic.chip.ioapic.redirtbl[23].bits);
+	body = find_section(buf, len, 4, &size);
+	assert_int_equal(wire_get_u64(body + 24 + 16), (uint64_t)s.pit.channels[1].count_load_time);
+	assert_int_equal(wire_get_u32(body + 72), s.pit.flags);
+
+	check_every_truncation(buf, len, true);
+
+	/* Every section's size one byte off either way. */
+	for (size_t off = HDR; off < len; off += 8 + wire_get_u32(buf + off + 4)) {
+		memcpy(buf2, buf, len);
+		wire_put_u32(buf2 + off + 4, wire_get_u32(buf + off + 4) + 1);
+		assert_int_equal(cpu_state_decode_vm(buf2, len, &d, NULL, 0), -EINVAL);
+		wire_put_u32(buf2 + off + 4, wire_get_u32(buf + off + 4) - 1);
+		assert_int_equal(cpu_state_decode_vm(buf2, len, &d, NULL, 0), -EINVAL);
+	}
+
+	/* A repeated section; a missing one. */
+	memcpy(buf2, buf, len);
+	wire_put_u16(buf2 + 6, 6);
+	memcpy(buf2 + len, buf + HDR, 8 + 16);
+	assert_int_equal(cpu_state_decode_vm(buf2, len + 8 + 16, &d, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "section 1 appears twice"));
+	memcpy(buf2, buf, HDR);
+	wire_put_u16(buf2 + 6, 4);
+	memcpy(buf2 + HDR, buf + HDR + 8 + 16, len - HDR - 8 - 16);
+	assert_int_equal(cpu_state_decode_vm(buf2, len - 8 - 16, &d, err, sizeof(err)), -EINVAL);
+	assert_string_equal(err, "VM state: section PIC_MASTER is missing");
+
+	/* An old-layout blob. */
+	memcpy(buf2, buf, len);
+	wire_put_u16(buf2 + 4, 1);
+	wire_put_u16(buf2 + 6, 5);
+	assert_int_equal(cpu_state_decode_vm(buf2, len, &d, err, sizeof(err)), -EINVAL);
+	snprintf(line, sizeof(line), "VM state: version 1, this hv reads version %u",
+		 CPU_STATE_VERSION);
+	assert_string_equal(err, line);
 
 	/* Without a PIT. */
 	s.have = 0;
-	memset(&s.pit, 0, sizeof(s.pit));
+	want.have = 0;
+	memset(&want.pit, 0, sizeof(want.pit));
 	assert_int_equal(cpu_state_encode_vm(&s, buf, sizeof(buf), &len), 0);
+	assert_int_equal(len, 404 - 8 - 76);
 	assert_int_equal(cpu_state_decode_vm(buf, len, &d, NULL, 0), 0);
-	assert_memory_equal(&s, &d, sizeof(s));
-
-	/* Wrong chip ids. */
-	s.pic_slave.chip_id = 2;
-	assert_int_equal(cpu_state_encode_vm(&s, buf, sizeof(buf), &len), 0);
-	assert_int_equal(cpu_state_decode_vm(buf, len, &d, err, sizeof(err)), -EINVAL);
-	assert_non_null(strstr(err, "irqchip"));
-	s.pic_slave.chip_id = 1;
+	assert_memory_equal(&d, &want, sizeof(d));
 
 	/* The vCPU magic on a VM blob; a nonzero index. */
 	assert_int_equal(cpu_state_encode_vm(&s, buf, sizeof(buf), &len), 0);
