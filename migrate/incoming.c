@@ -328,7 +328,7 @@ static int handle_cpu_state(struct incoming *in, const uint8_t *p, size_t len)
 		return failf(in, "out of memory");
 	if (cpu_state_decode_vcpu(p, len, tmp, e, sizeof(e)) < 0) {
 		free(tmp);
-		return failf(in, "bad vCPU state: %s", e);
+		return failf(in, "bad %s", e); /* e names the vCPU state */
 	}
 	uint32_t i = tmp->vcpu_index;
 	if (i >= (uint32_t)vm->ncpus || in->vcpu_seen[i]) {
@@ -487,8 +487,10 @@ static int receive(struct incoming *in, const struct machine_config *cfg)
 			break;
 		case WIRE_VM_STATE: {
 			char e[256];
-			if (in->vm_seen || cpu_state_decode_vm(p, len, &in->vm_state, e, sizeof(e)) < 0)
-				return failf(in, "bad or repeated VM state");
+			if (in->vm_seen)
+				return failf(in, "VM state repeated");
+			if (cpu_state_decode_vm(p, len, &in->vm_state, e, sizeof(e)) < 0)
+				return failf(in, "bad %s", e); /* e names the VM state */
 			in->vm_seen = true;
 			break;
 		}
