@@ -14,7 +14,7 @@ HARDEN_CFLAGS := -fstack-protector-strong -fstack-clash-protection -fPIE
 FORTIFY := -U_FORTIFY_SOURCE -D_FORTIFY_SOURCE=2
 HARDEN_LDFLAGS := -pie -Wl,-z,relro,-z,now
 HV_CFLAGS := -std=c11 -D_GNU_SOURCE -I. $(WARN) $(HARDEN_CFLAGS) -pthread -MMD -MP
-LDLIBS := -pthread -luuid -lz -ljson-c -lxxhash -lseccomp -lssl -lcrypto
+LDLIBS := -pthread -luuid -lz -ljson-c -lxxhash -lseccomp -lssl -lcrypto -lm
 SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
 LIB_SRCS := $(wildcard hv/*.c devices/*.c migrate/*.c)
@@ -61,6 +61,10 @@ $(BUILD)/tests-asan/%: tests/unit/%.c $(BUILD)/libhv-asan.a
 
 $(BUILD)/tests/test_migrate_bar: $(BUILD)/obj/tools/migrate_bar.o
 $(BUILD)/tests-asan/test_migrate_bar: $(BUILD)/asan/tools/migrate_bar.o
+$(BUILD)/tests/test_migrate_report: $(BUILD)/obj/tools/migrate_report.o
+$(BUILD)/tests-asan/test_migrate_report: $(BUILD)/asan/tools/migrate_report.o
+$(BUILD)/tests/test_migrate_explain: $(BUILD)/obj/tools/migrate_explain.o
+$(BUILD)/tests-asan/test_migrate_explain: $(BUILD)/asan/tools/migrate_explain.o
 
 unit: $(UNIT_BINS) $(ASAN_UNIT_BINS)
 

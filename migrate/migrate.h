@@ -65,6 +65,17 @@ struct migrate_stats {
 	double round_elapsed_ms;
 	double elapsed_ms;
 	double downtime_ms;       /* source paused -> destination acknowledged + commit sent */
+	bool round_end;           /* this report closes a pre-copy round (one per round) */
+	const char *round_next;   /* then: "round", "switchover" or "give-up" (a literal) */
+	/* The switchover step by step (ms), once it has happened: pausing the vCPUs and devices,
+	 * sending the last pages (last_pages of them), sending the vCPU, VM and device state, the
+	 * destination loading it (until its ACK), and from COMMIT to the destination's
+	 * confirmation. Downtime is the first four plus sending COMMIT. */
+	struct migrate_switchover {
+		bool valid;
+		double pause_ms, last_pages_ms, state_ms, load_ms, confirm_ms;
+		uint64_t last_pages;
+	} switchover;
 	bool compressing;         /* auto mode's current choice */
 	bool outcome_unknown;     /* the link failed after COMMIT: the VM stays paused here */
 	bool paused;              /* the VM was paused when the migration began: it arrives paused */

@@ -43,6 +43,12 @@ static void *migration_thread(void *arg)
 	struct vm *vm = &job->machine->vm;
 	int r = migrate_source(job->machine, &job->params, &job->cancel, on_progress, job, &job->stats);
 	struct json_object *ev = migrate_stats_to_json(r == 0 ? "migration-done" : "migration-failed", &job->stats);
+	struct json_object *params = json_object_new_object();
+
+	/* What was asked, so that a saved --json log is a complete record (hvctl report). */
+	migrate_params_to_json(&job->params, params);
+	json_object_object_add(ev, "params", params);
+	json_object_object_add(ev, "vm", json_object_new_string(vm->name));
 
 	/* The result goes out before the VM stops, so a subscriber always learns it. */
 	control_emit_event(job->cs, ev);

@@ -194,6 +194,21 @@ struct json_object *migrate_stats_to_json(const char *event, const struct migrat
 	add_dbl(o, "elapsed_ms", st->elapsed_ms);
 	add_dbl(o, "downtime_ms", st->downtime_ms);
 	json_object_object_add(o, "compressing", json_object_new_boolean(st->compressing));
+	if (st->round_end) {
+		json_object_object_add(o, "round_end", json_object_new_boolean(true));
+		json_object_object_add(o, "next", json_object_new_string(st->round_next ? st->round_next : "round"));
+	}
+	if (st->switchover.valid) {
+		struct json_object *sw = json_object_new_object();
+
+		add_dbl(sw, "pause_ms", st->switchover.pause_ms);
+		add_dbl(sw, "last_pages_ms", st->switchover.last_pages_ms);
+		add_u64(sw, "last_pages", st->switchover.last_pages);
+		add_dbl(sw, "state_ms", st->switchover.state_ms);
+		add_dbl(sw, "load_ms", st->switchover.load_ms);
+		add_dbl(sw, "confirm_ms", st->switchover.confirm_ms);
+		json_object_object_add(o, "switchover", sw);
+	}
 	if (st->security[0])
 		json_object_object_add(o, "security", json_object_new_string(st->security));
 	if (st->paused)

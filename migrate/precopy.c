@@ -439,10 +439,13 @@ static int precopy(struct source *s)
 		st->remaining_pages = (uint64_t)dirty;
 		st->expected_downtime_ms = convergence_expected_downtime_ms(
 			(uint64_t)dirty, st->rate_mbs, auto_compress_wire_ratio(&s->ac), rtt_ms(s));
-		report(s);
 		enum convergence_verdict v = convergence_decide(&conv, st->round, (uint64_t)dirty,
 								st->expected_downtime_ms, s->p->downtime_ms,
 								s->p->max_rounds, s->p->on_timeout);
+		st->round_end = true;
+		st->round_next = v == CONVERGENCE_NEXT_ROUND ? "round" : v == CONVERGENCE_SWITCH_OVER ? "switchover" : "give-up";
+		report(s);
+		st->round_end = false;
 		if (v == CONVERGENCE_GIVE_UP)
 			return failf(s, "did not converge in %u rounds: %.0f MiB were dirtied again during the last round of %.0f ms, while the link moves %.0f MiB/s (switching now would stop the guest for about %.0f ms); raise --downtime or --max-rounds, or use --on-timeout force",
 				     st->round + 1, (double)dirty * PAGE_SIZE / (1 << 20), secs * 1000,
@@ -621,15 +624,23 @@ static int commit(struct source *s, uint64_t t_pause, uint64_t t_paused)
 	uint64_t t_state = clock_now_ns();
 	if (wait_ack(s, "waiting for the destination to load the state", ACK_TIMEOUT_MS) < 0)
 		return -1;
-	hv_debug("switchover: pause %.2f ms, last pages %.2f ms, state %.2f ms, destination load %.2f ms",
-		 (double)(t_paused - t_pause) / 1e6, (double)(t_pages - t_paused) / 1e6,
-		 (double)(t_state - t_pages) / 1e6, (double)(clock_now_ns() - t_state) / 1e6);
+	uint64_t t_ack = clock_now_ns();
+	struct migrate_switchover *sw = &s->st->switchover;
+	*sw = (struct migrate_switchover){
+		.valid = true,
+		.pause_ms = (double)(t_paused - t_pause) / 1e6,
+		.last_pages_ms = (double)(t_pages - t_paused) / 1e6,
+		.state_ms = (double)(t_state - t_pages) / 1e6,
+		.load_ms = (double)(t_ack - t_state) / 1e6,
+		.last_pages = s->st->round_done_pages,
+	};
 	if (atomic_load(s->cancel))
 		return failf(s, "migration cancelled");
 	int r = wire_send(&s->conn, WIRE_COMMIT, NULL, 0);
 	if (r < 0)
 		return fail_wire(s, r, "sending commit");
-	s->st->downtime_ms = (double)(clock_now_ns() - t_pause) / 1e6;
+	uint64_t t_commit = clock_now_ns();
+	s->st->downtime_ms = (double)(t_commit - t_pause) / 1e6;
 	s->committed = true;
 	/* The destination confirms COMMIT before it runs the guest. Without that confirmation
 	 * nobody here can know whether the guest runs there: it must not run here too. */
@@ -639,6 +650,7 @@ static int commit(struct source *s, uint64_t t_pause, uint64_t t_paused)
 		return failf(s, "the connection failed after COMMIT was sent, so the guest may be running on %s; it stays paused here: check 'hvctl list' there, then 'hvctl resume %s' here only if it does not run there",
 			     s->p->uri, s->vm->name);
 	}
+	sw->confirm_ms = (double)(clock_now_ns() - t_commit) / 1e6;
 	return 0;
 }
 

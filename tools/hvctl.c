@@ -20,6 +20,7 @@ static const struct subcommand subcommands[] = {
 	{ "stop", hvctl_cmd_stop, "end a VM" },
 	{ "console", hvctl_cmd_console, "attach to a VM's serial console (PTY)" },
 	{ "migrate", hvctl_cmd_migrate, "live-migrate a VM to 'hvctl receive' on another host" },
+	{ "report", hvctl_cmd_report, "write the HTML report of a migration from its --json log" },
 	{ "save", hvctl_cmd_save, "write a VM's whole state to a snapshot file" },
 	{ "receive", hvctl_cmd_receive, "wait for one incoming migration and run the guest" },
 	{ "restore", hvctl_cmd_restore, "start a VM from a snapshot file ('hvctl save')" },

@@ -1,6 +1,7 @@
 /* hvctl migrate and hvctl save: asks a VM (over its control socket) to migrate itself, to
  * another host or into a snapshot file, then shows the progress: a live bar on a TTY, JSON
  * events with --json, and a final summary. */
+#include <errno.h>
 #include <getopt.h>
 #include <json-c/json.h>
 #include <stdio.h>
@@ -16,21 +17,44 @@
 #include "tools/ctl_client.h"
 #include "tools/hvctl.h"
 #include "tools/migrate_bar.h"
+#include "tools/migrate_explain.h"
+#include "tools/migrate_report.h"
 #include "tools/tls_opts.h"
 
 struct migrate_opts {
 	const char *name;
 	struct migrate_params p; /* what the VM is asked for: defaults from migrate_params_default */
-	int json, cancel;
+	int json, cancel, explain;
+	const char *report; /* --report FILE.html */
 	const char *file; /* hvctl save: the snapshot file, absolute (p.uri is "file:" and it) */
 };
+
+/* --report FILE: its directory must exist (checked before anything moves, so that a typo
+ * does not lose the report of a migration that took an hour). */
+static int report_path_check(const char *path)
+{
+	char dir[4096];
+	const char *slash = strrchr(path, '/');
+
+	if (!path[0] || (slash && !slash[1])) {
+		hv_error("--report '%s' names a directory; give a file name such as report.html", path);
+		return -1;
+	}
+	snprintf(dir, sizeof(dir), "%.*s", slash ? (int)(slash - path) + (slash == path) : 1, slash ? path : ".");
+	if (access(dir, W_OK) < 0) {
+		hv_error("--report '%s': cannot write in directory '%s' (%s)", path, dir, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
 
 static void migrate_usage(FILE *f)
 {
 	fprintf(f,
 		"usage: hvctl migrate NAME HOST:PORT [--downtime MS] [--bandwidth RATE]\n"
 		"         [--compress auto|zlib|none] [--max-rounds N]\n"
-		"         [--on-timeout force|cancel] [--offline] [--json]\n"
+		"         [--on-timeout force|cancel] [--offline] [--json | --explain]\n"
+		"         [--report FILE.html]\n"
 		"         [--psk FILE | --tls-cert F --tls-key F --tls-ca F\n"
 		"          [--tls-server-name N]]\n"
 		"       hvctl migrate --cancel NAME\n"
@@ -42,6 +66,8 @@ static void migrate_usage(FILE *f)
 		"the destination commits, the VM keeps running here.\n"
 		"--offline moves a paused VM (hvctl pause NAME) without pre-copy rounds:\n"
 		"its memory is sent once; it arrives paused.\n"
+		"--explain narrates each round in plain language; --report writes an HTML\n"
+		"page with a chart of every round ('hvctl report' makes one from --json).\n"
 		"--psk FILE (from 'hvctl keygen', the destination's file) or certificates\n"
 		"(--tls-ca signed the destination's, which must name HOST or\n"
 		"--tls-server-name) run the migration over TLS 1.3, the destination\n"
@@ -58,7 +84,8 @@ static int parse_opts(int argc, char **argv, struct migrate_opts *o)
 		{ "compress", required_argument, NULL, 'c' }, { "max-rounds", required_argument, NULL, 'r' },
 		{ "on-timeout", required_argument, NULL, 'o' }, { "json", no_argument, NULL, 'j' },
 		{ "cancel", no_argument, NULL, 'x' }, { "help", no_argument, NULL, 'h' },
-		{ "offline", no_argument, NULL, 'f' },
+		{ "offline", no_argument, NULL, 'f' }, { "explain", no_argument, NULL, 'e' },
+		{ "report", required_argument, NULL, 'R' },
 		TLS_LONGOPTS, { "tls-server-name", required_argument, NULL, TLS_OPT_SERVER_NAME },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -112,6 +139,8 @@ static int parse_opts(int argc, char **argv, struct migrate_opts *o)
 			o->p.on_timeout = (enum migrate_on_timeout)n;
 			break;
 		case 'j': o->json = 1; break;
+		case 'e': o->explain = 1; break;
+		case 'R': o->report = optarg; break;
 		case 'f': o->p.offline = true; break;
 		case 'x': o->cancel = 1; break;
 		case 'h': migrate_usage(stdout); exit(0);
@@ -121,6 +150,12 @@ static int parse_opts(int argc, char **argv, struct migrate_opts *o)
 			return -1;
 		}
 	}
+	if (o->json && o->explain) {
+		hv_error("hvctl migrate: --json and --explain both write to standard output; use one");
+		return -1;
+	}
+	if (o->report && report_path_check(o->report) < 0)
+		return -1;
 	int need = o->cancel ? 1 : 2;
 	if (argc - optind != need) {
 		hv_error(o->cancel ? "usage: hvctl migrate --cancel NAME"
@@ -260,7 +295,9 @@ static int run_job(const struct migrate_opts *op)
 	}
 	json_object_put(reply);
 
-	bool tty = !o.json && isatty(STDERR_FILENO);
+	bool tty = !o.json && !o.explain && isatty(STDERR_FILENO);
+	struct migrate_explain explain = { .limit_ms = o.p.downtime_ms, .max_rounds = o.p.max_rounds };
+	struct migrate_report *report = o.report ? migrate_report_new() : NULL;
 	int result = 1;
 	for (;;) {
 		char *line;
@@ -282,6 +319,14 @@ static int run_job(const struct migrate_opts *op)
 		if (o.json && !strncmp(kind, "migration", 9))
 			printf("%s\n", line);
 		free(line);
+		if (report)
+			migrate_report_add(report, ev);
+		if (o.explain) {
+			char said[MIGRATE_EXPLAIN_COLUMNS + 1];
+			if (migrate_explain_event(&explain, ev, said, sizeof(said)))
+				printf("%s\n", said);
+			fflush(stdout);
+		}
 		if (!strcmp(kind, "migration")) {
 			if (tty)
 				draw_bar(ev);
@@ -309,6 +354,13 @@ static int run_job(const struct migrate_opts *op)
 		}
 		json_object_put(ev);
 	}
+	if (report && migrate_report_complete(report)) {
+		/* The exit status stays the migration's: a report that could not be written is
+		 * one more line on stderr, the VM is where the migration put it. */
+		if (migrate_report_save(report, o.report) == 0 && !o.json)
+			printf("  report          %s\n", o.report);
+	}
+	migrate_report_free(report);
 	fflush(stdout);
 	ctl_conn_close(&c);
 	return result;
