@@ -5,7 +5,7 @@ set -euo pipefail
 
 pkgs=(gcc make libc6-dev libjson-c-dev libcmocka-dev uuid-dev zlib1g-dev libxxhash-dev clang iproute2
       procps psmisc util-linux xz-utils libclang-rt-14-dev iputils-ping tmux
-      libseccomp-dev libssl-dev openssl)
+      libseccomp-dev libssl-dev openssl chromium)
 [ "${1:-}" = "--bench" ] && pkgs+=(qemu-system-x86 python3)
 
 missing=()
