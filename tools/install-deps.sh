@@ -1,12 +1,14 @@
 #!/bin/bash
 # Installs the Debian packages hv needs to build and test (and, with --bench, to compare
 # against QEMU). Installs only what is missing, so it is quick on a prepared machine.
+# qemu-system-x86, busybox-static and cpio: on a host without /dev/kvm, the integration tests
+# also run inside a QEMU TCG VM that has one (tests/nested/run.sh).
 set -euo pipefail
 
 pkgs=(gcc make libc6-dev libjson-c-dev libcmocka-dev uuid-dev zlib1g-dev libxxhash-dev clang iproute2
       procps psmisc util-linux xz-utils libclang-rt-14-dev iputils-ping tmux
-      libseccomp-dev libssl-dev openssl chromium)
-[ "${1:-}" = "--bench" ] && pkgs+=(qemu-system-x86 python3)
+      libseccomp-dev libssl-dev openssl chromium qemu-system-x86 busybox-static cpio)
+[ "${1:-}" = "--bench" ] && pkgs+=(python3)
 
 missing=()
 for p in "${pkgs[@]}"; do
