@@ -322,7 +322,7 @@ static int run_job(const struct migrate_opts *op)
 		if (report)
 			migrate_report_add(report, ev);
 		if (o.explain) {
-			char said[MIGRATE_EXPLAIN_COLUMNS + 1];
+			char said[MIGRATE_EXPLAIN_MAX];
 			if (migrate_explain_event(&explain, ev, said, sizeof(said)))
 				printf("%s\n", said);
 			fflush(stdout);

@@ -96,6 +96,9 @@ static size_t round_end(struct migrate_explain *x, struct json_object *ev, char 
 	ms_text(limit, sizeof(limit), x->limit_ms);
 	if (!strcmp(next, "give-up"))
 		snprintf(verdict, sizeof(verdict), "over the %s limit and no rounds left: give up", limit);
+	else if (strcmp(next, "switchover") && est_ms <= x->limit_ms)
+		snprintf(verdict, sizeof(verdict), "within the %s limit, but still shrinking: one more round",
+			 limit);
 	else if (strcmp(next, "switchover"))
 		snprintf(verdict, sizeof(verdict), "over the %s limit: another round", limit);
 	else if (est_ms <= x->limit_ms)

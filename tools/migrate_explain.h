@@ -10,6 +10,7 @@
 #include <stddef.h>
 
 #define MIGRATE_EXPLAIN_COLUMNS 100
+#define MIGRATE_EXPLAIN_MAX 512 /* a buffer that holds what one event says (two lines at most) */
 
 struct migrate_explain {
 	double limit_ms;   /* --downtime */

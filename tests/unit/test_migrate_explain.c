@@ -43,7 +43,7 @@ static void test_real_migration(void **state)
 {
 	struct migrate_explain x = { .limit_ms = 30, .max_rounds = 30 };
 	FILE *f = fopen("tests/data/migration-events.jsonl", "r");
-	char *line = NULL, out[4096] = "", buf[512];
+	char *line = NULL, out[4096] = "", buf[MIGRATE_EXPLAIN_MAX];
 	size_t cap = 0;
 	int said = 0, rounds = 0;
 
@@ -80,6 +80,10 @@ static void test_verdicts(void **state)
 	say(&x, "{\"event\":\"migration\",\"round\":1,\"round_end\":true,\"next\":\"switchover\","
 		"\"expected_downtime_ms\":22}", buf, sizeof(buf));
 	assert_non_null(strstr(buf, "no longer shrinking: switch over"));
+	/* Within the limit while rounds still shrink the rest: one more, for less downtime. */
+	say(&x, "{\"event\":\"migration\",\"round\":2,\"round_end\":true,\"next\":\"round\","
+		"\"expected_downtime_ms\":4.5}", buf, sizeof(buf));
+	assert_non_null(strstr(buf, "would take 4.5 ms, within the 5 ms limit, but still shrinking: one more round"));
 	say(&x, "{\"event\":\"migration\",\"round\":3,\"round_end\":true,\"next\":\"give-up\","
 		"\"expected_downtime_ms\":22}", buf, sizeof(buf));
 	assert_non_null(strstr(buf, "no rounds left: give up"));
