@@ -13,7 +13,7 @@ export PATH=/bin
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
-. /nested/run.conf # MARKER
+. /nested/run.conf # MARKER, KEEP
 
 up() { cut -d' ' -f1 /proc/uptime; }
 say() { echo "nested-init: $*"; }
@@ -51,8 +51,16 @@ mount -t devtmpfs dev $R/dev
 mkdir -p $R/dev/pts $R/dev/shm
 mount -t devpts -o gid=5,mode=620,ptmxmode=666 devpts $R/dev/pts
 mount -t tmpfs -o mode=1777 shm $R/dev/shm
+# A tree below /tmp or /run (KEEP, from run.sh) is held aside while they are mounted afresh,
+# then put back at its path: the overlay's view of it, writable as everywhere else.
+if [ -n "$KEEP" ]; then
+	mkdir -p /keep && mount --bind "$R$KEEP" /keep || give_up "cannot hold $KEEP aside"
+fi
 mount -t tmpfs -o mode=1777 tmp $R/tmp
 mount -t tmpfs -o mode=755 run $R/run
+if [ -n "$KEEP" ]; then
+	mkdir -p "$R$KEEP" && mount --bind /keep "$R$KEEP" || give_up "cannot put $KEEP back"
+fi
 cp /nested/cmd.sh $R/run/nested-cmd.sh
 
 # The command's output reaches hvc0 through a pipe, as it reaches run-all.sh's tee on a host

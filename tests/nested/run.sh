@@ -140,13 +140,20 @@ fi
 # This run: the command script and the status marker, in a second (uncompressed) cpio archive
 # after the first; the kernel unpacks both.
 cwd=$PWD
-case $cwd/ in /tmp/* | /run/* | /dev/* | /proc/* | /sys/*)
-	die "cannot run in $cwd: the VM mounts /tmp, /run, /dev, /proc and /sys afresh" ;;
+# The VM mounts /tmp and /run afresh: a tree there (a CI clone in /tmp) is carried over into
+# them by init.sh (KEEP); anything else below them, or in /dev, /proc, /sys, is not there.
+keep=
+case $cwd/ in
+/tmp/* | /run/*)
+	case $cwd/ in "$repo"/*) keep=$repo ;; *) die "cannot run in $cwd: the VM mounts /tmp and /run afresh" ;; esac ;;
+/dev/* | /proc/* | /sys/*)
+	die "cannot run in $cwd: the VM mounts /dev, /proc and /sys afresh" ;;
 esac
 run=$(mktemp -d "$N/run.XXXXXX") || die "cannot create a run directory in $N"
 marker="nested-status-$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n'):"
 mkdir -p "$run/cpio/nested"
 echo "MARKER=$marker" >"$run/cpio/nested/run.conf"
+echo "KEEP='$keep'" >>"$run/cpio/nested/run.conf"
 {
 	echo "# written by tests/nested/run.sh for one run"
 	for v in $(compgen -e); do
