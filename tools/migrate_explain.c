@@ -94,23 +94,22 @@ static size_t round_end(struct migrate_explain *x, struct json_object *ev, char 
 	rate_text(rate, sizeof(rate), num(ev, "rate_mibs"));
 	ms_text(est, sizeof(est), est_ms);
 	ms_text(limit, sizeof(limit), x->limit_ms);
+	/* Kept short: the second line must fit 100 columns with a rate and a time before it. */
 	if (!strcmp(next, "give-up"))
-		snprintf(verdict, sizeof(verdict), "over the %s limit and no rounds left: give up", limit);
+		snprintf(verdict, sizeof(verdict), "over the %s limit, no rounds left: give up", limit);
 	else if (strcmp(next, "switchover") && est_ms <= x->limit_ms)
-		snprintf(verdict, sizeof(verdict), "within the %s limit, but still shrinking: one more round",
-			 limit);
+		snprintf(verdict, sizeof(verdict), "fits the %s limit, still shrinking: one more round", limit);
 	else if (strcmp(next, "switchover"))
 		snprintf(verdict, sizeof(verdict), "over the %s limit: another round", limit);
 	else if (est_ms <= x->limit_ms)
-		snprintf(verdict, sizeof(verdict), "within the %s limit: switch over now", limit);
+		snprintf(verdict, sizeof(verdict), "fits the %s limit: switch over now", limit);
 	else if (round + 1 >= x->max_rounds)
-		snprintf(verdict, sizeof(verdict), "over the %s limit, but no rounds left: switch over", limit);
+		snprintf(verdict, sizeof(verdict), "over the %s limit, no rounds left: switch over", limit);
 	else
-		snprintf(verdict, sizeof(verdict), "over the %s limit, but no longer shrinking: switch over",
-			 limit);
+		snprintf(verdict, sizeof(verdict), "over the %s limit, not shrinking: switch over", limit);
 	return finish(buf, len,
 		      snprintf(buf, len, "round %.0f: the guest rewrote %s while we sent %s\n"
-					 "  at %s the rest would take %s, %s",
+					 "  at %s the rest would take %s: %s",
 			       round, dirty, sent, rate, est, verdict));
 }
 

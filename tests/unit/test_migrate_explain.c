@@ -62,7 +62,7 @@ static void test_real_migration(void **state)
 	assert_int_equal(said, rounds + 2);
 	assert_non_null(strstr(out, "round 0: the guest keeps running while we copy the 18.0 MiB it has touched"));
 	assert_non_null(strstr(out, "over the 30 ms limit: another round"));
-	assert_non_null(strstr(out, "within the 30 ms limit: switch over now"));
+	assert_non_null(strstr(out, "fits the 30 ms limit: switch over now"));
 	assert_non_null(strstr(out, "done: paused 31.2 ms"));
 }
 
@@ -75,18 +75,23 @@ static void test_verdicts(void **state)
 		"\"remaining_pages\":10496,\"round_bytes\":67108864,\"rate_mibs\":1945.6,"
 		"\"expected_downtime_ms\":22}", buf, sizeof(buf));
 	assert_string_equal(buf, "round 3: the guest rewrote 41.0 MiB while we sent 64.0 MiB\n"
-				 "  at 1.9 GiB/s the rest would take 22 ms, over the 5 ms limit, but no rounds "
+				 "  at 1.9 GiB/s the rest would take 22 ms: over the 5 ms limit, no rounds "
 				 "left: switch over");
 	say(&x, "{\"event\":\"migration\",\"round\":1,\"round_end\":true,\"next\":\"switchover\","
 		"\"expected_downtime_ms\":22}", buf, sizeof(buf));
-	assert_non_null(strstr(buf, "no longer shrinking: switch over"));
+	assert_non_null(strstr(buf, "not shrinking: switch over"));
 	/* Within the limit while rounds still shrink the rest: one more, for less downtime. */
 	say(&x, "{\"event\":\"migration\",\"round\":2,\"round_end\":true,\"next\":\"round\","
 		"\"expected_downtime_ms\":4.5}", buf, sizeof(buf));
-	assert_non_null(strstr(buf, "would take 4.5 ms, within the 5 ms limit, but still shrinking: one more round"));
+	assert_non_null(strstr(buf, "would take 4.5 ms: fits the 5 ms limit, still shrinking: one more round"));
 	say(&x, "{\"event\":\"migration\",\"round\":3,\"round_end\":true,\"next\":\"give-up\","
 		"\"expected_downtime_ms\":22}", buf, sizeof(buf));
 	assert_non_null(strstr(buf, "no rounds left: give up"));
+	/* The longest verdict after a wide rate and time still fits the projector. */
+	say(&x, "{\"event\":\"migration\",\"round\":999,\"round_end\":true,\"next\":\"round\","
+		"\"remaining_pages\":1e9,\"round_bytes\":1e13,\"rate_mibs\":1023,\"expected_downtime_ms\":4.9}",
+	    buf, sizeof(buf));
+	assert_non_null(strstr(buf, "still shrinking: one more round"));
 	/* A progress report in the middle of a round says nothing. */
 	assert_int_equal(say(&x, "{\"event\":\"migration\",\"phase\":\"precopy\",\"round\":2}", buf, sizeof(buf)), 0);
 	say(&x, "{\"event\":\"migration-failed\",\"error\":\"the destination gave up\\u001b[2J\"}", buf,
