@@ -61,10 +61,10 @@ $(BUILD)/tests-asan/%: tests/unit/%.c $(BUILD)/libhv-asan.a
 
 $(BUILD)/tests/test_migrate_bar: $(BUILD)/obj/tools/migrate_bar.o
 $(BUILD)/tests-asan/test_migrate_bar: $(BUILD)/asan/tools/migrate_bar.o
-$(BUILD)/tests/test_migrate_report: $(BUILD)/obj/tools/migrate_report.o
-$(BUILD)/tests-asan/test_migrate_report: $(BUILD)/asan/tools/migrate_report.o
-$(BUILD)/tests/test_migrate_explain: $(BUILD)/obj/tools/migrate_explain.o
-$(BUILD)/tests-asan/test_migrate_explain: $(BUILD)/asan/tools/migrate_explain.o
+$(BUILD)/tests/test_migrate_report: $(BUILD)/obj/tools/migrate_report.o $(BUILD)/obj/tools/migrate_event.o $(BUILD)/obj/tools/migrate_bar.o
+$(BUILD)/tests-asan/test_migrate_report: $(BUILD)/asan/tools/migrate_report.o $(BUILD)/asan/tools/migrate_event.o $(BUILD)/asan/tools/migrate_bar.o
+$(BUILD)/tests/test_migrate_explain: $(BUILD)/obj/tools/migrate_explain.o $(BUILD)/obj/tools/migrate_event.o
+$(BUILD)/tests-asan/test_migrate_explain: $(BUILD)/asan/tools/migrate_explain.o $(BUILD)/asan/tools/migrate_event.o
 
 unit: $(UNIT_BINS) $(ASAN_UNIT_BINS)
 

@@ -17,6 +17,7 @@
 #include "tools/ctl_client.h"
 #include "tools/hvctl.h"
 #include "tools/migrate_bar.h"
+#include "tools/migrate_event.h"
 #include "tools/migrate_explain.h"
 #include "tools/migrate_report.h"
 #include "tools/tls_opts.h"
@@ -29,6 +30,12 @@ struct migrate_opts {
 	const char *file; /* hvctl save: the snapshot file, absolute (p.uri is "file:" and it) */
 };
 
+/* The directory part of path (slash: its last '/', or NULL): "/" for "/x", "." for "x". */
+static void dir_of(const char *path, const char *slash, char *dir, size_t len)
+{
+	snprintf(dir, len, "%.*s", slash ? (int)(slash - path) + (slash == path) : 1, slash ? path : ".");
+}
+
 /* --report FILE: its directory must exist (checked before anything moves, so that a typo
  * does not lose the report of a migration that took an hour). */
 static int report_path_check(const char *path)
@@ -40,7 +47,7 @@ static int report_path_check(const char *path)
 		hv_error("--report '%s' names a directory; give a file name such as report.html", path);
 		return -1;
 	}
-	snprintf(dir, sizeof(dir), "%.*s", slash ? (int)(slash - path) + (slash == path) : 1, slash ? path : ".");
+	dir_of(path, slash, dir, sizeof(dir));
 	if (access(dir, W_OK) < 0) {
 		hv_error("--report '%s': cannot write in directory '%s' (%s)", path, dir, strerror(errno));
 		return -1;
@@ -170,20 +177,6 @@ static int parse_opts(int argc, char **argv, struct migrate_opts *o)
 	return 0;
 }
 
-static double num(struct json_object *o, const char *key)
-{
-	struct json_object *v;
-
-	return json_object_object_get_ex(o, key, &v) ? json_object_get_double(v) : 0;
-}
-
-static const char *str(struct json_object *o, const char *key)
-{
-	struct json_object *v;
-
-	return json_object_object_get_ex(o, key, &v) ? json_object_get_string(v) : "";
-}
-
 /* The terminal's width now (it may have been resized since the last redraw); 80 if unknown. */
 static int terminal_columns(void)
 {
@@ -198,16 +191,16 @@ static int terminal_columns(void)
 static void draw_bar(struct json_object *ev)
 {
 	struct migrate_bar_in in = {
-		.phase = str(ev, "phase"),
-		.round = num(ev, "round"),
-		.round_pages = num(ev, "round_pages"),
-		.round_done_pages = num(ev, "round_done_pages"),
-		.round_bytes = num(ev, "round_bytes"),
-		.round_elapsed_ms = num(ev, "round_elapsed_ms"),
-		.rate_mibs = num(ev, "rate_mibs"),
-		.dirty_rate_mibs = num(ev, "dirty_rate_mibs"),
-		.wire_bytes = num(ev, "wire_bytes"),
-		.expected_downtime_ms = num(ev, "expected_downtime_ms"),
+		.phase = event_str(ev, "phase"),
+		.round = event_num(ev, "round"),
+		.round_pages = event_num(ev, "round_pages"),
+		.round_done_pages = event_num(ev, "round_done_pages"),
+		.round_bytes = event_num(ev, "round_bytes"),
+		.round_elapsed_ms = event_num(ev, "round_elapsed_ms"),
+		.rate_mibs = event_num(ev, "rate_mibs"),
+		.dirty_rate_mibs = event_num(ev, "dirty_rate_mibs"),
+		.wire_bytes = event_num(ev, "wire_bytes"),
+		.expected_downtime_ms = event_num(ev, "expected_downtime_ms"),
 	};
 	char line[512];
 
@@ -220,26 +213,25 @@ static void print_summary(struct json_object *ev, const char *name, const char *
 {
 	char bytes[32];
 
-	migrate_bar_bytes(bytes, sizeof(bytes), num(ev, "wire_bytes"));
+	migrate_bar_bytes(bytes, sizeof(bytes), event_num(ev, "wire_bytes"));
 	if (file) {
 		printf("saved %s to %s\n", name, file);
-		printf("  total time      %.1f ms\n", num(ev, "elapsed_ms"));
-		printf("  guest paused    %.1f ms\n", num(ev, "downtime_ms"));
+		printf("  total time      %.1f ms\n", event_num(ev, "elapsed_ms"));
+		printf("  guest paused    %.1f ms\n", event_num(ev, "downtime_ms"));
 		printf("  file size       %s\n", bytes);
 		printf("  pages           %.0f raw, %.0f compressed (zero pages take no space)\n",
-		       num(ev, "raw_pages"), num(ev, "zlib_pages"));
+		       event_num(ev, "raw_pages"), event_num(ev, "zlib_pages"));
 		return;
 	}
 	printf("migrated %s to %s\n", name, uri);
-	printf("  total time      %.1f ms\n", num(ev, "elapsed_ms"));
-	printf("  downtime        %.1f ms\n", num(ev, "downtime_ms"));
-	printf("  rounds          %.0f\n", num(ev, "round") + 1);
+	printf("  total time      %.1f ms\n", event_num(ev, "elapsed_ms"));
+	printf("  downtime        %.1f ms\n", event_num(ev, "downtime_ms"));
+	printf("  rounds          %.0f\n", event_num(ev, "round") + 1);
 	printf("  on the wire     %s\n", bytes);
-	printf("  pages           %.0f zero, %.0f raw, %.0f compressed\n", num(ev, "zero_pages"),
-	       num(ev, "raw_pages"), num(ev, "zlib_pages"));
-	printf("  security        %s\n", !strcmp(str(ev, "security"), "none") ? "none (plain TCP)" : str(ev, "security"));
-	struct json_object *p;
-	if (json_object_object_get_ex(ev, "paused", &p) && json_object_get_boolean(p))
+	printf("  pages           %.0f zero, %.0f raw, %.0f compressed\n", event_num(ev, "zero_pages"),
+	       event_num(ev, "raw_pages"), event_num(ev, "zlib_pages"));
+	printf("  security        %s\n", !strcmp(event_str(ev, "security"), "none") ? "none (plain TCP)" : event_str(ev, "security"));
+	if (event_flag(ev, "paused"))
 		printf("  state there     paused, as it was here ('hvctl resume %s' on the destination)\n", name);
 }
 
@@ -315,7 +307,7 @@ static int run_job(const struct migrate_opts *op)
 			free(line);
 			continue;
 		}
-		const char *kind = str(ev, "event");
+		const char *kind = event_str(ev, "event");
 		if (o.json && !strncmp(kind, "migration", 9))
 			printf("%s\n", line);
 		free(line);
@@ -339,14 +331,13 @@ static int run_job(const struct migrate_opts *op)
 			json_object_put(ev);
 			break;
 		} else if (!strcmp(kind, "migration-failed")) {
-			struct json_object *u;
 			if (tty)
 				fputc('\n', stderr);
-			if (json_object_object_get_ex(ev, "outcome_unknown", &u) && json_object_get_boolean(u)) {
-				hv_error("migration of '%s': %s", o.name, str(ev, "error"));
+			if (event_flag(ev, "outcome_unknown")) {
+				hv_error("migration of '%s': %s", o.name, event_str(ev, "error"));
 				result = 3;
 			} else {
-				hv_error("%s of '%s' failed: %s; the VM %s here", what, o.name, str(ev, "error"),
+				hv_error("%s of '%s' failed: %s; the VM %s here", what, o.name, event_str(ev, "error"),
 					 o.file ? "goes on as it was" : "keeps running");
 			}
 			json_object_put(ev);
@@ -405,7 +396,7 @@ static int absolute_path(const char *file, char *out, size_t len)
 		hv_error("snapshot file '%s' names a directory; give a file name", file);
 		return -1;
 	}
-	snprintf(dir, sizeof(dir), "%.*s", slash ? (int)(slash - file) + (slash == file) : 1, slash ? file : ".");
+	dir_of(file, slash, dir, sizeof(dir));
 	char *real = realpath(dir, NULL);
 	if (!real) {
 		hv_error("cannot save to '%s': directory '%s' does not exist", file, dir);

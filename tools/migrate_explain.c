@@ -6,36 +6,10 @@
 #include <string.h>
 
 #include "hv/printable.h"
+#include "tools/migrate_event.h"
 
 #define PAGE 4096.0
 #define MIB (1024.0 * 1024.0)
-
-static double num(struct json_object *o, const char *key)
-{
-	struct json_object *v;
-	double d;
-
-	if (!o || !json_object_object_get_ex(o, key, &v))
-		return 0;
-	d = json_object_get_double(v);
-	return isfinite(d) && d > -1e15 && d < 1e15 ? d : 0;
-}
-
-static const char *str(struct json_object *o, const char *key)
-{
-	struct json_object *v;
-
-	if (!o || !json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string))
-		return "";
-	return json_object_get_string(v);
-}
-
-static bool flag(struct json_object *o, const char *key)
-{
-	struct json_object *v;
-
-	return o && json_object_object_get_ex(o, key, &v) && json_object_get_boolean(v);
-}
 
 /* "41.0 MiB", "1.2 GiB", "512 KiB". */
 static void size_text(char *b, size_t len, double bytes)
@@ -86,12 +60,12 @@ static size_t finish(char *buf, size_t len, int n)
 static size_t round_end(struct migrate_explain *x, struct json_object *ev, char *buf, size_t len)
 {
 	char dirty[24], sent[24], rate[24], est[32], limit[32], verdict[128];
-	double round = num(ev, "round"), est_ms = num(ev, "expected_downtime_ms");
-	const char *next = str(ev, "next");
+	double round = event_num(ev, "round"), est_ms = event_num(ev, "expected_downtime_ms");
+	const char *next = event_str(ev, "next");
 
-	size_text(dirty, sizeof(dirty), num(ev, "remaining_pages") * PAGE);
-	size_text(sent, sizeof(sent), num(ev, "round_bytes"));
-	rate_text(rate, sizeof(rate), num(ev, "rate_mibs"));
+	size_text(dirty, sizeof(dirty), event_num(ev, "remaining_pages") * PAGE);
+	size_text(sent, sizeof(sent), event_num(ev, "round_bytes"));
+	rate_text(rate, sizeof(rate), event_num(ev, "rate_mibs"));
 	ms_text(est, sizeof(est), est_ms);
 	ms_text(limit, sizeof(limit), x->limit_ms);
 	/* Kept short: the second line must fit 100 columns with a rate and a time before it. */
@@ -115,38 +89,36 @@ static size_t round_end(struct migrate_explain *x, struct json_object *ev, char 
 
 size_t migrate_explain_event(struct migrate_explain *x, struct json_object *ev, char *buf, size_t len)
 {
-	const char *kind = str(ev, "event");
+	const char *kind = event_str(ev, "event");
 	char a[24], b[24], why[MIGRATE_EXPLAIN_COLUMNS + 1];
 
 	if (!len)
 		return 0;
 	buf[0] = '\0';
 	if (!strcmp(kind, "migration-done")) {
-		struct json_object *sw;
-		if (!json_object_object_get_ex(ev, "switchover", &sw))
-			sw = NULL;
+		struct json_object *sw = event_member(ev, "switchover");
 		return finish(buf, len,
 			      snprintf(buf, len, "done: paused %.1f ms (pause %.1f, last pages %.1f, state %.1f, "
 						 "load there %.1f); it runs there now",
-				       num(ev, "downtime_ms"), num(sw, "pause_ms"), num(sw, "last_pages_ms"),
-				       num(sw, "state_ms"), num(sw, "load_ms")));
+				       event_num(ev, "downtime_ms"), event_num(sw, "pause_ms"), event_num(sw, "last_pages_ms"),
+				       event_num(sw, "state_ms"), event_num(sw, "load_ms")));
 	}
 	if (!strcmp(kind, "migration-failed")) {
-		printable(why, sizeof(why), str(ev, "error"));
+		printable(why, sizeof(why), event_str(ev, "error"));
 		return finish(buf, len, snprintf(buf, len, "failed, the guest keeps running here: %s", why));
 	}
 	if (strcmp(kind, "migration"))
 		return 0;
-	if (!strcmp(str(ev, "phase"), "precopy") && !x->started) {
+	if (!strcmp(event_str(ev, "phase"), "precopy") && !x->started) {
 		x->started = true;
-		size_text(a, sizeof(a), num(ev, "round_pages") * PAGE);
-		size_text(b, sizeof(b), num(ev, "ram_pages") * PAGE);
+		size_text(a, sizeof(a), event_num(ev, "round_pages") * PAGE);
+		size_text(b, sizeof(b), event_num(ev, "ram_pages") * PAGE);
 		return finish(buf, len,
 			      snprintf(buf, len, "round 0: the guest keeps running while we copy the %s it has "
 						 "touched (of %s of RAM)",
 				       a, b));
 	}
-	if (flag(ev, "round_end"))
+	if (event_flag(ev, "round_end"))
 		return round_end(x, ev, buf, len);
 	return 0;
 }

@@ -13,6 +13,8 @@
 
 #include "hv/log.h"
 #include "hv/printable.h"
+#include "tools/migrate_bar.h"
+#include "tools/migrate_event.h"
 
 #define PAGE 4096.0
 #define MIB (1024.0 * 1024.0)
@@ -33,44 +35,6 @@ struct migrate_report {
 	struct json_object *final;
 };
 
-/* ---- reading events ---- */
-
-static double num(struct json_object *o, const char *key)
-{
-	struct json_object *v;
-	double d;
-
-	if (!o || !json_object_object_get_ex(o, key, &v))
-		return 0;
-	d = json_object_get_double(v);
-	return isfinite(d) ? d : 0;
-}
-
-static const char *str(struct json_object *o, const char *key)
-{
-	struct json_object *v;
-
-	if (!o || !json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string))
-		return "";
-	return json_object_get_string(v);
-}
-
-static bool flag(struct json_object *o, const char *key)
-{
-	struct json_object *v;
-
-	return o && json_object_object_get_ex(o, key, &v) && json_object_get_boolean(v);
-}
-
-static struct json_object *member(struct json_object *o, const char *key)
-{
-	struct json_object *v;
-
-	if (!o || !json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_object))
-		return NULL;
-	return v;
-}
-
 struct migrate_report *migrate_report_new(void)
 {
 	return calloc(1, sizeof(struct migrate_report));
@@ -88,7 +52,7 @@ void migrate_report_free(struct migrate_report *r)
 
 void migrate_report_add(struct migrate_report *r, struct json_object *ev)
 {
-	const char *kind = str(ev, "event");
+	const char *kind = event_str(ev, "event");
 
 	if (r->final)
 		return;
@@ -96,7 +60,7 @@ void migrate_report_add(struct migrate_report *r, struct json_object *ev)
 		r->final = json_object_get(ev);
 		return;
 	}
-	if (strcmp(kind, "migration") || !flag(ev, "round_end"))
+	if (strcmp(kind, "migration") || !event_flag(ev, "round_end"))
 		return;
 	if (r->n == r->cap) {
 		size_t cap = r->cap ? 2 * r->cap : 32;
@@ -108,21 +72,21 @@ void migrate_report_add(struct migrate_report *r, struct json_object *ev)
 	}
 	struct report_round *x = &r->rounds[r->n++];
 	*x = (struct report_round){
-		.elapsed_ms = num(ev, "elapsed_ms"),
-		.duration_ms = num(ev, "round_elapsed_ms"),
-		.zero = num(ev, "zero_pages") - r->zero,
-		.raw = num(ev, "raw_pages") - r->raw,
-		.zlib = num(ev, "zlib_pages") - r->zlib,
-		.bytes = num(ev, "wire_bytes") - r->wire,
-		.rate_mibs = num(ev, "rate_mibs"),
-		.dirty_rate_mibs = num(ev, "dirty_rate_mibs"),
-		.remaining_pages = num(ev, "remaining_pages"),
-		.expected_downtime_ms = num(ev, "expected_downtime_ms"),
+		.elapsed_ms = event_num(ev, "elapsed_ms"),
+		.duration_ms = event_num(ev, "round_elapsed_ms"),
+		.zero = event_num(ev, "zero_pages") - r->zero,
+		.raw = event_num(ev, "raw_pages") - r->raw,
+		.zlib = event_num(ev, "zlib_pages") - r->zlib,
+		.bytes = event_num(ev, "wire_bytes") - r->wire,
+		.rate_mibs = event_num(ev, "rate_mibs"),
+		.dirty_rate_mibs = event_num(ev, "dirty_rate_mibs"),
+		.remaining_pages = event_num(ev, "remaining_pages"),
+		.expected_downtime_ms = event_num(ev, "expected_downtime_ms"),
 	};
-	r->zero = num(ev, "zero_pages");
-	r->raw = num(ev, "raw_pages");
-	r->zlib = num(ev, "zlib_pages");
-	r->wire = num(ev, "wire_bytes");
+	r->zero = event_num(ev, "zero_pages");
+	r->raw = event_num(ev, "raw_pages");
+	r->zlib = event_num(ev, "zlib_pages");
+	r->wire = event_num(ev, "wire_bytes");
 }
 
 bool migrate_report_complete(const struct migrate_report *r)
@@ -149,8 +113,8 @@ static void put(char *buf, size_t len, size_t *off, const char *fmt, ...)
 
 size_t migrate_report_why(const struct migrate_report *r, char *buf, size_t len)
 {
-	struct json_object *f = r->final, *p = member(f, "params");
-	double limit = num(p, "max_downtime_ms"), down = num(f, "downtime_ms");
+	struct json_object *f = r->final, *p = event_member(f, "params");
+	double limit = event_num(p, "max_downtime_ms"), down = event_num(f, "downtime_ms");
 	size_t off = 0;
 	char err[300];
 
@@ -161,9 +125,9 @@ size_t migrate_report_why(const struct migrate_report *r, char *buf, size_t len)
 		put(buf, len, &off, "The log ends before the migration did: no final event.");
 		return off;
 	}
-	if (strcmp(str(f, "event"), "migration-done")) {
-		printable(err, sizeof(err), str(f, "error"));
-		if (flag(f, "outcome_unknown"))
+	if (strcmp(event_str(f, "event"), "migration-done")) {
+		printable(err, sizeof(err), event_str(f, "error"));
+		if (event_flag(f, "outcome_unknown"))
 			put(buf, len, &off, "The link failed after COMMIT was sent: %s", err);
 		else
 			put(buf, len, &off, "The migration failed: %s. The guest kept running on the source; "
@@ -174,15 +138,15 @@ size_t migrate_report_why(const struct migrate_report *r, char *buf, size_t len)
 		put(buf, len, &off, "The guest was paused for the whole copy (%s), so there were no "
 			 "pre-copy rounds: its memory was sent once, %.0f pages that held data, then its state. "
 			 "The guest was paused for %.1f ms.",
-			 flag(p, "offline") ? "an offline migration" : "a snapshot without --live",
-			 num(f, "pages_sent"), down);
+			 event_flag(p, "offline") ? "an offline migration" : "a snapshot without --live",
+			 event_num(f, "pages_sent"), down);
 		return off;
 	}
 	const struct report_round *first = &r->rounds[0], *last = &r->rounds[r->n - 1];
 	double first_mib = (first->zero + first->raw + first->zlib) * PAGE / MIB;
 	put(buf, len, &off, "Round 0 copied the %.1f MiB the guest had touched, out of %.0f MiB of RAM "
 		 "(memory it never touched is not sent), while the guest kept running. ",
-		 first_mib, num(f, "ram_pages") * PAGE / MIB);
+		 first_mib, event_num(f, "ram_pages") * PAGE / MIB);
 	if (r->n > 1)
 		put(buf, len, &off, "Each later round sent what the guest had rewritten during the round "
 			 "before. ");
@@ -193,16 +157,16 @@ size_t migrate_report_why(const struct migrate_report *r, char *buf, size_t len)
 		 last->expected_downtime_ms);
 	if (last->expected_downtime_ms <= limit)
 		put(buf, len, &off, "That fits the %.0f ms limit, so hv switched over: ", limit);
-	else if ((double)r->n >= num(p, "max_rounds"))
+	else if ((double)r->n >= event_num(p, "max_rounds"))
 		put(buf, len, &off, "That is over the %.0f ms limit, but the %.0f rounds allowed "
 			 "(--max-rounds) were used up, and --on-timeout force switched over anyway: ",
-			 limit, num(p, "max_rounds"));
+			 limit, event_num(p, "max_rounds"));
 	else
 		put(buf, len, &off, "That is over the %.0f ms limit, but the dirty set had stopped "
 			 "shrinking, so more rounds would not have helped; hv switched over: ", limit);
 	put(buf, len, &off, "it paused the guest, sent the last %.0f pages and the vCPU and device "
 		 "state, and the guest was paused for %.1f ms in all (estimated %.1f ms).",
-		 num(member(f, "switchover"), "last_pages"), down, last->expected_downtime_ms);
+		 event_num(event_member(f, "switchover"), "last_pages"), down, last->expected_downtime_ms);
 	return off;
 }
 
@@ -224,16 +188,6 @@ static void html(FILE *o, const char *s)
 		default: fputc(*c, o);
 		}
 	}
-}
-
-static void bytes_text(char *buf, size_t len, double b)
-{
-	if (b >= 1024 * MIB)
-		snprintf(buf, len, "%.2f GiB", b / (1024 * MIB));
-	else if (b >= MIB)
-		snprintf(buf, len, "%.1f MiB", b / MIB);
-	else
-		snprintf(buf, len, "%.1f KiB", b / 1024);
 }
 
 #define W 640.0 /* chart width and height, in SVG units */
@@ -373,47 +327,47 @@ static void row(FILE *o, const char *id, const char *label, double raw, const ch
 
 static void summary(const struct migrate_report *r, FILE *o)
 {
-	struct json_object *f = r->final, *p = member(f, "params");
+	struct json_object *f = r->final, *p = event_member(f, "params");
 	char t[160], b[40];
 
 	fputs("<h2>Summary</h2>\n<table>\n", o);
-	snprintf(t, sizeof(t), "%.1f ms", num(f, "elapsed_ms"));
-	row(o, "elapsed_ms", "total time", num(f, "elapsed_ms"), t);
-	snprintf(t, sizeof(t), "%.1f ms (limit %.0f ms)", num(f, "downtime_ms"), num(p, "max_downtime_ms"));
-	row(o, "downtime_ms", strncmp(str(p, "uri"), "file:", 5) ? "downtime" : "guest paused",
-	    num(f, "downtime_ms"), t);
-	snprintf(t, sizeof(t), "%.0f (%zu pre-copy, then the switchover)", num(f, "round") + 1, r->n);
-	row(o, "rounds", "rounds", num(f, "round") + 1, t);
-	bytes_text(b, sizeof(b), num(f, "wire_bytes"));
-	row(o, "wire_bytes", "on the wire", num(f, "wire_bytes"), b);
-	snprintf(t, sizeof(t), "%.0f", num(f, "zero_pages"));
-	row(o, "zero_pages", "zero pages (not sent)", num(f, "zero_pages"), t);
-	snprintf(t, sizeof(t), "%.0f", num(f, "raw_pages"));
-	row(o, "raw_pages", "pages sent raw", num(f, "raw_pages"), t);
-	snprintf(t, sizeof(t), "%.0f", num(f, "zlib_pages"));
-	row(o, "zlib_pages", "pages sent compressed", num(f, "zlib_pages"), t);
-	bytes_text(b, sizeof(b), num(f, "ram_pages") * PAGE);
-	row(o, "ram", "guest RAM", num(f, "ram_pages") * PAGE, b);
+	snprintf(t, sizeof(t), "%.1f ms", event_num(f, "elapsed_ms"));
+	row(o, "elapsed_ms", "total time", event_num(f, "elapsed_ms"), t);
+	snprintf(t, sizeof(t), "%.1f ms (limit %.0f ms)", event_num(f, "downtime_ms"), event_num(p, "max_downtime_ms"));
+	row(o, "downtime_ms", strncmp(event_str(p, "uri"), "file:", 5) ? "downtime" : "guest paused",
+	    event_num(f, "downtime_ms"), t);
+	snprintf(t, sizeof(t), "%.0f (%zu pre-copy, then the switchover)", event_num(f, "round") + 1, r->n);
+	row(o, "rounds", "rounds", event_num(f, "round") + 1, t);
+	migrate_bar_bytes(b, sizeof(b), event_num(f, "wire_bytes"));
+	row(o, "wire_bytes", "on the wire", event_num(f, "wire_bytes"), b);
+	snprintf(t, sizeof(t), "%.0f", event_num(f, "zero_pages"));
+	row(o, "zero_pages", "zero pages (not sent)", event_num(f, "zero_pages"), t);
+	snprintf(t, sizeof(t), "%.0f", event_num(f, "raw_pages"));
+	row(o, "raw_pages", "pages sent raw", event_num(f, "raw_pages"), t);
+	snprintf(t, sizeof(t), "%.0f", event_num(f, "zlib_pages"));
+	row(o, "zlib_pages", "pages sent compressed", event_num(f, "zlib_pages"), t);
+	migrate_bar_bytes(b, sizeof(b), event_num(f, "ram_pages") * PAGE);
+	row(o, "ram", "guest RAM", event_num(f, "ram_pages") * PAGE, b);
 	if (r->n) {
 		snprintf(t, sizeof(t), "%.1f MiB/s (last round)", r->rounds[r->n - 1].rate_mibs);
 		row(o, "rate_mibs", "link rate", r->rounds[r->n - 1].rate_mibs, t);
 	}
 	fputs("<tr><th>security</th><td>", o);
-	html(o, str(f, "security")[0] ? str(f, "security") : "none");
+	html(o, event_str(f, "security")[0] ? event_str(f, "security") : "none");
 	fputs("</td></tr>\n<tr><th>options</th><td>", o);
-	snprintf(t, sizeof(t), "--downtime %.0f --max-rounds %.0f --compress ", num(p, "max_downtime_ms"),
-		 num(p, "max_rounds"));
+	snprintf(t, sizeof(t), "--downtime %.0f --max-rounds %.0f --compress ", event_num(p, "max_downtime_ms"),
+		 event_num(p, "max_rounds"));
 	fputs(t, o);
-	html(o, str(p, "compress"));
+	html(o, event_str(p, "compress"));
 	fputs(" --on-timeout ", o);
-	html(o, str(p, "on_timeout"));
-	if (num(p, "bandwidth") > 0) {
-		bytes_text(b, sizeof(b), num(p, "bandwidth"));
+	html(o, event_str(p, "on_timeout"));
+	if (event_num(p, "bandwidth") > 0) {
+		migrate_bar_bytes(b, sizeof(b), event_num(p, "bandwidth"));
 		fprintf(o, " --bandwidth %s/s", b);
 	}
-	if (flag(p, "offline"))
+	if (event_flag(p, "offline"))
 		fputs(" --offline", o);
-	if (flag(p, "live"))
+	if (event_flag(p, "live"))
 		fputs(" --live", o);
 	fputs("</td></tr>\n</table>\n", o);
 }
@@ -421,7 +375,7 @@ static void summary(const struct migrate_report *r, FILE *o)
 static void charts(const struct migrate_report *r, FILE *o)
 {
 	static const char *const kinds[] = { "zero", "raw", "compressed" };
-	struct json_object *f = r->final, *p = member(f, "params");
+	struct json_object *f = r->final, *p = event_member(f, "params");
 	size_t n = r->n, slots = n + 1;
 	double *parts = calloc(slots * 3, sizeof(double)), *v = calloc(slots * 2, sizeof(double));
 	double *v2 = v ? v + slots : NULL, ymax = 0;
@@ -436,10 +390,10 @@ static void charts(const struct migrate_report *r, FILE *o)
 	/* Pages and bytes: every pre-copy round, then the switchover's last pages. */
 	for (size_t i = 0; i < slots; i++) {
 		const struct report_round *x = i < n ? &r->rounds[i] : NULL;
-		parts[i * 3] = x ? x->zero : num(f, "zero_pages") - r->zero;
-		parts[i * 3 + 1] = x ? x->raw : num(f, "raw_pages") - r->raw;
-		parts[i * 3 + 2] = x ? x->zlib : num(f, "zlib_pages") - r->zlib;
-		v[i] = x ? x->bytes : num(f, "wire_bytes") - r->wire;
+		parts[i * 3] = x ? x->zero : event_num(f, "zero_pages") - r->zero;
+		parts[i * 3 + 1] = x ? x->raw : event_num(f, "raw_pages") - r->raw;
+		parts[i * 3 + 2] = x ? x->zlib : event_num(f, "zlib_pages") - r->zlib;
+		v[i] = x ? x->bytes : event_num(f, "wire_bytes") - r->wire;
 		double sum = parts[i * 3] + parts[i * 3 + 1] + parts[i * 3 + 2];
 		ymax = sum > ymax ? sum : ymax;
 	}
@@ -490,7 +444,7 @@ static void charts(const struct migrate_report *r, FILE *o)
 	chart_line(&c, "left", v, n, false);
 	chart_end(&c, "");
 
-	double limit = num(p, "max_downtime_ms"), down = num(f, "downtime_ms");
+	double limit = event_num(p, "max_downtime_ms"), down = event_num(f, "downtime_ms");
 	ymax = fmax(limit, down);
 	for (size_t i = 0; i < n; i++) {
 		v[i] = r->rounds[i].expected_downtime_ms;
@@ -518,13 +472,13 @@ static void timeline(const struct migrate_report *r, FILE *o)
 	static const char *const names[] = { "pause vCPUs and devices", "last pages", "vCPU, VM and device state",
 					     "destination loads the state", "commit confirmed" };
 	static const char *const keys[] = { "pause_ms", "last_pages_ms", "state_ms", "load_ms", "confirm_ms" };
-	struct json_object *sw = member(r->final, "switchover");
+	struct json_object *sw = event_member(r->final, "switchover");
 	double ms[5], total = 0, x = ML;
 
 	if (!sw)
 		return;
 	for (int i = 0; i < 5; i++) {
-		ms[i] = num(sw, keys[i]);
+		ms[i] = event_num(sw, keys[i]);
 		total += ms[i] > 0 ? ms[i] : 0;
 	}
 	fputs("<h2>Switchover</h2>\n<figure id=\"timeline\"><figcaption>The guest is paused from the first "
@@ -548,7 +502,7 @@ static void timeline(const struct migrate_report *r, FILE *o)
 	for (int i = 0; i < 5; i++) {
 		char t[64];
 		if (i == 1)
-			snprintf(t, sizeof(t), "%.2f ms (%.0f pages)", ms[i], num(sw, "last_pages"));
+			snprintf(t, sizeof(t), "%.2f ms (%.0f pages)", ms[i], event_num(sw, "last_pages"));
 		else
 			snprintf(t, sizeof(t), "%.2f ms", ms[i]);
 		row(o, keys[i], names[i], ms[i], t);
@@ -558,9 +512,9 @@ static void timeline(const struct migrate_report *r, FILE *o)
 
 int migrate_report_write(const struct migrate_report *r, FILE *o)
 {
-	struct json_object *f = r->final, *p = member(f, "params");
-	const char *uri = str(p, "uri");
-	bool done = f && !strcmp(str(f, "event"), "migration-done");
+	struct json_object *f = r->final, *p = event_member(f, "params");
+	const char *uri = event_str(p, "uri");
+	bool done = f && !strcmp(event_str(f, "event"), "migration-done");
 	bool to_file = !strncmp(uri, "file:", 5);
 	char why[4096];
 
@@ -568,17 +522,17 @@ int migrate_report_write(const struct migrate_report *r, FILE *o)
 	      "<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\n<title>hv: ",
 	      o);
 	html(o, to_file ? "save of " : "migration of ");
-	html(o, str(f, "vm"));
+	html(o, event_str(f, "vm"));
 	fprintf(o, "</title>\n<style>%s</style></head><body>\n<h1>", style);
 	html(o, to_file ? "Save of " : "Migration of ");
-	html(o, str(f, "vm")[0] ? str(f, "vm") : "a VM");
+	html(o, event_str(f, "vm")[0] ? event_str(f, "vm") : "a VM");
 	html(o, to_file ? " to " : " to ");
 	html(o, to_file ? uri + 5 : uri);
 	fprintf(o, "</h1>\n<p class=\"sub\"><span class=\"%s\" id=\"outcome\">%s</span>", done ? "ok" : "bad",
 		done ? "done" : f ? "failed" : "incomplete log");
 	if (f && !done) {
 		fputs(": ", o);
-		html(o, str(f, "error"));
+		html(o, event_str(f, "error"));
 	}
 	fputs("</p>\n", o);
 	migrate_report_why(r, why, sizeof(why));

@@ -124,11 +124,7 @@ static void test_real_migration(void **state)
 	assert_int_equal((int)value(html, "zlib_pages"), (int)field(final, "zlib_pages"));
 	/* The pages chart: every round and the switchover, and its raw pages add up. */
 	assert_int_equal((int)field(final, "round") + 1, rounds + 1);
-	double raw = 0;
-	for (const char *p = html; (p = strstr(p, "<rect class=\"s-raw\"")); p++) {
-		(void)p;
-		raw += 1;
-	}
+	int raw = count(html, "<rect class=\"s-raw\"");
 	assert_true(raw >= 1 && raw <= rounds + 1);
 	/* The switchover's steps, and the paragraph. */
 	assert_int_equal(count(html, "data-step="), 5);
