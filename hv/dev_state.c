@@ -1,6 +1,7 @@
 /* The machine's registry of devices with state (dev_state.h). */
 #include "hv/dev_state.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "hv/log.h"
@@ -40,4 +41,17 @@ void dev_registry_resume(struct dev_registry *r)
 	for (int i = 0; i < r->n; i++)
 		if (r->e[i].ops->resume)
 			r->e[i].ops->resume(r->e[i].dev);
+}
+
+int dev_registry_flush(struct dev_registry *r, char *err, size_t errlen)
+{
+	char why[256];
+
+	for (int i = 0; i < r->n; i++) {
+		if (!r->e[i].ops->flush || r->e[i].ops->flush(r->e[i].dev, why, sizeof(why)) == 0)
+			continue;
+		snprintf(err, errlen, "%s: %s", r->e[i].name, why);
+		return -1;
+	}
+	return 0;
 }

@@ -25,11 +25,15 @@ struct dev_desc {
 struct dev_state_ops {
 	const char *type; /* HELLO's "type": "serial", "virtio-blk", "virtio-net" */
 	unsigned version; /* of its sections; a different one is refused by name */
-	/* Device paused. 0 or -ENOMEM (state_out_error). */
+	/* Device paused. 0, or < 0 with one hv_error line (-ENOMEM: out of memory). */
 	int (*save)(void *dev, struct state_out *out);
 	/* Device paused. 0, or -1 with one line in err; the device is unchanged then. */
 	int (*load)(void *dev, const void *blob, size_t len, char *err, size_t errlen);
 	void (*describe)(void *dev, struct dev_desc *d); /* optional: nothing to describe */
+	/* Optional: make everything the device has written reach its backing store, so that
+	 * another host opening the same file sees it (a disk: fdatasync). 0, or -1 with one
+	 * line in err; callable running or paused. */
+	int (*flush)(void *dev, char *err, size_t errlen);
 	/* Optional: stop and restart the device's I/O threads' use of guest memory. */
 	void (*pause)(void *dev);
 	void (*resume)(void *dev);
@@ -60,5 +64,7 @@ struct dev_entry *dev_registry_find(struct dev_registry *r, const char *name);
 /* Every device with pause ops, in registry order (resume: the same order). */
 void dev_registry_pause(struct dev_registry *r);
 void dev_registry_resume(struct dev_registry *r);
+/* Every device with a flush op; stops at the first failure: -1 with "NAME: why" in err. */
+int dev_registry_flush(struct dev_registry *r, char *err, size_t errlen);
 
 #endif

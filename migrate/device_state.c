@@ -1,5 +1,7 @@
 #include "migrate/device_state.h"
 
+#include <errno.h>
+
 #include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -136,16 +138,19 @@ out:
 	return r;
 }
 
-int device_state_send(struct wire_conn *c, struct machine *m)
+int device_state_send(struct wire_conn *c, struct machine *m, char *err, size_t errlen)
 {
 	for (int i = 0; i < m->devs.n; i++) {
 		const struct dev_entry *e = &m->devs.e[i];
 		struct state_out o;
 		state_out_init(&o);
+		hv_clear_error();
 		int r = e->ops->save(e->dev, &o);
 		if (r < 0) {
 			state_out_free(&o);
-			return WIRE_E_NOMEM;
+			snprintf(err, errlen, "saving %s's state: %s", e->name,
+				 r == -ENOMEM || !hv_last_error()[0] ? "out of memory" : hv_last_error());
+			return DEVICE_STATE_E_SAVE;
 		}
 		r = wire_send_device_state(c, e->name, (uint16_t)e->ops->version, o.buf, o.len);
 		state_out_free(&o);

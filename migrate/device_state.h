@@ -33,8 +33,10 @@ struct source_devices {
 int device_state_parse_list(const char *json, struct source_devices *src, char *err, size_t errlen);
 
 /* Source, devices paused: one DEVICE_STATE record per device. Returns the number of records
- * sent, or a WIRE_E_* error. */
-int device_state_send(struct wire_conn *c, struct machine *m);
+ * sent, a WIRE_E_* error from sending, or DEVICE_STATE_E_SAVE with one line in err (a device
+ * could not save its state). */
+#define DEVICE_STATE_E_SAVE (-100)
+int device_state_send(struct wire_conn *c, struct machine *m, char *err, size_t errlen);
 
 /* Destination: collects DEVICE_STATE records, then applies them all at once. */
 struct device_state_rx;

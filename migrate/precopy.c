@@ -513,7 +513,11 @@ static int send_state(struct source *s)
 		fail_wire(s, w, "sending VM state");
 		goto out;
 	}
-	int ndev = device_state_send(&s->conn, s->m);
+	int ndev = device_state_send(&s->conn, s->m, err, sizeof(err));
+	if (ndev == DEVICE_STATE_E_SAVE) {
+		failf(s, "%s", err);
+		goto out;
+	}
 	if (ndev < 0) {
 		fail_wire(s, ndev, "sending device state");
 		goto out;
@@ -564,9 +568,15 @@ static int commit(struct source *s, uint64_t t_pause, uint64_t t_paused);
 static int switchover(struct source *s)
 {
 	struct vm *vm = s->vm;
-	uint64_t t_pause = clock_now_ns();
+	char err[320];
 
 	s->st->phase = MIGRATE_PHASE_SWITCHOVER;
+	/* Disks flushed twice: while the guest still runs (most of the data, outside the
+	 * downtime), and once paused, before their state is saved, so that a destination on the
+	 * same storage reads everything the guest wrote. */
+	if (dev_registry_flush(&s->m->devs, err, sizeof(err)) < 0)
+		return failf(s, "%s; the guest keeps running here", err);
+	uint64_t t_pause = clock_now_ns();
 	if (vm_get_state(vm) == VM_RUNNING) {
 		if (vm_pause(vm) < 0)
 			return failf(s, "the VM stopped during migration");
@@ -575,6 +585,8 @@ static int switchover(struct source *s)
 	/* Device threads finish what they do and then stay off guest memory and the image. */
 	dev_registry_pause(&s->m->devs);
 	s->devices_paused = true;
+	if (dev_registry_flush(&s->m->devs, err, sizeof(err)) < 0)
+		return failf(s, "%s; the guest keeps running here", err);
 	if (s->p->offline || (s->to_file && !s->p->live))
 		return offline_pages(s, t_pause);
 	/* What the last pre-copy round left, plus what was dirtied since: all of it, now stable. */

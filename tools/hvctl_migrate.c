@@ -383,7 +383,9 @@ static void save_usage(FILE *f)
 		"--live writes pre-copy rounds while the guest runs and pauses it only for\n"
 		"the last one, as a live migration does (a larger file, a shorter pause).\n"
 		"--compress zlib makes a smaller file and a longer pause (default none).\n"
-		"'hvctl restore FILE' starts the VM again, here or on another host.\n");
+		"'hvctl restore FILE' starts the VM again, here or on another host. Disks are\n"
+		"not in FILE: restore refuses one the VM wrote after the save (use --stop, or\n"
+		"copy the image while the VM is paused).\n");
 }
 
 /* FILE as the VM process will open it: absolute (it runs in another directory). */

@@ -277,11 +277,12 @@ static void seed_records(struct seed *s, struct machine *m)
 	struct wire_conn c;
 	struct wire_decoder dec;
 	struct wire_record rec;
+	char err[320] = "";
 	int fd = memfd_create("seed-stream", 0);
 
 	wire_conn_init_fd(&c, fd);
-	if (fd < 0 || device_state_send(&c, m) < 0) {
-		fprintf(stderr, "fuzz_devstate: cannot make the seed records: %s\n", c.err);
+	if (fd < 0 || device_state_send(&c, m, err, sizeof(err)) < 0) {
+		fprintf(stderr, "fuzz_devstate: cannot make the seed records: %s%s\n", err, c.err);
 		exit(1);
 	}
 	off_t len = lseek(fd, 0, SEEK_END);

@@ -153,3 +153,30 @@ test_policy_disks_matched_by_order_size_and_ro() {
 	gen=$(sed -n 's/^blkcheck: done gen=\([0-9]*\) .*/\1/p' "$T/two-dst.console")
 	[ "$gen" = 20 ] || fail "final generation '$gen', expected 20"
 }
+
+# One path, two files: the destination's image has the disk's size but not its content (a
+# copy taken while the guest went on writing). The content fingerprint in the disk's state
+# refuses it at switchover, with one line on both sides; the source keeps its guest, which
+# goes on writing its own image.
+test_policy_a_stale_copy_of_the_disk_is_refused() {
+	local port
+	port=$(mig_unused_port 47661)
+	truncate -s 32M "$T/a.img"
+	start_vm sc --mem 256M --disk "$T/a.img" --kernel "$GUEST" --cmdline "prog=blkcheck passes=400"
+	wait_for "$T/sc.console" '^blkcheck: pass=1 ' 30
+	cp --sparse=always "$T/a.img" "$T/stale.img"
+	wait_for "$T/sc.console" '^blkcheck: pass=2 ' 30
+	mig_receiver_bg st "$port" --disk "$T/stale.img"
+	expect_error "disk0: the image here is not the disk the state was saved with" \
+		"$HVCTL" migrate sc 127.0.0.1:$port
+	local rc=0
+	wait "$RPID" || rc=$?
+	[ "$rc" -ne 0 ] || fail "the destination exited 0"
+	grep -q "^hv: error: incoming migration failed: .*not the disk the state was saved with" "$T/st.rerr" ||
+		{ cat "$T/st.rerr"; fail "no such line in the destination's log"; }
+	"$HVCTL" status sc --json | grep -q '"state": *"running"' || fail "the source is not running"
+	local n
+	n=$(grep -c '^blkcheck: pass=' "$T/sc.console")
+	wait_for "$T/sc.console" "^blkcheck: pass=$((n + 1)) " 30
+	mig_no_corrupt "$T/sc.console"
+}

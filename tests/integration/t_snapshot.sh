@@ -162,6 +162,26 @@ test_snapshot_blkcheck_mid_io() {
 	blk_finished b1 "$T/b1r.console" "$T/disk.img" 20 "$T/b1.console"
 }
 
+# The disks are not in a snapshot: an image the guest went on writing after the save is
+# refused by restore (memory over a newer disk would corrupt the guest's file system); a copy
+# of the image taken with the snapshot, while the VM was paused, restores, and the guest
+# finishes every pass on it.
+test_snapshot_disk_written_after_save_is_refused() {
+	truncate -s 64M "$T/disk.img"
+	start_vm w1 --mem 256M --disk "$T/disk.img" --kernel "$GUEST" --cmdline "prog=blkcheck passes=20"
+	wait_for "$T/w1.console" '^blkcheck: pass=1 ' 30
+	"$HVCTL" pause w1 >/dev/null || fail "hvctl pause failed"
+	"$HVCTL" save w1 "$T/w1.snap" >/dev/null || fail "hvctl save failed"
+	cp --sparse=always "$T/disk.img" "$T/copy.img"
+	"$HVCTL" resume w1 >/dev/null || fail "hvctl resume failed"
+	blk_finished w1 "$T/w1.console" "$T/disk.img" 20
+	expect_error "disk0: the image here is not the disk the state was saved with" \
+		"$HVCTL" restore "$T/w1.snap" --disk "$T/disk.img" --console none
+	"$HVCTL" restore "$T/w1.snap" --disk "$T/copy.img" --console "file:$T/w1r.console" --detach \
+		>/dev/null || fail "hvctl restore onto the copy failed"
+	blk_finished w1 "$T/w1r.console" "$T/copy.img" 20
+}
+
 # --live: pre-copy rounds into the file while the guest rewrites its memory, paused only for
 # the last; 4 vCPUs on 2 host cores. Restored, the guest goes on with its memory intact.
 test_snapshot_live_save_of_a_busy_guest() {

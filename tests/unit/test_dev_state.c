@@ -159,7 +159,7 @@ static void test_every_device_round_trips_byte_for_byte(void **state)
 		save(s, &a);
 		save(d, &pristine);
 		/* The sizes docs/migration-protocol.md (3.5) gives. */
-		static const size_t doc_len[] = { 85, 630, 717 };
+		static const size_t doc_len[] = { 85, 646, 717 };
 		assert_int_equal(a.len, doc_len[i]);
 		assert_false(a.len == pristine.len && !memcmp(a.buf, pristine.buf, a.len));
 		err[0] = '\0';
@@ -227,6 +227,45 @@ static void test_a_device_refuses_another_types_state(void **state)
 		}
 }
 
+static void put(const char *path, uint64_t off, const void *p, size_t n)
+{
+	FILE *img = fopen(path, "r+");
+	assert_non_null(img);
+	assert_int_equal(pwrite(fileno(img), p, n, (off_t)off), (ssize_t)n);
+	fclose(img);
+}
+
+/* Shared storage, a stale copy, a snapshot restored after the guest wrote on: the state
+ * names the disk's content, and an image with the same size but other content is refused
+ * (here: written at its start, in its middle, in its last block); the very image again is
+ * accepted. The check samples the image (its start, 64 blocks, its end): these writes each
+ * cover a sample. */
+static void test_a_disk_with_other_content_is_refused(void **state)
+{
+	struct fixture *f = *state;
+	struct dev_entry *s = dev_registry_find(&f->src.devs, "disk0");
+	struct dev_entry *d = dev_registry_find(&f->dst.devs, "disk0");
+	/* In the middle, 20 KiB: more than the 16 KiB between two samples of a 1 MiB disk. */
+	const uint64_t where[] = { 0, 500 * 1024, (1 << 20) - 20 * 1024 };
+	uint8_t junk[20 * 1024], zero[20 * 1024] = { 0 };
+	char err[1024];
+	struct state_out a;
+
+	memset(junk, 0x5a, sizeof(junk));
+	assert_int_equal(s->ops->flush(s->dev, err, sizeof(err)), 0);
+	save(s, &a);
+	for (size_t i = 0; i < sizeof(where) / sizeof(where[0]); i++) {
+		put(f->image, where[i], junk, sizeof(junk));
+		err[0] = 0;
+		assert_int_equal(d->ops->load(d->dev, a.buf, a.len, err, sizeof(err)), -1);
+		assert_non_null(strstr(err, "not the disk the state was saved with"));
+		put(f->image, where[i], zero, sizeof(zero));
+	}
+	if (d->ops->load(d->dev, a.buf, a.len, err, sizeof(err)) < 0)
+		fail_msg("the same image refused: %s", err);
+	state_out_free(&a);
+}
+
 static void test_registry_names_are_unique(void **state)
 {
 	struct fixture *f = *state;
@@ -246,6 +285,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_every_malformed_blob_is_refused_and_changes_nothing,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_a_device_refuses_another_types_state, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_a_disk_with_other_content_is_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_registry_names_are_unique, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
