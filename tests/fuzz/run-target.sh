@@ -41,7 +41,7 @@ stream)
 	DICT=tests/fuzz/stream.dict ;;
 devices)
 	SRCS="devices/pci.c devices/virtq.c devices/virtio_pci.c devices/virtio_blk.c hv/bus.c hv/guest_mem.c hv/log.c $DEV"
-	LIBS=$POOL
+	LIBS="-lxxhash $POOL"
 	MAXLEN=4096 ;;
 net)
 	SRCS="devices/pci.c devices/virtq.c devices/virtio_pci.c devices/virtio_net.c hv/bus.c hv/guest_mem.c hv/log.c $DEV"
@@ -49,7 +49,7 @@ net)
 	MAXLEN=8192 ;;
 devstate)
 	SRCS="devices/pci.c devices/virtq.c devices/virtio_pci.c devices/virtio_blk.c devices/virtio_net.c devices/virtio_devices.c devices/serial.c hv/bus.c hv/guest_mem.c hv/log.c hv/printable.c migrate/device_state.c migrate/wire.c $DEV"
-	LIBS="-ljson-c -luuid -lz $POOL"
+	LIBS="-ljson-c -luuid -lz -lxxhash $POOL"
 	MAXLEN=65536 ;;
 hello)
 	SRCS="migrate/wire.c migrate/page_codec.c migrate/cpu_state.c hv/log.c hv/printable.c hv/state_enc.c"
