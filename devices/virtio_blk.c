@@ -11,6 +11,7 @@
 #include <linux/virtio_ids.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,7 +47,20 @@ struct virtio_blk {
 	pthread_t thread;
 	bool thread_started;
 	struct virtq_chain chain; /* used under the queue lock only */
+	/* Changed-block tracking (dev_state.h): set and freed under the queue lock, bits set
+	 * by the I/O thread after a write completes and taken with atomic exchanges. */
+	_Atomic uint64_t *changed;
+	uint64_t changed_words;
 };
+
+/* Blocks [off, off + len) were written (the write has completed). Queue lock held. */
+static void mark_changed(struct virtio_blk *b, uint64_t off, uint64_t len)
+{
+	if (!b->changed || !len)
+		return;
+	for (uint64_t blk = off / DEV_TRACK_BLOCK; blk <= (off + len - 1) / DEV_TRACK_BLOCK; blk++)
+		atomic_fetch_or(&b->changed[blk / 64], 1ull << (blk % 64));
+}
 
 /* ---- requests ---- */
 
@@ -131,11 +145,14 @@ static uint8_t discard_or_zero(struct virtio_blk *b, const struct virtq_chain *c
 		if (!len)
 			continue;
 		if (zeroes) {
-			if (write_zeroes(b, off, len, seg.flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP) < 0)
+			int r = write_zeroes(b, off, len, seg.flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP);
+			mark_changed(b, off, len); /* even a failed one may have changed some */
+			if (r < 0)
 				return VIRTIO_BLK_S_IOERR;
 		} else {
 			/* A hint: where holes cannot be punched, the data simply stays. */
-			fallocate(b->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len);
+			if (fallocate(b->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len) == 0)
+				mark_changed(b, off, len);
 		}
 	}
 	return VIRTIO_BLK_S_OK;
@@ -179,6 +196,8 @@ static int handle_request(struct virtio_blk *b, struct virtq *q, struct virtq_ch
 		int n = virtq_iov_slice(c->iov, c->n_out, sizeof(hdr), out_data, data, VIRTQ_MAX_SEGS);
 		if (do_rw(b, data, n, hdr.sector * VIRTIO_BLK_SECTOR, true) < 0)
 			status = VIRTIO_BLK_S_IOERR;
+		/* Marked after the write (a failed one may have written part). */
+		mark_changed(b, hdr.sector * VIRTIO_BLK_SECTOR, out_data);
 		break;
 	}
 	case VIRTIO_BLK_T_FLUSH:
@@ -421,6 +440,7 @@ void virtio_blk_destroy(struct virtio_blk *b)
 		close(b->stop_fd);
 	if (b->fd >= 0)
 		close(b->fd);
+	free((void *)b->changed);
 	free(b->path);
 	free(b);
 }
@@ -618,7 +638,11 @@ static void blk_describe(void *dev, struct dev_desc *d)
 
 	d->str(d, "path", b->path);
 	d->flag(d, "ro", b->ro);
+	struct stat st;
+
 	d->num(d, "size", b->capacity * VIRTIO_BLK_SECTOR);
+	if (fstat(b->fd, &st) == 0 && S_ISREG(st.st_mode))
+		d->num(d, "allocated", (uint64_t)st.st_blocks * 512);
 }
 
 static int blk_flush(void *dev, char *err, size_t errlen)
@@ -642,11 +666,63 @@ static void blk_resume(void *dev)
 	virtio_pci_resume(((struct virtio_blk *)dev)->vp);
 }
 
+static int blk_track_start(void *dev, uint64_t *size, int *fd)
+{
+	struct virtio_blk *b = dev;
+	struct virtq *q = virtio_pci_queue(b->vp, VIRTIO_BLK_QUEUE);
+	uint64_t blocks = (b->capacity * VIRTIO_BLK_SECTOR + DEV_TRACK_BLOCK - 1) / DEV_TRACK_BLOCK;
+	_Atomic uint64_t *bits = calloc((blocks + 63) / 64, sizeof(*bits));
+	char self[64];
+
+	/* A descriptor of its own: the reader's offsets and lifetime are not the device's. */
+	snprintf(self, sizeof(self), "/proc/self/fd/%d", b->fd);
+	int rfd = open(self, O_RDONLY | O_CLOEXEC);
+	if (!bits || rfd < 0) {
+		hv_error("disk image '%s': cannot start tracking its changes: %s", b->path,
+			 bits ? strerror(errno) : "out of memory");
+		free((void *)bits);
+		if (rfd >= 0)
+			close(rfd);
+		return -1;
+	}
+	pthread_mutex_lock(&q->lock);
+	free((void *)b->changed);
+	b->changed = bits;
+	b->changed_words = (blocks + 63) / 64;
+	pthread_mutex_unlock(&q->lock);
+	*size = b->capacity * VIRTIO_BLK_SECTOR;
+	*fd = rfd;
+	return 0;
+}
+
+static void blk_track_take(void *dev, uint64_t *bitmap)
+{
+	struct virtio_blk *b = dev;
+
+	for (uint64_t w = 0; b->changed && w < b->changed_words; w++)
+		bitmap[w] |= atomic_exchange(&b->changed[w], 0);
+}
+
+static void blk_track_stop(void *dev)
+{
+	struct virtio_blk *b = dev;
+	struct virtq *q = virtio_pci_queue(b->vp, VIRTIO_BLK_QUEUE);
+
+	pthread_mutex_lock(&q->lock);
+	free((void *)b->changed);
+	b->changed = NULL;
+	b->changed_words = 0;
+	pthread_mutex_unlock(&q->lock);
+}
+
 const struct dev_state_ops virtio_blk_state_ops = {
 	.type = "virtio-blk",
 	.version = 3, /* 3: the content fingerprint */
 	.save = blk_save,
 	.flush = blk_flush,
+	.track_start = blk_track_start,
+	.track_take = blk_track_take,
+	.track_stop = blk_track_stop,
 	.load = blk_load,
 	.describe = blk_describe,
 	.pause = blk_pause,

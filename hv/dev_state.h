@@ -34,6 +34,16 @@ struct dev_state_ops {
 	 * another host opening the same file sees it (a disk: fdatasync). 0, or -1 with one
 	 * line in err; callable running or paused. */
 	int (*flush)(void *dev, char *err, size_t errlen);
+	/* Optional, disks: changed-block tracking, so that a copy of the storage can travel
+	 * with the guest. Blocks of DEV_TRACK_BLOCK bytes. track_start clears and starts it,
+	 * and gives the image's size in bytes and a new read-only descriptor of it (the caller
+	 * closes it); 0, or -1 with one hv_error line. track_take ORs into bitmap (one bit per
+	 * block, (size + DEV_TRACK_BLOCK - 1) / DEV_TRACK_BLOCK bits) every block written since
+	 * the last take or the start, and forgets them: a block is marked once its write has
+	 * completed, so what is read after a take is never older than what was taken. */
+	int (*track_start)(void *dev, uint64_t *size, int *fd);
+	void (*track_take)(void *dev, uint64_t *bitmap);
+	void (*track_stop)(void *dev);
 	/* Optional: stop and restart the device's I/O threads' use of guest memory. */
 	void (*pause)(void *dev);
 	void (*resume)(void *dev);
@@ -41,6 +51,8 @@ struct dev_state_ops {
 	 * is now (a NIC: RARP from its MAC, and a request to the guest to announce itself). */
 	void (*announce)(void *dev);
 };
+
+#define DEV_TRACK_BLOCK (64u * 1024)
 
 #define DEV_REGISTRY_MAX 16
 #define DEV_NAME_MAX 16

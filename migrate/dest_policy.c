@@ -7,7 +7,10 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <limits.h>
+#include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "hv/layout.h"
@@ -173,17 +176,158 @@ static int map_disk(const struct dest_policy *p, const struct source_disk *sd, i
 	return refuse_disk(r, i, sd, "no --disk for it, and neither --disk-dir nor --shared-storage");
 }
 
-int dest_policy_devices(const struct dest_policy *p, const struct source_devices *src,
-			struct machine_config *cfg, struct dest_refusal *r)
+/* --storage copy: where disk i's copy goes. The source may only choose a file name in
+ * --disk-dir (its directory must be --disk-dir itself); --disk PATH wins. */
+static int copy_target(const struct dest_policy *p, const struct source_disk *sd, int i, const char *want,
+		       char *out, size_t len, struct dest_refusal *r)
 {
-	char mac[18];
+	char shown[256];
 
+	if (i < p->ndisks) {
+		if (p->disks[i].ro)
+			return refuse_disk(r, i, sd, "--disk %s is read-only: a copy needs a writable image", p->disks[i].path);
+		snprintf(out, len, "%s", p->disks[i].path);
+		return 0;
+	}
+	if (!p->disk_dir)
+		return refuse_disk(r, i, sd, "no --disk or --disk-dir to copy it into");
+	const char *name = want && want[0] ? want : sd->path;
+	const char *base = strrchr(name, '/');
+	base = base ? base + 1 : name;
+	if (want && want[0] && strchr(want, '/')) {
+		char dir[VIRTIO_DISK_PATH_MAX], real_dir[PATH_MAX], real_policy[PATH_MAX];
+		snprintf(dir, sizeof(dir), "%.*s", (int)(base - want - 1), want);
+		if (!realpath(dir[0] ? dir : "/", real_dir) || !realpath(p->disk_dir, real_policy) ||
+		    strcmp(real_dir, real_policy))
+			return refuse_disk(r, i, sd, "the source asks for '%s', outside --disk-dir %s",
+					   printable(shown, sizeof(shown), want), p->disk_dir);
+	}
+	if (!base[0] || !strcmp(base, ".") || !strcmp(base, ".."))
+		return refuse_disk(r, i, sd, "its file name is not usable in --disk-dir");
+	if ((size_t)snprintf(out, len, "%s/%s", p->disk_dir, base) >= len)
+		return refuse_disk(r, i, sd, "the path in --disk-dir is too long");
+	return 0;
+}
+
+/* Free bytes for an unprivileged writer on the file system of the directory of `path`. */
+static int free_bytes(const char *path, uint64_t *out, dev_t *dev)
+{
+	char dir[VIRTIO_DISK_PATH_MAX];
+	const char *slash = strrchr(path, '/');
+	struct statvfs vfs;
+	struct stat st;
+
+	snprintf(dir, sizeof(dir), "%.*s", slash ? (int)(slash - path) : 1, slash ? path : ".");
+	if (!dir[0])
+		snprintf(dir, sizeof(dir), "/");
+	if (statvfs(dir, &vfs) < 0 || stat(dir, &st) < 0)
+		return -1;
+	*out = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+	*dev = st.st_dev;
+	return 0;
+}
+
+static int create_copy(const struct dest_policy *p, const struct source_devices *src,
+		       struct machine_config *cfg, struct dest_copy *copy, struct dest_refusal *r)
+{
+	uint64_t need[VIRTIO_MAX_DISKS] = { 0 }, avail[VIRTIO_MAX_DISKS];
+	dev_t fs[VIRTIO_MAX_DISKS];
+
+	copy->n = 0;
+	for (int i = 0; i < src->ndisks; i++) {
+		const struct source_disk *sd = &src->disks[i];
+		struct disk_spec *d = &cfg->disks[i];
+		memset(d, 0, sizeof(*d));
+		d->ro = sd->ro;
+		if (copy_target(p, sd, i, copy->want[i], d->path, sizeof(d->path), r) < 0)
+			return -1;
+		for (int j = 0; j < i; j++)
+			if (!strcmp(cfg->disks[j].path, d->path))
+				return refuse_disk(r, i, sd, "disk %d is copied to %s already", j, d->path);
+		struct stat st;
+		if (!p->force && lstat(d->path, &st) == 0)
+			return refuse_disk(r, i, sd, "%s exists; remove it, or let 'hvctl receive --force' replace it", d->path);
+		if (p->force && lstat(d->path, &st) == 0 && !S_ISREG(st.st_mode))
+			return refuse_disk(r, i, sd, "%s exists and is not a regular file: not replaced", d->path);
+		if (free_bytes(d->path, &avail[i], &fs[i]) < 0)
+			return refuse_disk(r, i, sd, "cannot write in the directory of %s: %s", d->path, strerror(errno));
+		/* Disks on one file system share its room. */
+		for (int j = 0; j <= i; j++)
+			if (fs[j] == fs[i])
+				need[j] += sd->allocated;
+		for (int j = 0; j <= i; j++)
+			if (need[j] > avail[j])
+				return refuse_disk(r, i, sd, "the file system of %s has %llu MiB free, the copy needs %llu MiB",
+						   cfg->disks[j].path, (unsigned long long)(avail[j] >> 20),
+						   (unsigned long long)((need[j] + MiB - 1) >> 20));
+	}
+	for (int i = 0; i < src->ndisks; i++) {
+		const struct source_disk *sd = &src->disks[i];
+		struct disk_spec *d = &cfg->disks[i];
+		struct stat st;
+		if (p->force)
+			unlink(d->path); /* a fresh file: nothing of the old one shows through */
+		int fd = open(d->path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (fd < 0 || ftruncate(fd, (off_t)(sd->sectors * 512)) < 0 || fstat(fd, &st) < 0) {
+			int err = errno;
+			if (fd >= 0) {
+				close(fd);
+				unlink(d->path);
+			}
+			dest_copy_discard(copy);
+			return refuse_disk(r, i, sd, "cannot create %s: %s", d->path, strerror(err));
+		}
+		copy->fd[i] = fd;
+		copy->size[i] = sd->sectors * 512;
+		snprintf(copy->path[i], sizeof(copy->path[i]), "%s", d->path);
+		copy->n = i + 1;
+		/* What the device opens later is this very file. */
+		d->expect = (struct virtio_blk_expect){ .set = true, .nofollow = true, .dev = st.st_dev, .ino = st.st_ino };
+	}
+	cfg->ndisks = src->ndisks;
+	return 0;
+}
+
+void dest_copy_discard(struct dest_copy *copy)
+{
+	for (int i = 0; i < copy->n; i++) {
+		close(copy->fd[i]);
+		unlink(copy->path[i]);
+	}
+	copy->n = 0;
+}
+
+void dest_copy_keep(struct dest_copy *copy)
+{
+	for (int i = 0; i < copy->n; i++)
+		close(copy->fd[i]);
+	copy->n = 0;
+}
+
+static int map_nics(const struct dest_policy *p, const struct source_devices *src,
+		    struct machine_config *cfg, struct dest_refusal *r);
+
+int dest_policy_devices(const struct dest_policy *p, const struct source_devices *src,
+			struct machine_config *cfg, struct dest_copy *copy, struct dest_refusal *r)
+{
 	cfg->ndisks = cfg->nnics = 0;
+	if (map_nics(p, src, cfg, r) < 0)
+		return -1; /* first: a refusal here must not leave created images behind */
+	if (copy)
+		return create_copy(p, src, cfg, copy, r);
 	for (int i = 0; i < src->ndisks; i++) {
 		if (map_disk(p, &src->disks[i], i, &cfg->disks[i], r) < 0)
 			return -1;
 		cfg->ndisks++;
 	}
+	return 0;
+}
+
+static int map_nics(const struct dest_policy *p, const struct source_devices *src,
+		    struct machine_config *cfg, struct dest_refusal *r)
+{
+	char mac[18];
+
 	for (int i = 0; i < src->nnics; i++) {
 		format_mac(src->macs[i], mac);
 		if (i >= p->nnics)

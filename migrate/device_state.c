@@ -112,6 +112,11 @@ int device_state_parse_list(const char *json, struct source_devices *src, char *
 			snprintf(sd->path, sizeof(sd->path), "%s", path);
 			sd->sectors = (uint64_t)json_object_get_int64(v) / VIRTIO_BLK_SECTOR;
 			sd->ro = json_object_object_get_ex(d, "ro", &v) && json_object_get_boolean(v);
+			/* What the image takes on its disk (a copy needs that much room); absent: all. */
+			sd->allocated = sd->sectors * VIRTIO_BLK_SECTOR;
+			if (json_object_object_get_ex(d, "allocated", &v) && json_object_is_type(v, json_type_int) &&
+			    json_object_get_int64(v) >= 0 && (uint64_t)json_object_get_int64(v) < sd->allocated)
+				sd->allocated = (uint64_t)json_object_get_int64(v);
 			continue;
 		}
 		if (!strcmp(type, "virtio-net")) {

@@ -21,6 +21,7 @@ int device_state_describe(const struct machine *m, char *json, size_t len);
 struct source_disk {
 	char path[VIRTIO_DISK_PATH_MAX];
 	uint64_t sectors;
+	uint64_t allocated; /* bytes the image takes on its file system (at most its size) */
 	bool ro;
 };
 struct source_devices {

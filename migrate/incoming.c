@@ -21,6 +21,7 @@
 #include "migrate/cpu_state.h"
 #include "migrate/dest_policy.h"
 #include "migrate/device_state.h"
+#include "migrate/disk_copy.h"
 #include "migrate/migrate.h"
 #include "migrate/page_codec.h"
 #include "migrate/prefault.h"
@@ -55,6 +56,8 @@ struct incoming {
 	bool vm_seen;
 	struct device_state_rx *devs;
 	bool devices_paused;
+	struct dest_copy copy;       /* --storage copy: the images created here */
+	struct disk_copy_dst disks;  /* and their writer */
 	uint8_t *buf;
 	size_t buf_cap;
 	char err[1024];
@@ -273,10 +276,21 @@ static int handle_hello(struct incoming *in, const uint8_t *payload, size_t len,
 		free(src);
 		return -1;
 	}
-	int r = dest_policy_devices(policy, src, &c, &refusal);
+	if (h->storage_copy && in->one_way) {
+		free(src);
+		return failf(in, "the snapshot asks for a copy of its disks, which a snapshot never carries");
+	}
+	for (uint32_t i = 0; i < h->ncopy_to && i < VIRTIO_MAX_DISKS; i++)
+		in->copy.want[i] = h->copy_to[i];
+	int r = dest_policy_devices(policy, src, &c, h->storage_copy ? &in->copy : NULL, &refusal);
 	free(src);
 	if (r < 0)
 		return fail_policy(in, &refusal);
+	in->disks.n = in->copy.n;
+	for (int i = 0; i < in->copy.n; i++) {
+		in->disks.fd[i] = in->copy.fd[i];
+		in->disks.size[i] = in->copy.size[i];
+	}
 	if (!c.name)
 		c.name = h->name;
 	c.mem_size = h->mem_size;
@@ -445,7 +459,8 @@ static int receive(struct incoming *in, const struct machine_config *cfg)
 		switch (rx.hdr.type) {
 		case WIRE_HELLO: {
 			int ok = handle_hello(in, p, len, cfg);
-			struct wire_hello_reply reply = { .ok = ok == 0, .caps = WIRE_CAP_ZLIB | WIRE_CAP_SYNC };
+			struct wire_hello_reply reply = { .ok = ok == 0,
+							  .caps = WIRE_CAP_ZLIB | WIRE_CAP_SYNC | WIRE_CAP_DISK_COPY };
 			if (ok < 0)
 				snprintf(reply.error, sizeof(reply.error), "%s",
 					 in->peer_err[0] ? in->peer_err : in->err);
@@ -498,8 +513,19 @@ static int receive(struct incoming *in, const struct machine_config *cfg)
 			if (handle_device_state(in, p, len) < 0)
 				return -1;
 			break;
+		case WIRE_DISK_DATA:
+			if (!in->hello->storage_copy)
+				return failf(in, "stream corrupt: DISK_DATA in a migration without --storage copy");
+			if (disk_copy_apply(&in->disks, p, len, in->err, sizeof(in->err)) < 0) {
+				in->abort_code = WIRE_ABORT_IO;
+				return -1;
+			}
+			break;
 		case WIRE_END_OF_STATE:
 			if (load_state(in, p, len) < 0)
+				return -1;
+			/* The copied disks are on stable storage before the source may let go. */
+			if (disk_copy_sync(&in->disks, in->err, sizeof(in->err)) < 0)
 				return -1;
 			r = ack(in);
 			if (r < 0)
@@ -560,6 +586,7 @@ int migrate_incoming(struct wire_conn *transport, struct machine *m, const struc
 	if (o->arrived_paused)
 		*o->arrived_paused = paused;
 	device_state_announce(m);
+	dest_copy_keep(&in.copy);
 	r = 0;
 out:
 	if (r < 0) {
@@ -567,6 +594,7 @@ out:
 			wire_send_abort(&in.conn, in.abort_code, in.peer_err[0] ? in.peer_err : in.err);
 		if (in.machine_up)
 			machine_destroy(m);
+		dest_copy_discard(&in.copy); /* nothing half copied stays */
 		if (r == MIGRATE_INCOMING_STRAY)
 			snprintf(o->stray_reason, o->stray_reason_len, "%s", in.err);
 		else if (in.one_way)

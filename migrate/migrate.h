@@ -18,6 +18,8 @@ struct machine_config;
 enum migrate_compress { MIGRATE_COMPRESS_AUTO, MIGRATE_COMPRESS_ZLIB, MIGRATE_COMPRESS_NONE };
 enum migrate_on_timeout { MIGRATE_ON_TIMEOUT_FORCE, MIGRATE_ON_TIMEOUT_CANCEL };
 
+#define MIGRATE_DISKS_MAX 4
+#define MIGRATE_PATH_MAX 1024
 #define MIGRATE_DEFAULT_DOWNTIME_MS 30
 #define MIGRATE_DEFAULT_MAX_ROUNDS 30
 
@@ -32,6 +34,8 @@ struct migrate_params {
 	bool offline;            /* a paused VM, moved without pre-copy rounds: memory once */
 	bool stop;               /* uri "file:PATH" (hvctl save): stop the VM once saved */
 	bool live;               /* hvctl save --live: pre-copy rounds into the file, then pause */
+	bool storage_copy;       /* --storage copy: the disks travel with the guest */
+	char dest_disk[MIGRATE_DISKS_MAX][MIGRATE_PATH_MAX]; /* --dest-disk, per disk ("": theirs) */
 };
 
 void migrate_params_default(struct migrate_params *p);
@@ -54,6 +58,9 @@ struct migrate_stats {
 	uint64_t pages_sent, zero_pages, raw_pages, zlib_pages;
 	uint64_t deflate_pages;   /* pages zlib was given, whether or not the result was sent */
 	uint64_t wire_bytes;
+	/* --storage copy: disk blocks (64 KiB) sent, their data bytes, and the blocks written
+	 * again by the guest still to send (at a round's end). */
+	uint64_t disk_blocks_sent, disk_bytes, disk_dirty_blocks;
 	double rate_mbs;          /* MiB/s on the wire, last round */
 	double dirty_rate_mbs;    /* MiB/s the guest dirties, last round */
 	double expected_downtime_ms;

@@ -34,6 +34,13 @@ void migrate_params_to_json(const struct migrate_params *p, struct json_object *
 		json_object_object_add(req, "stop", json_object_new_boolean(true));
 	if (p->live)
 		json_object_object_add(req, "live", json_object_new_boolean(true));
+	if (p->storage_copy)
+		json_object_object_add(req, "storage", json_object_new_string("copy"));
+	for (int i = 0; i < MIGRATE_DISKS_MAX; i++) {
+		char key[24];
+		snprintf(key, sizeof(key), "dest_disk%d", i);
+		add_str(req, key, p->dest_disk[i]);
+	}
 	add_str(req, "psk", p->tls.psk_file);
 	add_str(req, "tls_cert", p->tls.cert_file);
 	add_str(req, "tls_key", p->tls.key_file);
@@ -149,6 +156,17 @@ int migrate_params_from_json(struct json_object *req, struct migrate_params *p, 
 	    get_flag(req, "stop", &p->stop, err, errlen) < 0 ||
 	    get_flag(req, "live", &p->live, err, errlen) < 0)
 		return -1;
+	static const char *const storage_names[2] = { "shared", "copy" };
+	c = p->storage_copy;
+	if (get_choice(req, "storage", storage_names, 2, &c, err, errlen) < 0)
+		return -1;
+	p->storage_copy = c == 1;
+	for (int i = 0; i < MIGRATE_DISKS_MAX; i++) {
+		char key[24];
+		snprintf(key, sizeof(key), "dest_disk%d", i);
+		if (get_string(req, key, p->dest_disk[i], sizeof(p->dest_disk[i]), err, errlen) < 0)
+			return -1;
+	}
 	struct tls_options *t = &p->tls;
 	if (get_string(req, "psk", t->psk_file, sizeof(t->psk_file), err, errlen) < 0 ||
 	    get_string(req, "tls_cert", t->cert_file, sizeof(t->cert_file), err, errlen) < 0 ||
@@ -194,6 +212,11 @@ struct json_object *migrate_stats_to_json(const char *event, const struct migrat
 	add_dbl(o, "elapsed_ms", st->elapsed_ms);
 	add_dbl(o, "downtime_ms", st->downtime_ms);
 	json_object_object_add(o, "compressing", json_object_new_boolean(st->compressing));
+	if (st->disk_blocks_sent || st->disk_dirty_blocks) {
+		add_u64(o, "disk_blocks_sent", st->disk_blocks_sent);
+		add_u64(o, "disk_bytes", st->disk_bytes);
+		add_u64(o, "disk_dirty_blocks", st->disk_dirty_blocks);
+	}
 	if (st->round_end) {
 		json_object_object_add(o, "round_end", json_object_new_boolean(true));
 		json_object_object_add(o, "next", json_object_new_string(st->round_next ? st->round_next : "round"));

@@ -26,6 +26,7 @@
 #include "migrate/convergence.h"
 #include "migrate/cpu_state.h"
 #include "migrate/device_state.h"
+#include "migrate/disk_copy.h"
 #include "migrate/dirty.h"
 #include "migrate/migrate.h"
 #include "migrate/page_codec.h"
@@ -62,6 +63,7 @@ struct source {
 	struct page_codec_enc enc;
 	struct dirty_tracker dirty;
 	bool dirty_on;
+	struct disk_copy_src disks; /* --storage copy */
 
 	uint64_t gfns[WIRE_PAGES_MAX];
 	const uint8_t *ptrs[WIRE_PAGES_MAX];
@@ -144,6 +146,8 @@ static void fill_stats(struct source *s)
 	s->st->zlib_pages = s->enc.stats.zlib_pages;
 	s->st->deflate_pages = s->enc.stats.deflate_in_bytes / PAGE_SIZE;
 	s->st->compressing = s->ac.use_zlib;
+	s->st->disk_blocks_sent = s->disks.blocks_sent;
+	s->st->disk_bytes = s->disks.data_bytes;
 }
 
 static void report(struct source *s)
@@ -268,6 +272,34 @@ static int send_dirty_pages(struct source *s, const uint64_t *bitmap, uint64_t w
 	return flush_batch(s);
 }
 
+/* After each disk record: the --bandwidth cap, progress, and a cancel. */
+static int disk_sent(void *opaque, uint64_t bytes)
+{
+	struct source *s = opaque;
+
+	throttle(s, bytes);
+	if (clock_now_ns() - s->last_report_ns >= REPORT_INTERVAL_NS)
+		report(s);
+	return atomic_load(s->cancel) ? -1 : 0;
+}
+
+static int disk_result(struct source *s, int r)
+{
+	if (r == DISK_COPY_E_READ)
+		return failf(s, "%s", s->disks.err);
+	if (r == DISK_COPY_E_STOP)
+		return failf(s, "migration cancelled");
+	return r < 0 ? fail_wire(s, r, "sending disk blocks") : 0;
+}
+
+/* --storage copy: round 0 sends every disk's data, the later rounds what the guest wrote. */
+static int send_disks(struct source *s, bool all)
+{
+	if (!s->disks.n)
+		return 0;
+	return disk_result(s, all ? disk_copy_send_all(&s->disks, &s->conn) : disk_copy_send_dirty(&s->disks, &s->conn));
+}
+
 static int send_round_end(struct source *s, uint64_t pages, uint64_t bytes, uint64_t dur_ns,
 			  uint64_t dirty, uint32_t flags)
 {
@@ -321,6 +353,10 @@ static void fill_hello(struct source *s, struct wire_hello *h)
 		snprintf(h->cpu_model, sizeof(h->cpu_model), "%s", cpu_model_name(vm->cpu_model));
 	/* A paused guest stays paused: it arrives so, for its owner to resume there. */
 	h->paused = s->st->paused = vm_get_state(vm) == VM_PAUSED;
+	h->storage_copy = s->p->storage_copy;
+	for (int i = 0; h->storage_copy && i < MIGRATE_DISKS_MAX; i++)
+		snprintf(h->copy_to[i], sizeof(h->copy_to[i]), "%s", s->p->dest_disk[i]);
+	h->ncopy_to = h->storage_copy ? (uint32_t)s->disks.n : 0;
 	ram_ranges(&vm->mem, h);
 	s->populated_pages = 0;
 	for (uint32_t i = 0; i < h->nram; i++)
@@ -378,6 +414,9 @@ static int handshake(struct source *s)
 		s->peer_gone = true;
 		return failf(s, "destination refused: %s", reply.error);
 	}
+	if (s->p->storage_copy && !(reply.caps & WIRE_CAP_DISK_COPY))
+		return failf(s, "the destination's hv cannot take a copy of the disks; update it, or use "
+			     "storage both hosts share (without --storage copy)");
 	if (!(reply.caps & WIRE_CAP_ZLIB))
 		s->ac.zlib_allowed = false;
 	s->peer_sync = reply.caps & WIRE_CAP_SYNC;
@@ -421,7 +460,7 @@ static int precopy(struct source *s)
 	st->phase = MIGRATE_PHASE_PRECOPY;
 	st->round = 0;
 	start_round(s, s->populated_pages);
-	if (send_allocated_pages(s) < 0)
+	if (send_disks(s, true) < 0 || send_allocated_pages(s) < 0)
 		return -1;
 	for (;;) {
 		drain_socket(s);
@@ -431,6 +470,9 @@ static int precopy(struct source *s)
 		int64_t dirty = dirty_collect(&s->dirty);
 		if (dirty < 0)
 			return failf(s, "cannot read the dirty log");
+		/* Disk blocks written again count as the pages they would take on the wire. */
+		st->disk_dirty_blocks = s->disks.n ? disk_copy_collect(&s->disks) : 0;
+		dirty += (int64_t)(st->disk_dirty_blocks * (DEV_TRACK_BLOCK / PAGE_SIZE));
 		double secs = dur > 0 ? (double)dur / 1e9 : 1e-9;
 		/* Link rate as measured; a round too small to measure keeps the previous figure. */
 		if (bytes > (1u << 20) || st->rate_mbs == 0)
@@ -465,7 +507,7 @@ static int precopy(struct source *s)
 		t = clock_now_ns();
 		bytes0 = s->conn.tx_bytes;
 		pages0 = st->pages_sent;
-		if (send_dirty_pages(s, s->dirty.bitmap, s->dirty.words) < 0)
+		if (send_disks(s, false) < 0 || send_dirty_pages(s, s->dirty.bitmap, s->dirty.words) < 0)
 			return -1;
 	}
 }
@@ -609,7 +651,10 @@ static int switchover(struct source *s)
 	s->st->round++;
 	start_round(s, last_pages);
 	uint64_t t_paused = clock_now_ns();
-	if (send_dirty_pages(s, s->dirty.bitmap, s->dirty.words) < 0)
+	/* The disks' last blocks: with the devices paused and flushed, nothing changes them. */
+	if (s->disks.n)
+		s->st->disk_dirty_blocks = disk_copy_collect(&s->disks);
+	if (send_disks(s, false) < 0 || send_dirty_pages(s, s->dirty.bitmap, s->dirty.words) < 0)
 		return -1;
 	return commit(s, t_pause, t_paused);
 }
@@ -622,7 +667,7 @@ static int offline_pages(struct source *s, uint64_t t_pause)
 	auto_compress_settle(&s->ac);
 	start_round(s, s->populated_pages);
 	uint64_t t_paused = clock_now_ns();
-	if (send_allocated_pages(s) < 0)
+	if (send_disks(s, true) < 0 || send_allocated_pages(s) < 0)
 		return -1;
 	return commit(s, t_pause, t_paused);
 }
@@ -778,6 +823,10 @@ int migrate_source(struct machine *m, const struct migrate_params *p, atomic_boo
 		goto out;
 	}
 	s.to_file = !strncmp(p->uri, SNAPSHOT_URI_PREFIX, strlen(SNAPSHOT_URI_PREFIX));
+	if (s.to_file && p->storage_copy) {
+		failf(&s, "a snapshot does not carry the disks: copy the images beside it instead");
+		goto out;
+	}
 	if (s.to_file) {
 		r = save_to_file(&s);
 		goto out;
@@ -786,6 +835,20 @@ int migrate_source(struct machine *m, const struct migrate_params *p, atomic_boo
 		failf(&s, "--offline moves a paused VM and '%s' is running: 'hvctl pause %s' first, or migrate it live (without --offline)",
 		      vm->name, vm->name);
 		goto out;
+	}
+	if (p->storage_copy) {
+		/* Tracking first: every write from here on is seen. */
+		s.disks.sent = disk_sent;
+		s.disks.opaque = &s;
+		hv_clear_error();
+		if (disk_copy_src_start(&s.disks, &m->devs) < 0) {
+			failf(&s, "%s", hv_last_error());
+			goto out;
+		}
+		if (!s.disks.n) {
+			failf(&s, "--storage copy: VM '%s' has no disk", vm->name);
+			goto out;
+		}
 	}
 	s.fd = channel_connect(p->uri, 10000, st->error, sizeof(st->error));
 	if (s.fd < 0) {
@@ -847,6 +910,7 @@ out:
 		st->phase = MIGRATE_PHASE_DONE;
 	}
 	fill_stats(&s); /* the final numbers; the caller reports the outcome */
+	disk_copy_src_stop(&s.disks);
 	tls_session_free(s.tls);
 	tls_context_free(s.tls_ctx);
 	if (s.fd >= 0)

@@ -35,6 +35,7 @@ static const struct wire_type_info wire_types[WIRE_TYPE_MAX + 1] = {
 	[WIRE_COMMIT] = { "COMMIT", 0, 0 },
 	[WIRE_ABORT] = { "ABORT", 4, 4 + WIRE_ERROR_MAX },
 	[WIRE_PROGRESS] = { "PROGRESS", WIRE_PROGRESS_SIZE, WIRE_PROGRESS_SIZE },
+	[WIRE_DISK_DATA] = { "DISK_DATA", WIRE_DISK_DATA_HDR, WIRE_DISK_DATA_HDR + WIRE_DISK_DATA_MAX },
 };
 
 static bool wire_type_valid(uint32_t type)
@@ -621,6 +622,7 @@ static const struct {
 	{ WIRE_PHASE_MEMORY, WIRE_PAGES, WIRE_PHASE_MEMORY },
 	{ WIRE_PHASE_MEMORY, WIRE_ROUND_END, WIRE_PHASE_MEMORY },
 	{ WIRE_PHASE_MEMORY, WIRE_PROGRESS, WIRE_PHASE_MEMORY },
+	{ WIRE_PHASE_MEMORY, WIRE_DISK_DATA, WIRE_PHASE_MEMORY },
 	{ WIRE_PHASE_MEMORY, WIRE_CPU_STATE, WIRE_PHASE_STATE },
 	{ WIRE_PHASE_MEMORY, WIRE_VM_STATE, WIRE_PHASE_STATE },
 	{ WIRE_PHASE_MEMORY, WIRE_DEVICE_STATE, WIRE_PHASE_STATE },
@@ -658,6 +660,7 @@ static const struct {
 } wire_cap_names[] = {
 	{ "zlib", WIRE_CAP_ZLIB },
 	{ "sync", WIRE_CAP_SYNC },
+	{ "disk-copy", WIRE_CAP_DISK_COPY },
 };
 
 static struct json_object *wire_caps_to_json(uint32_t caps)
@@ -878,6 +881,13 @@ int wire_send_hello(struct wire_conn *c, const struct wire_hello *h)
 		json_object_object_add(o, "cpu_model", json_object_new_string(h->cpu_model));
 	if (h->paused)
 		json_object_object_add(o, "paused", json_object_new_boolean(true));
+	if (h->storage_copy) {
+		struct json_object *to = json_object_new_array();
+		json_object_object_add(o, "storage", json_object_new_string("copy"));
+		for (uint32_t i = 0; i < h->ncopy_to && i < WIRE_DISKS_MAX; i++)
+			json_object_array_add(to, json_object_new_string(h->copy_to[i]));
+		json_object_object_add(o, "copy_to", to);
+	}
 	for (uint32_t i = 0; i < h->ncpuid; i++) {
 		const struct wire_cpuid_word *w = &h->cpuid[i];
 		struct json_object *e = json_object_new_array();
@@ -998,6 +1008,36 @@ int wire_parse_hello(const uint8_t *p, size_t len, struct wire_hello *h, char *e
 			goto out;
 		}
 		h->paused = json_object_get_boolean(pv);
+	}
+	char storage[8];
+	if (wire_json_str(o, "storage", false, storage, sizeof(storage), what, err, errlen))
+		goto out;
+	if (storage[0] && strcmp(storage, "copy") && strcmp(storage, "shared")) {
+		hv_errf(err, errlen, "%s: \"storage\" is neither \"copy\" nor \"shared\"", what);
+		goto out;
+	}
+	h->storage_copy = !strcmp(storage, "copy");
+	if (json_object_object_get_ex(o, "copy_to", &pv)) {
+		size_t n = json_object_is_type(pv, json_type_array) ? json_object_array_length(pv) : 0;
+		if (!json_object_is_type(pv, json_type_array) || n > WIRE_DISKS_MAX) {
+			hv_errf(err, errlen, "%s: \"copy_to\" is not an array of at most %d paths", what,
+				WIRE_DISKS_MAX);
+			goto out;
+		}
+		for (size_t i = 0; i < n; i++) {
+			/* Checked through a one-key object: one string check for every string. */
+			struct json_object *one = json_object_new_object();
+			int bad = !one;
+			if (one) {
+				json_object_object_add(one, "copy_to", json_object_get(json_object_array_get_idx(pv, i)));
+				bad = wire_json_str(one, "copy_to", true, h->copy_to[i], WIRE_PATH_MAX, what, err,
+						    errlen);
+				json_object_put(one);
+			}
+			if (bad)
+				goto out;
+		}
+		h->ncopy_to = (uint32_t)n;
 	}
 
 	if (!json_object_object_get_ex(o, "cpuid", &a) ||
@@ -1163,6 +1203,53 @@ int wire_parse_progress(const uint8_t *p, size_t len, struct wire_progress *pr, 
 	pr->remaining_pages = wire_get_u64(p + 24);
 	pr->bytes = wire_get_u64(p + 32);
 	pr->elapsed_ms = wire_get_u64(p + 40);
+	return 0;
+}
+
+int wire_send_disk_data(struct wire_conn *c, uint8_t disk, uint8_t flags, uint64_t offset,
+			const void *data, uint32_t len)
+{
+	uint8_t b[WIRE_DISK_DATA_HDR] = { disk, flags };
+	struct iovec iov[2] = { { b, sizeof(b) }, { (void *)data, len } };
+	bool zero = flags & WIRE_DISK_ZERO;
+
+	if (!len || len > WIRE_DISK_DATA_MAX || (flags & ~WIRE_DISK_ZERO) || zero != !data) {
+		hv_errf(c->err, sizeof(c->err), "internal error: a disk record of %u bytes, flags %u", len,
+			flags);
+		return WIRE_E_ARG;
+	}
+	wire_put_u32(b + 4, len);
+	wire_put_u64(b + 8, offset);
+	return wire_send_iov(c, WIRE_DISK_DATA, iov, zero ? 1 : 2, WIRE_CRC_ALL);
+}
+
+int wire_parse_disk_data(const uint8_t *p, size_t len, struct wire_disk_data *d, char *err,
+			 size_t errlen)
+{
+	if (len < WIRE_DISK_DATA_HDR) {
+		hv_errf(err, errlen, "DISK_DATA of %zu bytes, shorter than its header", len);
+		return WIRE_E_PAYLOAD;
+	}
+	d->disk = p[0];
+	d->flags = p[1];
+	d->len = wire_get_u32(p + 4);
+	d->offset = wire_get_u64(p + 8);
+	bool zero = d->flags & WIRE_DISK_ZERO;
+	d->data = zero ? NULL : p + WIRE_DISK_DATA_HDR;
+	if ((d->flags & ~WIRE_DISK_ZERO) || wire_get_u16(p + 2)) {
+		hv_errf(err, errlen, "DISK_DATA with unknown flags %#x or reserved bits set", d->flags);
+		return WIRE_E_PAYLOAD;
+	}
+	if (!d->len || d->len > WIRE_DISK_DATA_MAX || d->len % 512 || d->offset % 512) {
+		hv_errf(err, errlen, "DISK_DATA of %u bytes at %llu: not 1 to %u whole sectors", d->len,
+			(unsigned long long)d->offset, WIRE_DISK_DATA_MAX / 512);
+		return WIRE_E_PAYLOAD;
+	}
+	if (len - WIRE_DISK_DATA_HDR != (zero ? 0 : d->len)) {
+		hv_errf(err, errlen, "DISK_DATA of %u bytes%s carries %zu", d->len, zero ? " (zeros)" : "",
+			len - WIRE_DISK_DATA_HDR);
+		return WIRE_E_PAYLOAD;
+	}
 	return 0;
 }
 

@@ -52,9 +52,10 @@ enum wire_type {
 	WIRE_COMMIT = 10,      /* src -> dst: run the guest now (the source has stopped for good) */
 	WIRE_ABORT = 11,       /* either way, any time: give up, with a reason */
 	WIRE_PROGRESS = 12,    /* either way, optional: progress numbers */
+	WIRE_DISK_DATA = 13,   /* src -> dst: a run of disk blocks (--storage copy) */
 };
 #define WIRE_TYPE_MIN WIRE_HELLO
-#define WIRE_TYPE_MAX WIRE_PROGRESS
+#define WIRE_TYPE_MAX WIRE_DISK_DATA
 
 /* Error codes: every function here returns 0 (or a count) or one of these. */
 enum wire_error {
@@ -217,12 +218,16 @@ int wire_order_check(struct wire_order *o, uint32_t type);
 #define WIRE_ERROR_MAX 1024   /* reason texts */
 #define WIRE_MAX_VCPUS 1024
 #define WIRE_MAX_MEM (1ull << 46) /* 64 TiB */
+#define WIRE_DISKS_MAX 4
+#define WIRE_PATH_MAX 1024
 
 /* Capability bits, named on the wire ("zlib", ...); unknown names are ignored. */
 #define WIRE_CAP_ZLIB (1u << 0)
 /* The destination answers a ROUND_END with WIRE_ROUND_END_SYNC by an ACK once it has placed
  * every page before it. */
 #define WIRE_CAP_SYNC (1u << 1)
+/* The destination takes a copy of the disks (HELLO "storage":"copy", DISK_DATA records). */
+#define WIRE_CAP_DISK_COPY (1u << 2)
 
 struct wire_cpuid_word {
 	uint32_t function, index, eax, ebx, ecx, edx;
@@ -260,6 +265,12 @@ struct wire_hello {
 	char cpu_model[WIRE_CPU_MODEL_MAX + 1];
 	/* Optional "paused": the guest was paused when the migration began; it arrives paused. */
 	bool paused;
+	/* Optional "storage":"copy": the disks travel (DISK_DATA records), into images the
+	 * destination creates; "copy_to": per disk, the path the source asks for ("": the
+	 * destination's choice). Printable, unvalidated here: the destination's policy decides. */
+	bool storage_copy;
+	uint32_t ncopy_to;
+	char copy_to[WIRE_DISKS_MAX][WIRE_PATH_MAX];
 };
 
 /* HELLO_REPLY: {"ok":true,"caps":["zlib"]} or {"ok":false,"error":"..."} */
@@ -305,6 +316,21 @@ struct wire_device_state {
 	size_t len;
 };
 
+/* DISK_DATA: u8 disk (its index among the source's disks), u8 flags, u16 zero, u32 length,
+ * u64 offset (bytes), then the data: `length` bytes, or none with WIRE_DISK_ZERO (the range
+ * reads as zeros: the destination deallocates it). Offset and length are whole 512-byte
+ * sectors; length is 1..WIRE_DISK_DATA_MAX. The range is checked against the disk's size
+ * by the receiver. */
+#define WIRE_DISK_DATA_HDR 16
+#define WIRE_DISK_DATA_MAX (1u << 20)
+#define WIRE_DISK_ZERO (1u << 0)
+struct wire_disk_data {
+	uint8_t disk, flags;
+	uint32_t len;
+	uint64_t offset;
+	const uint8_t *data; /* points into the payload; NULL with WIRE_DISK_ZERO */
+};
+
 /* ABORT: u32 code, reason text. */
 enum wire_abort_code {
 	WIRE_ABORT_GENERIC = 0,
@@ -340,6 +366,11 @@ int wire_send_device_state(struct wire_conn *c, const char *name, uint16_t versi
 			   const void *data, size_t len);
 int wire_parse_device_state(const uint8_t *p, size_t len, struct wire_device_state *d, char *err,
 			    size_t errlen);
+/* data NULL with WIRE_DISK_ZERO in flags. */
+int wire_send_disk_data(struct wire_conn *c, uint8_t disk, uint8_t flags, uint64_t offset,
+			const void *data, uint32_t len);
+int wire_parse_disk_data(const uint8_t *p, size_t len, struct wire_disk_data *d, char *err,
+			 size_t errlen);
 int wire_send_abort(struct wire_conn *c, uint32_t code, const char *reason);
 int wire_parse_abort(const uint8_t *p, size_t len, struct wire_abort *a, char *err,
 		     size_t errlen);

@@ -61,7 +61,7 @@ static void migrate_usage(FILE *f)
 		"usage: hvctl migrate NAME HOST:PORT [--downtime MS] [--bandwidth RATE]\n"
 		"         [--compress auto|zlib|none] [--max-rounds N]\n"
 		"         [--on-timeout force|cancel] [--offline] [--json | --explain]\n"
-		"         [--report FILE.html]\n"
+		"         [--report FILE.html] [--storage shared|copy [--dest-disk PATH]...]\n"
 		"         [--psk FILE | --tls-cert F --tls-key F --tls-ca F\n"
 		"          [--tls-server-name N]]\n"
 		"       hvctl migrate --cancel NAME\n"
@@ -73,6 +73,10 @@ static void migrate_usage(FILE *f)
 		"the destination commits, the VM keeps running here.\n"
 		"--offline moves a paused VM (hvctl pause NAME) without pre-copy rounds:\n"
 		"its memory is sent once; it arrives paused.\n"
+		"--storage copy sends the disks too (shared-nothing), into new images the\n"
+		"destination creates (its --disk or --disk-dir; --dest-disk asks for a path\n"
+		"in its --disk-dir, one per disk). Default: shared, the destination opens\n"
+		"the same image (its --disk, --disk-dir or --shared-storage).\n"
 		"--explain narrates each round in plain language; --report writes an HTML\n"
 		"page with a chart of every round ('hvctl report' makes one from --json).\n"
 		"--psk FILE (from 'hvctl keygen', the destination's file) or certificates\n"
@@ -92,11 +96,12 @@ static int parse_opts(int argc, char **argv, struct migrate_opts *o)
 		{ "on-timeout", required_argument, NULL, 'o' }, { "json", no_argument, NULL, 'j' },
 		{ "cancel", no_argument, NULL, 'x' }, { "help", no_argument, NULL, 'h' },
 		{ "offline", no_argument, NULL, 'f' }, { "explain", no_argument, NULL, 'e' },
-		{ "report", required_argument, NULL, 'R' },
+		{ "report", required_argument, NULL, 'R' }, { "storage", required_argument, NULL, 'S' },
+		{ "dest-disk", required_argument, NULL, 'D' },
 		TLS_LONGOPTS, { "tls-server-name", required_argument, NULL, TLS_OPT_SERVER_NAME },
 		{ NULL, 0, NULL, 0 },
 	};
-	int c;
+	int c, ndest = 0;
 	long n;
 
 	migrate_params_default(&o->p);
@@ -149,6 +154,23 @@ static int parse_opts(int argc, char **argv, struct migrate_opts *o)
 		case 'e': o->explain = 1; break;
 		case 'R': o->report = optarg; break;
 		case 'f': o->p.offline = true; break;
+		case 'S':
+			if (strcmp(optarg, "shared") && strcmp(optarg, "copy")) {
+				hv_error("--storage '%s': use shared (both hosts see the disk) or copy (it travels)", optarg);
+				return -1;
+			}
+			o->p.storage_copy = !strcmp(optarg, "copy");
+			break;
+		case 'D':
+			if (ndest == MIGRATE_DISKS_MAX || !optarg[0] ||
+			    (size_t)snprintf(o->p.dest_disk[ndest], sizeof(o->p.dest_disk[ndest]), "%s", optarg) >=
+				    sizeof(o->p.dest_disk[ndest])) {
+				hv_error("--dest-disk '%.40s': at most %d, one per disk, each a path shorter than %d bytes",
+					 optarg, MIGRATE_DISKS_MAX, MIGRATE_PATH_MAX);
+				return -1;
+			}
+			ndest++;
+			break;
 		case 'x': o->cancel = 1; break;
 		case 'h': migrate_usage(stdout); exit(0);
 		default:
@@ -163,6 +185,10 @@ static int parse_opts(int argc, char **argv, struct migrate_opts *o)
 	}
 	if (o->report && report_path_check(o->report) < 0)
 		return -1;
+	if (ndest && !o->p.storage_copy) {
+		hv_error("hvctl migrate: --dest-disk names where a copied disk goes; add --storage copy");
+		return -1;
+	}
 	int need = o->cancel ? 1 : 2;
 	if (argc - optind != need) {
 		hv_error(o->cancel ? "usage: hvctl migrate --cancel NAME"

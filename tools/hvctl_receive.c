@@ -42,7 +42,7 @@ static void receive_usage(FILE *f)
 		"         [--console stdio|file:PATH|pty|none] [--detach] [--log FILE]\n"
 		"         [--mem-backend anon|memfd|hugetlb[:PATH]] [--cpu-model NAME]\n"
 		"         [--disk PATH[,ro]]... [--net tap=IF[,mac=MAC]]... [--disk-dir DIR]\n"
-		"         [--shared-storage] [--max-mem SIZE]\n"
+		"         [--shared-storage] [--max-mem SIZE] [--force]\n"
 		"         [--psk FILE | --tls-cert FILE --tls-key FILE --tls-ca FILE]\n"
 		"         [--insecure]\n"
 		"\n"
@@ -64,6 +64,10 @@ static void receive_usage(FILE *f)
 		"the image of the source's file name in DIR, --shared-storage the source's\n"
 		"own path (both: regular files, no symbolic links). --max-mem refuses larger\n"
 		"guests (default: MemAvailable).\n"
+		"A source that sends its disks ('hvctl migrate --storage copy') gets new\n"
+		"images: --disk PATH, or its file name (or the one it asks for) in\n"
+		"--disk-dir; an existing file is refused unless --force, and so is a copy\n"
+		"its file system has no room for. A failed migration removes them.\n"
 		"\n"
 		"Who may migrate here: with --psk FILE (from 'hvctl keygen', the same file on\n"
 		"both hosts) or --tls-cert/--tls-key/--tls-ca (the source's certificate\n"
@@ -164,6 +168,7 @@ static int parse_policy_opt(int opt, struct dest_policy *p, int *rc)
 		return 1;
 	case 'R': p->disk_dir = optarg; return 1;
 	case 'S': p->shared_storage = true; return 1;
+	case 'F': p->force = true; return 1;
 	case 'M':
 		if (parse_size(optarg, &p->max_mem) < 0 || p->max_mem < 2 * MiB) {
 			hv_error("--max-mem '%s' is not a valid size; use e.g. 4G (at least 2M)", optarg);
@@ -186,7 +191,7 @@ static int parse_opts(int argc, char **argv, struct receive_opts *o, bool restor
 		{ "disk", required_argument, NULL, 'D' }, { "net", required_argument, NULL, 'N' },
 		{ "disk-dir", required_argument, NULL, 'R' },
 		{ "shared-storage", no_argument, NULL, 'S' },
-		{ "max-mem", required_argument, NULL, 'M' },
+		{ "max-mem", required_argument, NULL, 'M' }, { "force", no_argument, NULL, 'F' },
 		TLS_LONGOPTS, { "insecure", no_argument, NULL, 'I' },
 		{ "paused", no_argument, NULL, 'p' },
 		{ NULL, 0, NULL, 0 },

@@ -124,7 +124,7 @@ static int teardown(void **state)
 static int map(struct fixture *f)
 {
 	memset(&f->r, 0, sizeof(f->r));
-	int rc = dest_policy_devices(&f->policy, &f->src, &f->cfg, &f->r);
+	int rc = dest_policy_devices(&f->policy, &f->src, &f->cfg, NULL, &f->r);
 	if (rc < 0) {
 		assert_no_control(f->r.detail);
 		assert_no_control(f->r.peer);

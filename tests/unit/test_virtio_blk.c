@@ -1,7 +1,8 @@
 /* virtio-blk over the virtio-pci transport, driven like a guest driver would through the
  * conf1 ports and BAR0 (no KVM): discovery, negotiation, requests against a temp image,
  * range and malformed-request handling, NEEDS_RESET and reset, INTx fallback, save and
- * restore into a second machine, and image open errors. */
+ * restore into a second machine, image open errors, and the copy of a disk that travels
+ * with its guest (changed-block tracking, migrate/disk_copy.c's sender and writer). */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/virtio_blk.h>
@@ -15,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -23,7 +25,9 @@
 #include "devices/pci.h"
 #include "devices/virtio_blk.h"
 #include "devices/virtio_pci.h"
+#include "hv/dev_state.h"
 #include "hv/layout.h"
+#include "migrate/disk_copy.h"
 #include "virtio_driver.h"
 
 #define SLOT 1
@@ -745,6 +749,216 @@ static void test_open_errors(void **state)
 	assert_int_equal(conf1_read(f->vm, 2, PCI_VENDOR_ID, 4), 0xffffffffu);
 }
 
+/* ---- a disk that travels (--storage copy) ---- */
+
+#define BLOCKS (SECTORS * 512 / DEV_TRACK_BLOCK)
+
+static uint64_t take(struct fixture *f)
+{
+	uint64_t bits[1] = { 0 };
+
+	virtio_blk_state_ops.track_take(f->blk, bits);
+	return bits[0];
+}
+
+/* Writes are tracked by 64 KiB block, once they completed: OUT, WRITE_ZEROES; a read is
+ * not; a take forgets what it took; nothing is tracked before the start or after the stop. */
+static void test_changed_blocks_are_tracked(void **state)
+{
+	struct fixture *f = *state;
+	struct virtio_blk_discard_write_zeroes *seg;
+	uint64_t size;
+	int fd;
+
+	bring_up(f, BASE_FEATURES, true);
+	assert_int_equal(request(f, VIRTIO_BLK_T_OUT, 0, f->data, 512, false, NULL), VIRTIO_BLK_S_OK);
+	assert_int_equal(virtio_blk_state_ops.track_start(f->blk, &size, &fd), 0);
+	assert_int_equal(size, SECTORS * 512);
+	assert_true(fd >= 0);
+	assert_int_equal(take(f), 0);
+	/* Sector 300 is byte 153600: block 2. 127 sectors from 255: blocks 1 and 2. */
+	assert_int_equal(request(f, VIRTIO_BLK_T_OUT, 300, f->data, 512, false, NULL), VIRTIO_BLK_S_OK);
+	assert_int_equal(take(f), 1ull << 2);
+	assert_int_equal(take(f), 0);
+	assert_int_equal(request(f, VIRTIO_BLK_T_OUT, 255, f->data, 2 * 512, false, NULL), VIRTIO_BLK_S_OK);
+	assert_int_equal(request(f, VIRTIO_BLK_T_IN, 1500, f->data, 4096, true, NULL), VIRTIO_BLK_S_OK);
+	seg = vdrv_ptr(&f->d, f->data, 16);
+	seg[0] = (struct virtio_blk_discard_write_zeroes){ .sector = SECTORS - 8, .num_sectors = 8 };
+	assert_int_equal(request(f, VIRTIO_BLK_T_WRITE_ZEROES, 0, f->data, 16, false, NULL), VIRTIO_BLK_S_OK);
+	assert_int_equal(take(f), 1ull << 1 | 1ull << 2 | 1ull << (BLOCKS - 1));
+	/* A write that fails (outside the disk) changes nothing. */
+	assert_int_equal(request(f, VIRTIO_BLK_T_OUT, SECTORS, f->data, 512, false, NULL), VIRTIO_BLK_S_IOERR);
+	assert_int_equal(take(f), 0);
+	virtio_blk_state_ops.track_stop(f->blk);
+	assert_int_equal(request(f, VIRTIO_BLK_T_OUT, 0, f->data, 512, false, NULL), VIRTIO_BLK_S_OK);
+	assert_int_equal(take(f), 0);
+	close(fd);
+}
+
+/* Every DISK_DATA record in buf[0..len), through the real decoder and the writer. */
+static void apply_stream(struct disk_copy_dst *dst, struct wire_decoder *dec, const uint8_t *buf, size_t len)
+{
+	struct wire_record rec;
+	char err[256];
+
+	for (size_t pos = 0, used; pos < len; pos += used) {
+		assert_int_equal(wire_decode(dec, buf + pos, len - pos, &rec, &used), 0);
+		assert_int_equal(rec.hdr.type, WIRE_DISK_DATA);
+		if (disk_copy_apply(dst, rec.payload, rec.len, err, sizeof(err)) < 0)
+			fail_msg("record refused: %s", err);
+	}
+}
+
+static uint8_t *stream_bytes(int fd, size_t *len)
+{
+	off_t n = lseek(fd, 0, SEEK_END);
+	uint8_t *p = malloc((size_t)n + 1);
+
+	assert_non_null(p);
+	assert_int_equal(pread(fd, p, (size_t)n, 0), n);
+	assert_int_equal(ftruncate(fd, 0), 0);
+	assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
+	*len = (size_t)n;
+	return p;
+}
+
+static void assert_same_file(const char *a, const char *b)
+{
+	uint8_t x[SECTORS * 512 / 16], y[sizeof(x)];
+	int fa = open(a, O_RDONLY), fb = open(b, O_RDONLY);
+
+	assert_true(fa >= 0 && fb >= 0);
+	for (off_t off = 0; off < SECTORS * 512; off += (off_t)sizeof(x)) {
+		assert_int_equal(pread(fa, x, sizeof(x), off), sizeof(x));
+		assert_int_equal(pread(fb, y, sizeof(y), off), sizeof(y));
+		if (memcmp(x, y, sizeof(x)))
+			fail_msg("the copy differs in bytes %lld..%lld", (long long)off, (long long)off + (long long)sizeof(x));
+	}
+	close(fa);
+	close(fb);
+}
+
+/* Round 0 sends the data blocks only (a hole and an all-zero block are skipped, and the copy
+ * stays sparse there); what the guest writes and zeroes afterwards follows in the next
+ * round; the copy is then identical to the image. */
+static void test_disk_copy_is_identical_and_sparse(void **state)
+{
+	struct fixture *f = *state;
+	struct dev_registry reg = { .n = 0 };
+	struct disk_copy_src src = { .n = 0 };
+	struct wire_conn conn;
+	char copy[160];
+	static const uint8_t zero[DEV_TRACK_BLOCK];
+	size_t len;
+	struct stat st;
+
+	bring_up(f, BASE_FEATURES, true);
+	int img = open(f->image, O_RDWR);
+	assert_true(img >= 0);
+	/* Blocks 4-7 a hole, block 10 written with zeros. */
+	assert_int_equal(fallocate(img, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 4 * DEV_TRACK_BLOCK,
+				   4 * DEV_TRACK_BLOCK), 0);
+	assert_int_equal(pwrite(img, zero, sizeof(zero), 10 * DEV_TRACK_BLOCK), (ssize_t)sizeof(zero));
+	close(img);
+	assert_int_equal(dev_registry_add(&reg, "disk0", &virtio_blk_state_ops, f->blk), 0);
+	assert_int_equal(disk_copy_src_start(&src, &reg), 0);
+	assert_int_equal(src.n, 1);
+	int sfd = memfd_create("stream", 0);
+	wire_conn_init_fd(&conn, sfd);
+
+	snprintf(copy, sizeof(copy), "%s/copy.img", f->dir);
+	int out = open(copy, O_RDWR | O_CREAT | O_EXCL, 0600);
+	assert_true(out >= 0);
+	assert_int_equal(ftruncate(out, SECTORS * 512), 0);
+	struct disk_copy_dst dst = { .n = 1, .fd = { out }, .size = { SECTORS * 512 } };
+	struct wire_decoder dec;
+
+	wire_decoder_init(&dec);
+	assert_int_equal(disk_copy_send_all(&src, &conn), 0);
+	assert_int_equal(src.blocks_sent, BLOCKS - 5);
+	assert_int_equal(src.zero_blocks, 1);
+	uint8_t *buf = stream_bytes(sfd, &len);
+	apply_stream(&dst, &dec, buf, len);
+	free(buf);
+	assert_int_equal(fstat(out, &st), 0);
+	assert_true((uint64_t)st.st_blocks * 512 <= (BLOCKS - 5) * DEV_TRACK_BLOCK);
+	assert_same_file(f->image, copy);
+
+	/* The guest writes into the hole and zeroes a data block: both follow. */
+	uint8_t *p = vdrv_ptr(&f->d, f->data, 4096);
+	memset(p, 0xa5, 4096);
+	assert_int_equal(request(f, VIRTIO_BLK_T_OUT, 5 * DEV_TRACK_BLOCK / 512 + 3, f->data, 4096, false, NULL),
+			 VIRTIO_BLK_S_OK);
+	struct virtio_blk_discard_write_zeroes *seg = vdrv_ptr(&f->d, f->data, 16);
+	seg[0] = (struct virtio_blk_discard_write_zeroes){ .sector = 0, .num_sectors = DEV_TRACK_BLOCK / 512 };
+	assert_int_equal(request(f, VIRTIO_BLK_T_WRITE_ZEROES, 0, f->data, 16, false, NULL), VIRTIO_BLK_S_OK);
+	assert_int_equal(disk_copy_collect(&src), 2);
+	assert_int_equal(disk_copy_send_dirty(&src, &conn), 0);
+	assert_int_equal(disk_copy_collect(&src), 0);
+	buf = stream_bytes(sfd, &len);
+	apply_stream(&dst, &dec, buf, len);
+	free(buf);
+	assert_same_file(f->image, copy);
+	assert_int_equal(disk_copy_sync(&dst, (char[64]){ 0 }, 64), 0);
+	disk_copy_src_stop(&src);
+	close(sfd);
+	close(out);
+	unlink(copy);
+}
+
+/* The writer takes nothing from the stream on trust: each bad record is refused with one
+ * line, and the image is not touched. */
+static void test_disk_copy_refuses_bad_records(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t rec[WIRE_DISK_DATA_HDR + 1024] = { 0 };
+	char err[256], copy[160];
+	struct stat st;
+
+	snprintf(copy, sizeof(copy), "%s/copy.img", f->dir);
+	int out = open(copy, O_RDWR | O_CREAT | O_EXCL, 0600);
+	assert_true(out >= 0);
+	assert_int_equal(ftruncate(out, 65536), 0);
+	struct disk_copy_dst dst = { .n = 1, .fd = { out }, .size = { 65536 } };
+	const struct {
+		uint8_t disk, flags;
+		uint16_t reserved;
+		uint32_t len;
+		uint64_t off;
+		size_t payload;
+		const char *what;
+	} bad[] = {
+		{ 1, 0, 0, 512, 0, 512, "disk 1" },
+		{ 0, 0, 0, 512, 65536, 512, "at byte 65536 of disk 0, which has 65536" },
+		{ 0, 0, 0, 1024, 65024, 1024, "at byte 65024" },
+		{ 0, 0, 0, 512, ~0ull - 511, 512, "at byte 18446744073709551104" },
+		{ 0, 0, 0, 100, 0, 100, "not 1 to" },
+		{ 0, 0, 0, 512, 100, 512, "not 1 to" },
+		{ 0, 0, 0, 0, 0, 0, "not 1 to" },
+		{ 0, 2, 0, 512, 0, 512, "unknown flags" },
+		{ 0, 0, 1, 512, 0, 512, "reserved" },
+		{ 0, WIRE_DISK_ZERO, 0, 512, 0, 512, "carries 512" },
+		{ 0, 0, 0, 1024, 0, 512, "carries 512" },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		memset(rec, 0x77, sizeof(rec));
+		rec[0] = bad[i].disk;
+		rec[1] = bad[i].flags;
+		wire_put_u16(rec + 2, bad[i].reserved);
+		wire_put_u32(rec + 4, bad[i].len);
+		wire_put_u64(rec + 8, bad[i].off);
+		err[0] = 0;
+		if (disk_copy_apply(&dst, rec, WIRE_DISK_DATA_HDR + bad[i].payload, err, sizeof(err)) == 0)
+			fail_msg("record %zu (%s) accepted", i, bad[i].what);
+		if (!strstr(err, bad[i].what) || strchr(err, '\n'))
+			fail_msg("record %zu: '%s' does not say '%s' on one line", i, err, bad[i].what);
+	}
+	assert_int_equal(fstat(out, &st), 0);
+	assert_int_equal(st.st_blocks, 0);
+	close(out);
+	unlink(copy);
+}
+
 int main(void)
 {
 #define T(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
@@ -770,6 +984,9 @@ int main(void)
 		T(test_unaccepted_features_still_migrate),
 		T(test_features_while_reset_waits),
 		T(test_open_errors),
+		T(test_changed_blocks_are_tracked),
+		T(test_disk_copy_is_identical_and_sparse),
+		T(test_disk_copy_refuses_bad_records),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

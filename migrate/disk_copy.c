@@ -1,0 +1,239 @@
+/* Disks that travel with the guest: the source's reader and the destination's writer
+ * (disk_copy.h). */
+#include "migrate/disk_copy.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "hv/log.h"
+
+/* ---- source ---- */
+
+int disk_copy_src_start(struct disk_copy_src *c, struct dev_registry *r)
+{
+	c->buf = malloc(DEV_TRACK_BLOCK);
+	if (!c->buf) {
+		hv_error("out of memory for the disk copy");
+		return -1;
+	}
+	for (int i = 0; i < r->n; i++) {
+		struct dev_entry *e = &r->e[i];
+		if (!e->ops->track_start)
+			continue;
+		if (c->n == WIRE_DISKS_MAX) {
+			hv_error("more than %d disks to copy", WIRE_DISKS_MAX);
+			return -1;
+		}
+		int k = c->n;
+		c->d[k].fd = -1;
+		if (e->ops->track_start(e->dev, &c->d[k].size, &c->d[k].fd) < 0)
+			return -1;
+		c->d[k].e = e;
+		c->n++;
+		c->d[k].blocks = (c->d[k].size + DEV_TRACK_BLOCK - 1) / DEV_TRACK_BLOCK;
+		c->d[k].dirty = calloc((c->d[k].blocks + 63) / 64, sizeof(uint64_t));
+		if (!c->d[k].dirty) {
+			hv_error("out of memory for the disk copy");
+			return -1;
+		}
+	}
+	return 0;
+}
+
+void disk_copy_src_stop(struct disk_copy_src *c)
+{
+	for (int i = 0; i < c->n; i++) {
+		c->d[i].e->ops->track_stop(c->d[i].e->dev);
+		if (c->d[i].fd >= 0)
+			close(c->d[i].fd);
+		free(c->d[i].dirty);
+	}
+	c->n = 0;
+	free(c->buf);
+	c->buf = NULL;
+}
+
+static bool all_zero(const uint8_t *p, size_t n)
+{
+	static const uint8_t zero[4096];
+
+	for (size_t off = 0; off < n; off += sizeof(zero)) {
+		size_t k = n - off < sizeof(zero) ? n - off : sizeof(zero);
+		if (memcmp(p + off, zero, k))
+			return false;
+	}
+	return true;
+}
+
+/* Block b of disk k: read, then sent as data or as zeros (`skip_zero`: not at all). */
+static int send_block(struct disk_copy_src *c, struct wire_conn *conn, int k, uint64_t b, bool skip_zero)
+{
+	uint64_t off = b * DEV_TRACK_BLOCK;
+	uint32_t len = (uint32_t)(c->d[k].size - off < DEV_TRACK_BLOCK ? c->d[k].size - off : DEV_TRACK_BLOCK);
+	size_t got = 0;
+
+	/* An image whose size is not whole sectors: the guest never sees the tail. */
+	len -= len % 512;
+	if (!len)
+		return 0;
+	while (got < len) {
+		ssize_t r = pread(c->d[k].fd, c->buf + got, len - got, (off_t)(off + got));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			snprintf(c->err, sizeof(c->err), "reading %s's image at byte %llu: %s", c->d[k].e->name,
+				 (unsigned long long)(off + got), r < 0 ? strerror(errno) : "it is shorter than its size");
+			return DISK_COPY_E_READ;
+		}
+		got += (size_t)r;
+	}
+	bool zero = all_zero(c->buf, len);
+	if (zero && skip_zero) {
+		c->zero_blocks++;
+		return 0;
+	}
+	uint64_t before = conn->tx_bytes;
+	int r = wire_send_disk_data(conn, (uint8_t)k, zero ? WIRE_DISK_ZERO : 0, off, zero ? NULL : c->buf, len);
+	if (r < 0)
+		return r;
+	c->blocks_sent++;
+	if (zero)
+		c->zero_blocks++;
+	else
+		c->data_bytes += len;
+	if (c->sent && c->sent(c->opaque, conn->tx_bytes - before) < 0)
+		return DISK_COPY_E_STOP;
+	return 0;
+}
+
+int disk_copy_send_all(struct disk_copy_src *c, struct wire_conn *conn)
+{
+	for (int k = 0; k < c->n; k++) {
+		uint64_t pos = 0, size = c->d[k].size;
+		while (pos < size) {
+			/* The next extent with data; a file (or device) without holes is all data. */
+			off_t data = lseek(c->d[k].fd, (off_t)pos, SEEK_DATA);
+			if (data < 0 && errno == ENXIO)
+				break; /* only a hole is left */
+			if (data < 0)
+				data = (off_t)pos;
+			off_t hole = lseek(c->d[k].fd, data, SEEK_HOLE);
+			if (hole < 0 || (uint64_t)hole > size)
+				hole = (off_t)size;
+			for (uint64_t b = (uint64_t)data / DEV_TRACK_BLOCK; b * DEV_TRACK_BLOCK < (uint64_t)hole; b++) {
+				int r = send_block(c, conn, k, b, true);
+				if (r < 0)
+					return r;
+			}
+			/* Round the end up to the block just sent. */
+			pos = ((uint64_t)hole + DEV_TRACK_BLOCK - 1) / DEV_TRACK_BLOCK * DEV_TRACK_BLOCK;
+		}
+	}
+	return 0;
+}
+
+uint64_t disk_copy_collect(struct disk_copy_src *c)
+{
+	uint64_t n = 0;
+
+	for (int k = 0; k < c->n; k++) {
+		c->d[k].e->ops->track_take(c->d[k].e->dev, c->d[k].dirty);
+		for (uint64_t w = 0; w < (c->d[k].blocks + 63) / 64; w++)
+			n += (uint64_t)__builtin_popcountll(c->d[k].dirty[w]);
+	}
+	return n;
+}
+
+int disk_copy_send_dirty(struct disk_copy_src *c, struct wire_conn *conn)
+{
+	for (int k = 0; k < c->n; k++)
+		for (uint64_t w = 0; w < (c->d[k].blocks + 63) / 64; w++) {
+			while (c->d[k].dirty[w]) {
+				int bit = __builtin_ctzll(c->d[k].dirty[w]);
+				c->d[k].dirty[w] &= c->d[k].dirty[w] - 1;
+				int r = send_block(c, conn, k, w * 64 + (uint64_t)bit, false);
+				if (r < 0)
+					return r;
+			}
+		}
+	return 0;
+}
+
+/* ---- destination ---- */
+
+static int write_all(int fd, const uint8_t *p, size_t len, uint64_t off)
+{
+	while (len) {
+		ssize_t r = pwrite(fd, p, len, (off_t)off);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return -1;
+		p += r;
+		len -= (size_t)r;
+		off += (uint64_t)r;
+	}
+	return 0;
+}
+
+/* The range reads as zeros afterwards, deallocated where the file system can. */
+static int zero_range(int fd, uint64_t off, uint32_t len)
+{
+	static const uint8_t zero[64 * 1024];
+
+	if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, len) == 0 ||
+	    fallocate(fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, (off_t)off, len) == 0)
+		return 0;
+	for (uint32_t done = 0; done < len;) {
+		uint32_t k = len - done < sizeof(zero) ? len - done : (uint32_t)sizeof(zero);
+		if (write_all(fd, zero, k, off + done) < 0)
+			return -1;
+		done += k;
+	}
+	return 0;
+}
+
+int disk_copy_apply(struct disk_copy_dst *c, const uint8_t *payload, size_t len, char *err, size_t errlen)
+{
+	struct wire_disk_data d;
+	char why[160];
+
+	if (wire_parse_disk_data(payload, len, &d, why, sizeof(why)) < 0) {
+		snprintf(err, errlen, "stream corrupt: %s", why);
+		return -1;
+	}
+	if (d.disk >= c->n) {
+		snprintf(err, errlen, "stream corrupt: DISK_DATA for disk %u, the VM has %d to copy", d.disk, c->n);
+		return -1;
+	}
+	if (d.offset > c->size[d.disk] || d.len > c->size[d.disk] - d.offset) {
+		snprintf(err, errlen, "stream corrupt: DISK_DATA for %u bytes at byte %llu of disk %u, which has %llu",
+			 d.len, (unsigned long long)d.offset, d.disk, (unsigned long long)c->size[d.disk]);
+		return -1;
+	}
+	int r = d.data ? write_all(c->fd[d.disk], d.data, d.len, d.offset) : zero_range(c->fd[d.disk], d.offset, d.len);
+	if (r < 0) {
+		snprintf(err, errlen, "writing the copy of disk %u at byte %llu: %s", d.disk,
+			 (unsigned long long)d.offset, errno ? strerror(errno) : "nothing written");
+		return -1;
+	}
+	c->blocks++;
+	if (d.data)
+		c->data_bytes += d.len;
+	return 0;
+}
+
+int disk_copy_sync(struct disk_copy_dst *c, char *err, size_t errlen)
+{
+	for (int i = 0; i < c->n; i++)
+		if (fdatasync(c->fd[i]) < 0) {
+			snprintf(err, errlen, "flushing the copy of disk %d: %s", i, strerror(errno));
+			return -1;
+		}
+	return 0;
+}
