@@ -121,10 +121,10 @@ static int teardown(void **state)
 	return 0;
 }
 
-static int map(struct fixture *f)
+static int map_copy(struct fixture *f, struct dest_copy *copy)
 {
 	memset(&f->r, 0, sizeof(f->r));
-	int rc = dest_policy_devices(&f->policy, &f->src, &f->cfg, NULL, &f->r);
+	int rc = dest_policy_devices(&f->policy, &f->src, &f->cfg, copy, &f->r);
 	if (rc < 0) {
 		assert_no_control(f->r.detail);
 		assert_no_control(f->r.peer);
@@ -133,6 +133,11 @@ static int map(struct fixture *f)
 		assert_non_null(strstr(f->r.peer, "see the destination's log"));
 	}
 	return rc;
+}
+
+static int map(struct fixture *f)
+{
+	return map_copy(f, NULL);
 }
 
 static void test_nothing_allowed_opens_nothing(void **state)
@@ -272,6 +277,92 @@ static void test_memory_limit(void **unused)
 	assert_non_null(strstr(r.detail, "MemAvailable"));
 }
 
+static int files_in(const char *dir)
+{
+	char cmd[160], out[32] = "";
+
+	snprintf(cmd, sizeof(cmd), "ls -A %s | wc -l", dir);
+	FILE *p = popen(cmd, "r");
+	assert_non_null(p);
+	assert_non_null(fgets(out, sizeof(out), p));
+	pclose(p);
+	return atoi(out);
+}
+
+/* --storage copy: a new image, sparse, 0600, of the source's size, where the policy says
+ * (--disk-dir with the source's file name, or the name it asks for there; --disk PATH);
+ * never over an existing file unless --force; never outside --disk-dir; never without
+ * room; removed on failure, kept on success; a refusal leaves no file. */
+static void test_copy_creates_only_what_the_policy_allows(void **state)
+{
+	struct fixture *f = *state;
+	struct dest_copy copy = { .n = 0 };
+	char dir[128], want[160], path[160];
+	struct stat st;
+
+	snprintf(dir, sizeof(dir), "%s/in", f->dir);
+	assert_int_equal(mkdir(dir, 0700), 0);
+	/* Nothing allowed. */
+	assert_int_equal(map_copy(f, &copy), -1);
+	assert_non_null(strstr(f->r.detail, "no --disk or --disk-dir to copy it into"));
+	f->policy.disk_dir = dir;
+	assert_int_equal(map_copy(f, &copy), 0);
+	assert_int_equal(copy.n, 1);
+	snprintf(path, sizeof(path), "%s/disk.img", dir);
+	assert_string_equal(copy.path[0], path);
+	assert_string_equal(f->cfg.disks[0].path, path);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_size, 1 << 20);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	assert_int_equal(st.st_blocks, 0);
+	dest_copy_discard(&copy);
+	assert_int_equal(files_in(dir), 0);
+	/* It exists now: refused, unless --force. */
+	assert_int_equal(map_copy(f, &copy), 0);
+	dest_copy_keep(&copy);
+	assert_int_equal(map_copy(f, &copy), -1);
+	assert_non_null(strstr(f->r.detail, "exists; remove it, or let 'hvctl receive --force' replace it"));
+	f->policy.force = true;
+	assert_int_equal(map_copy(f, &copy), 0);
+	dest_copy_discard(&copy);
+	f->policy.force = false;
+	/* The name the source asks for, in --disk-dir; outside it: refused. */
+	snprintf(want, sizeof(want), "%s/other.img", dir);
+	copy.want[0] = want;
+	assert_int_equal(map_copy(f, &copy), 0);
+	assert_string_equal(copy.path[0], want);
+	dest_copy_discard(&copy);
+	copy.want[0] = "/etc/cron.d/evil";
+	assert_int_equal(map_copy(f, &copy), -1);
+	assert_non_null(strstr(f->r.detail, "outside --disk-dir"));
+	copy.want[0] = "../../etc/x";
+	assert_int_equal(map_copy(f, &copy), -1);
+	copy.want[0] = "";
+	/* No room: a disk whose data takes more than the file system has. */
+	f->src.disks[0].sectors = 1ull << 41; /* 1 PiB */
+	f->src.disks[0].allocated = 1ull << 50;
+	assert_int_equal(map_copy(f, &copy), -1);
+	assert_non_null(strstr(f->r.detail, "MiB free, the copy needs"));
+	/* --disk PATH wins; read-only there cannot take a copy. */
+	f->src.disks[0].sectors = 2048;
+	f->src.disks[0].allocated = 0;
+	snprintf(f->policy.disks[0].path, sizeof(f->policy.disks[0].path), "%s/named.img", f->dir);
+	f->policy.ndisks = 1;
+	f->policy.disks[0].ro = true;
+	assert_int_equal(map_copy(f, &copy), -1);
+	assert_non_null(strstr(f->r.detail, "read-only"));
+	f->policy.disks[0].ro = false;
+	assert_int_equal(map_copy(f, &copy), 0);
+	assert_string_equal(copy.path[0], f->policy.disks[0].path);
+	dest_copy_discard(&copy);
+	/* A NIC refused: no image is left behind. */
+	f->src.nnics = 1;
+	assert_int_equal(map_copy(f, &copy), -1);
+	assert_int_equal(copy.n, 0);
+	assert_int_equal(stat(f->policy.disks[0].path, &st), -1);
+	assert_int_equal(files_in(dir), 0); /* the --force copy above replaced disk.img, then was discarded */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -284,6 +375,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_checked_file_is_the_file_opened, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_nics_take_the_source_mac, setup, teardown),
 		cmocka_unit_test(test_memory_limit),
+		cmocka_unit_test_setup_teardown(test_copy_creates_only_what_the_policy_allows, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

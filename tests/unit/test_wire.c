@@ -96,6 +96,9 @@ static void make_hello(struct wire_hello *h)
 	h->cpuid[2] = (struct wire_cpuid_word){ 7, 0, 0, 0x219c91a9, 0xffffffffu, 0 };
 	strcpy(h->devices_json, "[{\"type\":\"serial\",\"name\":\"com1\"},"
 				"{\"type\":\"virtio-blk\",\"name\":\"disk0\",\"path\":\"/srv/a.img\"}]");
+	h->storage_copy = true;
+	h->ncopy_to = 2;
+	strcpy(h->copy_to[0], "/srv/in/a.img");
 }
 
 /* Writes one of every record type; returns the number of records. */
@@ -134,13 +137,18 @@ static int write_all_types(struct wire_conn *c)
 	assert_int_equal(wire_send(c, WIRE_ACK, NULL, 0), 0);
 	assert_int_equal(wire_send(c, WIRE_COMMIT, NULL, 0), 0);
 	assert_int_equal(wire_send_abort(c, WIRE_ABORT_CANCELLED, "cancelled by the user"), 0);
-	return 13;
+	static uint8_t sector[512];
+	for (size_t i = 0; i < sizeof(sector); i++)
+		sector[i] = (uint8_t)i;
+	assert_int_equal(wire_send_disk_data(c, 1, 0, 65536, sector, 512), 0);
+	assert_int_equal(wire_send_disk_data(c, 0, WIRE_DISK_ZERO, 1 << 20, NULL, 65536), 0);
+	return 15;
 }
 
 static const uint16_t all_types_order[] = {
 	WIRE_HELLO, WIRE_HELLO_REPLY, WIRE_PAGES, WIRE_PAGES, WIRE_ROUND_END, WIRE_PROGRESS,
 	WIRE_CPU_STATE, WIRE_VM_STATE, WIRE_DEVICE_STATE, WIRE_END_OF_STATE, WIRE_ACK,
-	WIRE_COMMIT, WIRE_ABORT,
+	WIRE_COMMIT, WIRE_ABORT, WIRE_DISK_DATA, WIRE_DISK_DATA,
 };
 
 /* Checks the payload of record k of write_all_types. */
@@ -168,6 +176,10 @@ static void check_record(int k, const struct wire_record *rec)
 		assert_memory_equal(h->cpuid, want->cpuid, 3 * sizeof(h->cpuid[0]));
 		assert_non_null(strstr(h->devices_json, "\"path\":\"/srv/a.img\""));
 		assert_non_null(strstr(h->devices_json, "\"type\":\"virtio-blk\""));
+		assert_true(h->storage_copy);
+		assert_int_equal(h->ncopy_to, 2);
+		assert_string_equal(h->copy_to[0], "/srv/in/a.img");
+		assert_string_equal(h->copy_to[1], "");
 		free(h);
 		free(want);
 		break;
@@ -254,6 +266,20 @@ static void check_record(int k, const struct wire_record *rec)
 		assert_int_equal(wire_parse_abort(rec->payload, rec->len, &a, err, sizeof(err)), 0);
 		assert_int_equal(a.code, WIRE_ABORT_CANCELLED);
 		assert_string_equal(a.reason, "cancelled by the user");
+		break;
+	}
+	case 13:
+	case 14: {
+		struct wire_disk_data d;
+
+		assert_int_equal(wire_parse_disk_data(rec->payload, rec->len, &d, err, sizeof(err)), 0);
+		assert_int_equal(d.disk, k == 13 ? 1 : 0);
+		assert_int_equal(d.offset, k == 13 ? 65536 : 1 << 20);
+		assert_int_equal(d.len, k == 13 ? 512 : 65536);
+		if (k == 13)
+			assert_int_equal(d.data[255], 255);
+		else
+			assert_null(d.data);
 		break;
 	}
 	default:
@@ -491,7 +517,7 @@ static void test_header_errors(void **unused)
 	assert_int_equal(decode_one(b, 32, err), WIRE_E_TYPE);
 	craft(b, WIRE_MAGIC, WIRE_VERSION, WIRE_TYPE_MAX + 1, 0, 0, 0, 0);
 	assert_int_equal(decode_one(b, 32, err), WIRE_E_TYPE);
-	assert_non_null(strstr(err, "unknown record type 13"));
+	assert_non_null(strstr(err, "unknown record type 14"));
 	craft(b, WIRE_MAGIC, WIRE_VERSION, WIRE_ACK, 1, 0, 0, 0);
 	assert_int_equal(decode_one(b, 32, err), WIRE_E_FLAGS);
 	craft(b, WIRE_MAGIC, WIRE_VERSION, WIRE_ACK, 0, 0, 1, 1);
@@ -723,6 +749,12 @@ static void test_hello_parse_errors(void **unused)
 		HELLO_HEAD "\"mem_size\":4096,\"vcpus\":1,\"cpuid\":[],\"caps\":[1]}",
 		HELLO_HEAD "\"mem_size\":4096,\"vcpus\":1,\"cpuid\":[],\"paused\":1}",
 		HELLO_HEAD "\"mem_size\":4096,\"vcpus\":1,\"cpuid\":[],\"caps\":\"zlib\"}",
+		HELLO_HEAD "\"mem_size\":4096,\"vcpus\":1,\"cpuid\":[],\"storage\":\"nfs\"}",
+		HELLO_HEAD "\"mem_size\":4096,\"vcpus\":1,\"cpuid\":[],\"storage\":1}",
+		HELLO_HEAD "\"mem_size\":4096,\"vcpus\":1,\"cpuid\":[],\"copy_to\":\"/a\"}",
+		HELLO_HEAD "\"mem_size\":4096,\"vcpus\":1,\"cpuid\":[],\"copy_to\":[1]}",
+		HELLO_HEAD "\"mem_size\":4096,\"vcpus\":1,\"cpuid\":[],\"copy_to\":[\"/a\\u001b[2J\"]}",
+		HELLO_HEAD "\"mem_size\":4096,\"vcpus\":1,\"cpuid\":[],\"copy_to\":[\"a\",\"b\",\"c\",\"d\",\"e\"]}",
 		HELLO_HEAD "\"mem_size\":4096,\"vcpus\":1,\"cpuid\":[],\"protocol\":0}",
 		"{\"protocol\":1,\"name\":\"a\",\"uuid\":\"not-a-uuid\",\"mem_size\":4096,\"vcpus\":1,"
 		"\"cpuid\":[]}",
@@ -918,8 +950,8 @@ static void test_order(void **unused)
 {
 	struct wire_order o;
 	static const uint16_t good[] = {
-		WIRE_HELLO, WIRE_PAGES, WIRE_PAGES, WIRE_ROUND_END, WIRE_PROGRESS, WIRE_PAGES,
-		WIRE_ROUND_END, WIRE_CPU_STATE, WIRE_CPU_STATE, WIRE_VM_STATE, WIRE_DEVICE_STATE,
+		WIRE_HELLO, WIRE_DISK_DATA, WIRE_PAGES, WIRE_PAGES, WIRE_ROUND_END, WIRE_PROGRESS,
+		WIRE_DISK_DATA, WIRE_PAGES, WIRE_ROUND_END, WIRE_CPU_STATE, WIRE_CPU_STATE, WIRE_VM_STATE, WIRE_DEVICE_STATE,
 		WIRE_PROGRESS, WIRE_END_OF_STATE, WIRE_COMMIT,
 	};
 
@@ -938,6 +970,8 @@ static void test_order(void **unused)
 		{ WIRE_HELLO, WIRE_COMMIT },
 		{ WIRE_HELLO, WIRE_CPU_STATE, WIRE_PAGES },
 		{ WIRE_HELLO, WIRE_CPU_STATE, WIRE_ROUND_END },
+		{ WIRE_DISK_DATA },
+		{ WIRE_HELLO, WIRE_VM_STATE, WIRE_DISK_DATA },
 		{ WIRE_HELLO, WIRE_END_OF_STATE, WIRE_CPU_STATE },
 		{ WIRE_HELLO, WIRE_END_OF_STATE, WIRE_END_OF_STATE },
 		{ WIRE_ABORT, WIRE_HELLO },
