@@ -256,6 +256,11 @@ static void print_summary(struct json_object *ev, const char *name, const char *
 	printf("  on the wire     %s\n", bytes);
 	printf("  pages           %.0f zero, %.0f raw, %.0f compressed\n", event_num(ev, "zero_pages"),
 	       event_num(ev, "raw_pages"), event_num(ev, "zlib_pages"));
+	if (event_num(ev, "disk_blocks_sent") > 0) {
+		char disk[32];
+		migrate_bar_bytes(disk, sizeof(disk), event_num(ev, "disk_bytes"));
+		printf("  disks copied    %s of data in %.0f blocks of 64 KiB\n", disk, event_num(ev, "disk_blocks_sent"));
+	}
 	printf("  security        %s\n", !strcmp(event_str(ev, "security"), "none") ? "none (plain TCP)" : event_str(ev, "security"));
 	if (event_flag(ev, "paused"))
 		printf("  state there     paused, as it was here ('hvctl resume %s' on the destination)\n", name);

@@ -16,10 +16,13 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include "hv/state_enc.h"
 #include "migrate/cpu_state.h"
+#include "migrate/disk_copy.h"
 #include "migrate/page_codec.h"
 #include "migrate/snapshot.h"
 #include "migrate/wire.h"
@@ -121,6 +124,21 @@ static void fuzz_parse(struct page_codec_dec *pd, uint32_t type, const uint8_t *
 	case WIRE_ABORT:
 		wire_parse_abort(p, len, &ab, err, sizeof(err));
 		break;
+	case WIRE_DISK_DATA: {
+		/* Into two small images, through the destination's checks and writer. */
+		static struct disk_copy_dst disks = { .n = 0 };
+		if (!disks.n) {
+			for (int i = 0; i < 2; i++) {
+				disks.fd[i] = memfd_create("fuzz-disk", MFD_CLOEXEC);
+				disks.size[i] = (uint64_t)(i + 1) << 20;
+				if (disks.fd[i] < 0 || ftruncate(disks.fd[i], (off_t)disks.size[i]) < 0)
+					abort();
+			}
+			disks.n = 2;
+		}
+		disk_copy_apply(&disks, p, len, err, sizeof(err));
+		break;
+	}
 	default:
 		break;
 	}

@@ -92,7 +92,13 @@ static void seed_migration(const char *dir, const char *name, uint8_t mode)
 	h.cpuid[0] = (struct wire_cpuid_word){ 0, 0, 0xd, 1, 2, 3 };
 	h.cpuid[1] = (struct wire_cpuid_word){ 7, 0, 0, 0x219c91a9, 0, 0 };
 	strcpy(h.devices_json, "[{\"type\":\"serial\",\"name\":\"com1\"}]");
+	h.storage_copy = true; /* and disk blocks: data, zeros */
+	h.ncopy_to = 1;
 	seed_check(wire_send_hello(&c, &h), &c);
+	static uint8_t block[4096];
+	memset(block, 0x5a, sizeof(block));
+	seed_check(wire_send_disk_data(&c, 0, 0, 8192, block, sizeof(block)), &c);
+	seed_check(wire_send_disk_data(&c, 1, WIRE_DISK_ZERO, 65536, NULL, 65536), &c);
 
 	page_codec_enc_init(&e);
 	seed_pages(&c, &e, 0, 4, PAGE_CODEC_COMPRESS_NONE, false);   /* raw, live */

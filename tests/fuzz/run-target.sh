@@ -35,7 +35,7 @@ DEV="hv/state_enc.c hv/dev_state.c hv/parse.c tests/fuzz/fake_irq.c tests/fuzz/t
 POOL="-Wl,--wrap=pthread_create,--wrap=pthread_join"
 case $NAME in
 stream)
-	SRCS="migrate/wire.c migrate/page_codec.c migrate/cpu_state.c migrate/snapshot.c hv/log.c hv/printable.c hv/state_enc.c"
+	SRCS="migrate/wire.c migrate/page_codec.c migrate/cpu_state.c migrate/snapshot.c migrate/disk_copy.c hv/log.c hv/printable.c hv/state_enc.c"
 	LIBS="-lz -ljson-c -luuid -lxxhash"
 	MAXLEN=131072
 	DICT=tests/fuzz/stream.dict ;;
