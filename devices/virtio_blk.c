@@ -715,6 +715,29 @@ static void blk_track_stop(void *dev)
 	pthread_mutex_unlock(&q->lock);
 }
 
+static int blk_switch_image(void *dev, int fd, const char *path, char *err, size_t errlen)
+{
+	struct virtio_blk *b = dev;
+	struct virtq *q = virtio_pci_queue(b->vp, VIRTIO_BLK_QUEUE);
+	struct stat st;
+	char *p = strdup(path);
+
+	if (!p || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
+	    (uint64_t)st.st_size / VIRTIO_BLK_SECTOR != b->capacity) {
+		snprintf(err, errlen, "the new image '%s' is not a regular file of the disk's size", path);
+		free(p);
+		return -1;
+	}
+	pthread_mutex_lock(&q->lock);
+	int old = b->fd;
+	b->fd = fd;
+	free(b->path);
+	b->path = p;
+	pthread_mutex_unlock(&q->lock);
+	close(old);
+	return 0;
+}
+
 const struct dev_state_ops virtio_blk_state_ops = {
 	.type = "virtio-blk",
 	.version = 3, /* 3: the content fingerprint */
@@ -723,6 +746,7 @@ const struct dev_state_ops virtio_blk_state_ops = {
 	.track_start = blk_track_start,
 	.track_take = blk_track_take,
 	.track_stop = blk_track_stop,
+	.switch_image = blk_switch_image,
 	.load = blk_load,
 	.describe = blk_describe,
 	.pause = blk_pause,

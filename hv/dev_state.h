@@ -44,6 +44,11 @@ struct dev_state_ops {
 	int (*track_start)(void *dev, uint64_t *size, int *fd);
 	void (*track_take)(void *dev, uint64_t *bitmap);
 	void (*track_stop)(void *dev);
+	/* Optional, disks (hvctl move-disk): with the device paused, use the image `fd` at
+	 * `path` from the next request on (the same size; the device takes the descriptor over
+	 * and closes its old one; what the guest sees, the disk's ID included, stays). 0, or -1
+	 * with one line in err (the device is unchanged then). */
+	int (*switch_image)(void *dev, int fd, const char *path, char *err, size_t errlen);
 	/* Optional: stop and restart the device's I/O threads' use of guest memory. */
 	void (*pause)(void *dev);
 	void (*resume)(void *dev);

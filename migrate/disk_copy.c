@@ -14,7 +14,7 @@
 
 /* ---- source ---- */
 
-int disk_copy_src_start(struct disk_copy_src *c, struct dev_registry *r)
+int disk_copy_src_start(struct disk_copy_src *c, struct dev_registry *r, const char *only)
 {
 	c->buf = malloc(DEV_TRACK_BLOCK);
 	if (!c->buf) {
@@ -23,7 +23,7 @@ int disk_copy_src_start(struct disk_copy_src *c, struct dev_registry *r)
 	}
 	for (int i = 0; i < r->n; i++) {
 		struct dev_entry *e = &r->e[i];
-		if (!e->ops->track_start)
+		if (!e->ops->track_start || (only && strcmp(e->name, only)))
 			continue;
 		if (c->n == WIRE_DISKS_MAX) {
 			hv_error("more than %d disks to copy", WIRE_DISKS_MAX);
@@ -71,7 +71,7 @@ static bool all_zero(const uint8_t *p, size_t n)
 }
 
 /* Block b of disk k: read, then sent as data or as zeros (`skip_zero`: not at all). */
-static int send_block(struct disk_copy_src *c, struct wire_conn *conn, int k, uint64_t b, bool skip_zero)
+static int send_block(struct disk_copy_src *c, int k, uint64_t b, bool skip_zero)
 {
 	uint64_t off = b * DEV_TRACK_BLOCK;
 	uint32_t len = (uint32_t)(c->d[k].size - off < DEV_TRACK_BLOCK ? c->d[k].size - off : DEV_TRACK_BLOCK);
@@ -97,21 +97,15 @@ static int send_block(struct disk_copy_src *c, struct wire_conn *conn, int k, ui
 		c->zero_blocks++;
 		return 0;
 	}
-	uint64_t before = conn->tx_bytes;
-	int r = wire_send_disk_data(conn, (uint8_t)k, zero ? WIRE_DISK_ZERO : 0, off, zero ? NULL : c->buf, len);
-	if (r < 0)
-		return r;
 	c->blocks_sent++;
 	if (zero)
 		c->zero_blocks++;
 	else
 		c->data_bytes += len;
-	if (c->sent && c->sent(c->opaque, conn->tx_bytes - before) < 0)
-		return DISK_COPY_E_STOP;
-	return 0;
+	return c->sink(c->sink_opaque, k, off, zero ? NULL : c->buf, len);
 }
 
-int disk_copy_send_all(struct disk_copy_src *c, struct wire_conn *conn)
+int disk_copy_send_all(struct disk_copy_src *c)
 {
 	for (int k = 0; k < c->n; k++) {
 		uint64_t pos = 0, size = c->d[k].size;
@@ -126,7 +120,7 @@ int disk_copy_send_all(struct disk_copy_src *c, struct wire_conn *conn)
 			if (hole < 0 || (uint64_t)hole > size)
 				hole = (off_t)size;
 			for (uint64_t b = (uint64_t)data / DEV_TRACK_BLOCK; b * DEV_TRACK_BLOCK < (uint64_t)hole; b++) {
-				int r = send_block(c, conn, k, b, true);
+				int r = send_block(c, k, b, true);
 				if (r < 0)
 					return r;
 			}
@@ -149,14 +143,14 @@ uint64_t disk_copy_collect(struct disk_copy_src *c)
 	return n;
 }
 
-int disk_copy_send_dirty(struct disk_copy_src *c, struct wire_conn *conn)
+int disk_copy_send_dirty(struct disk_copy_src *c)
 {
 	for (int k = 0; k < c->n; k++)
 		for (uint64_t w = 0; w < (c->d[k].blocks + 63) / 64; w++) {
 			while (c->d[k].dirty[w]) {
 				int bit = __builtin_ctzll(c->d[k].dirty[w]);
 				c->d[k].dirty[w] &= c->d[k].dirty[w] - 1;
-				int r = send_block(c, conn, k, w * 64 + (uint64_t)bit, false);
+				int r = send_block(c, k, w * 64 + (uint64_t)bit, false);
 				if (r < 0)
 					return r;
 			}
@@ -216,15 +210,22 @@ int disk_copy_apply(struct disk_copy_dst *c, const uint8_t *payload, size_t len,
 			 d.len, (unsigned long long)d.offset, d.disk, (unsigned long long)c->size[d.disk]);
 		return -1;
 	}
-	int r = d.data ? write_all(c->fd[d.disk], d.data, d.len, d.offset) : zero_range(c->fd[d.disk], d.offset, d.len);
+	return disk_copy_write(c, d.disk, d.offset, d.data, d.len, err, errlen);
+}
+
+int disk_copy_write(struct disk_copy_dst *c, int disk, uint64_t offset, const uint8_t *data, uint32_t len,
+		    char *err, size_t errlen)
+{
+	errno = 0;
+	int r = data ? write_all(c->fd[disk], data, len, offset) : zero_range(c->fd[disk], offset, len);
 	if (r < 0) {
-		snprintf(err, errlen, "writing the copy of disk %u at byte %llu: %s", d.disk,
-			 (unsigned long long)d.offset, errno ? strerror(errno) : "nothing written");
+		snprintf(err, errlen, "writing the copy of disk %d at byte %llu: %s", disk,
+			 (unsigned long long)offset, errno ? strerror(errno) : "nothing written");
 		return -1;
 	}
 	c->blocks++;
-	if (d.data)
-		c->data_bytes += d.len;
+	if (data)
+		c->data_bytes += len;
 	return 0;
 }
 

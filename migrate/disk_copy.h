@@ -14,13 +14,18 @@
 #include "hv/dev_state.h"
 #include "migrate/wire.h"
 
-struct wire_conn;
-
-/* Returned besides the WIRE_E_* of a failed send. */
+/* Returned besides the sink's own errors. */
 #define DISK_COPY_E_READ (-200) /* the source image could not be read: err says why */
-#define DISK_COPY_E_STOP (-201) /* the `sent` callback asked to stop */
+
+/* Where the blocks go: a DISK_DATA record on the stream (migration), or straight into a
+ * file (hvctl move-disk). data NULL: the range reads as zeros. 0, or < 0 to stop (returned
+ * as is by the sender). */
+typedef int (*disk_copy_sink_fn)(void *opaque, int disk, uint64_t offset, const uint8_t *data,
+				 uint32_t len);
 
 struct disk_copy_src {
+	disk_copy_sink_fn sink;
+	void *sink_opaque;
 	int n;
 	struct {
 		struct dev_entry *e;
@@ -30,22 +35,20 @@ struct disk_copy_src {
 		uint64_t *dirty; /* blocks to send */
 	} d[WIRE_DISKS_MAX];
 	uint8_t *buf;
-	/* Called after each record with its wire bytes (--bandwidth, cancel): < 0 stops. */
-	int (*sent)(void *opaque, uint64_t bytes);
-	void *opaque;
 	uint64_t blocks_sent, zero_blocks, data_bytes;
 	char err[256];
 };
 
-/* Starts tracking every disk of the registry. 0, or -1 with one hv_error line. */
-int disk_copy_src_start(struct disk_copy_src *c, struct dev_registry *r);
-/* Round 0: every allocated block that is not all zeros (the destination's new image reads
- * as zeros already). 0, a WIRE_E_* error or DISK_COPY_E_*. */
-int disk_copy_send_all(struct disk_copy_src *c, struct wire_conn *conn);
+/* Starts tracking the disk named `only` of the registry, or every disk (NULL). 0, or -1
+ * with one hv_error line. */
+int disk_copy_src_start(struct disk_copy_src *c, struct dev_registry *r, const char *only);
+/* Round 0: every allocated block that is not all zeros (the new image reads as zeros
+ * already). 0, the sink's error, or DISK_COPY_E_READ. */
+int disk_copy_send_all(struct disk_copy_src *c);
 /* Adds the blocks written since the last call to the set to send; returns the set's size. */
 uint64_t disk_copy_collect(struct disk_copy_src *c);
-/* Sends the set (an all-zero block as a zero record) and empties it. As disk_copy_send_all. */
-int disk_copy_send_dirty(struct disk_copy_src *c, struct wire_conn *conn);
+/* Sends the set (an all-zero block as zeros) and empties it. As disk_copy_send_all. */
+int disk_copy_send_dirty(struct disk_copy_src *c);
 /* Stops tracking, closes and frees. Safe on a zeroed or half-started struct. */
 void disk_copy_src_stop(struct disk_copy_src *c);
 
@@ -59,6 +62,9 @@ struct disk_copy_dst {
 /* One DISK_DATA payload, untrusted: the disk index, the range inside that disk. 0, or -1
  * with one line in err (corrupt, or the write failed: a full file system). */
 int disk_copy_apply(struct disk_copy_dst *c, const uint8_t *payload, size_t len, char *err, size_t errlen);
+/* The same for one checked range (data NULL: zeros). */
+int disk_copy_write(struct disk_copy_dst *c, int disk, uint64_t offset, const uint8_t *data, uint32_t len,
+		    char *err, size_t errlen);
 /* Every image on stable storage, before the destination acknowledges the state. */
 int disk_copy_sync(struct disk_copy_dst *c, char *err, size_t errlen);
 

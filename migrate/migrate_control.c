@@ -11,6 +11,7 @@
 #include "hv/machine.h"
 #include "hv/parse.h"
 #include "hv/vm.h"
+#include "migrate/disk_move.h"
 #include "migrate/migrate.h"
 #include "migrate/migrate_json.h"
 #include "migrate/snapshot.h"
@@ -25,6 +26,9 @@ struct migrate_job {
 	atomic_bool cancel;
 	struct migrate_params params;
 	struct migrate_stats stats;
+	/* hvctl move-disk runs as this job too: one migration or disk move at a time. */
+	char move_disk[16], move_path[1024];
+	struct disk_move_stats move;
 	uint64_t last_event_ns;
 };
 
@@ -73,6 +77,92 @@ static void *migration_thread(void *arg)
 	return NULL;
 }
 
+static void on_move_progress(void *opaque, const struct disk_move_stats *st)
+{
+	struct migrate_job *job = opaque;
+	struct json_object *ev = disk_move_stats_to_json("move-disk", job->move_disk, st);
+
+	control_emit_event(job->cs, ev);
+	json_object_put(ev);
+}
+
+static void *move_thread(void *arg)
+{
+	struct migrate_job *job = arg;
+	struct vm *vm = &job->machine->vm;
+	int r = disk_move(&job->machine->devs, job->move_disk, job->move_path, &job->cancel, on_move_progress,
+			  job, &job->move);
+	struct json_object *ev = disk_move_stats_to_json(r == 0 ? "move-disk-done" : "move-disk-failed",
+							 job->move_disk, &job->move);
+
+	control_emit_event(job->cs, ev);
+	json_object_put(ev);
+	if (r == 0)
+		hv_info("'%s': %s moved from %s to %s (guest I/O paused %.1f ms)", vm->name, job->move_disk,
+			job->move.old_path, job->move.new_path, job->move.stall_ms);
+	else
+		hv_warn("'%s': moving %s to %s failed: %s; the disk stays where it was", vm->name, job->move_disk,
+			job->move_path, job->move.error);
+	pthread_mutex_lock(&job->lock);
+	job->running = false;
+	pthread_mutex_unlock(&job->lock);
+	return NULL;
+}
+
+/* Starts fn on the job's thread; -1 with call->err if a migration or move runs already. */
+static int start_job(struct migrate_job *job, struct ctl_call *call, void *(*fn)(void *))
+{
+	pthread_mutex_lock(&job->lock);
+	if (job->running) {
+		pthread_mutex_unlock(&job->lock);
+		snprintf(call->err, sizeof(call->err), "a migration or disk move of this VM is already in progress");
+		return -1;
+	}
+	if (job->thread_valid)
+		pthread_join(job->thread, NULL); /* the previous, finished one */
+	job->thread_valid = false;
+	atomic_store(&job->cancel, false);
+	job->running = true;
+	if (pthread_create(&job->thread, NULL, fn, job) != 0) {
+		job->running = false;
+		pthread_mutex_unlock(&job->lock);
+		snprintf(call->err, sizeof(call->err), "cannot start the job's thread");
+		return -1;
+	}
+	job->thread_valid = true;
+	pthread_mutex_unlock(&job->lock);
+	return 0;
+}
+
+static int cmd_move_disk(struct ctl_call *call, void *opaque)
+{
+	struct migrate_job *job = opaque;
+	struct json_object *v;
+	const char *disk = NULL, *path = NULL;
+
+	if (json_object_object_get_ex(call->req->obj, "disk", &v) && json_object_is_type(v, json_type_string))
+		disk = json_object_get_string(v);
+	if (json_object_object_get_ex(call->req->obj, "path", &v) && json_object_is_type(v, json_type_string))
+		path = json_object_get_string(v);
+	if (!disk || !path || strlen(disk) >= sizeof(job->move_disk) || strlen(path) >= sizeof(job->move_path) ||
+	    path[0] != '/') {
+		snprintf(call->err, sizeof(call->err), "'disk' (disk0, ...) and 'path' (absolute) are required");
+		return -1;
+	}
+	pthread_mutex_lock(&job->lock);
+	bool busy = job->running;
+	if (!busy) {
+		snprintf(job->move_disk, sizeof(job->move_disk), "%s", disk);
+		snprintf(job->move_path, sizeof(job->move_path), "%s", path);
+	}
+	pthread_mutex_unlock(&job->lock);
+	if (busy) {
+		snprintf(call->err, sizeof(call->err), "a migration or disk move of this VM is already in progress");
+		return -1;
+	}
+	return start_job(job, call, move_thread);
+}
+
 /* The request's parameters; the TLS files are loaded now, so that a bad one is this
  * request's error, not a failed migration. */
 static int parse_params(struct json_object *req, struct migrate_params *p, char *err, size_t errlen)
@@ -94,26 +184,15 @@ static int cmd_migrate(struct ctl_call *call, void *opaque)
 	if (parse_params(call->req->obj, &p, call->err, sizeof(call->err)) < 0)
 		return -1;
 	pthread_mutex_lock(&job->lock);
-	if (job->running) {
-		pthread_mutex_unlock(&job->lock);
-		snprintf(call->err, sizeof(call->err), "a migration of this VM is already in progress");
-		return -1;
-	}
-	if (job->thread_valid)
-		pthread_join(job->thread, NULL); /* the previous, finished one */
-	job->thread_valid = false;
-	job->params = p;
-	atomic_store(&job->cancel, false);
-	job->running = true;
-	if (pthread_create(&job->thread, NULL, migration_thread, job) != 0) {
-		job->running = false;
-		pthread_mutex_unlock(&job->lock);
-		snprintf(call->err, sizeof(call->err), "cannot start the migration thread");
-		return -1;
-	}
-	job->thread_valid = true;
+	bool busy = job->running;
+	if (!busy)
+		job->params = p;
 	pthread_mutex_unlock(&job->lock);
-	return 0;
+	if (busy) {
+		snprintf(call->err, sizeof(call->err), "a migration or disk move of this VM is already in progress");
+		return -1;
+	}
+	return start_job(job, call, migration_thread);
 }
 
 static int cmd_migrate_cancel(struct ctl_call *call, void *opaque)
@@ -126,7 +205,7 @@ static int cmd_migrate_cancel(struct ctl_call *call, void *opaque)
 		atomic_store(&job->cancel, true);
 	pthread_mutex_unlock(&job->lock);
 	if (!running) {
-		snprintf(call->err, sizeof(call->err), "no migration is in progress");
+		snprintf(call->err, sizeof(call->err), "no migration or disk move is in progress");
 		return -1;
 	}
 	return 0;
@@ -142,7 +221,9 @@ struct migrate_job *migrate_control_register(struct control_server *cs, struct m
 	job->machine = m;
 	pthread_mutex_init(&job->lock, NULL);
 	if (control_register_command(cs, "migrate", cmd_migrate, job) < 0 ||
-	    control_register_command(cs, "migrate-cancel", cmd_migrate_cancel, job) < 0) {
+	    control_register_command(cs, "migrate-cancel", cmd_migrate_cancel, job) < 0 ||
+	    control_register_command(cs, "move-disk", cmd_move_disk, job) < 0 ||
+	    control_register_command(cs, "move-disk-cancel", cmd_migrate_cancel, job) < 0) {
 		free(job);
 		return NULL;
 	}

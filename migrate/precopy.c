@@ -272,24 +272,21 @@ static int send_dirty_pages(struct source *s, const uint64_t *bitmap, uint64_t w
 	return flush_batch(s);
 }
 
-/* After each disk record: the --bandwidth cap, progress, and a cancel. */
-static int disk_sent(void *opaque, uint64_t bytes)
+#define DISK_CANCELLED (-300)
+
+/* One disk block as a DISK_DATA record; then the --bandwidth cap, progress, and a cancel. */
+static int disk_sink(void *opaque, int disk, uint64_t offset, const uint8_t *data, uint32_t len)
 {
 	struct source *s = opaque;
+	uint64_t before = s->conn.tx_bytes;
+	int r = wire_send_disk_data(&s->conn, (uint8_t)disk, data ? 0 : WIRE_DISK_ZERO, offset, data, len);
 
-	throttle(s, bytes);
+	if (r < 0)
+		return r;
+	throttle(s, s->conn.tx_bytes - before);
 	if (clock_now_ns() - s->last_report_ns >= REPORT_INTERVAL_NS)
 		report(s);
-	return atomic_load(s->cancel) ? -1 : 0;
-}
-
-static int disk_result(struct source *s, int r)
-{
-	if (r == DISK_COPY_E_READ)
-		return failf(s, "%s", s->disks.err);
-	if (r == DISK_COPY_E_STOP)
-		return failf(s, "migration cancelled");
-	return r < 0 ? fail_wire(s, r, "sending disk blocks") : 0;
+	return atomic_load(s->cancel) ? DISK_CANCELLED : 0;
 }
 
 /* --storage copy: round 0 sends every disk's data, the later rounds what the guest wrote. */
@@ -297,7 +294,12 @@ static int send_disks(struct source *s, bool all)
 {
 	if (!s->disks.n)
 		return 0;
-	return disk_result(s, all ? disk_copy_send_all(&s->disks, &s->conn) : disk_copy_send_dirty(&s->disks, &s->conn));
+	int r = all ? disk_copy_send_all(&s->disks) : disk_copy_send_dirty(&s->disks);
+	if (r == DISK_COPY_E_READ)
+		return failf(s, "%s", s->disks.err);
+	if (r == DISK_CANCELLED)
+		return failf(s, "migration cancelled");
+	return r < 0 ? fail_wire(s, r, "sending disk blocks") : 0;
 }
 
 static int send_round_end(struct source *s, uint64_t pages, uint64_t bytes, uint64_t dur_ns,
@@ -838,10 +840,10 @@ int migrate_source(struct machine *m, const struct migrate_params *p, atomic_boo
 	}
 	if (p->storage_copy) {
 		/* Tracking first: every write from here on is seen. */
-		s.disks.sent = disk_sent;
-		s.disks.opaque = &s;
+		s.disks.sink = disk_sink;
+		s.disks.sink_opaque = &s;
 		hv_clear_error();
-		if (disk_copy_src_start(&s.disks, &m->devs) < 0) {
+		if (disk_copy_src_start(&s.disks, &m->devs, NULL) < 0) {
 			failf(&s, "%s", hv_last_error());
 			goto out;
 		}

@@ -21,6 +21,7 @@ static const struct subcommand subcommands[] = {
 	{ "console", hvctl_cmd_console, "attach to a VM's serial console (PTY)" },
 	{ "migrate", hvctl_cmd_migrate, "live-migrate a VM to 'hvctl receive' on another host" },
 	{ "report", hvctl_cmd_report, "write the HTML report of a migration from its --json log" },
+	{ "move-disk", hvctl_cmd_move_disk, "move a running VM's disk to a new image on this host" },
 	{ "save", hvctl_cmd_save, "write a VM's whole state to a snapshot file" },
 	{ "receive", hvctl_cmd_receive, "wait for one incoming migration and run the guest" },
 	{ "restore", hvctl_cmd_restore, "start a VM from a snapshot file ('hvctl save')" },

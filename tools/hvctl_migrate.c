@@ -266,14 +266,14 @@ static void print_summary(struct json_object *ev, const char *name, const char *
 		printf("  state there     paused, as it was here ('hvctl resume %s' on the destination)\n", name);
 }
 
-static int do_cancel(const char *name)
+static int do_cancel(const char *name, const char *cmd)
 {
 	struct ctl_conn c;
 
 	if (ctl_conn_open(&c, name, false) != CTL_CONN_OK)
 		return 1;
 	struct json_object *req = json_object_new_object();
-	json_object_object_add(req, "cmd", json_object_new_string("migrate-cancel"));
+	json_object_object_add(req, "cmd", json_object_new_string(cmd));
 	struct json_object *reply = ctl_conn_request(&c, req, 5000, false);
 	json_object_put(req);
 	int r = reply && ctl_reply_ok(reply, name) ? 0 : 1;
@@ -395,7 +395,7 @@ int hvctl_cmd_migrate(int argc, char **argv)
 	if (parse_opts(argc, argv, &o) < 0)
 		return 2;
 	if (o.cancel)
-		return do_cancel(o.name);
+		return do_cancel(o.name, "migrate-cancel");
 	return run_job(&o);
 }
 
@@ -419,26 +419,27 @@ static void save_usage(FILE *f)
 		"copy the image while the VM is paused).\n");
 }
 
-/* FILE as the VM process will open it: absolute (it runs in another directory). */
-static int absolute_path(const char *file, char *out, size_t len)
+/* FILE as the VM process will open it: absolute (it runs in another directory). `verb`
+ * says what the file is for ("save to"). */
+static int absolute_path(const char *file, char *out, size_t len, const char *verb)
 {
 	char dir[4096], *slash = strrchr(file, '/');
 	const char *base = slash ? slash + 1 : file;
 
 	if (!base[0] || !strcmp(base, ".") || !strcmp(base, "..")) {
-		hv_error("snapshot file '%s' names a directory; give a file name", file);
+		hv_error("cannot %s '%s': it names a directory; give a file name", verb, file);
 		return -1;
 	}
 	dir_of(file, slash, dir, sizeof(dir));
 	char *real = realpath(dir, NULL);
 	if (!real) {
-		hv_error("cannot save to '%s': directory '%s' does not exist", file, dir);
+		hv_error("cannot %s '%s': directory '%s' does not exist", verb, file, dir);
 		return -1;
 	}
 	int n = snprintf(out, len, "%s/%s", strcmp(real, "/") ? real : "", base);
 	free(real);
 	if (n < 0 || (size_t)n >= len) {
-		hv_error("snapshot file name '%.40s...' is too long", file);
+		hv_error("cannot %s '%.40s...': the path is too long", verb, file);
 		return -1;
 	}
 	return 0;
@@ -487,9 +488,156 @@ int hvctl_cmd_save(int argc, char **argv)
 		return 2;
 	}
 	o.name = argv[optind];
-	if (absolute_path(argv[optind + 1], file, sizeof(file)) < 0)
+	if (absolute_path(argv[optind + 1], file, sizeof(file), "save to") < 0)
 		return 1;
 	o.file = file;
 	snprintf(o.p.uri, sizeof(o.p.uri), "%s%s", SNAPSHOT_URI_PREFIX, file);
 	return run_job(&o);
+}
+
+/* ---- hvctl move-disk ---- */
+
+static void move_disk_usage(FILE *f)
+{
+	fprintf(f,
+		"usage: hvctl move-disk NAME DISK NEWPATH [--json]\n"
+		"       hvctl move-disk --cancel NAME\n"
+		"\n"
+		"Moves disk DISK (disk0, disk1, ... or 0, 1, ...) of the running VM NAME to a\n"
+		"new image NEWPATH on this host, while the guest uses it: its data is copied,\n"
+		"then what the guest wrote meanwhile, in rounds, until the rest is small; then\n"
+		"the disk switches to the new image between two requests (the guest waits a\n"
+		"few ms, never sees an error). NEWPATH must not exist. The old image is left\n"
+		"as it was at the switch, and named at the end: remove it once you no longer\n"
+		"need it. On failure or --cancel the new image is removed and the disk stays.\n"
+		"--json prints the progress events as JSON lines.\n");
+}
+
+static void print_move(struct json_object *ev, bool tty)
+{
+	char copied[32], size[32], line[160];
+
+	migrate_bar_bytes(copied, sizeof(copied), event_num(ev, "copied_bytes"));
+	migrate_bar_bytes(size, sizeof(size), event_num(ev, "size"));
+	if (!tty)
+		return;
+	snprintf(line, sizeof(line), "%s: %s, round %.0f, %s of data copied (a %s disk), %.0f MiB/s",
+		 event_str(ev, "disk"), event_str(ev, "phase"), event_num(ev, "round"), copied, size,
+		 event_num(ev, "rate_mibs"));
+	int cols = terminal_columns();
+	if (cols > 1 && (int)strlen(line) >= cols)
+		line[cols - 1] = 0;
+	fprintf(stderr, "\r%s\033[K", line);
+	fflush(stderr);
+}
+
+static int follow_move(struct ctl_conn *c, const char *name, bool json)
+{
+	bool tty = !json && isatty(STDERR_FILENO);
+
+	for (;;) {
+		char *line, copied[32];
+		if (ctl_conn_read_line(c, deadline_never(), &line) <= 0) {
+			if (tty)
+				fputc('\n', stderr);
+			hv_error("VM '%s' closed its control connection before the disk move finished", name);
+			return 1;
+		}
+		struct json_object *ev = json_tokener_parse(line);
+		const char *kind = ev ? event_str(ev, "event") : "";
+		if (json && !strncmp(kind, "move-disk", 9))
+			printf("%s\n", line);
+		free(line);
+		if (!strcmp(kind, "move-disk")) {
+			print_move(ev, tty);
+		} else if (!strcmp(kind, "move-disk-done") || !strcmp(kind, "move-disk-failed")) {
+			bool ok = !strcmp(kind, "move-disk-done");
+			if (tty)
+				fputc('\n', stderr);
+			if (!ok)
+				hv_error("moving %s of '%s' failed: %s; the disk stays at %s", event_str(ev, "disk"), name,
+					 event_str(ev, "error"), event_str(ev, "old_path"));
+			else if (!json) {
+				migrate_bar_bytes(copied, sizeof(copied), event_num(ev, "copied_bytes"));
+				printf("moved %s of %s to %s\n", event_str(ev, "disk"), name, event_str(ev, "new_path"));
+				printf("  total time      %.1f ms\n", event_num(ev, "elapsed_ms"));
+				printf("  copied          %s of data in %.0f rounds\n", copied, event_num(ev, "round") + 1);
+				printf("  guest I/O wait  %.1f ms (the switch)\n", event_num(ev, "stall_ms"));
+				printf("  old image       %s (left as it was; remove it when no longer needed)\n",
+				       event_str(ev, "old_path"));
+			}
+			json_object_put(ev);
+			return ok ? 0 : 1;
+		}
+		if (ev)
+			json_object_put(ev);
+	}
+}
+
+int hvctl_cmd_move_disk(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "json", no_argument, NULL, 'j' }, { "cancel", no_argument, NULL, 'x' },
+		{ "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 },
+	};
+	static char path[1024];
+	char disk[16];
+	int c, json = 0, cancel = 0;
+
+	opterr = 0;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'j': json = 1; break;
+		case 'x': cancel = 1; break;
+		case 'h': move_disk_usage(stdout); return 0;
+		default:
+			hv_error("hvctl move-disk: unknown or incomplete option '%s'; see hvctl move-disk --help",
+				 argv[optind - 1]);
+			return 2;
+		}
+	}
+	if (argc - optind != (cancel ? 1 : 3)) {
+		hv_error(cancel ? "usage: hvctl move-disk --cancel NAME"
+				: "usage: hvctl move-disk NAME DISK NEWPATH; see hvctl move-disk --help");
+		return 2;
+	}
+	const char *name = argv[optind];
+	if (cancel)
+		return do_cancel(name, "move-disk-cancel");
+	const char *d = argv[optind + 1];
+	long n;
+	if (!strncmp(d, "disk", 4))
+		d += 4;
+	if (parse_int(d, 0, 15, &n) < 0) {
+		hv_error("disk '%s': name it disk0, disk1, ... (or 0, 1, ...)", argv[optind + 1]);
+		return 2;
+	}
+	snprintf(disk, sizeof(disk), "disk%ld", n);
+	if (absolute_path(argv[optind + 2], path, sizeof(path), "move the disk to") < 0)
+		return 1;
+
+	struct ctl_conn conn;
+	if (ctl_conn_open(&conn, name, false) != CTL_CONN_OK)
+		return 1;
+	int rc = 1;
+	struct json_object *req = json_object_new_object();
+	json_object_object_add(req, "cmd", json_object_new_string("subscribe"));
+	struct json_object *reply = ctl_conn_request(&conn, req, 5000, false);
+	json_object_put(req);
+	if (reply && ctl_reply_ok(reply, name)) {
+		json_object_put(reply);
+		req = json_object_new_object();
+		json_object_object_add(req, "cmd", json_object_new_string("move-disk"));
+		json_object_object_add(req, "disk", json_object_new_string(disk));
+		json_object_object_add(req, "path", json_object_new_string(path));
+		reply = ctl_conn_request(&conn, req, 5000, false);
+		json_object_put(req);
+		if (reply && ctl_reply_ok(reply, name))
+			rc = follow_move(&conn, name, json);
+	}
+	if (reply)
+		json_object_put(reply);
+	ctl_conn_close(&conn);
+	return rc;
 }

@@ -179,7 +179,7 @@ test_migrate_cancel() {
 	port=$(mig_unused_port 47151)
 	start_vm cx --kernel "$GUEST" --mem 512M --cmdline "prog=memtouch ws=128M rate=100"
 	mig_wait_field_above "$T/cx.console" 'memtouch: tick=' pages 20000 15
-	expect_error "no migration is in progress" "$HVCTL" migrate --cancel cx
+	expect_error "no migration or disk move is in progress" "$HVCTL" migrate --cancel cx
 	pid=$(mig_vm_pid cx)
 	mig_receiver cx-dst 127.0.0.1:$port "$T/cx-dst.console"
 	# 80 MiB at 5 MB/s: ~16 s if nobody stops it.

@@ -48,10 +48,13 @@ fp_wait_listen() {
 
 # fp_receiver NAME PORT [HVCTL]: 'hvctl receive' in the background (not detached, so that its
 # exit status can be collected); sets RPID. Output in $T/NAME.rout/.rerr, console NAME.console.
+# Extra options for every receiver and every 'hvctl migrate' of fp_trial: RECV_ARGS, MIG_ARGS.
+RECV_ARGS=()
+MIG_ARGS=()
 fp_receiver() {
 	local name=$1 port=$2 hv=${3:-$RECV_HV}
 	"$hv" receive --listen "127.0.0.1:$port" --name "$name" --console "file:$T/$name.console" \
-		--timeout 60 >"$T/$name.rout" 2>"$T/$name.rerr" &
+		--timeout 60 "${RECV_ARGS[@]}" >"$T/$name.rout" 2>"$T/$name.rerr" &
 	RPID=$!
 	echo "$RPID" >>"$T/pids"
 	fp_wait_listen "$port" 10
@@ -180,7 +183,7 @@ fp_trial() {
 	fp_proxy "$rport" "$T/proxy$TRIAL.log" "$@"
 	t0=$EPOCHREALTIME
 	MIG_RC=0
-	timeout 150 "$HVCTL" migrate "$src" "127.0.0.1:$PPORT" >"$T/mig.out" 2>"$T/mig.err" || MIG_RC=$?
+	timeout 150 "$HVCTL" migrate "$src" "127.0.0.1:$PPORT" "${MIG_ARGS[@]}" >"$T/mig.out" 2>"$T/mig.err" || MIG_RC=$?
 	t1=$EPOCHREALTIME
 	fp_failed_trial "trial $TRIAL ($label)" "$src" "$rname"
 	fp_wait_exit "$PPID_" 10
@@ -277,6 +280,43 @@ test_migrate_faults_random_cuts() {
 	fp_migrate_ok fb fc
 	fp_only_vm fc
 	"$HVCTL" stop fc || fail "stop fc failed"
+}
+
+# A shared-nothing migration (--storage copy) cut at 20 points, in the disk's blocks above
+# all (the first, random ones, the last of round 0) and after them: every time the source's
+# guest runs on with its disk unchanged, and the destination leaves no partial image.
+test_migrate_faults_storage_copy_cuts() {
+	local ndisk off k spec sum
+	fp_setup
+	TRIAL=0
+	RANDOM=${HV_FAULT_SEED:-$((RANDOM * 32768 + RANDOM))}
+	mkdir -p "$T/a" "$T/b"
+	truncate -s 16M "$T/a/disk.img"
+	dd if=/dev/urandom of="$T/a/disk.img" bs=1M count=8 seek=4 conv=notrunc status=none
+	sum=$(md5sum <"$T/a/disk.img")
+	start_vm sa --kernel "$GUEST" --mem 256M --disk "$T/a/disk.img" --cmdline "prog=memtouch ws=16M rate=50"
+	wait_for "$T/sa.console" 'memtouch: tick=[0-9]+ gen=2 ' 20
+	RECV_ARGS=(--disk-dir "$T/b")
+	MIG_ARGS=(--storage copy)
+	ndisk=$((8 * 1024 / 64)) # round 0's records: 8 MiB of data in 64 KiB blocks
+	for spec in DISK_DATA+0 DISK_DATA+20 DISK_DATA#1+100 "DISK_DATA#$((ndisk - 1))+0" \
+		"DISK_DATA#$((ndisk - 1))+$((RANDOM % 65000 + 40))" PAGES+0 ROUND_END+0 CPU_STATE+0 \
+		DEVICE_STATE+40 END_OF_STATE+0; do
+		fp_trial sa "record $spec" --cut-at-record "$spec"
+		[ -z "$(ls -A "$T/b")" ] || { ls -la "$T/b" >&2; fail "trial $TRIAL: the destination left $(ls "$T/b")"; }
+	done
+	for ((k = 0; k < 10; k++)); do
+		off=$((RANDOM % (ndisk - 2) + 1))
+		spec="DISK_DATA#$off+$((RANDOM % 65000))"
+		fp_trial sa "record $spec (random)" --cut-at-record "$spec"
+		[ -z "$(ls -A "$T/b")" ] || { ls -la "$T/b" >&2; fail "trial $TRIAL: the destination left $(ls "$T/b")"; }
+	done
+	[ "$TRIAL" -ge 20 ] || fail "only $TRIAL trials ran"
+	"$HVCTL" pause sa >/dev/null
+	[ "$(md5sum <"$T/a/disk.img")" = "$sum" ] || fail "the source's image changed"
+	"$HVCTL" resume sa >/dev/null
+	RECV_ARGS=()
+	MIG_ARGS=()
 }
 
 # A cut after the source has written COMMIT (the last 32 bytes of the stream). The source

@@ -146,3 +146,34 @@ test_storage_copy_cancelled_leaves_nothing() {
 	n=$(grep -c 'memtouch: tick=' "$T/cc.console")
 	wait_for "$T/cc.console" "memtouch: tick=$((n + 1))" 20
 }
+
+# Ping-pong: the same guest and disk moved between two "hosts" (two directories) five times
+# with its disk, blkcheck writing and verifying throughout (the last move with the guest
+# paused, so that the two images can be compared: identical); it finishes every pass.
+test_storage_copy_ping_pong() {
+	local port here=h1 there=h2 name=pp0 next t
+	mkdir -p "$T/h1" "$T/h2"
+	truncate -s 64M "$T/h1/disk.img"
+	start_vm pp0 --mem 256M --disk "$T/h1/disk.img" --kernel "$GUEST" --cmdline "prog=blkcheck passes=40"
+	wait_for "$T/pp0.console" '^blkcheck: pass=1 ' 30
+	for i in 1 2 3 4 5; do
+		port=$(mig_unused_port $((47890 + i)))
+		next=pp$i
+		# --force: the image the guest left there on its way out is replaced by its copy.
+		copy_receiver "$next" "$port" "$T/$there" --force
+		if [ "$i" -lt 5 ]; then
+			mig_migrate "$name" "127.0.0.1:$port" --storage copy
+			wait_for "$T/$next.console" '^blkcheck: (pass=|done)' 60
+		else
+			"$HVCTL" pause "$name" >/dev/null || fail "hvctl pause failed"
+			mig_migrate "$name" "127.0.0.1:$port" --storage copy --offline
+		fi
+		name=$next
+		t=$here
+		here=$there
+		there=$t
+	done
+	cmp "$T/h1/disk.img" "$T/h2/disk.img" || fail "the copy differs from the image the guest left"
+	"$HVCTL" resume "$name" >/dev/null || fail "hvctl resume failed"
+	blk_finished "$name" "$T/$name.console" "$T/$here/disk.img" 40 "$T/pp0.console"
+}

@@ -9,6 +9,7 @@
 #include <linux/virtio_config.h>
 #include <linux/virtio_ring.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -28,6 +29,7 @@
 #include "hv/dev_state.h"
 #include "hv/layout.h"
 #include "migrate/disk_copy.h"
+#include "migrate/disk_move.h"
 #include "virtio_driver.h"
 
 #define SLOT 1
@@ -795,6 +797,12 @@ static void test_changed_blocks_are_tracked(void **state)
 	close(fd);
 }
 
+/* The migration's sink: each block a DISK_DATA record on conn. */
+static int wire_sink(void *opaque, int disk, uint64_t offset, const uint8_t *data, uint32_t len)
+{
+	return wire_send_disk_data(opaque, (uint8_t)disk, data ? 0 : WIRE_DISK_ZERO, offset, data, len);
+}
+
 /* Every DISK_DATA record in buf[0..len), through the real decoder and the writer. */
 static void apply_stream(struct disk_copy_dst *dst, struct wire_decoder *dec, const uint8_t *buf, size_t len)
 {
@@ -861,10 +869,12 @@ static void test_disk_copy_is_identical_and_sparse(void **state)
 	assert_int_equal(pwrite(img, zero, sizeof(zero), 10 * DEV_TRACK_BLOCK), (ssize_t)sizeof(zero));
 	close(img);
 	assert_int_equal(dev_registry_add(&reg, "disk0", &virtio_blk_state_ops, f->blk), 0);
-	assert_int_equal(disk_copy_src_start(&src, &reg), 0);
-	assert_int_equal(src.n, 1);
 	int sfd = memfd_create("stream", 0);
 	wire_conn_init_fd(&conn, sfd);
+	src.sink = wire_sink;
+	src.sink_opaque = &conn;
+	assert_int_equal(disk_copy_src_start(&src, &reg, NULL), 0);
+	assert_int_equal(src.n, 1);
 
 	snprintf(copy, sizeof(copy), "%s/copy.img", f->dir);
 	int out = open(copy, O_RDWR | O_CREAT | O_EXCL, 0600);
@@ -874,7 +884,7 @@ static void test_disk_copy_is_identical_and_sparse(void **state)
 	struct wire_decoder dec;
 
 	wire_decoder_init(&dec);
-	assert_int_equal(disk_copy_send_all(&src, &conn), 0);
+	assert_int_equal(disk_copy_send_all(&src), 0);
 	assert_int_equal(src.blocks_sent, BLOCKS - 5);
 	assert_int_equal(src.zero_blocks, 1);
 	uint8_t *buf = stream_bytes(sfd, &len);
@@ -893,7 +903,7 @@ static void test_disk_copy_is_identical_and_sparse(void **state)
 	seg[0] = (struct virtio_blk_discard_write_zeroes){ .sector = 0, .num_sectors = DEV_TRACK_BLOCK / 512 };
 	assert_int_equal(request(f, VIRTIO_BLK_T_WRITE_ZEROES, 0, f->data, 16, false, NULL), VIRTIO_BLK_S_OK);
 	assert_int_equal(disk_copy_collect(&src), 2);
-	assert_int_equal(disk_copy_send_dirty(&src, &conn), 0);
+	assert_int_equal(disk_copy_send_dirty(&src), 0);
 	assert_int_equal(disk_copy_collect(&src), 0);
 	buf = stream_bytes(sfd, &len);
 	apply_stream(&dst, &dec, buf, len);
@@ -959,6 +969,140 @@ static void test_disk_copy_refuses_bad_records(void **state)
 	unlink(copy);
 }
 
+/* ---- hvctl move-disk ---- */
+
+/* A guest that keeps writing: sector i of the disk gets the byte (seq + i) until stopped;
+ * what every sector must hold in the end is kept in `want`. */
+struct writer {
+	struct fixture *f;
+	atomic_bool stop;
+	unsigned writes;
+	uint8_t want[SECTORS];
+};
+
+static void *keep_writing(void *arg)
+{
+	struct writer *w = arg;
+	uint8_t *p = vdrv_ptr(&w->f->d, w->f->data, 512);
+
+	for (unsigned seq = 1; !atomic_load(&w->stop); seq++) {
+		uint64_t sector = (seq * 2654435761u) % SECTORS;
+		uint8_t v = (uint8_t)(seq + sector) | 1;
+		memset(p, v, 512);
+		if (request(w->f, VIRTIO_BLK_T_OUT, sector, w->f->data, 512, false, NULL) != VIRTIO_BLK_S_OK)
+			return NULL;
+		w->want[sector] = v;
+		w->writes++;
+	}
+	return NULL;
+}
+
+static void check_image(const char *path, const struct writer *w)
+{
+	uint8_t sec[512];
+	int fd = open(path, O_RDONLY);
+
+	assert_true(fd >= 0);
+	for (uint64_t s = 0; s < SECTORS; s++) {
+		assert_int_equal(pread(fd, sec, 512, (off_t)(s * 512)), 512);
+		if (w->want[s] && (sec[0] != w->want[s] || sec[511] != w->want[s]))
+			fail_msg("%s: sector %llu holds %u, the guest last wrote %u", path, (unsigned long long)s, sec[0],
+				 w->want[s]);
+	}
+	close(fd);
+}
+
+static int count_progress;
+static void count(void *opaque, const struct disk_move_stats *st)
+{
+	(void)opaque, (void)st;
+	count_progress++;
+}
+
+/* The disk moves under a guest that writes all the time: no write is lost (the new image
+ * has every one, those before, during and after the switch), the device uses the new image
+ * afterwards and leaves the old one alone, and the guest saw no error. */
+static void test_move_disk_under_writes(void **state)
+{
+	struct fixture *f = *state;
+	struct dev_registry reg = { .n = 0 };
+	struct writer *w = calloc(1, sizeof(*w));
+	struct disk_move_stats st;
+	atomic_bool cancel = false;
+	char moved[160];
+	pthread_t t;
+
+	bring_up(f, BASE_FEATURES, true);
+	assert_int_equal(dev_registry_add(&reg, "disk0", &virtio_blk_state_ops, f->blk), 0);
+	snprintf(moved, sizeof(moved), "%s/moved.img", f->dir);
+	w->f = f;
+	assert_int_equal(pthread_create(&t, NULL, keep_writing, w), 0);
+	while (w->writes < 200)
+		usleep(1000);
+	if (disk_move(&reg, "disk0", moved, &cancel, count, NULL, &st) < 0)
+		fail_msg("the move failed: %s", st.error);
+	assert_string_equal(st.phase, "done");
+	assert_string_equal(st.old_path, f->image);
+	assert_string_equal(st.new_path, moved);
+	unsigned at_switch = w->writes;
+	/* The old image no longer changes; the guest writes on, into the new one. */
+	uint8_t before[SECTORS * 512 / 8];
+	int old = open(f->image, O_RDONLY);
+	assert_int_equal(pread(old, before, sizeof(before), 0), (ssize_t)sizeof(before));
+	while (w->writes < at_switch + 200)
+		usleep(1000);
+	atomic_store(&w->stop, true);
+	pthread_join(t, NULL);
+	uint8_t after[sizeof(before)];
+	assert_int_equal(pread(old, after, sizeof(after), 0), (ssize_t)sizeof(after));
+	close(old);
+	assert_memory_equal(before, after, sizeof(before));
+	check_image(moved, w);
+	struct stat sb;
+	assert_int_equal(stat(moved, &sb), 0);
+	assert_int_equal(sb.st_mode & 0777, 0600);
+	assert_true(count_progress > 0);
+	assert_true(st.stall_ms >= 0);
+	unlink(moved);
+	free(w);
+}
+
+/* Refused with one line, and nothing left behind: an existing file, a disk the VM does not
+ * have, a relative path, a missing directory, a cancel (the new image removed, the disk
+ * where it was and still working). */
+static void test_move_disk_refusals(void **state)
+{
+	struct fixture *f = *state;
+	struct dev_registry reg = { .n = 0 };
+	struct disk_move_stats st;
+	atomic_bool cancel = false;
+	char path[160];
+
+	bring_up(f, BASE_FEATURES, true);
+	assert_int_equal(dev_registry_add(&reg, "disk0", &virtio_blk_state_ops, f->blk), 0);
+	assert_int_equal(disk_move(&reg, "disk0", f->image, &cancel, NULL, NULL, &st), -1);
+	assert_non_null(strstr(st.error, "exists; move-disk never replaces a file"));
+	assert_int_equal(disk_move(&reg, "disk1", "/tmp/x.img", &cancel, NULL, NULL, &st), -1);
+	assert_non_null(strstr(st.error, "this VM has no disk 'disk1'"));
+	assert_int_equal(disk_move(&reg, "disk0", "x.img", &cancel, NULL, NULL, &st), -1);
+	assert_non_null(strstr(st.error, "is not absolute"));
+	assert_int_equal(disk_move(&reg, "disk0", "/nonexistent/x.img", &cancel, NULL, NULL, &st), -1);
+	assert_non_null(strstr(st.error, "cannot create '/nonexistent/x.img'"));
+	snprintf(path, sizeof(path), "%s/cancelled.img", f->dir);
+	atomic_store(&cancel, true);
+	assert_int_equal(disk_move(&reg, "disk0", path, &cancel, NULL, NULL, &st), -1);
+	assert_string_equal(st.error, "cancelled");
+	assert_string_equal(st.phase, "failed");
+	assert_int_equal(access(path, F_OK), -1);
+	for (size_t i = 0; i < sizeof(st.error) && st.error[i]; i++)
+		assert_true(st.error[i] != '\n');
+	/* The disk is where it was and works. */
+	assert_int_equal(request(f, VIRTIO_BLK_T_OUT, 7, f->data, 512, false, NULL), VIRTIO_BLK_S_OK);
+	uint64_t bits[1] = { 0 };
+	virtio_blk_state_ops.track_take(f->blk, bits);
+	assert_int_equal(bits[0], 0); /* and no tracking is left on */
+}
+
 int main(void)
 {
 #define T(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
@@ -987,6 +1131,8 @@ int main(void)
 		T(test_changed_blocks_are_tracked),
 		T(test_disk_copy_is_identical_and_sparse),
 		T(test_disk_copy_refuses_bad_records),
+		T(test_move_disk_under_writes),
+		T(test_move_disk_refusals),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
