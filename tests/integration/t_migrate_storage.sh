@@ -177,3 +177,44 @@ test_storage_copy_ping_pong() {
 	"$HVCTL" resume "$name" >/dev/null || fail "hvctl resume failed"
 	blk_finished "$name" "$T/$name.console" "$T/$here/disk.img" 40 "$T/pp0.console"
 }
+
+# hvctl move-disk: the disk of a guest that writes and verifies it throughout moves to a new
+# image on this host; the guest finishes every pass on the new image (every block checked
+# from the host), the old one is named and left alone. Refusals first, each one line with
+# nothing created and the guest undisturbed.
+test_move_disk_while_the_guest_writes() {
+	truncate -s 64M "$T/old.img"
+	mkdir -p "$T/new"
+	start_vm md --mem 256M --disk "$T/old.img" --kernel "$GUEST" --cmdline "prog=blkcheck passes=20"
+	wait_for "$T/md.console" '^blkcheck: pass=1 ' 30
+	echo x >"$T/new/taken.img"
+	expect_error "moving disk0 of 'md' failed: '$T/new/taken.img' exists; move-disk never replaces a file; the disk stays at $T/old.img" \
+		"$HVCTL" move-disk md disk0 "$T/new/taken.img"
+	expect_error "this VM has no disk 'disk3'" "$HVCTL" move-disk md 3 "$T/new/x.img"
+	expect_error "disk 'sda': name it disk0, disk1" "$HVCTL" move-disk md sda "$T/new/x.img"
+	expect_error "cannot move the disk to '$T/nodir/x.img': directory '$T/nodir' does not exist" \
+		"$HVCTL" move-disk md disk0 "$T/nodir/x.img"
+	expect_error "no migration or disk move is in progress" "$HVCTL" move-disk --cancel md
+	[ "$(ls "$T/new")" = taken.img ] || fail "a refused move left a file"
+	"$HVCTL" move-disk md disk0 "$T/new/disk.img" >"$T/mv.out" 2>"$T/mv.err" ||
+		{ cat "$T/mv.out" "$T/mv.err"; fail "hvctl move-disk failed"; }
+	grep -q "^moved disk0 of md to $T/new/disk.img$" "$T/mv.out" || { cat "$T/mv.out"; fail "no summary"; }
+	grep -q "old image  *$T/old.img (left as it was" "$T/mv.out" || { cat "$T/mv.out"; fail "the old image is not named"; }
+	blk_finished md "$T/md.console" "$T/new/disk.img" 20
+}
+
+# A disk moved, then the VM migrated with its disk: the stream names the new image, the copy
+# follows from it.
+test_move_disk_then_migrate_with_the_disk() {
+	local port
+	port=$(mig_unused_port 47897)
+	mkdir -p "$T/a" "$T/b"
+	truncate -s 64M "$T/a/first.img"
+	start_vm mm --mem 256M --disk "$T/a/first.img" --kernel "$GUEST" --cmdline "prog=blkcheck passes=20"
+	wait_for "$T/mm.console" '^blkcheck: pass=1 ' 30
+	"$HVCTL" move-disk mm 0 "$T/a/second.img" >/dev/null || fail "hvctl move-disk failed"
+	copy_receiver mmd "$port" "$T/b"
+	mig_migrate mm "127.0.0.1:$port" --storage copy
+	[ -f "$T/b/second.img" ] || { ls "$T/b"; fail "the copy does not carry the moved image's name"; }
+	blk_finished mmd "$T/mmd.console" "$T/b/second.img" 20 "$T/mm.console"
+}
