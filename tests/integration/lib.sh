@@ -242,18 +242,19 @@ faultproxy_start() {
 	fail "faultproxy did not start"
 }
 
-# blk_finished NAME CONSOLE IMAGE PASSES [OTHER_CONSOLE]: blkcheck in VM NAME (console
-# CONSOLE) finished all PASSES with no corruption seen (in either console), and once the VM
-# is gone, every block of IMAGE verifies from the host.
+# blk_finished NAME CONSOLE IMAGE PASSES [OTHER_CONSOLE] [BLOCKS]: blkcheck in VM NAME
+# (console CONSOLE) finished all PASSES with no corruption seen (in either console), and once
+# the VM is gone, every block of IMAGE verifies from the host (BLOCKS: its blocks= option,
+# default 16384, a whole 64 MiB disk).
 blk_finished() {
-	local name=$1 console=$2 image=$3 passes=$4 other=${5:-$2} gen
+	local name=$1 console=$2 image=$3 passes=$4 other=${5:-$2} blocks=${6:-16384} gen
 	wait_for "$console" '^blkcheck: done gen=' 120
 	! grep -q CORRUPT "$other" "$console" || fail "the guest found corruption"
 	gen=$(sed -n 's/^blkcheck: done gen=\([0-9]*\) .*/\1/p' "$console")
 	[ "$gen" = "$passes" ] || fail "final generation '$gen', expected $passes"
 	# Let the guest's exit finish, then check the image from the host.
 	for _ in $(seq 50); do [ -e "$HV_RUN_DIR/$name.sock" ] || break; sleep 0.1; done
-	"${BLKVERIFY:-$PWD/$BUILD/tools/blkverify}" "$image" 16384 "$gen" >"$T/v" ||
+	"${BLKVERIFY:-$PWD/$BUILD/tools/blkverify}" "$image" "$blocks" "$gen" >"$T/v" ||
 		{ cat "$T/v"; fail "host-side check failed"; }
-	grep -q '^blkverify: blocks=16384 ok=16384 bad=0$' "$T/v" || { cat "$T/v"; fail "not every block verified"; }
+	grep -q "^blkverify: blocks=$blocks ok=$blocks bad=0\$" "$T/v" || { cat "$T/v"; fail "not every block verified"; }
 }
