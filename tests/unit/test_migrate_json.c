@@ -32,6 +32,8 @@ static void test_round_trip(void **unused)
 	a.compress = MIGRATE_COMPRESS_NONE;
 	a.on_timeout = MIGRATE_ON_TIMEOUT_CANCEL;
 	a.offline = true;
+	a.storage_copy = true;
+	snprintf(a.dest_disk[1], sizeof(a.dest_disk[1]), "/srv/in/b.img");
 	snprintf(a.tls.psk_file, sizeof(a.tls.psk_file), "/etc/hv/migration.key");
 	struct json_object *req = json_object_new_object();
 	migrate_params_to_json(&a, req);
@@ -44,6 +46,9 @@ static void test_round_trip(void **unused)
 	assert_int_equal(b.compress, MIGRATE_COMPRESS_NONE);
 	assert_int_equal(b.on_timeout, MIGRATE_ON_TIMEOUT_CANCEL);
 	assert_true(b.offline);
+	assert_true(b.storage_copy);
+	assert_string_equal(b.dest_disk[0], "");
+	assert_string_equal(b.dest_disk[1], "/srv/in/b.img");
 	assert_string_equal(b.tls.psk_file, "/etc/hv/migration.key");
 	assert_string_equal(b.tls.cert_file, "");
 }
@@ -61,6 +66,7 @@ static void test_defaults_and_old_name(void **unused)
 	assert_int_equal(p.compress, MIGRATE_COMPRESS_AUTO);
 	assert_int_equal(p.on_timeout, MIGRATE_ON_TIMEOUT_FORCE);
 	assert_false(p.offline);
+	assert_false(p.storage_copy);
 	assert_int_equal(parse("{\"uri\":\"h:1\",\"downtime_ms\":99}", &p, err, sizeof(err)), 0);
 	assert_int_equal(p.downtime_ms, 99);
 }
@@ -83,6 +89,8 @@ static void test_out_of_range_is_refused(void **unused)
 		{ "{\"uri\":\"h:1\",\"on_timeout\":1}", "'on_timeout' must be one of force, cancel" },
 		{ "{\"uri\":\"h:1\",\"psk\":\"\"}", "'psk' must be a string of 1 to" },
 		{ "{\"uri\":\"h:1\",\"offline\":1}", "'offline' must be true or false" },
+		{ "{\"uri\":\"h:1\",\"storage\":\"nfs\"}", "'storage' must be one of shared, copy" },
+		{ "{\"uri\":\"h:1\",\"dest_disk0\":7}", "'dest_disk0' must be a string" },
 	};
 	struct migrate_params p;
 	char err[256];
