@@ -179,6 +179,8 @@ test_snapshot_disk_written_after_save_is_refused() {
 		"$HVCTL" restore "$T/w1.snap" --disk "$T/disk.img" --console none
 	"$HVCTL" restore "$T/w1.snap" --disk "$T/copy.img" --console "file:$T/w1r.console" --detach \
 		>/dev/null || fail "hvctl restore onto the copy failed"
+	# Saved paused, it comes back paused.
+	"$HVCTL" resume w1 >/dev/null || fail "hvctl resume of the restored VM failed"
 	blk_finished w1 "$T/w1r.console" "$T/copy.img" any "$T/w1r.console" 4096
 }
 
