@@ -20,15 +20,16 @@ test_storage_copy_while_the_guest_writes() {
 	port=$(mig_unused_port 47871)
 	mkdir -p "$T/a"
 	truncate -s 64M "$T/a/disk.img"
-	start_vm cw --mem 256M --disk "$T/a/disk.img" --kernel "$GUEST" --cmdline "prog=blkcheck passes=0 secs=60 blocks=4096"
+	start_vm cw --mem 256M --disk "$T/a/disk.img" --kernel "$GUEST" --cmdline "prog=blkcheck passes=100 blocks=4096"
 	wait_for "$T/cw.console" '^blkcheck: pass=1 ' 30
 	copy_receiver cwd "$port" "$T/b"
-	# At most 10 rounds: a slow host (nested, emulated) converges late against a disk rewritten
-	# this fast; the last rounds and the switchover still carry written blocks.
-	mig_migrate cw "127.0.0.1:$port" --storage copy --max-rounds 10
+	# At most 4 rounds: blkcheck rewrites its 16 MiB faster than a slow host (nested, emulated:
+	# 4 MiB/s) copies them, so it never converges there; every round and the switchover carry
+	# written blocks.
+	mig_migrate cw "127.0.0.1:$port" --storage copy --max-rounds 4
 	[ -f "$T/b/disk.img" ] || fail "no copy in the destination's --disk-dir"
 	[ "$(stat -c %a "$T/b/disk.img")" = 600 ] || fail "the copy is not 0600"
-	blk_finished cwd "$T/cwd.console" "$T/b/disk.img" any "$T/cw.console" 4096
+	blk_finished cwd "$T/cwd.console" "$T/b/disk.img" 100 "$T/cw.console" 4096
 }
 
 # Paused, moved offline: the destination's image equals the source's byte for byte; only the
@@ -156,7 +157,7 @@ test_storage_copy_ping_pong() {
 	local port here=h1 there=h2 name=pp0 next t
 	mkdir -p "$T/h1" "$T/h2"
 	truncate -s 64M "$T/h1/disk.img"
-	start_vm pp0 --mem 256M --disk "$T/h1/disk.img" --kernel "$GUEST" --cmdline "prog=blkcheck passes=0 secs=90 blocks=4096"
+	start_vm pp0 --mem 256M --disk "$T/h1/disk.img" --kernel "$GUEST" --cmdline "prog=blkcheck passes=300 blocks=4096"
 	wait_for "$T/pp0.console" '^blkcheck: pass=1 ' 30
 	for i in 1 2 3 4 5; do
 		port=$(mig_unused_port $((47890 + i)))
@@ -164,7 +165,7 @@ test_storage_copy_ping_pong() {
 		# --force: the image the guest left there on its way out is replaced by its copy.
 		copy_receiver "$next" "$port" "$T/$there" --force
 		if [ "$i" -lt 5 ]; then
-			mig_migrate "$name" "127.0.0.1:$port" --storage copy --max-rounds 10
+			mig_migrate "$name" "127.0.0.1:$port" --storage copy --max-rounds 3
 			wait_for "$T/$next.console" '^blkcheck: (pass=|done)' 60
 		else
 			"$HVCTL" pause "$name" >/dev/null || fail "hvctl pause failed"
@@ -177,7 +178,7 @@ test_storage_copy_ping_pong() {
 	done
 	cmp "$T/h1/disk.img" "$T/h2/disk.img" || fail "the copy differs from the image the guest left"
 	"$HVCTL" resume "$name" >/dev/null || fail "hvctl resume failed"
-	blk_finished "$name" "$T/$name.console" "$T/$here/disk.img" any "$T/pp0.console" 4096
+	blk_finished "$name" "$T/$name.console" "$T/$here/disk.img" 300 "$T/pp0.console" 4096
 }
 
 # hvctl move-disk: the disk of a guest that writes and verifies it throughout moves to a new
@@ -212,11 +213,11 @@ test_move_disk_then_migrate_with_the_disk() {
 	port=$(mig_unused_port 47897)
 	mkdir -p "$T/a" "$T/b"
 	truncate -s 64M "$T/a/first.img"
-	start_vm mm --mem 256M --disk "$T/a/first.img" --kernel "$GUEST" --cmdline "prog=blkcheck passes=0 secs=60 blocks=4096"
+	start_vm mm --mem 256M --disk "$T/a/first.img" --kernel "$GUEST" --cmdline "prog=blkcheck passes=100 blocks=4096"
 	wait_for "$T/mm.console" '^blkcheck: pass=1 ' 30
 	"$HVCTL" move-disk mm 0 "$T/a/second.img" >/dev/null || fail "hvctl move-disk failed"
 	copy_receiver mmd "$port" "$T/b"
-	mig_migrate mm "127.0.0.1:$port" --storage copy --max-rounds 10
+	mig_migrate mm "127.0.0.1:$port" --storage copy --max-rounds 4
 	[ -f "$T/b/second.img" ] || { ls "$T/b"; fail "the copy does not carry the moved image's name"; }
-	blk_finished mmd "$T/mmd.console" "$T/b/second.img" any "$T/mm.console" 4096
+	blk_finished mmd "$T/mmd.console" "$T/b/second.img" 100 "$T/mm.console" 4096
 }
