@@ -92,6 +92,7 @@ static int send_block(struct disk_copy_src *c, int k, uint64_t b, bool skip_zero
 		}
 		got += (size_t)r;
 	}
+	c->scanned_bytes += len;
 	bool zero = all_zero(c->buf, len);
 	if (zero && skip_zero) {
 		c->zero_blocks++;
@@ -105,28 +106,52 @@ static int send_block(struct disk_copy_src *c, int k, uint64_t b, bool skip_zero
 	return c->sink(c->sink_opaque, k, off, zero ? NULL : c->buf, len);
 }
 
+/* The first extent with data at or after *pos on disk k, as whole blocks [*first, *end);
+ * false when only a hole is left. A file (or device) without holes is all data. */
+static bool next_extent(struct disk_copy_src *c, int k, uint64_t *pos, uint64_t *first, uint64_t *end)
+{
+	uint64_t size = c->d[k].size;
+
+	if (*pos >= size)
+		return false;
+	off_t data = lseek(c->d[k].fd, (off_t)*pos, SEEK_DATA);
+	if (data < 0 && errno == ENXIO)
+		return false;
+	if (data < 0)
+		data = (off_t)*pos;
+	off_t hole = lseek(c->d[k].fd, data, SEEK_HOLE);
+	if (hole < 0 || (uint64_t)hole > size)
+		hole = (off_t)size;
+	*first = (uint64_t)data / DEV_TRACK_BLOCK;
+	*end = ((uint64_t)hole + DEV_TRACK_BLOCK - 1) / DEV_TRACK_BLOCK;
+	*pos = *end * DEV_TRACK_BLOCK;
+	return *end > *first;
+}
+
+uint64_t disk_copy_extent_bytes(struct disk_copy_src *c)
+{
+	uint64_t total = 0;
+
+	for (int k = 0; k < c->n; k++) {
+		uint64_t pos = 0, first, end;
+		while (next_extent(c, k, &pos, &first, &end)) {
+			uint64_t to = end * DEV_TRACK_BLOCK < c->d[k].size ? end * DEV_TRACK_BLOCK : c->d[k].size;
+			total += to - first * DEV_TRACK_BLOCK;
+		}
+	}
+	return total;
+}
+
 int disk_copy_send_all(struct disk_copy_src *c)
 {
 	for (int k = 0; k < c->n; k++) {
-		uint64_t pos = 0, size = c->d[k].size;
-		while (pos < size) {
-			/* The next extent with data; a file (or device) without holes is all data. */
-			off_t data = lseek(c->d[k].fd, (off_t)pos, SEEK_DATA);
-			if (data < 0 && errno == ENXIO)
-				break; /* only a hole is left */
-			if (data < 0)
-				data = (off_t)pos;
-			off_t hole = lseek(c->d[k].fd, data, SEEK_HOLE);
-			if (hole < 0 || (uint64_t)hole > size)
-				hole = (off_t)size;
-			for (uint64_t b = (uint64_t)data / DEV_TRACK_BLOCK; b * DEV_TRACK_BLOCK < (uint64_t)hole; b++) {
+		uint64_t pos = 0, first, end;
+		while (next_extent(c, k, &pos, &first, &end))
+			for (uint64_t b = first; b < end; b++) {
 				int r = send_block(c, k, b, true);
 				if (r < 0)
 					return r;
 			}
-			/* Round the end up to the block just sent. */
-			pos = ((uint64_t)hole + DEV_TRACK_BLOCK - 1) / DEV_TRACK_BLOCK * DEV_TRACK_BLOCK;
-		}
 	}
 	return 0;
 }

@@ -36,12 +36,15 @@ struct disk_copy_src {
 	} d[WIRE_DISKS_MAX];
 	uint8_t *buf;
 	uint64_t blocks_sent, zero_blocks, data_bytes;
+	uint64_t scanned_bytes; /* every block read so far, sent or skipped: the progress */
 	char err[256];
 };
 
 /* Starts tracking the disk named `only` of the registry, or every disk (NULL). 0, or -1
  * with one hv_error line. */
 int disk_copy_src_start(struct disk_copy_src *c, struct dev_registry *r, const char *only);
+/* What round 0 reads: each disk's data extents (SEEK_DATA), rounded out to whole blocks. */
+uint64_t disk_copy_extent_bytes(struct disk_copy_src *c);
 /* Round 0: every allocated block that is not all zeros (the new image reads as zeros
  * already). 0, the sink's error, or DISK_COPY_E_READ. */
 int disk_copy_send_all(struct disk_copy_src *c);

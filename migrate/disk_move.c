@@ -26,6 +26,7 @@ struct mover {
 	disk_move_progress_fn progress;
 	void *opaque;
 	uint64_t t0, last_report;
+	uint64_t round_scanned0; /* src.scanned_bytes when this round began */
 	char err[256];
 };
 
@@ -57,6 +58,7 @@ static void report(struct mover *mv)
 {
 	mv->st->elapsed_ms = (double)(clock_now_ns() - mv->t0) / 1e6;
 	mv->st->copied_bytes = mv->dst.data_bytes;
+	mv->st->round_done_bytes = mv->src.scanned_bytes - mv->round_scanned0;
 	mv->last_report = clock_now_ns();
 	if (mv->progress)
 		mv->progress(mv->opaque, mv->st);
@@ -124,6 +126,7 @@ static int mirror(struct mover *mv)
 	struct disk_move_stats *st = mv->st;
 	uint64_t t = clock_now_ns(), bytes0 = 0;
 
+	st->round_bytes = disk_copy_extent_bytes(&mv->src);
 	if (copy_result(mv, disk_copy_send_all(&mv->src)) < 0)
 		return -1;
 	for (;;) {
@@ -137,6 +140,8 @@ static int mirror(struct mover *mv)
 		if (!st->dirty_blocks || left_ms <= DISK_MOVE_STALL_TARGET_MS || st->round + 1 >= DISK_MOVE_MAX_ROUNDS)
 			return 0;
 		st->round++;
+		st->round_bytes = st->dirty_blocks * DEV_TRACK_BLOCK;
+		mv->round_scanned0 = mv->src.scanned_bytes;
 		t = now;
 		bytes0 = bytes;
 		if (copy_result(mv, disk_copy_send_dirty(&mv->src)) < 0)
@@ -246,6 +251,8 @@ struct json_object *disk_move_stats_to_json(const char *event, const char *disk,
 	json_object_object_add(o, "size", json_object_new_int64((int64_t)st->size));
 	json_object_object_add(o, "copied_bytes", json_object_new_int64((int64_t)st->copied_bytes));
 	json_object_object_add(o, "dirty_blocks", json_object_new_int64((int64_t)st->dirty_blocks));
+	json_object_object_add(o, "round_bytes", json_object_new_int64((int64_t)st->round_bytes));
+	json_object_object_add(o, "round_done_bytes", json_object_new_int64((int64_t)st->round_done_bytes));
 	json_object_object_add(o, "rate_mibs", json_object_new_double(st->rate_mibs));
 	json_object_object_add(o, "elapsed_ms", json_object_new_double(st->elapsed_ms));
 	json_object_object_add(o, "stall_ms", json_object_new_double(st->stall_ms));

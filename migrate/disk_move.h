@@ -26,6 +26,9 @@ struct disk_move_stats {
 	uint64_t size;         /* the disk's bytes */
 	uint64_t copied_bytes; /* data copied so far (blocks of zeros take none) */
 	uint64_t dirty_blocks; /* written again, at the last round's end */
+	/* This round: the bytes it reads (round 0: the data extents; then the blocks written
+	 * again) and those read so far. */
+	uint64_t round_bytes, round_done_bytes;
 	double rate_mibs;      /* copy rate of the last round */
 	double elapsed_ms;
 	double stall_ms;       /* the device paused for the switch */

@@ -76,6 +76,8 @@ struct source {
 	uint64_t t0, bw_t0, bw_bytes;
 	uint64_t round_t0, round_bytes0, last_report_ns;
 	uint64_t populated_pages; /* what round 0 will scan, as announced in HELLO */
+	uint64_t disk_counted;    /* disk bytes read so far, as counted in round_done_pages */
+	uint64_t round_disk_pages; /* of this round's round_done_pages, those that were disk */
 	bool paused_by_us, devices_paused;
 	bool peer_gone; /* do not try to send ABORT */
 	bool peer_sync; /* the destination answers ROUND_END with SYNC (WIRE_CAP_SYNC) */
@@ -181,6 +183,7 @@ static void start_round(struct source *s, uint64_t pages)
 {
 	s->st->round_pages = pages;
 	s->st->round_done_pages = 0;
+	s->round_disk_pages = 0;
 	s->round_t0 = clock_now_ns();
 	s->round_bytes0 = s->conn.tx_bytes;
 }
@@ -274,6 +277,23 @@ static int send_dirty_pages(struct source *s, const uint64_t *bitmap, uint64_t w
 
 #define DISK_CANCELLED (-300)
 
+/* Disk bytes read (sent or skipped as zeros) count in the round's progress as the pages
+ * they would be: a large disk moves the bar as memory does. */
+static void count_disk_progress(struct source *s)
+{
+	uint64_t pages = (s->disks.scanned_bytes - s->disk_counted) / PAGE_SIZE;
+
+	s->st->round_done_pages += pages;
+	s->round_disk_pages += pages;
+	s->disk_counted += pages * PAGE_SIZE;
+}
+
+/* Round 0 goes through the populated pages and, with --storage copy, the disks' data. */
+static uint64_t round0_pages(struct source *s)
+{
+	return s->populated_pages + (s->disks.n ? disk_copy_extent_bytes(&s->disks) / PAGE_SIZE : 0);
+}
+
 /* One disk block as a DISK_DATA record; then the --bandwidth cap, progress, and a cancel. */
 static int disk_sink(void *opaque, int disk, uint64_t offset, const uint8_t *data, uint32_t len)
 {
@@ -284,6 +304,7 @@ static int disk_sink(void *opaque, int disk, uint64_t offset, const uint8_t *dat
 	if (r < 0)
 		return r;
 	throttle(s, s->conn.tx_bytes - before);
+	count_disk_progress(s);
 	if (clock_now_ns() - s->last_report_ns >= REPORT_INTERVAL_NS)
 		report(s);
 	return atomic_load(s->cancel) ? DISK_CANCELLED : 0;
@@ -295,6 +316,7 @@ static int send_disks(struct source *s, bool all)
 	if (!s->disks.n)
 		return 0;
 	int r = all ? disk_copy_send_all(&s->disks) : disk_copy_send_dirty(&s->disks);
+	count_disk_progress(s);
 	if (r == DISK_COPY_E_READ)
 		return failf(s, "%s", s->disks.err);
 	if (r == DISK_CANCELLED)
@@ -461,7 +483,7 @@ static int precopy(struct source *s)
 
 	st->phase = MIGRATE_PHASE_PRECOPY;
 	st->round = 0;
-	start_round(s, s->populated_pages);
+	start_round(s, round0_pages(s));
 	if (send_disks(s, true) < 0 || send_allocated_pages(s) < 0)
 		return -1;
 	for (;;) {
@@ -651,11 +673,11 @@ static int switchover(struct source *s)
 	s->stable = true;
 	auto_compress_settle(&s->ac);
 	s->st->round++;
-	start_round(s, last_pages);
 	uint64_t t_paused = clock_now_ns();
 	/* The disks' last blocks: with the devices paused and flushed, nothing changes them. */
 	if (s->disks.n)
 		s->st->disk_dirty_blocks = disk_copy_collect(&s->disks);
+	start_round(s, last_pages + s->st->disk_dirty_blocks * (DEV_TRACK_BLOCK / PAGE_SIZE));
 	if (send_disks(s, false) < 0 || send_dirty_pages(s, s->dirty.bitmap, s->dirty.words) < 0)
 		return -1;
 	return commit(s, t_pause, t_paused);
@@ -667,7 +689,7 @@ static int offline_pages(struct source *s, uint64_t t_pause)
 {
 	s->stable = true;
 	auto_compress_settle(&s->ac);
-	start_round(s, s->populated_pages);
+	start_round(s, round0_pages(s));
 	uint64_t t_paused = clock_now_ns();
 	if (send_disks(s, true) < 0 || send_allocated_pages(s) < 0)
 		return -1;
@@ -691,7 +713,7 @@ static int commit(struct source *s, uint64_t t_pause, uint64_t t_paused)
 		.last_pages_ms = (double)(t_pages - t_paused) / 1e6,
 		.state_ms = (double)(t_state - t_pages) / 1e6,
 		.load_ms = (double)(t_ack - t_state) / 1e6,
-		.last_pages = s->st->round_done_pages,
+		.last_pages = s->st->round_done_pages - s->round_disk_pages,
 	};
 	if (atomic_load(s->cancel))
 		return failf(s, "migration cancelled");

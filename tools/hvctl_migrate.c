@@ -521,8 +521,11 @@ static void print_move(struct json_object *ev, bool tty)
 	migrate_bar_bytes(size, sizeof(size), event_num(ev, "size"));
 	if (!tty)
 		return;
-	snprintf(line, sizeof(line), "%s: %s, round %.0f, %s of data copied (a %s disk), %.0f MiB/s",
-		 event_str(ev, "disk"), event_str(ev, "phase"), event_num(ev, "round"), copied, size,
+	/* The peer's numbers are any numbers: the percentage stays 0-100. */
+	double total = event_num(ev, "round_bytes"), done = event_num(ev, "round_done_bytes");
+	int pct = !(total > 0) ? 100 : !(done > 0) ? 0 : done >= total ? 100 : (int)(done * 100 / total);
+	snprintf(line, sizeof(line), "%s: %s, round %.0f %3d%%, %s of data copied (a %s disk), %.0f MiB/s",
+		 event_str(ev, "disk"), event_str(ev, "phase"), event_num(ev, "round"), pct, copied, size,
 		 event_num(ev, "rate_mibs"));
 	int cols = terminal_columns();
 	if (cols > 1 && (int)strlen(line) >= cols)

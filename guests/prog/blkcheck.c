@@ -11,7 +11,13 @@
  * Parameters: blocks=N (default: the whole disk), passes=N (default 2; 0 = until secs),
  * secs=N (start no new pass after N seconds; 0 = no limit), chunk=N (blocks per request,
  * 1-256, default 64), qd=N (requests in flight, 1-64, default 8), verify=G (only read and
- * verify generation G, write nothing), disk=N (which virtio-blk disk, default 0). */
+ * verify generation G, write nothing), disk=N (which virtio-blk disk, default 0),
+ * ws=SIZE (also keep a self-verifying memory working set of SIZE dirty, memtouch's page
+ * format, one page between polls of the disk; default 0 = none).
+ * Heartbeat once a second:
+ *   blkcheck: pass=<p> blocks=<n> written=<w> verified=<v> maxlat_us=<us>[ mem_gen=<g> mem_pages=<n>]
+ * maxlat_us is the longest wait for a completion since the last heartbeat (the I/O stall the
+ * guest saw); the done line ends with worstlat_us, the longest of the whole run. */
 #include "cmdline.h"
 #include "layout.h"
 #include "lib.h"
@@ -20,6 +26,7 @@
 #include "progs.h"
 #include "sys.h"
 #include "time.h"
+#include "touch.h"
 #include "virtio_blk.h"
 
 #define BLOCK 4096
@@ -30,6 +37,7 @@
 
 static const char *me = "blkcheck";
 static struct vblk blk;
+static struct touch mt; /* the memory working set (ws=), npages 0 when off */
 
 static inline uint64_t mix64(uint64_t x)
 {
@@ -78,15 +86,58 @@ struct run {
 	uint64_t pass;
 	uint64_t next_beat;
 	uint64_t busy_tsc[2]; /* time spent in write / read phases */
+	uint64_t maxlat, worstlat; /* longest wait for a completion (TSC): window, whole run */
 };
 
 static void heartbeat(struct run *r, int force)
 {
 	if (!force && ticks < r->next_beat)
 		return;
-	kprintf("%s: pass=%lu blocks=%lu written=%lu verified=%lu\n", me, r->pass, r->blocks,
-		r->written, r->verified);
+	char memline[64] = "";
+
+	if (mt.npages)
+		ksnprintf(memline, sizeof(memline), " mem_gen=%lu mem_pages=%lu", mt.gen, mt.pages);
+	kprintf("%s: pass=%lu blocks=%lu written=%lu verified=%lu maxlat_us=%lu%s\n", me, r->pass,
+		r->blocks, r->written, r->verified, tsc_to_us(r->maxlat), memline);
+	r->maxlat = 0;
 	r->next_beat = ticks + timer_hz;
+}
+
+/* Waits for one completion, dirtying a page of the memory working set between polls when
+ * there is one; the wait counts toward maxlat. */
+static uint8_t wait_one(struct run *r, uint64_t *cookie)
+{
+	uint64_t t0 = rdtsc();
+	uint8_t st;
+
+	if (mt.npages) {
+		uint64_t tick0 = ticks;
+		int got;
+		/* vblk_wait's checks, now and then: the device's status and a 10 s limit. */
+		for (uint64_t n = 1; (got = vblk_poll(&blk, cookie, &st)) == 0; n++) {
+			touch_step(&mt);
+			if (n & 0x3ff)
+				continue;
+			if (virtio_status(&blk.dev) & VIRTIO_S_NEEDS_RESET) {
+				got = -1;
+				break;
+			}
+			if (ticks - tick0 > 10 * timer_hz) {
+				st = VBLK_S_TIMEOUT;
+				break;
+			}
+		}
+		if (got < 0)
+			st = VBLK_S_BROKEN;
+	} else {
+		st = vblk_wait(&blk, cookie, 10);
+	}
+	uint64_t dt = rdtsc() - t0;
+	if (dt > r->maxlat)
+		r->maxlat = dt;
+	if (dt > r->worstlat)
+		r->worstlat = dt;
+	return st;
 }
 
 /* One phase over all blocks: write generation g, or read and verify it. Keeps up to qd
@@ -117,7 +168,7 @@ static void phase(struct run *r, uint64_t g, int write)
 			vblk_kick(&blk);
 		/* Wait for one completion, then take every other one that is ready too. */
 		uint64_t cookie;
-		uint8_t st = vblk_wait(&blk, &cookie, 10);
+		uint8_t st = wait_one(r, &cookie);
 		do {
 			uint64_t start = cookie >> 8;
 			int slot = (int)(cookie & 0xff);
@@ -183,6 +234,7 @@ int prog_blkcheck(void)
 	uint64_t chunk = param_uint(me, "chunk", 64);
 	uint64_t qd = param_uint(me, "qd", 8);
 	uint64_t verify = param_uint(me, "verify", 0);
+	uint64_t ws = param_size(me, "ws", 0);
 	int verify_only = verify != 0;
 
 	if (chunk < 1 || chunk > VBLK_MAX_IO / BLOCK) {
@@ -215,13 +267,25 @@ int prog_blkcheck(void)
 		kprintf("%s: out of memory for %lu KiB of buffers\n", me, bufbytes / 1024);
 		return EXIT_BADPARAM;
 	}
+	uint64_t wsbase = 0;
+	if (ws) {
+		if (ws >= PAGE_SIZE && !(wsbase = mem_alloc(ws / PAGE_SIZE * PAGE_SIZE, 2 * MiB)))
+			wsbase = mem_alloc(ws / PAGE_SIZE * PAGE_SIZE, PAGE_SIZE);
+		if (!wsbase) {
+			kprintf("%s: bad parameter ws=%lu: 4 KiB to the %lu MiB of RAM that is free\n",
+				me, ws, mem_free_bytes() / MiB);
+			return EXIT_BADPARAM;
+		}
+	}
 	if (time_calibrate() < 0) {
 		kprintf("%s: the LAPIC timer does not tick\n", me);
 		return EXIT_PLATFORM;
 	}
-	kprintf("%s: disk=00:%02x.0 bar=0x%lx capacity=%lu blocks=%lu passes=%lu secs=%lu chunk=%lu qd=%lu ro=%d flush=%d%s\n",
+	if (ws)
+		touch_init(&mt, wsbase, ws / PAGE_SIZE, 0, 1, -1, 0);
+	kprintf("%s: disk=00:%02x.0 bar=0x%lx capacity=%lu blocks=%lu passes=%lu secs=%lu chunk=%lu qd=%lu ro=%d flush=%d ws=%lu%s\n",
 		me, blk.dev.pci.slot, (uint64_t)(uintptr_t)blk.dev.common, blk.capacity, blocks, passes, secs, chunk, qd, blk.ro, blk.flush,
-		verify_only ? " verify-only" : "");
+		ws / PAGE_SIZE * PAGE_SIZE, verify_only ? " verify-only" : "");
 	kprintf("READY\n");
 	if (blk.ro && !verify_only)
 		return probe_read_only(buf);
@@ -232,8 +296,8 @@ int prog_blkcheck(void)
 		r.pass = 1;
 		phase(&r, verify, 0);
 		heartbeat(&r, 1);
-		kprintf("%s: done gen=%lu blocks=%lu read_mbs=%lu\n", me, verify, blocks,
-			mbs(r.verified * BLOCK, r.busy_tsc[1]));
+		kprintf("%s: done gen=%lu blocks=%lu read_mbs=%lu worstlat_us=%lu\n", me, verify,
+			blocks, mbs(r.verified * BLOCK, r.busy_tsc[1]), tsc_to_us(r.worstlat));
 		return EXIT_OK;
 	}
 	uint64_t start = ticks, g = 0;
@@ -251,7 +315,8 @@ int prog_blkcheck(void)
 		phase(&r, g, 0);
 		heartbeat(&r, 1);
 	}
-	kprintf("%s: done gen=%lu blocks=%lu write_mbs=%lu read_mbs=%lu\n", me, g, blocks,
-		mbs(r.written * BLOCK, r.busy_tsc[0]), mbs(r.verified * BLOCK, r.busy_tsc[1]));
+	kprintf("%s: done gen=%lu blocks=%lu write_mbs=%lu read_mbs=%lu worstlat_us=%lu\n", me, g,
+		blocks, mbs(r.written * BLOCK, r.busy_tsc[0]), mbs(r.verified * BLOCK, r.busy_tsc[1]),
+		tsc_to_us(r.worstlat));
 	return EXIT_OK;
 }

@@ -242,6 +242,27 @@ faultproxy_start() {
 	fail "faultproxy did not start"
 }
 
+# blk_mem_gen CONSOLE: the generation of blkcheck's memory working set (ws=) in CONSOLE's
+# last heartbeat, 0 before the first.
+blk_mem_gen() {
+	sed -n 's/^blkcheck: pass=.* mem_gen=\([0-9]*\) .*/\1/p' "$1" | tail -n 1 | grep . || echo 0
+}
+
+# blk_mem_went_on CONSOLE GEN: blkcheck's memory working set in CONSOLE went at least two
+# generations past GEN (every page checked and rewritten at least once since then), with no
+# corruption seen.
+blk_mem_went_on() {
+	local console=$1 gen=$2
+	for _ in $(seq 300); do
+		[ "$(blk_mem_gen "$console")" -ge $((gen + 2)) ] && break
+		grep -q '^blkcheck: done' "$console" && break
+		sleep 0.2
+	done
+	! grep -q CORRUPT "$console" || fail "the guest found corruption in memory or on disk"
+	[ "$(blk_mem_gen "$console")" -ge $((gen + 2)) ] ||
+		fail "the memory working set went from generation $gen only to $(blk_mem_gen "$console")"
+}
+
 # blk_finished NAME CONSOLE IMAGE PASSES [OTHER_CONSOLE] [BLOCKS]: blkcheck in VM NAME
 # (console CONSOLE) finished all PASSES (any: a secs= run) with no corruption seen (in either console), and once
 # the VM is gone, every block of IMAGE verifies from the host (BLOCKS: its blocks= option,

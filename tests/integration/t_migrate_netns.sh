@@ -174,10 +174,10 @@ test_migrate_netns_slow_link_downtime_limit() {
 	on_b "$HVCTL" stop dl || fail "stop on $LAB_B failed"
 }
 
-# Storage between the two machines, blkcheck writing and verifying throughout: first shared
-# (both see one directory; B opens the source's path, --shared-storage), then back to A with
-# the disk copied into A's own directory (--storage copy). The guest finishes every pass on
-# the copy, checked from the host.
+# Storage between the two machines, blkcheck writing and verifying its disk and 4 MiB of
+# memory throughout: first shared (both see one directory; B opens the source's path,
+# --shared-storage), then back to A with the disk copied into A's own directory (--storage
+# copy). The guest finishes every pass on the copy, checked from the host.
 test_migrate_netns_shared_then_copied_storage() {
 	local key
 	lab_up
@@ -185,18 +185,19 @@ test_migrate_netns_shared_then_copied_storage() {
 	mkdir -p "$T/shared" "$T/a-local"
 	truncate -s 64M "$T/shared/disk.img"
 	on_a "$HVCTL" run --detach --name st --console "file:$T/st-a.console" --kernel "$GUEST" --mem 256M \
-		--disk "$T/shared/disk.img" --cmdline "prog=blkcheck passes=300 blocks=4096" >/dev/null || fail "hvctl run in $LAB_A failed"
+		--disk "$T/shared/disk.img" --cmdline "prog=blkcheck passes=300 blocks=4096 ws=4M" >/dev/null || fail "hvctl run in $LAB_A failed"
 	wait_for "$T/st-a.console" '^blkcheck: pass=1 ' 30
 	on_b "$HVCTL" receive --listen 10.77.0.2:47211 --console "file:$T/st-b.console" --timeout 60 --detach \
 		--psk "$key" --shared-storage >/dev/null || fail "hvctl receive in $LAB_B failed"
 	on_a "$HVCTL" migrate st 10.77.0.2:47211 --psk "$key" >"$T/mig.out" 2>"$T/mig.err" ||
 		{ cat "$T/mig.out" "$T/mig.err" >&2; fail "the shared-storage migration failed"; }
-	wait_for "$T/st-b.console" '^blkcheck: (pass=|done)' 60
+	blk_mem_went_on "$T/st-b.console" "$(blk_mem_gen "$T/st-a.console")"
 	on_a "$HVCTL" receive --listen 10.77.0.1:47212 --console "file:$T/st-a2.console" --timeout 60 --detach \
 		--psk "$key" --disk-dir "$T/a-local" >/dev/null || fail "hvctl receive in $LAB_A failed"
 	on_b "$HVCTL" migrate st 10.77.0.1:47212 --psk "$key" --storage copy --max-rounds 3 >"$T/mig.out" 2>"$T/mig.err" ||
 		{ cat "$T/mig.out" "$T/mig.err" >&2; fail "the migration with the disk copied failed"; }
 	grep -q '^  disks copied ' "$T/mig.out" || { cat "$T/mig.out"; fail "the summary does not name the copy"; }
+	blk_mem_went_on "$T/st-a2.console" "$(blk_mem_gen "$T/st-b.console")"
 	HV_RUN_DIR=$T/runA blk_finished st "$T/st-a2.console" "$T/a-local/disk.img" 300 "$T/st-a.console" 4096
 	mig_no_corrupt "$T/st-b.console"
 }

@@ -12,21 +12,23 @@ copy_receiver() {
 	mig_receiver "$name" "127.0.0.1:$port" "$T/$name.console" --disk-dir "$dir" "$@"
 }
 
-# A guest writing and verifying its whole disk throughout: the copy follows every write
-# (round 0 the data, then the blocks written again, the last with the guest paused), and the
-# guest finishes its passes on the destination's image, every block checked from the host.
+# A guest writing and verifying its whole disk throughout, and 4 MiB of its memory: the copy
+# follows every write (round 0 the data, then the blocks written again, the last with the
+# guest paused), and the guest finishes its passes on the destination's image, every block
+# checked from the host, every page of its working set checked in the guest.
 test_storage_copy_while_the_guest_writes() {
 	local port
 	port=$(mig_unused_port 47871)
 	mkdir -p "$T/a"
 	truncate -s 64M "$T/a/disk.img"
-	start_vm cw --mem 256M --disk "$T/a/disk.img" --kernel "$GUEST" --cmdline "prog=blkcheck passes=100 blocks=4096"
+	start_vm cw --mem 256M --disk "$T/a/disk.img" --kernel "$GUEST" --cmdline "prog=blkcheck passes=100 blocks=4096 ws=4M"
 	wait_for "$T/cw.console" '^blkcheck: pass=1 ' 30
 	copy_receiver cwd "$port" "$T/b"
 	# At most 4 rounds: blkcheck rewrites its 16 MiB faster than a slow host (nested, emulated:
 	# 4 MiB/s) copies them, so it never converges there; every round and the switchover carry
 	# written blocks.
 	mig_migrate cw "127.0.0.1:$port" --storage copy --max-rounds 4
+	blk_mem_went_on "$T/cwd.console" "$(blk_mem_gen "$T/cw.console")"
 	[ -f "$T/b/disk.img" ] || fail "no copy in the destination's --disk-dir"
 	[ "$(stat -c %a "$T/b/disk.img")" = 600 ] || fail "the copy is not 0600"
 	blk_finished cwd "$T/cwd.console" "$T/b/disk.img" 100 "$T/cw.console" 4096
@@ -151,13 +153,14 @@ test_storage_copy_cancelled_leaves_nothing() {
 }
 
 # Ping-pong: the same guest and disk moved between two "hosts" (two directories) five times
-# with its disk, blkcheck writing and verifying throughout (the last move with the guest
-# paused, so that the two images can be compared: identical); it finishes every pass.
+# with its disk, blkcheck writing and verifying its disk and 4 MiB of memory throughout (the
+# last move with the guest paused, so that the two images can be compared: identical); it
+# finishes every pass.
 test_storage_copy_ping_pong() {
 	local port here=h1 there=h2 name=pp0 next t
 	mkdir -p "$T/h1" "$T/h2"
 	truncate -s 64M "$T/h1/disk.img"
-	start_vm pp0 --mem 256M --disk "$T/h1/disk.img" --kernel "$GUEST" --cmdline "prog=blkcheck passes=300 blocks=4096"
+	start_vm pp0 --mem 256M --disk "$T/h1/disk.img" --kernel "$GUEST" --cmdline "prog=blkcheck passes=300 blocks=4096 ws=4M"
 	wait_for "$T/pp0.console" '^blkcheck: pass=1 ' 30
 	for i in 1 2 3 4 5; do
 		port=$(mig_unused_port $((47890 + i)))
@@ -166,7 +169,7 @@ test_storage_copy_ping_pong() {
 		copy_receiver "$next" "$port" "$T/$there" --force
 		if [ "$i" -lt 5 ]; then
 			mig_migrate "$name" "127.0.0.1:$port" --storage copy --max-rounds 3
-			wait_for "$T/$next.console" '^blkcheck: (pass=|done)' 60
+			blk_mem_went_on "$T/$next.console" "$(blk_mem_gen "$T/$name.console")"
 		else
 			"$HVCTL" pause "$name" >/dev/null || fail "hvctl pause failed"
 			mig_migrate "$name" "127.0.0.1:$port" --storage copy --offline
@@ -181,14 +184,15 @@ test_storage_copy_ping_pong() {
 	blk_finished "$name" "$T/$name.console" "$T/$here/disk.img" 300 "$T/pp0.console" 4096
 }
 
-# hvctl move-disk: the disk of a guest that writes and verifies it throughout moves to a new
+# hvctl move-disk: the disk of a guest that writes and verifies it (and 4 MiB of its memory)
+# throughout moves to a new
 # image on this host; the guest finishes every pass on the new image (every block checked
 # from the host), the old one is named and left alone. Refusals first, each one line with
 # nothing created and the guest undisturbed.
 test_move_disk_while_the_guest_writes() {
 	truncate -s 64M "$T/old.img"
 	mkdir -p "$T/new"
-	start_vm md --mem 256M --disk "$T/old.img" --kernel "$GUEST" --cmdline "prog=blkcheck passes=0 secs=25 blocks=4096"
+	start_vm md --mem 256M --disk "$T/old.img" --kernel "$GUEST" --cmdline "prog=blkcheck passes=0 secs=25 blocks=4096 ws=4M"
 	wait_for "$T/md.console" '^blkcheck: pass=1 ' 30
 	echo x >"$T/new/taken.img"
 	expect_error "moving disk0 of 'md' failed: '$T/new/taken.img' exists; move-disk never replaces a file; the disk stays at $T/old.img" \
@@ -203,6 +207,7 @@ test_move_disk_while_the_guest_writes() {
 		{ cat "$T/mv.out" "$T/mv.err"; fail "hvctl move-disk failed"; }
 	grep -q "^moved disk0 of md to $T/new/disk.img$" "$T/mv.out" || { cat "$T/mv.out"; fail "no summary"; }
 	grep -q "old image  *$T/old.img (left as it was" "$T/mv.out" || { cat "$T/mv.out"; fail "the old image is not named"; }
+	blk_mem_went_on "$T/md.console" "$(blk_mem_gen "$T/md.console")"
 	blk_finished md "$T/md.console" "$T/new/disk.img" any "$T/md.console" 4096
 }
 

@@ -884,9 +884,12 @@ static void test_disk_copy_is_identical_and_sparse(void **state)
 	struct wire_decoder dec;
 
 	wire_decoder_init(&dec);
+	/* Round 0's amount, for the progress: the data extents, the hole left out. */
+	assert_int_equal(disk_copy_extent_bytes(&src), (BLOCKS - 4) * DEV_TRACK_BLOCK);
 	assert_int_equal(disk_copy_send_all(&src), 0);
 	assert_int_equal(src.blocks_sent, BLOCKS - 5);
 	assert_int_equal(src.zero_blocks, 1);
+	assert_int_equal(src.scanned_bytes, (BLOCKS - 4) * DEV_TRACK_BLOCK);
 	uint8_t *buf = stream_bytes(sfd, &len);
 	apply_stream(&dst, &dec, buf, len);
 	free(buf);
@@ -904,6 +907,7 @@ static void test_disk_copy_is_identical_and_sparse(void **state)
 	assert_int_equal(request(f, VIRTIO_BLK_T_WRITE_ZEROES, 0, f->data, 16, false, NULL), VIRTIO_BLK_S_OK);
 	assert_int_equal(disk_copy_collect(&src), 2);
 	assert_int_equal(disk_copy_send_dirty(&src), 0);
+	assert_int_equal(src.scanned_bytes, (BLOCKS - 2) * DEV_TRACK_BLOCK);
 	assert_int_equal(disk_copy_collect(&src), 0);
 	buf = stream_bytes(sfd, &len);
 	apply_stream(&dst, &dec, buf, len);
@@ -1013,10 +1017,16 @@ static void check_image(const char *path, const struct writer *w)
 }
 
 static int count_progress;
+static unsigned rounds_seen_complete;
+
+/* Every report's round progress is within its round; some show a round complete. */
 static void count(void *opaque, const struct disk_move_stats *st)
 {
-	(void)opaque, (void)st;
+	(void)opaque;
 	count_progress++;
+	assert_true(st->round_done_bytes <= st->round_bytes);
+	if (st->round_bytes && st->round_done_bytes == st->round_bytes)
+		rounds_seen_complete++;
 }
 
 /* The disk moves under a guest that writes all the time: no write is lost (the new image
@@ -1042,6 +1052,7 @@ static void test_move_disk_under_writes(void **state)
 	if (disk_move(&reg, "disk0", moved, &cancel, count, NULL, &st) < 0)
 		fail_msg("the move failed: %s", st.error);
 	assert_string_equal(st.phase, "done");
+	assert_true(rounds_seen_complete > 0);
 	assert_string_equal(st.old_path, f->image);
 	assert_string_equal(st.new_path, moved);
 	unsigned at_switch = w->writes;
