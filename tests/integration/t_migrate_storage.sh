@@ -47,8 +47,22 @@ test_storage_copy_is_identical_and_sparse() {
 	wait_for "$T/ci.console" 'memtouch: tick=' 20
 	"$HVCTL" pause ci >/dev/null || fail "hvctl pause failed"
 	copy_receiver cid "$port" "$T/b"
-	mig_migrate ci "127.0.0.1:$port" --storage copy --offline
+	"$HVCTL" migrate ci "127.0.0.1:$port" --storage copy --offline --json >"$T/ev.json" 2>"$T/mig.err" ||
+		{ cat "$T/mig.err"; fail "hvctl migrate --storage copy --offline failed"; }
 	cmp "$T/a/disk.img" "$T/b/disk.img" || fail "the copy differs from the source's image"
+	# The progress counted the disk's 8 MiB (2048 pages' worth) beside the memory, and the
+	# round ended complete.
+	python3 - "$T/ev.json" <<'PY' || fail "the progress did not count the disk"
+import json, sys
+ev = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
+last = [e for e in ev if e.get("event") == "migration-done"][-1]
+# Besides the memory pages it went through (sent, or zero), the disk's.
+disk = last["round_done_pages"] - last["pages_sent"] - last["zero_pages"]
+ok = disk == 2048 and last["round_done_pages"] == last["round_pages"]
+if not ok:
+    print("migration-done: %s" % last, file=sys.stderr)
+sys.exit(0 if ok else 1)
+PY
 	used=$(du -k "$T/b/disk.img" | cut -f1)
 	[ "$used" -le 12288 ] || fail "the copy takes $used KiB for 8 MiB of data: not sparse"
 	"$HVCTL" resume cid >/dev/null || fail "hvctl resume on the destination failed"
