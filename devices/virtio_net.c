@@ -1,6 +1,7 @@
 /* virtio-net: guest packets go to a TAP, TAP packets come to the guest. See virtio_net.h. */
 #include "devices/virtio_net.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -17,6 +18,7 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
 #include <sys/uio.h>
 #include <unistd.h>
 #include <uuid/uuid.h>
@@ -36,9 +38,14 @@ struct virtio_net {
 	struct virtio_pci *vp;
 	int tap_fd;
 	char ifname[IFNAMSIZ];
-	pthread_mutex_t cfg_lock; /* mac, status */
+	pthread_mutex_t cfg_lock; /* mac, status, guest_ip, the announcement schedule */
 	uint8_t mac[6];
 	uint16_t status;
+	uint32_t guest_ip; /* IPv4 (network order) the guest sends from; 0 until seen */
+	/* Host-side announcements still to send, the gap before the next one, its growth. */
+	unsigned ann_left, ann_gap_ms, ann_step_ms;
+	uint64_t ann_frames; /* frames announced so far (RARP and gratuitous ARP) */
+	int ann_timer;       /* timerfd on the TX thread: the next round */
 	int stop_fd;
 	pthread_t rx_thread, tx_thread;
 	bool rx_started, tx_started;
@@ -284,6 +291,41 @@ static void tap_write(struct virtio_net *n, struct iovec *iov, int cnt)
 	}
 }
 
+/* A unicast IPv4 address a host may announce: not 0.0.0.0/8, loopback, multicast or
+ * broadcast (network order in, as on the wire). */
+static bool unicast_ipv4(uint32_t ip_be)
+{
+	uint32_t a = ntohl(ip_be);
+
+	return (a >> 24) != 0 && (a >> 24) != 127 && (a >> 28) < 14;
+}
+
+/* The guest's IPv4 address, from what it sends with its own MAC: an ARP's sender, or an
+ * IPv4 packet's source. Only a hint for announcements (gratuitous ARP): guest memory may
+ * change under the read, which is why it is only ever a unicast address. */
+static void learn_guest_ip(struct virtio_net *n, const struct virtq_chain *c)
+{
+	uint8_t f[42];
+	size_t len = c->out_len - VIRTIO_NET_HDR_LEN;
+	uint32_t ip = 0;
+
+	if (len < 34)
+		return;
+	virtq_iov_read(c->iov, c->n_out, VIRTIO_NET_HDR_LEN, f, len < sizeof(f) ? len : sizeof(f));
+	if (memcmp(f + 6, n->mac, 6))
+		return;
+	if (f[12] == 0x08 && f[13] == 0x06 && len >= 42 && f[14] == 0 && f[15] == 1 && f[16] == 0x08 &&
+	    f[17] == 0 && f[18] == 6 && f[19] == 4 && !memcmp(f + 22, n->mac, 6))
+		memcpy(&ip, f + 28, 4); /* ARP: the sender's protocol address */
+	else if (f[12] == 0x08 && f[13] == 0x00 && (f[14] >> 4) == 4)
+		memcpy(&ip, f + 26, 4); /* IPv4: the source address */
+	if (ip == n->guest_ip || !unicast_ipv4(ip))
+		return;
+	pthread_mutex_lock(&n->cfg_lock);
+	n->guest_ip = ip;
+	pthread_mutex_unlock(&n->cfg_lock);
+}
+
 void virtio_net_process_tx(struct virtio_net *n)
 {
 	struct virtq *q = virtio_pci_queue(n->vp, VIRTIO_NET_TXQ);
@@ -307,6 +349,7 @@ void virtio_net_process_tx(struct virtio_net *n)
 			iov[0] = (struct iovec){ (void *)&zero_hdr, sizeof(zero_hdr) };
 			int k = virtq_iov_slice(c->iov, c->n_out, VIRTIO_NET_HDR_LEN,
 						c->out_len - VIRTIO_NET_HDR_LEN, &iov[1], VIRTQ_MAX_SEGS);
+			learn_guest_ip(n, c);
 			tap_write(n, iov, k + 1);
 			virtq_push(q, c, 0);
 		}
@@ -359,18 +402,85 @@ void virtio_net_process_ctrl(struct virtio_net *n)
 	pthread_mutex_unlock(&q->lock);
 }
 
+/* ---- announcements ---- */
+
+static void arm_ms(int timer, unsigned ms)
+{
+	struct itimerspec t = { .it_value = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000 } };
+
+	if (timerfd_settime(timer, 0, &t, NULL) < 0)
+		hv_debug("virtio-net: cannot arm the announcement timer: %s", strerror(errno));
+}
+
+/* An ARP-shaped frame from the NIC's MAC to everyone: RARP "who am I" (what switches learn
+ * from, QEMU's announce-self), or a gratuitous ARP request for ip (what hosts and routers
+ * update their ARP caches from). */
+static void announce_frame(uint8_t f[60], const uint8_t mac[6], bool rarp, uint32_t ip)
+{
+	memset(f, 0, 60);
+	memset(f, 0xff, 6);
+	memcpy(f + 6, mac, 6);
+	f[12] = rarp ? 0x80 : 0x08;               /* ethertype RARP (0x8035) or ARP (0x0806) */
+	f[13] = rarp ? 0x35 : 0x06;
+	f[14] = 0, f[15] = 1;                     /* hardware: Ethernet */
+	f[16] = 0x08, f[17] = 0x00;               /* protocol: IPv4 */
+	f[18] = 6, f[19] = 4;                     /* address lengths */
+	f[20] = 0, f[21] = rarp ? 3 : 1;          /* op: reverse request, or request */
+	memcpy(f + 22, mac, 6);                   /* sender */
+	if (rarp) {
+		memcpy(f + 32, mac, 6);           /* target: the same MAC */
+	} else {
+		memcpy(f + 28, &ip, 4);           /* sender and target: the guest's address */
+		memcpy(f + 38, &ip, 4);
+	}
+}
+
+/* One round: RARP, and a gratuitous ARP once the guest's address is known; then the timer
+ * for the next, the gap growing each time. */
+static void announce_round(struct virtio_net *n)
+{
+	uint8_t mac[6], f[60];
+	uint32_t ip;
+
+	pthread_mutex_lock(&n->cfg_lock);
+	if (!n->ann_left) {
+		pthread_mutex_unlock(&n->cfg_lock);
+		return;
+	}
+	n->ann_left--;
+	memcpy(mac, n->mac, 6);
+	ip = n->guest_ip;
+	unsigned gap = n->ann_gap_ms;
+	bool more = n->ann_left > 0;
+	n->ann_gap_ms = gap + n->ann_step_ms < DEV_ANNOUNCE_MAX_GAP_MS ? gap + n->ann_step_ms : DEV_ANNOUNCE_MAX_GAP_MS;
+	pthread_mutex_unlock(&n->cfg_lock);
+
+	announce_frame(f, mac, true, 0);
+	uint64_t sent = virtio_net_send_to_host(n, f, sizeof(f)) == 0;
+	if (ip) {
+		announce_frame(f, mac, false, ip);
+		sent += virtio_net_send_to_host(n, f, sizeof(f)) == 0;
+	}
+	pthread_mutex_lock(&n->cfg_lock);
+	n->ann_frames += sent;
+	pthread_mutex_unlock(&n->cfg_lock);
+	if (more)
+		arm_ms(n->ann_timer, gap);
+}
+
 static void *tx_thread(void *arg)
 {
 	struct virtio_net *n = arg;
-	struct pollfd pfd[3] = {
+	struct pollfd pfd[4] = {
 		{ .fd = virtio_pci_queue_eventfd(n->vp, VIRTIO_NET_TXQ), .events = POLLIN },
 		{ .fd = virtio_pci_queue_eventfd(n->vp, VIRTIO_NET_CTRLQ), .events = POLLIN },
 		{ .fd = n->stop_fd, .events = POLLIN },
+		{ .fd = n->ann_timer, .events = POLLIN },
 	};
 
 	pthread_setname_np(pthread_self(), "virtio-net-tx");
 	for (;;) {
-		if (poll(pfd, 3, -1) < 0) {
+		if (poll(pfd, 4, -1) < 0) {
 			if (errno == EINTR)
 				continue;
 			break;
@@ -384,6 +494,10 @@ static void *tx_thread(void *arg)
 		if (pfd[1].revents & POLLIN) {
 			drain(pfd[1].fd);
 			virtio_net_process_ctrl(n);
+		}
+		if (pfd[3].revents & POLLIN) {
+			drain(pfd[3].fd);
+			announce_round(n);
 		}
 	}
 	return NULL;
@@ -447,6 +561,7 @@ struct virtio_net *virtio_net_create_fd(struct pci_bus *bus, int slot, const cha
 	}
 	n->tap_fd = fd;
 	n->stop_fd = -1;
+	n->ann_timer = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
 	pthread_mutex_init(&n->cfg_lock, NULL);
 	memcpy(n->mac, mac, 6);
 	n->status = VIRTIO_NET_S_LINK_UP;
@@ -455,7 +570,7 @@ struct virtio_net *virtio_net_create_fd(struct pci_bus *bus, int slot, const cha
 	if (!n->vp)
 		goto fail;
 	n->stop_fd = eventfd(0, EFD_CLOEXEC);
-	if (n->stop_fd < 0 || pthread_create(&n->rx_thread, NULL, rx_thread, n) != 0) {
+	if (n->stop_fd < 0 || n->ann_timer < 0 || pthread_create(&n->rx_thread, NULL, rx_thread, n) != 0) {
 		hv_error("virtio-net: cannot start the I/O threads for TAP %s", ifname);
 		goto fail;
 	}
@@ -487,6 +602,8 @@ void virtio_net_destroy(struct virtio_net *n)
 	virtio_pci_destroy(n->vp);
 	if (n->stop_fd >= 0)
 		close(n->stop_fd);
+	if (n->ann_timer >= 0)
+		close(n->ann_timer);
 	if (n->tap_fd >= 0)
 		close(n->tap_fd);
 	pthread_mutex_destroy(&n->cfg_lock);
@@ -528,7 +645,16 @@ void virtio_net_get_state(struct virtio_net *n, struct virtio_net_state *st)
 	pthread_mutex_lock(&n->cfg_lock);
 	memcpy(st->mac, n->mac, 6);
 	st->status = n->status;
+	st->guest_ip = n->guest_ip;
 	pthread_mutex_unlock(&n->cfg_lock);
+}
+
+uint64_t virtio_net_announced(struct virtio_net *n)
+{
+	pthread_mutex_lock(&n->cfg_lock);
+	uint64_t v = n->ann_frames;
+	pthread_mutex_unlock(&n->cfg_lock);
+	return v;
 }
 
 int virtio_net_set_state(struct virtio_net *n, const struct virtio_net_state *st)
@@ -536,13 +662,17 @@ int virtio_net_set_state(struct virtio_net *n, const struct virtio_net_state *st
 	pthread_mutex_lock(&n->cfg_lock);
 	memcpy(n->mac, st->mac, 6);
 	n->status = st->status & (VIRTIO_NET_S_LINK_UP | VIRTIO_NET_S_ANNOUNCE);
+	n->guest_ip = unicast_ipv4(st->guest_ip) ? st->guest_ip : 0;
 	pthread_mutex_unlock(&n->cfg_lock);
 	return 0;
 }
 
 /* ---- saved state (dev_state.h) ---- */
 
-enum { NET_SEC_NIC = VIRTIO_PCI_SEC_DEVICE }; /* 6 bytes MAC, u16 status */
+enum {
+	NET_SEC_NIC = VIRTIO_PCI_SEC_DEVICE, /* 6 bytes MAC, u16 status */
+	NET_SEC_ADDR,                        /* u32: the guest's IPv4 address, network order; 0 none */
+};
 
 static int net_save(void *dev, struct state_out *o)
 {
@@ -555,6 +685,9 @@ static int net_save(void *dev, struct state_out *o)
 	state_out_bytes(o, st.mac, sizeof(st.mac));
 	state_out_u16(o, st.status);
 	state_out_end(o);
+	state_out_begin(o, NET_SEC_ADDR);
+	state_out_bytes(o, &st.guest_ip, sizeof(st.guest_ip));
+	state_out_end(o);
 	return state_out_error(o);
 }
 
@@ -562,6 +695,16 @@ static int net_decode_own(void *ctx, struct state_sec *s, char *err, size_t errl
 {
 	struct virtio_net_state *st = ctx;
 
+	if (s->id == NET_SEC_ADDR) {
+		state_sec_bytes(s, &st->guest_ip, sizeof(st->guest_ip));
+		if (state_sec_end(s, "virtio-net address", err, errlen) < 0)
+			return -1;
+		if (st->guest_ip && !unicast_ipv4(st->guest_ip)) {
+			snprintf(err, errlen, "virtio-net address: the saved guest address is not a unicast IPv4 address");
+			return -1;
+		}
+		return 0;
+	}
 	state_sec_bytes(s, st->mac, sizeof(st->mac));
 	st->status = state_sec_u16(s);
 	if (state_sec_end(s, "virtio-net NIC", err, errlen) < 0)
@@ -584,7 +727,7 @@ static int net_load(void *dev, const void *blob, size_t len, char *err, size_t e
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
-	if (virtio_pci_decode(n->vp, blob, len, tr, net_decode_own, &st, 1ull << NET_SEC_NIC, err,
+	if (virtio_pci_decode(n->vp, blob, len, tr, net_decode_own, &st, 1ull << NET_SEC_NIC | 1ull << NET_SEC_ADDR, err,
 			      errlen) < 0)
 		goto out;
 	/* The transport first: it validates before it applies; the NIC's part cannot fail. */
@@ -611,30 +754,31 @@ static void net_describe(void *dev, struct dev_desc *d)
 	d->str(d, "mac", text);
 }
 
-/* A RARP request "who am I", from and about the NIC's MAC (what switches learn from), and
- * VIRTIO_NET_S_ANNOUNCE for a driver that sends its own. */
-static void net_announce(void *dev)
+/* After a migration or a restore: the first round of host-side announcements now (the
+ * others on the TX thread's timer), and the request to the guest's driver. */
+static void net_announce(void *dev, const struct dev_announce *a)
 {
 	struct virtio_net *n = dev;
-	uint8_t f[60] = { 0 }, mac[6];
 
-	virtio_net_get_mac(n, mac);
-	memset(f, 0xff, 6);
-	memcpy(f + 6, mac, 6);
-	f[12] = 0x80, f[13] = 0x35;           /* ethertype RARP */
-	f[14] = 0, f[15] = 1;                 /* hardware: Ethernet */
-	f[16] = 0x08, f[17] = 0x00;           /* protocol: IPv4 */
-	f[18] = 6, f[19] = 4;                 /* address lengths */
-	f[20] = 0, f[21] = 3;                 /* op: reverse request */
-	memcpy(f + 22, mac, 6);
-	memcpy(f + 32, mac, 6);
-	virtio_net_send_to_host(n, f, sizeof(f));
-	virtio_net_announce(n);
+	pthread_mutex_lock(&n->cfg_lock);
+	n->ann_left = a->rounds < DEV_ANNOUNCE_MAX_ROUNDS ? a->rounds : DEV_ANNOUNCE_MAX_ROUNDS;
+	n->ann_gap_ms = DEV_ANNOUNCE_FIRST_GAP_MS;
+	n->ann_step_ms = a->step_ms < DEV_ANNOUNCE_MAX_STEP_MS ? a->step_ms : DEV_ANNOUNCE_MAX_STEP_MS;
+	pthread_mutex_unlock(&n->cfg_lock);
+	announce_round(n);
+	if (a->guest)
+		virtio_net_announce(n);
 }
 
 static void net_pause(void *dev)
 {
-	virtio_pci_pause(((struct virtio_net *)dev)->vp);
+	struct virtio_net *n = dev;
+
+	/* A guest on its way out announces nothing more from here. */
+	pthread_mutex_lock(&n->cfg_lock);
+	n->ann_left = 0;
+	pthread_mutex_unlock(&n->cfg_lock);
+	virtio_pci_pause(n->vp);
 }
 
 static void net_resume(void *dev)
@@ -644,7 +788,7 @@ static void net_resume(void *dev)
 
 const struct dev_state_ops virtio_net_state_ops = {
 	.type = "virtio-net",
-	.version = 2,
+	.version = 3, /* 3: the guest's address */
 	.save = net_save,
 	.load = net_load,
 	.describe = net_describe,

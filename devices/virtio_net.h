@@ -26,7 +26,8 @@ struct virtio_pci;
 /* Device state for migration beyond the transport's. */
 struct virtio_net_state {
 	uint8_t mac[6];
-	uint16_t status; /* VIRTIO_NET_S_LINK_UP | VIRTIO_NET_S_ANNOUNCE */
+	uint16_t status;   /* VIRTIO_NET_S_LINK_UP | VIRTIO_NET_S_ANNOUNCE */
+	uint32_t guest_ip; /* the IPv4 address the guest sends from (network order), 0: none seen */
 };
 
 /* Attaches to (or creates) TAP `ifname` and puts the device at `slot` with `mac`. NULL on
@@ -55,6 +56,9 @@ void virtio_net_default_mac(const char *uuid, int index, uint8_t mac[6]);
 bool virtio_net_announce(struct virtio_net *n);
 /* Sends an Ethernet frame out of the TAP as if the guest had sent it (host-side RARP
  * announcement). 0 or -errno. */
+/* Frames announced from the host so far (RARP and gratuitous ARP, dev_state.h's
+ * announce). */
+uint64_t virtio_net_announced(struct virtio_net *n);
 int virtio_net_send_to_host(struct virtio_net *n, const void *frame, size_t len);
 
 /* Queue processing, as the I/O threads do it (unit tests call these directly).
@@ -65,10 +69,10 @@ void virtio_net_process_tx(struct virtio_net *n);
 void virtio_net_process_ctrl(struct virtio_net *n);
 
 void virtio_net_get_state(struct virtio_net *n, struct virtio_net_state *st);
-/* Takes over the MAC and the status of the saved device. */
+/* Takes over the MAC, the status and the guest's address of the saved device. */
 int virtio_net_set_state(struct virtio_net *n, const struct virtio_net_state *st);
 /* Its state ops (dev_state.h; `dev` is the struct virtio_net): the transport's sections and
- * one of its own (MAC, status). */
+ * two of its own (MAC and status; the guest's address, for gratuitous ARP). */
 extern const struct dev_state_ops virtio_net_state_ops;
 
 #endif

@@ -14,6 +14,22 @@
 
 struct state_out;
 
+/* How devices tell the network where the guest now is, after a migration or a restore
+ * (hvctl receive --announce-rounds, --announce-step, --no-guest-announce): `rounds`
+ * host-side announcements (0: none), the first at once, then after 50 ms, the gap growing
+ * by `step_ms` each round up to DEV_ANNOUNCE_MAX_GAP_MS; and, if `guest`, one request to
+ * the guest's driver to announce itself. */
+struct dev_announce {
+	unsigned rounds;
+	unsigned step_ms;
+	bool guest;
+};
+#define DEV_ANNOUNCE_DEFAULT ((struct dev_announce){ .rounds = 5, .step_ms = 100, .guest = true })
+#define DEV_ANNOUNCE_FIRST_GAP_MS 50
+#define DEV_ANNOUNCE_MAX_GAP_MS 1000
+#define DEV_ANNOUNCE_MAX_ROUNDS 100
+#define DEV_ANNOUNCE_MAX_STEP_MS 10000
+
 /* Where `describe` puts what a destination must provide for the device (HELLO's device
  * list: one JSON object per device; the migration code supplies the writer). */
 struct dev_desc {
@@ -53,8 +69,9 @@ struct dev_state_ops {
 	void (*pause)(void *dev);
 	void (*resume)(void *dev);
 	/* Optional: on a destination, once the guest runs, tell the network where the device
-	 * is now (a NIC: RARP from its MAC, and a request to the guest to announce itself). */
-	void (*announce)(void *dev);
+	 * is now (a NIC: RARP from its MAC and a gratuitous ARP for the guest's address, in
+	 * rounds, and a request to the guest to announce itself), as `a` says. */
+	void (*announce)(void *dev, const struct dev_announce *a);
 };
 
 #define DEV_TRACK_BLOCK (64u * 1024)

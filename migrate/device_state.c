@@ -244,9 +244,9 @@ int device_state_rx_apply(struct device_state_rx *rx, char *err, size_t errlen)
 	return r->n;
 }
 
-void device_state_announce(struct machine *m)
+void device_state_announce(struct machine *m, const struct dev_announce *a)
 {
 	for (int i = 0; i < m->devs.n; i++)
 		if (m->devs.e[i].ops->announce)
-			m->devs.e[i].ops->announce(m->devs.e[i].dev);
+			m->devs.e[i].ops->announce(m->devs.e[i].dev, a);
 }

@@ -11,6 +11,7 @@
 
 #include "hv/device_spec.h"
 
+struct dev_announce;
 struct machine;
 struct wire_conn;
 
@@ -50,8 +51,9 @@ int device_state_rx_add(struct device_state_rx *rx, const char *name, unsigned v
  * number of devices, or -1 with a reason in err. */
 int device_state_rx_apply(struct device_state_rx *rx, char *err, size_t errlen);
 
-/* Destination, after the guest runs: RARP from each NIC's MAC out of its TAP (so switches
- * learn where the guest is now) and a request to the guest to announce itself. */
-void device_state_announce(struct machine *m);
+/* Destination, after the guest runs: each NIC tells the network where the guest is now,
+ * as `a` says (hv/dev_state.h: RARP and gratuitous ARP out of its TAP, so that switches
+ * learn the new port, and a request to the guest to announce itself). */
+void device_state_announce(struct machine *m, const struct dev_announce *a);
 
 #endif

@@ -585,7 +585,7 @@ int migrate_incoming(struct wire_conn *transport, struct machine *m, const struc
 	}
 	if (o->arrived_paused)
 		*o->arrived_paused = paused;
-	device_state_announce(m);
+	device_state_announce(m, o->announce ? o->announce : &DEV_ANNOUNCE_DEFAULT);
 	dest_copy_keep(&in.copy);
 	r = 0;
 out:

@@ -10,6 +10,8 @@
 #include "hv/clock.h"
 #include "migrate/tls.h"
 
+struct dev_announce;
+
 struct vm;
 struct wire_conn;
 struct machine;
@@ -117,6 +119,8 @@ struct migrate_incoming_opts {
 	bool *arrived_paused; /* if not NULL: set on success, the guest was paused at the source */
 	bool from_file;       /* hvctl restore: a snapshot, read one way (nothing is answered) */
 	bool start_paused;    /* start the vCPUs paused whatever the source's state was */
+	/* How the NICs announce the guest once it runs; NULL: DEV_ANNOUNCE_DEFAULT. */
+	const struct dev_announce *announce;
 };
 int migrate_incoming(struct wire_conn *transport, struct machine *m, const struct machine_config *cfg,
 		     const struct migrate_incoming_opts *o);

@@ -23,6 +23,7 @@
 #include "hv/log.h"
 #include "hv/syscall_filter.h"
 #include "hv/machine.h"
+#include "hv/dev_state.h"
 #include "hv/parse.h"
 #include "migrate/channel.h"
 #include "migrate/dest_policy.h"
@@ -44,7 +45,8 @@ static void receive_usage(FILE *f)
 		"         [--disk PATH[,ro]]... [--net tap=IF[,mac=MAC]]... [--disk-dir DIR]\n"
 		"         [--shared-storage] [--max-mem SIZE] [--force]\n"
 		"         [--psk FILE | --tls-cert FILE --tls-key FILE --tls-ca FILE]\n"
-		"         [--insecure]\n"
+		"         [--insecure] [--announce-rounds N] [--announce-step MS]\n"
+		"         [--no-guest-announce]\n"
 		"\n"
 		"Waits for one migration from 'hvctl migrate', then runs the guest here. The\n"
 		"VM keeps the source's name unless --name is given; until the source connects\n"
@@ -75,6 +77,13 @@ static void receive_usage(FILE *f)
 		"before anything of it is read. Without them only a loopback address is\n"
 		"accepted, unless --insecure. A connection without a valid HELLO within 10 s\n"
 		"is dropped and the receiver listens on (at most 32 times).\n"
+		"\n"
+		"Once the guest runs here, each NIC tells the network where it now is: RARP\n"
+		"from its MAC and a gratuitous ARP for the address the guest was seen using,\n"
+		"out of its TAP, --announce-rounds times (default 5; 0: none), the first at\n"
+		"once, then 50 ms later, each gap --announce-step ms longer (default 100, at\n"
+		"most 1 s apart); and the guest's driver is asked to announce itself\n"
+		"(VIRTIO_NET_F_GUEST_ANNOUNCE), unless --no-guest-announce.\n"
 		"Exit status: as 'hvctl run' once the guest runs; 0 if stopped before that;\n"
 		"125 if the migration failed.\n");
 }
@@ -86,14 +95,16 @@ static void restore_usage(FILE *f)
 		"         [--console stdio|file:PATH|pty|none] [--detach] [--log FILE]\n"
 		"         [--mem-backend anon|memfd|hugetlb[:PATH]] [--cpu-model NAME]\n"
 		"         [--disk PATH[,ro]]... [--net tap=IF[,mac=MAC]]... [--disk-dir DIR]\n"
-		"         [--shared-storage] [--max-mem SIZE]\n"
+		"         [--shared-storage] [--max-mem SIZE] [--announce-rounds N]\n"
+		"         [--announce-step MS] [--no-guest-announce]\n"
 		"\n"
 		"Starts the VM that 'hvctl save' wrote to FILE, here or on another host, where\n"
 		"it was (running, or paused if it was paused; --paused: paused in any case).\n"
 		"It keeps its name unless --name is given. The checks are a migration's: CPU,\n"
 		"memory, and the disks and NICs, which this host names with --disk, --net,\n"
 		"--disk-dir or --shared-storage as for 'hvctl receive' (see its --help). A\n"
-		"damaged or truncated file is refused with nothing started.\n"
+		"damaged or truncated file is refused with nothing started. Its NICs announce\n"
+		"the guest as after a migration (--announce-*: see 'hvctl receive --help').\n"
 		"Exit status: as 'hvctl run' once the guest runs; 125 if the restore failed.\n");
 }
 
@@ -139,6 +150,7 @@ struct receive_opts {
 	int insecure;
 	const char *from_file; /* hvctl restore: the snapshot instead of a listener */
 	int paused;
+	struct dev_announce announce; /* --announce-rounds, --announce-step, --no-guest-announce */
 };
 
 /* The destination policy's options; 1 if opt is one (0 or 2 from *rc), 0 if not. */
@@ -194,6 +206,9 @@ static int parse_opts(int argc, char **argv, struct receive_opts *o, bool restor
 		{ "max-mem", required_argument, NULL, 'M' }, { "force", no_argument, NULL, 'F' },
 		TLS_LONGOPTS, { "insecure", no_argument, NULL, 'I' },
 		{ "paused", no_argument, NULL, 'p' },
+		{ "announce-rounds", required_argument, NULL, 'a' },
+		{ "announce-step", required_argument, NULL, 's' },
+		{ "no-guest-announce", no_argument, NULL, 'g' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
@@ -215,6 +230,23 @@ static int parse_opts(int argc, char **argv, struct receive_opts *o, bool restor
 		case 'L': o->log = optarg; break;
 		case 'I': o->insecure = 1; break;
 		case 'p': o->paused = 1; break;
+		case 'g': o->announce.guest = false; break;
+		case 'a':
+		case 's': {
+			long v;
+			long max = c == 'a' ? DEV_ANNOUNCE_MAX_ROUNDS : DEV_ANNOUNCE_MAX_STEP_MS;
+			if (parse_int(optarg, 0, max, &v) < 0) {
+				hv_error(c == 'a' ? "--announce-rounds '%s' is not a number of rounds (0-%ld)"
+						  : "--announce-step '%s' is not a number of milliseconds (0-%ld)",
+					 optarg, max);
+				return 2;
+			}
+			if (c == 'a')
+				o->announce.rounds = (unsigned)v;
+			else
+				o->announce.step_ms = (unsigned)v;
+			break;
+		}
 		case 'B':
 			if (guest_mem_parse_backend(optarg, &o->mem_backend) < 0)
 				return 2;
@@ -325,12 +357,13 @@ static void close_dropped(int fd)
  * stream is read), then the migration. MIGRATE_INCOMING_STRAY with `why` when the peer was
  * not a source that could migrate here; security says how the stream came. */
 static int serve_connection(struct tls_context *tls, int fd, struct machine *m,
-			    const struct machine_config *cfg, const atomic_bool *stop, char *why,
-			    size_t whylen, char *security, size_t seclen, bool *paused)
+			    const struct machine_config *cfg, const struct dev_announce *announce,
+			    const atomic_bool *stop, char *why, size_t whylen, char *security,
+			    size_t seclen, bool *paused)
 {
 	struct migrate_incoming_opts io = { .hello_by = deadline_in_ms(TLS_HANDSHAKE_TIMEOUT_MS),
 					    .stop = stop, .stray_reason = why, .stray_reason_len = whylen,
-					    .arrived_paused = paused };
+					    .arrived_paused = paused, .announce = announce };
 	struct tls_session *session = NULL;
 	struct wire_conn conn;
 	unsigned char first;
@@ -387,7 +420,7 @@ int hvctl_cmd_receive(int argc, char **argv)
 static int receive_main(int argc, char **argv, bool restore)
 {
 	static struct receive_opts o; /* static: the disk paths make it ~16 KiB */
-	o = (struct receive_opts){ .mem_backend = { .backend = GUEST_MEM_ANON } };
+	o = (struct receive_opts){ .mem_backend = { .backend = GUEST_MEM_ANON }, .announce = DEV_ANNOUNCE_DEFAULT };
 	char err[512], peer[160], waiting_name[32], why[400], security[96], log_buf[4096];
 	struct tls_context *tls = NULL;
 	bool paused = false;
@@ -476,8 +509,8 @@ static int receive_main(int argc, char **argv, bool restore)
 		control_set_incoming(m.control, "migrating", NULL, peer);
 		if (atomic_load(&stop.requested))
 			shutdown(fd, SHUT_RD); /* a stop that came between accept and here */
-		r = serve_connection(tls, fd, &m, &cfg, &stop.requested, why, sizeof(why), security,
-				     sizeof(security), &paused);
+		r = serve_connection(tls, fd, &m, &cfg, &o.announce, &stop.requested, why, sizeof(why),
+				     security, sizeof(security), &paused);
 		set_conn_fd(&stop, -1);
 		if (r == 0) {
 			close(fd);
@@ -567,7 +600,8 @@ static int restore_from(struct receive_opts *o)
 	struct migrate_incoming_opts io = { .hello_by = deadline_in_ms(TLS_HANDSHAKE_TIMEOUT_MS),
 					    .stop = &stop.requested, .stray_reason = why,
 					    .stray_reason_len = sizeof(why), .arrived_paused = &paused,
-					    .from_file = true, .start_paused = o->paused };
+					    .from_file = true, .start_paused = o->paused,
+					    .announce = &o->announce };
 	struct wire_conn conn;
 	wire_conn_init_fd(&conn, fd);
 	set_conn_fd(&stop, fd);

@@ -182,7 +182,7 @@ static void drive(struct rig *r)
 	virtio_net_process_rx(nic(r));
 	virtio_net_process_tx(nic(r));
 	virtio_net_process_ctrl(nic(r));
-	device_state_announce(&r->m);
+	device_state_announce(&r->m, &DEV_ANNOUNCE_DEFAULT);
 	guest_looks(vm, virtio_blk_transport(disk(r)), VIRTIO_DISK_SLOT(0));
 	guest_looks(vm, virtio_net_transport(nic(r)), VIRTIO_NIC_SLOT(0));
 	for (int port = 0; port < 8; port++)

@@ -159,7 +159,7 @@ static void test_every_device_round_trips_byte_for_byte(void **state)
 		save(s, &a);
 		save(d, &pristine);
 		/* The sizes docs/migration-protocol.md (3.5) gives. */
-		static const size_t doc_len[] = { 85, 646, 717 };
+		static const size_t doc_len[] = { 85, 646, 729 };
 		assert_int_equal(a.len, doc_len[i]);
 		assert_false(a.len == pristine.len && !memcmp(a.buf, pristine.buf, a.len));
 		err[0] = '\0';
@@ -227,6 +227,32 @@ static void test_a_device_refuses_another_types_state(void **state)
 		}
 }
 
+/* A NIC's state names the guest's address for gratuitous ARP: only a unicast one, or none,
+ * is taken. */
+static void test_a_nic_refuses_a_guest_address_that_is_not_unicast(void **state)
+{
+	struct fixture *f = *state;
+	struct dev_entry *s = dev_registry_find(&f->src.devs, "net0"), *d = dev_registry_find(&f->dst.devs, "net0");
+	struct state_out a, before;
+	char err[256];
+	static const uint8_t bad[][4] = { { 224, 0, 0, 1 }, { 255, 255, 255, 255 }, { 127, 0, 0, 1 }, { 0, 1, 2, 3 } };
+
+	save(s, &a);
+	save(d, &before);
+	/* Section 17, the last: its 4 bytes end the blob. */
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		memcpy(a.buf + a.len - 4, bad[i], 4);
+		refused(d, a.buf, a.len, &before, "a guest address that is not unicast");
+	}
+	memcpy(a.buf + a.len - 4, (const uint8_t[]){ 10, 1, 2, 3 }, 4);
+	assert_int_equal(d->ops->load(d->dev, a.buf, a.len, err, sizeof(err)), 0);
+	struct virtio_net_state st;
+	virtio_net_get_state(f->dst.net, &st);
+	assert_memory_equal(&st.guest_ip, ((const uint8_t[]){ 10, 1, 2, 3 }), 4);
+	state_out_free(&a);
+	state_out_free(&before);
+}
+
 static void put(const char *path, uint64_t off, const void *p, size_t n)
 {
 	FILE *img = fopen(path, "r+");
@@ -285,6 +311,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_every_malformed_blob_is_refused_and_changes_nothing,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_a_device_refuses_another_types_state, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_a_nic_refuses_a_guest_address_that_is_not_unicast, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_a_disk_with_other_content_is_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_registry_names_are_unique, setup, teardown),
 	};

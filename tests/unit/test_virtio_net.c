@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -26,6 +27,7 @@
 #include "devices/virtio_devices.h"
 #include "devices/virtio_net.h"
 #include "devices/virtio_pci.h"
+#include "hv/dev_state.h"
 #include "hv/layout.h"
 #include "hv/parse.h"
 #include "virtio_driver.h"
@@ -425,6 +427,140 @@ static void test_announce(void **state)
 	assert_int_equal(virtio_net_send_to_host(f->net, frame, len), 0);
 }
 
+/* The guest sends one frame (header and frame in one descriptor) and the device takes it. */
+static void guest_send(struct fixture *f, const uint8_t *frame, size_t len, uint16_t *sent)
+{
+	uint64_t b = vdrv_alloc(&f->d, VIRTIO_NET_HDR_LEN + len, 16);
+	memset(vdrv_ptr(&f->d, b, VIRTIO_NET_HDR_LEN), 0, VIRTIO_NET_HDR_LEN);
+	memcpy(vdrv_ptr(&f->d, b + VIRTIO_NET_HDR_LEN, len), frame, len);
+	struct vdrv_seg seg = { b, (uint32_t)(VIRTIO_NET_HDR_LEN + len), false };
+	vdrv_add(&f->d, VIRTIO_NET_TXQ, &seg, 1);
+	vdrv_kick(&f->d, VIRTIO_NET_TXQ);
+	assert_true(vdrv_wait_used(&f->d, VIRTIO_NET_TXQ, ++*sent));
+}
+
+/* An ARP request from the guest's MAC: "who has target? tell sender". */
+static size_t guest_arp(uint8_t *f, const uint8_t mac[6], const char *sender, const char *target)
+{
+	memset(f, 0, 60);
+	memset(f, 0xff, 6);
+	memcpy(f + 6, mac, 6);
+	f[12] = 0x08, f[13] = 0x06, f[15] = 1, f[16] = 0x08, f[18] = 6, f[19] = 4, f[21] = 1;
+	memcpy(f + 22, mac, 6);
+	assert_int_equal(inet_pton(AF_INET, sender, f + 28), 1);
+	assert_int_equal(inet_pton(AF_INET, target, f + 38), 1);
+	return 60;
+}
+
+static uint64_t now_ms(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
+}
+
+/* Announcement frames leaving the TAP within `ms`: RARP ones and gratuitous ARPs for
+ * `ip`, with the arrival time of each (at most 16). */
+struct seen {
+	int rarp, garp, other;
+	uint64_t at[16];
+	int n;
+};
+
+static void capture(int sock, const uint8_t mac[6], uint32_t ip, unsigned ms, int want, struct seen *s)
+{
+	uint8_t fr[256];
+	uint64_t end = now_ms() + ms;
+
+	memset(s, 0, sizeof(*s));
+	while (now_ms() < end && s->rarp + s->garp < want) {
+		struct timeval tv = { 0, 20000 };
+		setsockopt(sock, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		ssize_t n = recv(sock, fr, sizeof(fr), 0);
+		if (n < 42 || memcmp(fr + 6, mac, 6))
+			continue;
+		bool rarp = fr[12] == 0x80 && fr[13] == 0x35 && fr[21] == 3 && !memcmp(fr + 22, mac, 6) &&
+			    !memcmp(fr + 32, mac, 6);
+		bool garp = fr[12] == 0x08 && fr[13] == 0x06 && fr[21] == 1 && !memcmp(fr + 22, mac, 6) &&
+			    !memcmp(fr + 28, &ip, 4) && !memcmp(fr + 38, &ip, 4);
+		if (rarp && s->n < 16)
+			s->at[s->n++] = now_ms();
+		s->rarp += rarp;
+		s->garp += garp;
+		s->other += !rarp && !garp && fr[12] != 0x08; /* the guest's own ARP is not one */
+	}
+}
+
+/* After a migration the device tells the network where the guest is: RARP from its MAC
+ * and a gratuitous ARP for the address it learned from the guest's traffic, in rounds with
+ * growing gaps, and a request to the guest's driver; each of these can be switched off;
+ * a device being paused (the guest leaving again) announces nothing more. */
+static void test_announce_rounds(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t status = offsetof(struct virtio_net_config, status);
+	uint8_t frame[64];
+	uint16_t sent = 0;
+	uint32_t ip;
+	struct seen s;
+
+	if (!f)
+		skip();
+	int all = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ETH_P_ALL));
+	struct sockaddr_ll sll = { .sll_family = AF_PACKET, .sll_protocol = htons(ETH_P_ALL),
+				   .sll_ifindex = f->ifindex };
+	assert_true(all >= 0);
+	assert_int_equal(bind(all, (struct sockaddr *)&sll, sizeof(sll)), 0);
+	net_up(f, (1ull << VIRTIO_F_VERSION_1) | (1ull << VIRTIO_NET_F_STATUS) |
+			  (1ull << VIRTIO_NET_F_CTRL_VQ) | (1ull << VIRTIO_NET_F_GUEST_ANNOUNCE));
+
+	/* Nothing learned from another MAC's frame, a broadcast or a multicast sender. */
+	uint8_t other[6] = { 0x02, 0, 0, 0, 0, 0x42 };
+	guest_send(f, frame, guest_arp(frame, other, "10.9.9.9", "10.9.9.1"), &sent);
+	guest_send(f, frame, guest_arp(frame, f->mac, "255.255.255.255", "10.9.9.1"), &sent);
+	guest_send(f, frame, guest_arp(frame, f->mac, "224.0.0.5", "10.9.9.1"), &sent);
+	struct virtio_net_state st;
+	virtio_net_get_state(f->net, &st);
+	assert_int_equal(st.guest_ip, 0);
+	/* The guest's own ARP names its address. */
+	guest_send(f, frame, guest_arp(frame, f->mac, "10.1.2.3", "10.1.2.1"), &sent);
+	virtio_net_get_state(f->net, &st);
+	assert_int_equal(inet_pton(AF_INET, "10.1.2.3", &ip), 1);
+	assert_int_equal(st.guest_ip, ip);
+
+	/* Three rounds, 20 ms more gap each: at 0, 50 and 120 ms. */
+	uint64_t t0 = now_ms();
+	virtio_net_state_ops.announce(f->net, &(struct dev_announce){ .rounds = 3, .step_ms = 20, .guest = true });
+	capture(all, f->mac, ip, 3000, 6, &s);
+	assert_int_equal(s.rarp, 3);
+	assert_int_equal(s.garp, 3);
+	assert_int_equal(s.other, 0);
+	for (int i = 0; i < 100 && virtio_net_announced(f->net) < 6; i++)
+		usleep(10000); /* counted just after the frames go */
+	assert_int_equal(virtio_net_announced(f->net), 6);
+	assert_true(s.at[1] - t0 >= 50);
+	assert_true(s.at[2] - s.at[1] >= 65); /* 70 ms, less the clock's rounding */
+	assert_int_equal(bus_read(&f->vm->mmio, f->d.devcfg + status, 2), VIRTIO_NET_S_LINK_UP | VIRTIO_NET_S_ANNOUNCE);
+	assert_int_equal(ctrl(f, VIRTIO_NET_CTRL_ANNOUNCE, VIRTIO_NET_CTRL_ANNOUNCE_ACK), VIRTIO_NET_OK);
+	capture(all, f->mac, ip, 300, 1, &s);
+	assert_int_equal(s.rarp + s.garp, 0); /* three rounds were asked for, no more */
+
+	/* Switched off: no frame, and the guest is not asked. */
+	virtio_net_state_ops.announce(f->net, &(struct dev_announce){ .rounds = 0, .guest = false });
+	capture(all, f->mac, ip, 300, 1, &s);
+	assert_int_equal(s.rarp + s.garp, 0);
+	assert_int_equal(bus_read(&f->vm->mmio, f->d.devcfg + status, 2), VIRTIO_NET_S_LINK_UP);
+
+	/* Leaving again: the rounds stop with the device's pause. */
+	virtio_net_state_ops.announce(f->net, &(struct dev_announce){ .rounds = 5, .step_ms = 10, .guest = false });
+	virtio_net_state_ops.pause(f->net);
+	capture(all, f->mac, ip, 400, 10, &s);
+	assert_int_equal(s.rarp, 1); /* the first round, sent at once; the other four never */
+	assert_int_equal(s.garp, 1);
+	virtio_net_state_ops.resume(f->net);
+	close(all);
+}
+
 static void test_tap_busy(void **state)
 {
 	struct fixture *f = *state;
@@ -454,6 +590,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_receive, setup_tap, teardown_tap),
 		cmocka_unit_test_setup_teardown(test_receive_waits_for_buffers, setup_tap, teardown_tap),
 		cmocka_unit_test_setup_teardown(test_announce, setup_tap, teardown_tap),
+		cmocka_unit_test_setup_teardown(test_announce_rounds, setup_tap, teardown_tap),
 		cmocka_unit_test_setup_teardown(test_tap_busy, setup_tap, teardown_tap),
 	};
 
