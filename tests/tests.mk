@@ -30,8 +30,15 @@ $(BUILD)/tools/udpecho: tests/tools/udpecho.c
 	@mkdir -p $(dir $@)
 	$(CC) $(HV_CFLAGS) $(FORTIFY) $(CFLAGS) $(HARDEN_LDFLAGS) -o $@ $<
 
+# What a user of a migrating guest feels (tools/lab.sh, t_lab.sh): UDP requests at a fixed
+# rate and a TCP connection kept open, with the longest gaps.
+$(BUILD)/tools/labclient: tests/tools/labclient.c
+	@mkdir -p $(dir $@)
+	$(CC) $(HV_CFLAGS) $(FORTIFY) $(CFLAGS) $(HARDEN_LDFLAGS) -o $@ $<
+
 all: $(BUILD)/tools/blkverify
 all: $(BUILD)/tools/udpecho
+all: $(BUILD)/tools/labclient
 
 # hvctl built with ASan + UBSan: t_migrate_faults.sh runs the receiver of hostile streams
 # under it when it is there (it is built with the unit tests, i.e. by 'make check').

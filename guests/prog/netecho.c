@@ -1,13 +1,14 @@
 /* hv-guest: prog=netecho. A tiny IPv4 host on the first virtio-net NIC: answers ARP
- * requests for its address, ICMP echo requests (ping) and echoes every UDP datagram sent
- * to its port back to the sender.
+ * requests for its address, ICMP echo requests (ping), echoes every UDP datagram sent
+ * to its port back to the sender, and echoes TCP on the same port (tcp_echo.h).
  *
  * Parameters: ip=A.B.C.D (required), port=N (UDP echo port, default 7), secs=N (exit 0
  * after N seconds; 0 = forever), nic=N (which virtio-net NIC, default 0), announce=0|1
  * (default 1: negotiate VIRTIO_NET_F_GUEST_ANNOUNCE; when the device asks, e.g. after a
  * live migration, send a gratuitous ARP and acknowledge).
- * Output: every second `netecho: arp=<a> icmp=<i> udp=<u> other=<o> announce=<n>`
- * (requests answered; other = frames ignored; announcements made). */
+ * Output: every second `netecho: arp=<a> icmp=<i> udp=<u> other=<o> announce=<n> tcp=<s>
+ * tcp_open=<c>` (requests answered; other = frames ignored; announcements made; TCP
+ * segments received, connections open). */
 #include "cmdline.h"
 #include "inet.h"
 #include "layout.h"
@@ -15,6 +16,7 @@
 #include "print.h"
 #include "progs.h"
 #include "sys.h"
+#include "tcp_echo.h"
 #include "time.h"
 #include "virtio_net.h"
 
@@ -116,6 +118,8 @@ static void handle_ipv4(const uint8_t *f, uint32_t len)
 		n_udp++;
 		return;
 	}
+	if (ip[9] == IPPROTO_TCP && tcp_echo_input(f, l4, l4len, src))
+		return;
 other:
 	n_other++;
 }
@@ -160,6 +164,7 @@ int prog_netecho(void)
 		return EXIT_BADPARAM;
 	}
 	my_port = (uint16_t)port;
+	tcp_echo_init(&nic, my_ip, my_port);
 	nic.want_announce = param_uint(me, "announce", 1) != 0;
 	int rc = vnet_init(&nic, (int)nic_index);
 	if (rc == -1) {
@@ -188,6 +193,7 @@ int prog_netecho(void)
 			handle(f, len);
 			vnet_rx_release(&nic, h);
 		}
+		tcp_echo_poll();
 		uint64_t now = ticks;
 		/* Every 100 ms: has the device asked us to announce ourselves (one MMIO read)? */
 		if (nic.announce && now >= next_announce_check) {
@@ -200,8 +206,9 @@ int prog_netecho(void)
 			}
 		}
 		if (now >= next) {
-			kprintf("%s: arp=%lu icmp=%lu udp=%lu other=%lu announce=%lu\n", me, n_arp, n_icmp,
-				n_udp, n_other, n_announce);
+			kprintf("%s: arp=%lu icmp=%lu udp=%lu other=%lu announce=%lu tcp=%lu tcp_open=%d\n", me,
+				n_arp, n_icmp, n_udp, n_other, n_announce, tcp_echo_stats()->segs_in,
+				tcp_echo_open());
 			next += timer_hz;
 			if (next <= now)
 				next = now + timer_hz;
@@ -215,7 +222,9 @@ int prog_netecho(void)
 		cpu_relax();
 	}
 	vnet_tx_reclaim(&nic);
-	kprintf("%s: done arp=%lu icmp=%lu udp=%lu other=%lu announce=%lu rx=%lu tx=%lu txdrop=%lu\n",
-		me, n_arp, n_icmp, n_udp, n_other, n_announce, nic.rx_packets, nic.tx_packets, n_txdrop);
+	const struct tcp_echo_stats *ts = tcp_echo_stats();
+	kprintf("%s: done arp=%lu icmp=%lu udp=%lu other=%lu announce=%lu rx=%lu tx=%lu txdrop=%lu tcp=%lu tcp_conns=%lu tcp_echoed=%lu tcp_retransmits=%lu\n",
+		me, n_arp, n_icmp, n_udp, n_other, n_announce, nic.rx_packets, nic.tx_packets, n_txdrop,
+		ts->segs_in, ts->conns, ts->bytes_echoed, ts->retransmits);
 	return EXIT_OK;
 }

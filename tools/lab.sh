@@ -1,0 +1,169 @@
+#!/bin/bash
+# Two lab machines and a client on one Linux host, in network namespaces: a switch (a
+# bridge) that hosts A and B and a client are plugged into; on each host a bridge joins the
+# uplink and a TAP for a guest; a separate link between A and B carries the migrations.
+# Nothing outside the namespaces is touched (docs/lab.md).
+#
+#   tools/lab.sh up [--ageing SECS]   create it (the switch forgets a MAC after SECS, 300)
+#   tools/lab.sh down                 stop what runs in it and delete it (safe to repeat)
+#   tools/lab.sh a|b|client CMD...    run CMD on host A, host B or the client (on A and B
+#                                     with HV_RUN_DIR set to that host's run directory)
+#   tools/lab.sh where MAC            which switch port has MAC now: a, b, or none
+#   tools/lab.sh demo                 boot a netecho guest on A, move it to B and back while
+#                                     the client talks to it; print what the client saw
+#
+# Addresses: the guest 10.88.0.10 (MAC 52:54:00:88:00:10, TAP tap0 on either host), the
+# client 10.88.0.100; the migration link 10.77.1.1 (A) and 10.77.1.2 (B), authenticated
+# with a pre-shared key in the lab's directory. LAB=NAME (default hvlab) names the
+# namespaces NAME-a, NAME-b, NAME-client, NAME-sw; LAB_DIR (default /tmp/NAME) holds the
+# run directories, the key and the logs; BUILD (default build) the hvctl, guest and client
+# to use (HVCTL another hvctl).
+set -u
+here=$(cd "$(dirname "$0")/.." && pwd)
+LAB=${LAB:-hvlab}
+LAB_DIR=${LAB_DIR:-/tmp/$LAB}
+BUILD=${BUILD:-build}
+case $BUILD in /*) ;; *) BUILD=$here/$BUILD ;; esac
+HVCTL=${HVCTL:-$BUILD/hvctl}
+GUEST=$BUILD/guests/hv-guest.elf
+CLIENT=$BUILD/tools/labclient
+GUEST_IP=10.88.0.10
+GUEST_MAC=52:54:00:88:00:10
+NS_A=$LAB-a NS_B=$LAB-b NS_C=$LAB-client NS_SW=$LAB-sw
+
+die() {
+	echo "lab: $*" >&2
+	exit 1
+}
+
+exists() { ip netns list 2>/dev/null | grep -q "^$1\( \|$\)"; }
+
+down() {
+	for ns in "$NS_A" "$NS_B" "$NS_C" "$NS_SW"; do
+		exists "$ns" || continue
+		for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -TERM "$pid" 2>/dev/null; done
+	done
+	for ns in "$NS_A" "$NS_B" "$NS_C" "$NS_SW"; do
+		exists "$ns" || continue
+		for _ in $(seq 40); do [ -z "$(ip netns pids "$ns" 2>/dev/null)" ] && break; sleep 0.05; done
+		for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null; done
+		ip netns del "$ns" 2>/dev/null
+	done
+	rm -rf "$LAB_DIR"
+}
+
+up() {
+	local ageing=300
+	if [ "${1:-}" = --ageing ]; then
+		[[ "${2:-}" =~ ^[0-9]+$ ]] && [ "$2" -ge 1 ] && [ "$2" -le 100000 ] ||
+			die "--ageing takes a number of seconds (1-100000)"
+		ageing=$2
+	elif [ $# -gt 0 ]; then
+		die "unknown option '$1'; usage: tools/lab.sh up [--ageing SECS]"
+	fi
+	[ "$(id -u)" = 0 ] || die "needs root (it creates network namespaces)"
+	command -v ip >/dev/null || die "ip(8) is missing: apt-get install iproute2"
+	for ns in "$NS_A" "$NS_B" "$NS_C" "$NS_SW"; do
+		exists "$ns" && die "namespace $ns exists: tools/lab.sh down first (or LAB=another)"
+	done
+	[ -c /dev/net/tun ] || die "/dev/net/tun is missing: the guest's TAPs need the tun module"
+	# Whatever fails from here on, nothing half made stays.
+	trap 'down; die "setting up failed; nothing was left behind"' ERR
+	set -E
+	mkdir -p "$LAB_DIR/a" "$LAB_DIR/b"
+	for ns in "$NS_A" "$NS_B" "$NS_C" "$NS_SW"; do
+		ip netns add "$ns"
+		ip -n "$ns" link set lo up
+	done
+	# The switch, learning as a physical one does.
+	ip -n "$NS_SW" link add sw0 type bridge ageing_time $((ageing * 100))
+	ip -n "$NS_SW" link set sw0 up
+	for h in a b; do
+		local ns=$LAB-$h
+		# ("port-": a bare "a" would read as ip's "address")
+		ip -n "$NS_SW" link add "port-$h" type veth peer name uplink netns "$ns"
+		ip -n "$NS_SW" link set "port-$h" master sw0 up
+		ip -n "$ns" link add br0 type bridge
+		ip -n "$ns" link set uplink master br0 up
+		ip -n "$ns" tuntap add dev tap0 mode tap
+		ip -n "$ns" link set tap0 master br0 up
+		ip -n "$ns" link set br0 up
+	done
+	ip -n "$NS_SW" link add port-client type veth peer name eth0 netns "$NS_C"
+	ip -n "$NS_SW" link set port-client master sw0 up
+	ip -n "$NS_C" addr add 10.88.0.100/24 dev eth0
+	ip -n "$NS_C" link set eth0 up
+	# The migration network.
+	ip -n "$NS_A" link add mig type veth peer name mig netns "$NS_B"
+	ip -n "$NS_A" addr add 10.77.1.1/24 dev mig
+	ip -n "$NS_B" addr add 10.77.1.2/24 dev mig
+	ip -n "$NS_A" link set mig up
+	ip -n "$NS_B" link set mig up
+	"$HVCTL" keygen "$LAB_DIR/key" >/dev/null 2>&1 || : # without hvctl built: no key yet
+	trap - ERR
+	echo "lab up: hosts $NS_A and $NS_B (TAP tap0 on each, migration link 10.77.1.1-10.77.1.2),"
+	echo "client $NS_C (10.88.0.100), switch $NS_SW (forgets a MAC after ${ageing} s)"
+}
+
+on() {
+	local who=$1
+	shift
+	case $who in
+	a) ip netns exec "$NS_A" env HV_RUN_DIR="$LAB_DIR/a" "$@" ;;
+	b) ip netns exec "$NS_B" env HV_RUN_DIR="$LAB_DIR/b" "$@" ;;
+	client) ip netns exec "$NS_C" "$@" ;;
+	esac
+}
+
+where() {
+	local mac=${1,,} port
+	port=$(bridge -n "$NS_SW" fdb show br sw0 2>/dev/null | awk -v m="$mac" '$1 == m && $2 == "dev" { print $3; exit }')
+	case $port in port-a | port-b) echo "${port#port-}" ;; *) echo none ;; esac
+}
+
+demo() {
+	[ -x "$HVCTL" ] && [ -f "$GUEST" ] && [ -x "$CLIENT" ] || die "build first: make (needs $HVCTL, $GUEST, $CLIENT)"
+	exists "$NS_A" || up
+	[ -f "$LAB_DIR/key" ] || "$HVCTL" keygen "$LAB_DIR/key" >/dev/null || die "hvctl keygen failed"
+	on a "$HVCTL" run --detach --name web --mem 256M --kernel "$GUEST" --console "file:$LAB_DIR/web-a.log" \
+		--net tap=tap0,mac=$GUEST_MAC --cmdline "prog=netecho ip=$GUEST_IP" >/dev/null ||
+		die "could not start the guest on A"
+	for _ in $(seq 100); do grep -q READY "$LAB_DIR/web-a.log" 2>/dev/null && break; sleep 0.1; done
+	echo "guest web runs on A; the switch has its MAC on port $(where $GUEST_MAC)"
+	on client "$CLIENT" $GUEST_IP 7 12 >"$LAB_DIR/client.out" &
+	local client=$!
+	sleep 2
+	on b "$HVCTL" receive --listen 10.77.1.2:4440 --psk "$LAB_DIR/key" --net tap=tap0 --timeout 60 --detach \
+		--console "file:$LAB_DIR/web-b.log" >/dev/null || die "hvctl receive on B failed"
+	on a "$HVCTL" migrate web 10.77.1.2:4440 --psk "$LAB_DIR/key" || die "migration A -> B failed"
+	sleep 0.5
+	echo "now on B; the switch has its MAC on port $(where $GUEST_MAC)"
+	sleep 3
+	on a "$HVCTL" receive --listen 10.77.1.1:4440 --psk "$LAB_DIR/key" --net tap=tap0 --timeout 60 --detach \
+		--console "file:$LAB_DIR/web-a2.log" >/dev/null || die "hvctl receive on A failed"
+	on b "$HVCTL" migrate web 10.77.1.1:4440 --psk "$LAB_DIR/key" || die "migration B -> A failed"
+	sleep 0.5
+	echo "back on A; the switch has its MAC on port $(where $GUEST_MAC)"
+	wait "$client"
+	echo "what the client saw over 12 s (UDP 1000 requests/s, one TCP connection):"
+	cat "$LAB_DIR/client.out"
+	on a "$HVCTL" stop web >/dev/null 2>&1
+}
+
+cmd=${1:-}
+[ $# -gt 0 ] && shift
+case $cmd in
+up) up "$@" ;;
+down) down ;;
+a | b | client)
+	[ $# -gt 0 ] || die "usage: tools/lab.sh $cmd CMD..."
+	exists "$NS_A" || die "the lab is not up: tools/lab.sh up"
+	on "$cmd" "$@"
+	;;
+where)
+	[ $# -eq 1 ] || die "usage: tools/lab.sh where MAC"
+	where "$1"
+	;;
+demo) demo ;;
+*) die "usage: tools/lab.sh up [--ageing SECS] | down | a|b|client CMD... | where MAC | demo" ;;
+esac
