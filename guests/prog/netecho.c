@@ -5,7 +5,9 @@
  * Parameters: ip=A.B.C.D (required), port=N (UDP echo port, default 7), secs=N (exit 0
  * after N seconds; 0 = forever), nic=N (which virtio-net NIC, default 0), announce=0|1
  * (default 1: negotiate VIRTIO_NET_F_GUEST_ANNOUNCE; when the device asks, e.g. after a
- * live migration, send a gratuitous ARP and acknowledge).
+ * live migration, send a gratuitous ARP and acknowledge), ws=SIZE (also keep a memory
+ * working set of SIZE dirty, memtouch's self-verifying pages, one page between polls of the
+ * NIC; default 0 = none).
  * Output: every second `netecho: arp=<a> icmp=<i> udp=<u> other=<o> announce=<n> tcp=<s>
  * tcp_open=<c>` (requests answered; other = frames ignored; announcements made; TCP
  * segments received, connections open). */
@@ -13,11 +15,13 @@
 #include "inet.h"
 #include "layout.h"
 #include "lib.h"
+#include "mem.h"
 #include "print.h"
 #include "progs.h"
 #include "sys.h"
 #include "tcp_echo.h"
 #include "time.h"
+#include "touch.h"
 #include "virtio_net.h"
 
 static const char *me = "netecho";
@@ -26,6 +30,7 @@ static uint32_t my_ip;
 static uint16_t my_port;
 static uint16_t ip_id;
 static uint64_t n_arp, n_icmp, n_udp, n_other, n_txdrop, n_announce;
+static struct touch mt; /* ws=: npages 0 when off */
 
 static uint8_t *tx_buf(void)
 {
@@ -166,6 +171,20 @@ int prog_netecho(void)
 	my_port = (uint16_t)port;
 	tcp_echo_init(&nic, my_ip, my_port);
 	nic.want_announce = param_uint(me, "announce", 1) != 0;
+	uint64_t ws = param_size(me, "ws", 0);
+	if (ws) {
+		uint64_t base = ws >= PAGE_SIZE ? mem_alloc(ws / PAGE_SIZE * PAGE_SIZE, PAGE_SIZE) : 0;
+		if (!base) {
+			kprintf("%s: bad parameter ws=%lu: 4 KiB to the %lu MiB of RAM that is free\n", me, ws,
+				mem_free_bytes() / MiB);
+			return EXIT_BADPARAM;
+		}
+		if (time_calibrate() < 0) {
+			kprintf("%s: the LAPIC timer does not tick\n", me);
+			return EXIT_PLATFORM;
+		}
+		touch_init(&mt, base, ws / PAGE_SIZE, 0, 1, -1, 0);
+	}
 	int rc = vnet_init(&nic, (int)nic_index);
 	if (rc == -1) {
 		kprintf("%s: no virtio-net NIC %lu (attach one with hvctl run --net tap=IF)\n", me,
@@ -194,6 +213,8 @@ int prog_netecho(void)
 			vnet_rx_release(&nic, h);
 		}
 		tcp_echo_poll();
+		if (mt.npages)
+			touch_step(&mt);
 		uint64_t now = ticks;
 		/* Every 100 ms: has the device asked us to announce ourselves (one MMIO read)? */
 		if (nic.announce && now >= next_announce_check) {
@@ -206,9 +227,9 @@ int prog_netecho(void)
 			}
 		}
 		if (now >= next) {
-			kprintf("%s: arp=%lu icmp=%lu udp=%lu other=%lu announce=%lu tcp=%lu tcp_open=%d\n", me,
-				n_arp, n_icmp, n_udp, n_other, n_announce, tcp_echo_stats()->segs_in,
-				tcp_echo_open());
+			kprintf("%s: arp=%lu icmp=%lu udp=%lu other=%lu announce=%lu tcp=%lu tcp_open=%d mem_gen=%lu\n",
+				me, n_arp, n_icmp, n_udp, n_other, n_announce, tcp_echo_stats()->segs_in,
+				tcp_echo_open(), mt.gen);
 			next += timer_hz;
 			if (next <= now)
 				next = now + timer_hz;

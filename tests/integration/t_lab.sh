@@ -31,15 +31,15 @@ CLEAN
 # downtime as the source measured it plus the wait for the destination's confirmation that
 # the guest runs there (docs/migration.md, the switchover).
 lab_move() {
-	local from=$1 to=$2 port=$3 console=$4 addr done
+	local from=$1 to=$2 port=$3 console=$4 addr last
 	shift 4
 	[ "$to" = b ] && addr=10.77.1.2 || addr=10.77.1.1
 	lab "$to" "$HVCTL" receive --listen "$addr:$port" --psk "$T/lab/key" --net tap=tap0 --timeout 60 \
 		--detach --console "file:$console" "$@" >/dev/null || fail "hvctl receive on $to failed"
 	lab "$from" "$HVCTL" migrate web "$addr:$port" --psk "$T/lab/key" --json >"$T/mig.json" 2>"$T/mig.err" ||
 		{ cat "$T/mig.json" "$T/mig.err" >&2; fail "migration $from -> $to failed"; }
-	done=$(grep '"event": *"migration-done"' "$T/mig.json") || fail "no migration-done event"
-	awk -v l="$done" 'BEGIN {
+	last=$(grep '"event": *"migration-done"' "$T/mig.json") || fail "no migration-done event"
+	awk -v l="$last" 'BEGIN {
 		match(l, /"downtime_ms": *[0-9.]+/); d = substr(l, RSTART, RLENGTH); sub(/.*: */, "", d)
 		match(l, /"confirm_ms": *[0-9.]+/); c = substr(l, RSTART, RLENGTH); sub(/.*: */, "", c)
 		printf "%.1f\n", d + c }'
