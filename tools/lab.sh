@@ -130,7 +130,8 @@ demo() {
 		die "could not start the guest on A"
 	for _ in $(seq 100); do grep -q READY "$LAB_DIR/web-a.log" 2>/dev/null && break; sleep 0.1; done
 	echo "guest web runs on A; the switch has its MAC on port $(where $GUEST_MAC)"
-	on client "$CLIENT" $GUEST_IP 7 12 >"$LAB_DIR/client.out" &
+	# Long enough for both moves, however slow the host; stopped (and reporting) after them.
+	on client "$CLIENT" $GUEST_IP 7 600 >"$LAB_DIR/client.out" &
 	local client=$!
 	sleep 2
 	on b "$HVCTL" receive --listen 10.77.1.2:4440 --psk "$LAB_DIR/key" --net tap=tap0 --timeout 60 --detach \
@@ -144,8 +145,10 @@ demo() {
 	on b "$HVCTL" migrate web 10.77.1.1:4440 --psk "$LAB_DIR/key" || die "migration B -> A failed"
 	sleep 0.5
 	echo "back on A; the switch has its MAC on port $(where $GUEST_MAC)"
+	sleep 2
+	ip netns pids "$NS_C" | xargs -r kill -TERM
 	wait "$client"
-	echo "what the client saw over 12 s (UDP 1000 requests/s, one TCP connection):"
+	echo "what the client saw (UDP 1000 requests/s, one TCP connection), both moves included:"
 	cat "$LAB_DIR/client.out"
 	on a "$HVCTL" stop web >/dev/null 2>&1
 }
