@@ -12,38 +12,12 @@ WORKDIR/qdst.log, matches that too (for what the guest measures after the migrat
 With QEMU_MIGRATE_TLS=1 in the environment the migration runs over TLS with a pre-shared
 key (QEMU's tls-creds-psk on both sides), as hv's --psk does.
 Everything it starts, it stops."""
-import json
 import os
-import socket
 import subprocess
 import sys
 import time
 
-
-class Qmp:
-    def __init__(self, path, deadline):
-        while True:
-            try:
-                self.s = socket.socket(socket.AF_UNIX)
-                self.s.connect(path)
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-        self.f = self.s.makefile("rw")
-        json.loads(self.f.readline())  # greeting
-        self.cmd("qmp_capabilities")
-
-    def cmd(self, name, **args):
-        self.f.write(json.dumps({"execute": name, "arguments": args}) + "\n")
-        self.f.flush()
-        while True:
-            msg = json.loads(self.f.readline())
-            if "return" in msg:
-                return msg["return"]
-            if "error" in msg:
-                raise RuntimeError(msg["error"].get("desc", "QMP error"))
+from qmp import Qmp, wait_log
 
 
 def qemu(elf, cmdline, mem, work, tag, extra):
@@ -53,13 +27,6 @@ def qemu(elf, cmdline, mem, work, tag, extra):
          "-serial", "file:%s/%s.log" % (work, tag), "-qmp",
          "unix:%s/%s.qmp,server=on,wait=off" % (work, tag), "-kernel", elf, "-append", cmdline]
         + extra, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def wait_log(path, text, deadline):
-    while text not in open(path, errors="replace").read() if os.path.exists(path) else True:
-        if time.monotonic() > deadline:
-            raise RuntimeError("the guest under QEMU did not print '%s'" % text)
-        time.sleep(0.1)
 
 
 def tls_creds(work, endpoint):

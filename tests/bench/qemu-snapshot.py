@@ -9,38 +9,12 @@ WAIT_FOR, saves, then restores into a second QEMU and prints
 "save_ms downtime_ms file_bytes restore_ms": QEMU's own total time and downtime for the save,
 the file's size on disk, and the wall time from starting the restoring QEMU (page cache
 dropped) until it reports running. "- - - -" on failure. Everything it starts, it stops."""
-import json
 import os
-import socket
 import subprocess
 import sys
 import time
 
-
-class Qmp:
-    def __init__(self, path, deadline):
-        while True:
-            try:
-                self.s = socket.socket(socket.AF_UNIX)
-                self.s.connect(path)
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.002)
-        self.f = self.s.makefile("rw")
-        json.loads(self.f.readline())  # greeting
-        self.cmd("qmp_capabilities")
-
-    def cmd(self, name, **args):
-        self.f.write(json.dumps({"execute": name, "arguments": args}) + "\n")
-        self.f.flush()
-        while True:
-            msg = json.loads(self.f.readline())
-            if "return" in msg:
-                return msg["return"]
-            if "error" in msg:
-                raise RuntimeError(msg["error"].get("desc", "QMP error"))
+from qmp import Qmp, wait_log
 
 
 def qemu(elf, cmdline, mem, work, tag, extra):
@@ -50,13 +24,6 @@ def qemu(elf, cmdline, mem, work, tag, extra):
          "-serial", "file:%s/%s.log" % (work, tag), "-qmp",
          "unix:%s/%s.qmp,server=on,wait=off" % (work, tag), "-kernel", elf, "-append", cmdline]
         + extra, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def wait_log(path, text, deadline):
-    while text not in open(path, errors="replace").read() if os.path.exists(path) else True:
-        if time.monotonic() > deadline:
-            raise RuntimeError("the guest under QEMU did not print '%s'" % text)
-        time.sleep(0.1)
 
 
 def main():

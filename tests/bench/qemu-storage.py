@@ -16,38 +16,12 @@ usage: qemu-storage.py move GUEST_ELF CMDLINE MEM WAIT_FOR IMAGE NEW_IMAGE WORKD
 
 Both wait until the guest's serial log (WORKDIR/qsrc.log) shows WAIT_FOR first, and print
 "- - -" on failure (the cause on stderr). Everything started is stopped."""
-import json
 import os
 import subprocess
 import sys
 import time
 
-
-class Qmp:
-    def __init__(self, path, deadline):
-        import socket
-        while True:
-            try:
-                self.s = socket.socket(socket.AF_UNIX)
-                self.s.connect(path)
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-        self.f = self.s.makefile("rw")
-        json.loads(self.f.readline())  # greeting
-        self.cmd("qmp_capabilities")
-
-    def cmd(self, command, **args):
-        self.f.write(json.dumps({"execute": command, "arguments": args}) + "\n")
-        self.f.flush()
-        while True:
-            msg = json.loads(self.f.readline())
-            if "return" in msg:
-                return msg["return"]
-            if "error" in msg:
-                raise RuntimeError("%s: %s" % (command, msg["error"].get("desc", "QMP error")))
+from qmp import Qmp, wait_log
 
 
 def qemu(elf, cmdline, mem, image, work, tag, extra):
@@ -65,13 +39,6 @@ def qemu(elf, cmdline, mem, image, work, tag, extra):
          "-device", "virtio-blk-pci,drive=disk0,disable-legacy=on",
          "-kernel", elf, "-append", cmdline] + extra,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def wait_log(path, text, deadline):
-    while text not in (open(path, errors="replace").read() if os.path.exists(path) else ""):
-        if time.monotonic() > deadline:
-            raise RuntimeError("the guest under QEMU did not print '%s'" % text)
-        time.sleep(0.1)
 
 
 def wait_mirror_ready(q, job, deadline):
