@@ -121,6 +121,14 @@ where() {
 	case $port in port-a | port-b) echo "${port#port-}" ;; *) echo none ;; esac
 }
 
+# demo_move FROM TO TO_ADDR: the guest "web" over the migration link.
+demo_move() {
+	on "$2" "$HVCTL" receive --listen "$3:4440" --psk "$LAB_DIR/key" --net tap=tap0 --timeout 60 --detach \
+		--console "file:$LAB_DIR/web-to-$2.log" >/dev/null || die "hvctl receive on ${2^^} failed"
+	on "$1" "$HVCTL" migrate web "$3:4440" --psk "$LAB_DIR/key" || die "migration ${1^^} -> ${2^^} failed"
+	sleep 0.5
+}
+
 demo() {
 	[ -x "$HVCTL" ] && [ -f "$GUEST" ] && [ -x "$CLIENT" ] || die "build first: make (needs $HVCTL, $GUEST, $CLIENT)"
 	exists "$NS_A" || up
@@ -134,16 +142,10 @@ demo() {
 	on client "$CLIENT" $GUEST_IP 7 600 >"$LAB_DIR/client.out" &
 	local client=$!
 	sleep 2
-	on b "$HVCTL" receive --listen 10.77.1.2:4440 --psk "$LAB_DIR/key" --net tap=tap0 --timeout 60 --detach \
-		--console "file:$LAB_DIR/web-b.log" >/dev/null || die "hvctl receive on B failed"
-	on a "$HVCTL" migrate web 10.77.1.2:4440 --psk "$LAB_DIR/key" || die "migration A -> B failed"
-	sleep 0.5
+	demo_move a b 10.77.1.2
 	echo "now on B; the switch has its MAC on port $(where $GUEST_MAC)"
 	sleep 3
-	on a "$HVCTL" receive --listen 10.77.1.1:4440 --psk "$LAB_DIR/key" --net tap=tap0 --timeout 60 --detach \
-		--console "file:$LAB_DIR/web-a2.log" >/dev/null || die "hvctl receive on A failed"
-	on b "$HVCTL" migrate web 10.77.1.1:4440 --psk "$LAB_DIR/key" || die "migration B -> A failed"
-	sleep 0.5
+	demo_move b a 10.77.1.1
 	echo "back on A; the switch has its MAC on port $(where $GUEST_MAC)"
 	sleep 2
 	ip netns pids "$NS_C" | xargs -r kill -TERM

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 
-from qmp import Qmp, wait_log
+from qmp import Qmp, migrate_and_wait, wait_log
 
 
 def qemu(elf, cmdline, mem, work, tag, extra):
@@ -61,17 +61,7 @@ def main():
             dst.cmd("migrate-set-parameters", **{"tls-creds": "tls0"})
             dst.cmd("migrate-incoming", uri="tcp:127.0.0.1:%d" % port)
             src.cmd("migrate-set-parameters", **{"tls-creds": "tls0"})
-        # QEMU caps a migration at 128 MiB/s unless told otherwise (libvirt lifts it too).
-        src.cmd("migrate-set-parameters", **{"max-bandwidth": 1 << 40})
-        src.cmd("migrate", uri="tcp:127.0.0.1:%d" % port)
-        deadline = time.monotonic() + 60
-        while True:
-            st = src.cmd("query-migrate")
-            if st.get("status") == "completed":
-                break
-            if st.get("status") in ("failed", "cancelled") or time.monotonic() > deadline:
-                raise RuntimeError("QEMU migration %s" % st.get("status"))
-            time.sleep(0.01)
+        st = migrate_and_wait(src, "tcp:127.0.0.1:%d" % port, 60)
         del dst
         if len(sys.argv) > 6:
             wait_log(work + "/qdst.log", sys.argv[6], time.monotonic() + 60)

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 
-from qmp import Qmp, wait_log
+from qmp import Qmp, migrate_and_wait, wait_log
 
 
 def qemu(elf, cmdline, mem, image, work, tag, extra):
@@ -79,16 +79,8 @@ def migrate(elf, cmdline, mem, wait_for, image, dest, work, procs):
             server={"type": "inet", "host": "127.0.0.1", "port": str(nbd_port)}, export="disk0")
     src.cmd("blockdev-mirror", **{"job-id": "mirror0"}, device="disk0", target="target", sync="full")
     wait_mirror_ready(src, "mirror0", time.monotonic() + 1800)
-    src.cmd("migrate-set-parameters", **{"max-bandwidth": 1 << 40})
-    src.cmd("migrate", uri="tcp:127.0.0.1:%d" % port)
-    deadline = time.monotonic() + 600
-    while True:
-        st = src.cmd("query-migrate")
-        if st.get("status") == "completed":
-            break
-        if st.get("status") in ("failed", "cancelled") or time.monotonic() > deadline:
-            raise RuntimeError("QEMU migration %s" % st.get("status"))
-        time.sleep(0.01)
+    st = migrate_and_wait(src, "tcp:127.0.0.1:%d" % port, 600)
+    deadline = time.monotonic() + 60
     # The source is paused: the mirror has written everything; cancelling a ready mirror
     # leaves the target consistent. Then the destination stops exporting and runs.
     src.cmd("block-job-cancel", device="mirror0")

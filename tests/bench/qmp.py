@@ -41,3 +41,19 @@ def wait_log(path, text, deadline):
         if time.monotonic() > deadline:
             raise RuntimeError("the guest under QEMU did not print '%s'" % text)
         time.sleep(0.1)
+
+
+def migrate_and_wait(src, uri, timeout):
+    """Migrates the QEMU behind src to uri with its bandwidth cap lifted (128 MiB/s unless
+    told otherwise; libvirt lifts it too) and waits until it completes; its final
+    query-migrate, or RuntimeError."""
+    src.cmd("migrate-set-parameters", **{"max-bandwidth": 1 << 40})
+    src.cmd("migrate", uri=uri)
+    deadline = time.monotonic() + timeout
+    while True:
+        st = src.cmd("query-migrate")
+        if st.get("status") == "completed":
+            return st
+        if st.get("status") in ("failed", "cancelled") or time.monotonic() > deadline:
+            raise RuntimeError("QEMU migration %s" % st.get("status"))
+        time.sleep(0.01)
