@@ -9,8 +9,9 @@
  * working set of SIZE dirty, memtouch's self-verifying pages, one page between polls of the
  * NIC; default 0 = none).
  * Output: every second `netecho: arp=<a> icmp=<i> udp=<u> other=<o> announce=<n> tcp=<s>
- * tcp_open=<c>` (requests answered; other = frames ignored; announcements made; TCP
- * segments received, connections open). */
+ * tcp_open=<c> mem_gen=<g> maxgap_us=<us>` (requests answered; other = frames ignored;
+ * announcements made; TCP segments received, connections open; the working set's generation;
+ * the longest the guest did not run since the last line: a migration's switchover). */
 #include "cmdline.h"
 #include "inet.h"
 #include "layout.h"
@@ -31,6 +32,7 @@ static uint16_t my_port;
 static uint16_t ip_id;
 static uint64_t n_arp, n_icmp, n_udp, n_other, n_txdrop, n_announce;
 static struct touch mt; /* ws=: npages 0 when off */
+static struct gap running; /* the longest the loop did not run: the guest's own stall */
 
 static uint8_t *tx_buf(void)
 {
@@ -172,19 +174,18 @@ int prog_netecho(void)
 	tcp_echo_init(&nic, my_ip, my_port);
 	nic.want_announce = param_uint(me, "announce", 1) != 0;
 	uint64_t ws = param_size(me, "ws", 0);
-	if (ws) {
-		uint64_t base = ws >= PAGE_SIZE ? mem_alloc(ws / PAGE_SIZE * PAGE_SIZE, PAGE_SIZE) : 0;
-		if (!base) {
-			kprintf("%s: bad parameter ws=%lu: 4 KiB to the %lu MiB of RAM that is free\n", me, ws,
-				mem_free_bytes() / MiB);
-			return EXIT_BADPARAM;
-		}
-		if (time_calibrate() < 0) {
-			kprintf("%s: the LAPIC timer does not tick\n", me);
-			return EXIT_PLATFORM;
-		}
-		touch_init(&mt, base, ws / PAGE_SIZE, 0, 1, -1, 0);
+	uint64_t base = ws >= PAGE_SIZE ? mem_alloc(ws / PAGE_SIZE * PAGE_SIZE, PAGE_SIZE) : 0;
+	if (ws && !base) {
+		kprintf("%s: bad parameter ws=%lu: 4 KiB to the %lu MiB of RAM that is free\n", me, ws,
+			mem_free_bytes() / MiB);
+		return EXIT_BADPARAM;
 	}
+	if (time_calibrate() < 0) {
+		kprintf("%s: the LAPIC timer does not tick\n", me);
+		return EXIT_PLATFORM;
+	}
+	if (ws)
+		touch_init(&mt, base, ws / PAGE_SIZE, 0, 1, -1, 0);
 	int rc = vnet_init(&nic, (int)nic_index);
 	if (rc == -1) {
 		kprintf("%s: no virtio-net NIC %lu (attach one with hvctl run --net tap=IF)\n", me,
@@ -204,7 +205,10 @@ int prog_netecho(void)
 	kprintf("READY\n");
 
 	uint64_t start = ticks, next = start + timer_hz, next_announce_check = start;
+	gap_start(&running);
+	serial_gap = &running;
 	for (;;) {
+		gap_mark(&running);
 		uint8_t *f;
 		uint32_t len;
 		uint16_t h;
@@ -227,9 +231,9 @@ int prog_netecho(void)
 			}
 		}
 		if (now >= next) {
-			kprintf("%s: arp=%lu icmp=%lu udp=%lu other=%lu announce=%lu tcp=%lu tcp_open=%d mem_gen=%lu\n",
+			kprintf("%s: arp=%lu icmp=%lu udp=%lu other=%lu announce=%lu tcp=%lu tcp_open=%d mem_gen=%lu maxgap_us=%lu\n",
 				me, n_arp, n_icmp, n_udp, n_other, n_announce, tcp_echo_stats()->segs_in,
-				tcp_echo_open(), mt.gen);
+				tcp_echo_open(), mt.gen, tsc_to_us(gap_take(&running)));
 			next += timer_hz;
 			if (next <= now)
 				next = now + timer_hz;
@@ -244,8 +248,9 @@ int prog_netecho(void)
 	}
 	vnet_tx_reclaim(&nic);
 	const struct tcp_echo_stats *ts = tcp_echo_stats();
-	kprintf("%s: done arp=%lu icmp=%lu udp=%lu other=%lu announce=%lu rx=%lu tx=%lu txdrop=%lu tcp=%lu tcp_conns=%lu tcp_echoed=%lu tcp_retransmits=%lu\n",
+	gap_take(&running);
+	kprintf("%s: done arp=%lu icmp=%lu udp=%lu other=%lu announce=%lu rx=%lu tx=%lu txdrop=%lu tcp=%lu tcp_conns=%lu tcp_echoed=%lu tcp_retransmits=%lu worstgap_us=%lu\n",
 		me, n_arp, n_icmp, n_udp, n_other, n_announce, nic.rx_packets, nic.tx_packets, n_txdrop,
-		ts->segs_in, ts->conns, ts->bytes_echoed, ts->retransmits);
+		ts->segs_in, ts->conns, ts->bytes_echoed, ts->retransmits, tsc_to_us(running.max_all));
 	return EXIT_OK;
 }

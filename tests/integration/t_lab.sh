@@ -2,7 +2,9 @@
 # while a client talks to a netecho guest over UDP at 1000 requests a second and over one
 # TCP connection, the guest moves A -> B -> A; the switch learns its new port from the
 # destination's announcements at once, the longest silence the client sees stays within
-# the downtime plus a small margin, and the TCP connection lives on. The same move with
+# the longest the guest stood still (the switchover, or on a slow host a moment pre-copy
+# held it back: the guest measures that itself) plus a small margin, and the TCP
+# connection lives on. The same move with
 # the announcements switched off leaves the switch sending to the old host until it forgets
 # the MAC: that difference is the announcements' work.
 
@@ -89,13 +91,18 @@ test_lab_network_follows_the_guest() {
 	lab_port_is a
 	sleep 2
 	lab_client_end
-	echo "the guest stood still $d1 ms (A -> B) and $d2 ms (B -> A)"
-	worst=$(awk -v a="$d1" -v b="$d2" 'BEGIN { print (a > b ? a : b) }')
+	# The longest the guest itself did not run (netecho's maxgap_us, on every host): the
+	# switchover, and on a slow host also the moments pre-copy held it back.
+	local ran
+	ran=$(sed -n 's/^netecho: arp=.* maxgap_us=\([0-9]*\)$/\1/p' "$T/web-a.log" "$T/web-b.log" "$T/web-a2.log" |
+		sort -n | tail -n 1)
+	echo "the guest stood still $d1 ms (A -> B) and $d2 ms (B -> A); its own longest pause $((ran / 1000)) ms"
+	worst=$(awk -v a="$d1" -v b="$d2" -v r="$ran" 'BEGIN { w = a > b ? a : b; r /= 1000; print (r > w ? r : w) }')
 	gap=$(client_field udp longest_gap_ms)
 	[ "$(client_field tcp connection)" = ok ] || fail "the TCP connection did not survive both moves"
 	[ "$(client_field tcp sent)" = "$(client_field tcp echoed)" ] || fail "TCP bytes were not all echoed"
 	awk -v g="$gap" -v w="$worst" -v m=$MARGIN_MS 'BEGIN { exit !(g <= w + m) }' ||
-		fail "the client waited $gap ms for a reply; the guest stood still at most $worst ms"
+		fail "the client waited $gap ms for a reply; the guest stood still (or did not run) at most $worst ms"
 	grep -q '^netecho: announce: gratuitous ARP sent, ack=ok' "$T/web-b.log" ||
 		fail "the guest was not asked to announce itself on B"
 }
