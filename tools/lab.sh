@@ -69,6 +69,7 @@ up() {
 	[ -c /dev/net/tun ] || die "/dev/net/tun is missing: the guest's TAPs need the tun module"
 	# Whatever fails from here on, nothing half made stays.
 	trap 'down; die "setting up failed; nothing was left behind"' ERR
+	trap 'down; die "interrupted; nothing was left behind"' INT TERM
 	set -E
 	mkdir -p "$LAB_DIR/a" "$LAB_DIR/b"
 	for ns in "$NS_A" "$NS_B" "$NS_C" "$NS_SW"; do
@@ -100,7 +101,7 @@ up() {
 	ip -n "$NS_A" link set mig up
 	ip -n "$NS_B" link set mig up
 	"$HVCTL" keygen "$LAB_DIR/key" >/dev/null 2>&1 || : # without hvctl built: no key yet
-	trap - ERR
+	trap - ERR INT TERM
 	echo "lab up: hosts $NS_A and $NS_B (TAP tap0 on each, migration link 10.77.1.1-10.77.1.2),"
 	echo "client $NS_C (10.88.0.100), switch $NS_SW (forgets a MAC after ${ageing} s)"
 }
@@ -167,6 +168,7 @@ a | b | client)
 	;;
 where)
 	[ $# -eq 1 ] || die "usage: tools/lab.sh where MAC"
+	exists "$NS_SW" || die "the lab is not up: tools/lab.sh up"
 	where "$1"
 	;;
 demo) demo ;;
