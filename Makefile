@@ -66,6 +66,13 @@ $(BUILD)/tests-asan/test_migrate_report: $(BUILD)/asan/tools/migrate_report.o $(
 $(BUILD)/tests/test_migrate_explain: $(BUILD)/obj/tools/migrate_explain.o $(BUILD)/obj/tools/migrate_event.o
 $(BUILD)/tests-asan/test_migrate_explain: $(BUILD)/asan/tools/migrate_explain.o $(BUILD)/asan/tools/migrate_event.o
 
+$(BUILD)/tests/test_agent_policy: $(BUILD)/obj/tools/agent_policy.o
+$(BUILD)/tests-asan/test_agent_policy: $(BUILD)/asan/tools/agent_policy.o
+$(BUILD)/tests/test_agent_state: $(BUILD)/obj/tools/agent_state.o
+$(BUILD)/tests-asan/test_agent_state: $(BUILD)/asan/tools/agent_state.o
+$(BUILD)/tests/test_placement: $(BUILD)/obj/tools/placement.o
+$(BUILD)/tests-asan/test_placement: $(BUILD)/asan/tools/placement.o
+
 unit: $(UNIT_BINS) $(ASAN_UNIT_BINS)
 
 include guests/guests.mk

@@ -2,8 +2,12 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "hv/log.h"
+#include "migrate/tls.h"
 #include "tools/hvctl.h"
 #include "tools/hvctl_ctl.h"
+#include "tools/hvctl_remote.h"
+#include "tools/tls_opts.h"
 
 struct subcommand {
 	const char *name;
@@ -28,17 +32,70 @@ static const struct subcommand subcommands[] = {
 	{ "inspect", hvctl_cmd_inspect, "show what a snapshot file holds, start nothing" },
 	{ "cpu-models", hvctl_cmd_cpu_models, "list the CPU models this host can offer" },
 	{ "keygen", hvctl_cmd_keygen, "write a new pre-shared key for authenticated migration" },
+	{ "serve", hvctl_cmd_serve, "run this host's agent, for hvctl -H, --to and evacuate" },
+	{ "evacuate", hvctl_cmd_evacuate, "move every VM off a host (with agents)" },
 };
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: hvctl COMMAND [ARGS...]   (hvctl COMMAND --help for details)\n\ncommands:\n");
+	fprintf(f, "usage: hvctl [-H HOST [--psk FILE | --tls-*]] COMMAND [ARGS...]\n"
+		   "       (hvctl COMMAND --help for details)\n\ncommands:\n");
 	for (size_t i = 0; i < sizeof(subcommands) / sizeof(subcommands[0]); i++)
 		fprintf(f, "  %-10s %s\n", subcommands[i].name, subcommands[i].summary);
+	fprintf(f, "\n-H HOST[:PORT] runs the command on HOST through its agent ('hvctl serve',\n"
+		   "default port 7460), authenticated with --psk or --tls-cert/--tls-key/--tls-ca.\n");
+}
+
+/* The options before COMMAND: -H HOST (or --host) and this side's key. Returns how many
+ * arguments they took, or -1 after a message. */
+static int global_opts(int argc, char **argv, const char **host, struct tls_options *tls)
+{
+	static const struct { const char *name; int opt; } key_opts[] = {
+		{ "--psk", TLS_OPT_PSK }, { "--tls-cert", TLS_OPT_CERT }, { "--tls-key", TLS_OPT_KEY },
+		{ "--tls-ca", TLS_OPT_CA }, { "--tls-server-name", TLS_OPT_SERVER_NAME },
+	};
+	int i = 1;
+
+	while (i < argc && argv[i][0] == '-' && strcmp(argv[i], "--help") && strcmp(argv[i], "-h")) {
+		const char *o = argv[i];
+		if (i + 1 >= argc) {
+			hv_error("%s needs a value; run 'hvctl --help'", o);
+			return -1;
+		}
+		if (!strcmp(o, "-H") || !strcmp(o, "--host")) {
+			*host = argv[i + 1];
+		} else {
+			size_t k = 0;
+			while (k < sizeof(key_opts) / sizeof(key_opts[0]) && strcmp(o, key_opts[k].name))
+				k++;
+			if (k == sizeof(key_opts) / sizeof(key_opts[0])) {
+				hv_error("unknown option '%s' before the command; run 'hvctl --help'", o);
+				return -1;
+			}
+			int rc;
+			hvctl_parse_tls_opt(key_opts[k].opt, argv[i + 1], tls, &rc);
+			if (rc >= 0)
+				return -1;
+		}
+		i += 2;
+	}
+	if (!*host && tls_options_any(tls)) {
+		hv_error("--psk and --tls-* before the command go with -H HOST; give them after it otherwise");
+		return -1;
+	}
+	return i - 1;
 }
 
 int main(int argc, char **argv)
 {
+	static struct tls_options tls;
+	const char *host = NULL;
+	int skip = global_opts(argc, argv, &host, &tls);
+
+	if (skip < 0)
+		return 2;
+	argc -= skip;
+	argv += skip;
 	if (argc < 2) {
 		usage(stderr);
 		return 2;
@@ -47,6 +104,8 @@ int main(int argc, char **argv)
 		usage(stdout);
 		return 0;
 	}
+	if (host)
+		return hvctl_remote(host, &tls, argc - 1, argv + 1);
 	for (size_t i = 0; i < sizeof(subcommands) / sizeof(subcommands[0]); i++)
 		if (!strcmp(argv[1], subcommands[i].name))
 			return subcommands[i].fn(argc - 1, argv + 1);

@@ -13,5 +13,6 @@ int hvctl_cmd_cpu_models(int argc, char **argv);
 int hvctl_cmd_keygen(int argc, char **argv);
 int hvctl_cmd_report(int argc, char **argv);
 int hvctl_cmd_move_disk(int argc, char **argv);
+int hvctl_cmd_serve(int argc, char **argv);
 
 #endif

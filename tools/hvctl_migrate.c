@@ -16,6 +16,7 @@
 #include "migrate/snapshot.h"
 #include "tools/ctl_client.h"
 #include "tools/hvctl.h"
+#include "tools/hvctl_remote.h"
 #include "tools/migrate_bar.h"
 #include "tools/migrate_event.h"
 #include "tools/migrate_explain.h"
@@ -28,6 +29,7 @@ struct migrate_opts {
 	int json, cancel, explain;
 	const char *report; /* --report FILE.html */
 	const char *file; /* hvctl save: the snapshot file, absolute (p.uri is "file:" and it) */
+	const char *to, *hosts; /* the destination is an agent: --to HOST|auto, --hosts A,B */
 };
 
 /* The directory part of path (slash: its last '/', or NULL): "/" for "/x", "." for "x". */
@@ -58,15 +60,19 @@ static int report_path_check(const char *path)
 static void migrate_usage(FILE *f)
 {
 	fprintf(f,
-		"usage: hvctl migrate NAME HOST:PORT [--downtime MS] [--bandwidth RATE]\n"
+		"usage: hvctl migrate NAME HOST:PORT|HOST [--downtime MS] [--bandwidth RATE]\n"
 		"         [--compress auto|zlib|none] [--max-rounds N]\n"
 		"         [--on-timeout force|cancel] [--offline] [--json | --explain]\n"
 		"         [--report FILE.html] [--storage shared|copy [--dest-disk PATH]...]\n"
 		"         [--psk FILE | --tls-cert F --tls-key F --tls-ca F\n"
 		"          [--tls-server-name N]]\n"
+		"       hvctl migrate NAME --to HOST|auto [--hosts A,B,...] [options]\n"
 		"       hvctl migrate --cancel NAME\n"
 		"\n"
-		"Live-migrates VM NAME to 'hvctl receive --listen HOST:PORT'. Pre-copy rounds\n"
+		"Live-migrates VM NAME to 'hvctl receive --listen HOST:PORT', or, given a HOST\n"
+		"without a port (or --to HOST), to the agent there ('hvctl serve'), which\n"
+		"starts the receiver itself. --to auto --hosts A,B,... picks the agent with\n"
+		"the most memory to spare that can take the VM, and prints why. Pre-copy rounds\n"
 		"run until the rest fits in --downtime (default 30 ms) or --max-rounds\n"
 		"(default 30) is reached; then --on-timeout decides (default force).\n"
 		"--bandwidth caps the stream (bytes/s, K/M/G suffixes). On any failure before\n"
@@ -98,6 +104,7 @@ static int parse_opts(int argc, char **argv, struct migrate_opts *o)
 		{ "offline", no_argument, NULL, 'f' }, { "explain", no_argument, NULL, 'e' },
 		{ "report", required_argument, NULL, 'R' }, { "storage", required_argument, NULL, 'S' },
 		{ "dest-disk", required_argument, NULL, 'D' },
+		{ "to", required_argument, NULL, 'T' }, { "hosts", required_argument, NULL, 'H' },
 		TLS_LONGOPTS, { "tls-server-name", required_argument, NULL, TLS_OPT_SERVER_NAME },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -172,6 +179,8 @@ static int parse_opts(int argc, char **argv, struct migrate_opts *o)
 			ndest++;
 			break;
 		case 'x': o->cancel = 1; break;
+		case 'T': o->to = optarg; break;
+		case 'H': o->hosts = optarg; break;
 		case 'h': migrate_usage(stdout); exit(0);
 		default:
 			hv_error("hvctl migrate: unknown or incomplete option '%s'; see hvctl migrate --help",
@@ -189,14 +198,21 @@ static int parse_opts(int argc, char **argv, struct migrate_opts *o)
 		hv_error("hvctl migrate: --dest-disk names where a copied disk goes; add --storage copy");
 		return -1;
 	}
-	int need = o->cancel ? 1 : 2;
+	int need = o->cancel || o->to ? 1 : 2;
 	if (argc - optind != need) {
 		hv_error(o->cancel ? "usage: hvctl migrate --cancel NAME"
-				   : "usage: hvctl migrate NAME HOST:PORT [options]; see hvctl migrate --help");
+				   : o->to ? "usage: hvctl migrate NAME --to HOST|auto [options]: --to names the destination"
+					   : "usage: hvctl migrate NAME HOST:PORT [options]; see hvctl migrate --help");
 		return -1;
 	}
 	o->name = argv[optind];
-	if (!o->cancel && (size_t)snprintf(o->p.uri, sizeof(o->p.uri), "%s", argv[optind + 1]) >= sizeof(o->p.uri)) {
+	if (o->hosts && !o->to) {
+		hv_error("hvctl migrate: --hosts is the list for --to auto; add --to auto");
+		return -1;
+	}
+	if (!o->cancel && !o->to && destination_is_agent(argv[optind + 1]))
+		o->to = argv[optind + 1];
+	if (!o->cancel && !o->to && (size_t)snprintf(o->p.uri, sizeof(o->p.uri), "%s", argv[optind + 1]) >= sizeof(o->p.uri)) {
 		hv_error("HOST:PORT '%.40s...' is too long", argv[optind + 1]);
 		return -1;
 	}
@@ -388,6 +404,35 @@ static int run_job(const struct migrate_opts *op)
 	return result;
 }
 
+/* The destination is an agent: it starts a receiver (on the host --to auto chose), the
+ * VM migrates to it; a receiver no source reached is stopped again. */
+static int migrate_to_agent(struct migrate_opts *o)
+{
+	struct ctl_conn c;
+	struct json_object *st;
+	struct placement_vm vm = { .name = o->name };
+	struct agent_target t;
+
+	if (ctl_conn_open(&c, o->name, false) != CTL_CONN_OK)
+		return 1;
+	st = ctl_conn_call(&c, "status", 5000, false);
+	ctl_conn_close(&c);
+	if (!st || !ctl_reply_ok(st, o->name)) {
+		json_object_put(st);
+		return 1;
+	}
+	vm.mem = (uint64_t)event_num(st, "mem");
+	vm.cpu_features = event_str(st, "cpu_features");
+	int r = agent_target_prepare(o->to, o->hosts, &o->p.tls, &vm, o->json ? stderr : stdout, &t);
+	json_object_put(st);
+	if (r < 0)
+		return 1;
+	snprintf(o->p.uri, sizeof(o->p.uri), "%.250s", t.listen);
+	r = run_job(o);
+	agent_target_finish(&t, o->name, r);
+	return r;
+}
+
 int hvctl_cmd_migrate(int argc, char **argv)
 {
 	static struct migrate_opts o; /* static: the TLS paths make it ~5 KiB */
@@ -396,6 +441,8 @@ int hvctl_cmd_migrate(int argc, char **argv)
 		return 2;
 	if (o.cancel)
 		return do_cancel(o.name, "migrate-cancel");
+	if (o.to)
+		return migrate_to_agent(&o);
 	return run_job(&o);
 }
 

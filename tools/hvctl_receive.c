@@ -454,6 +454,13 @@ static int receive_main(int argc, char **argv, bool restore)
 			"port can send a VM here", o.listen_on);
 	}
 	snprintf(waiting_name, sizeof(waiting_name), "incoming-%d", channel_local_port(lfd));
+	/* What status shows: the port the kernel chose for --listen HOST:0 (the agent asks). */
+	char listening[300], lhost[256], lport[32];
+	if (channel_parse_hostport(o.listen_on, lhost, sizeof(lhost), lport, sizeof(lport), err, sizeof(err)) == 0)
+		snprintf(listening, sizeof(listening), strchr(lhost, ':') ? "[%s]:%d" : "%s:%d", lhost,
+			 channel_local_port(lfd));
+	else
+		snprintf(listening, sizeof(listening), "%s", o.listen_on);
 	if (o.detach && vm_process_detach(NULL) < 0) {
 		tls_context_free(tls);
 		return HV_EXIT_START_FAILED;
@@ -478,7 +485,7 @@ static int receive_main(int argc, char **argv, bool restore)
 		tls_context_free(tls);
 		return HV_EXIT_START_FAILED;
 	}
-	control_set_incoming(m.control, "incoming", o.listen_on, NULL);
+	control_set_incoming(m.control, "incoming", listening, NULL);
 	control_set_stop_handler(m.control, request_stop, &stop);
 	signal_watch_start_fn(&sw, request_stop, &stop);
 	/* Listening, with a name and a socket, is what the caller waits for. */
@@ -533,7 +540,7 @@ static int receive_main(int argc, char **argv, bool restore)
 		}
 		hv_warn("dropped a connection from %s: %s; still listening (%d of %d)", peer, why, strays,
 			RECEIVE_MAX_STRAYS);
-		control_set_incoming(m.control, "incoming", o.listen_on, NULL);
+		control_set_incoming(m.control, "incoming", listening, NULL);
 	}
 	close(lfd); /* the port is free from here: one migration per receiver */
 	lfd = -1;
