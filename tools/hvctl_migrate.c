@@ -198,6 +198,10 @@ static int parse_opts(int argc, char **argv, struct migrate_opts *o)
 		hv_error("hvctl migrate: --dest-disk names where a copied disk goes; add --storage copy");
 		return -1;
 	}
+	if (o->hosts && !o->to) {
+		hv_error("hvctl migrate: --hosts is the list for --to auto; add --to auto");
+		return -1;
+	}
 	int need = o->cancel || o->to ? 1 : 2;
 	if (argc - optind != need) {
 		hv_error(o->cancel ? "usage: hvctl migrate --cancel NAME"
@@ -206,10 +210,6 @@ static int parse_opts(int argc, char **argv, struct migrate_opts *o)
 		return -1;
 	}
 	o->name = argv[optind];
-	if (o->hosts && !o->to) {
-		hv_error("hvctl migrate: --hosts is the list for --to auto; add --to auto");
-		return -1;
-	}
 	if (!o->cancel && !o->to && destination_is_agent(argv[optind + 1]))
 		o->to = argv[optind + 1];
 	if (!o->cancel && !o->to && (size_t)snprintf(o->p.uri, sizeof(o->p.uri), "%s", argv[optind + 1]) >= sizeof(o->p.uri)) {

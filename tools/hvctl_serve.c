@@ -44,7 +44,7 @@
 #include "tools/tls_opts.h"
 #include "tools/vm_process.h"
 
-#define AGENT_MAX_CLIENTS 16
+#define AGENT_MAX_CLIENTS 64
 #define AGENT_IDLE_MS (10 * 60 * 1000)   /* a caller silent this long is dropped */
 #define AGENT_CHILD_OUTPUT (4u << 20)    /* output of one command passed on, at most */
 #define RECEIVE_WAIT_S 120               /* a receiver the agent starts waits this long */
@@ -65,7 +65,8 @@ static void serve_usage(FILE *f)
 		"  - starts a receiver for each migration sent here, listening on\n"
 		"    --migration-address (default: the --listen host), under this host's\n"
 		"    policy: disks in DIR (copied ones are created there), NICs on the\n"
-		"    --net TAPs, at most the memory it has to spare;\n"
+		"    --net TAPs, at most the memory it has to spare; the VM's console\n"
+		"    goes to DIR/NAME.console;\n"
 		"  - reports its VMs and free resources: memory available (at most\n"
 		"    --guest-mem minus what its guests use, when given), CPU load, the free\n"
 		"    space in DIR, the CPU it can offer;\n"
@@ -400,7 +401,7 @@ static int cmd_receive(struct ctl_call *call, void *opaque)
 {
 	struct agent *a = opaque;
 	const char *name = req_str(call, "name");
-	char listen[300], mem[32], timeout[16];
+	char listen[300], mem[32], timeout[16], console[PATH_MAX + 80];
 	uint64_t used = 0;
 
 	if (!name || !rundir_valid_name(name)) {
@@ -417,9 +418,11 @@ static int cmd_receive(struct ctl_call *call, void *opaque)
 	snprintf(listen, sizeof(listen), strchr(a->migration_host, ':') ? "[%s]:0" : "%s:0", a->migration_host);
 	snprintf(mem, sizeof(mem), "%llu", (unsigned long long)room);
 	snprintf(timeout, sizeof(timeout), "%d", RECEIVE_WAIT_S);
+	/* Nobody is attached to a VM that arrives: its console goes to a file beside it. */
+	snprintf(console, sizeof(console), "file:%s/%s.console", a->dir, name);
 	struct agent_exec_plan plan = { .argc = 0 };
 	const char *base[] = { "receive", "--listen", listen, "--name", name, "--detach", "--timeout", timeout,
-			       "--disk-dir", a->dir, "--max-mem", mem };
+			       "--disk-dir", a->dir, "--max-mem", mem, "--console", console };
 	for (size_t i = 0; i < sizeof(base) / sizeof(base[0]); i++)
 		plan.argv[plan.argc++] = base[i];
 	for (int i = 0; i < a->cfg.ntaps; i++) {

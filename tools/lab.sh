@@ -4,20 +4,24 @@
 # uplink and a TAP for a guest; a separate link between A and B carries the migrations.
 # Nothing outside the namespaces is touched (docs/lab.md).
 #
-#   tools/lab.sh up [--ageing SECS]   create it (the switch forgets a MAC after SECS, 300)
+#   tools/lab.sh up [--ageing SECS] [--hosts 2|3]
+#                                     create it (the switch forgets a MAC after SECS, 300;
+#                                     --hosts 3 adds host C)
 #   tools/lab.sh down                 stop what runs in it and delete it (safe to repeat)
-#   tools/lab.sh a|b|client CMD...    run CMD on host A, host B or the client (on A and B
+#   tools/lab.sh a|b|c|client CMD...  run CMD on host A, B, C or the client (on the hosts
 #                                     with HV_RUN_DIR set to that host's run directory)
+#   tools/lab.sh agents               start the agent ('hvctl serve') on every host
 #   tools/lab.sh where MAC            which switch port has MAC now: a, b, or none
 #   tools/lab.sh demo                 boot a netecho guest on A, move it to B and back while
 #                                     the client talks to it; print what the client saw
 #
 # Addresses: the guest 10.88.0.10 (MAC 52:54:00:88:00:10, TAP tap0 on either host), the
-# client 10.88.0.100; the migration link 10.77.1.1 (A) and 10.77.1.2 (B), authenticated
-# with a pre-shared key in the lab's directory. LAB=NAME (default hvlab) names the
-# namespaces NAME-a, NAME-b, NAME-client, NAME-sw; LAB_DIR (default /tmp/NAME) holds the
-# run directories, the key and the logs; BUILD (default build) the hvctl, guest and client
-# to use (HVCTL another hvctl).
+# client 10.88.0.100; the migration network (a second bridge) 10.77.1.1 (A), 10.77.1.2 (B)
+# and 10.77.1.3 (C), authenticated with a pre-shared key in the lab's directory. The
+# agents listen there (port 7460), each with its directory LAB_DIR/X-images. LAB=NAME
+# (default hvlab) names the namespaces NAME-a, NAME-b, NAME-c, NAME-client, NAME-sw;
+# LAB_DIR (default /tmp/NAME) holds the run directories, the key and the logs; BUILD
+# (default build) the hvctl, guest and client to use (HVCTL another hvctl).
 set -u
 here=$(cd "$(dirname "$0")/.." && pwd)
 LAB=${LAB:-hvlab}
@@ -29,7 +33,8 @@ GUEST=$BUILD/guests/hv-guest.elf
 CLIENT=$BUILD/tools/labclient
 GUEST_IP=10.88.0.10
 GUEST_MAC=52:54:00:88:00:10
-NS_A=$LAB-a NS_B=$LAB-b NS_C=$LAB-client NS_SW=$LAB-sw
+NS_A=$LAB-a NS_B=$LAB-b NS_HC=$LAB-c NS_C=$LAB-client NS_SW=$LAB-sw
+ALL_NS=("$NS_A" "$NS_B" "$NS_HC" "$NS_C" "$NS_SW")
 
 die() {
 	echo "lab: $*" >&2
@@ -39,11 +44,11 @@ die() {
 exists() { ip netns list 2>/dev/null | grep -q "^$1\( \|$\)"; }
 
 down() {
-	for ns in "$NS_A" "$NS_B" "$NS_C" "$NS_SW"; do
+	for ns in "${ALL_NS[@]}"; do
 		exists "$ns" || continue
 		for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -TERM "$pid" 2>/dev/null; done
 	done
-	for ns in "$NS_A" "$NS_B" "$NS_C" "$NS_SW"; do
+	for ns in "${ALL_NS[@]}"; do
 		exists "$ns" || continue
 		for _ in $(seq 40); do [ -z "$(ip netns pids "$ns" 2>/dev/null)" ] && break; sleep 0.05; done
 		for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null; done
@@ -53,17 +58,24 @@ down() {
 }
 
 up() {
-	local ageing=300
-	if [ "${1:-}" = --ageing ]; then
-		[[ "${2:-}" =~ ^[0-9]+$ ]] && [ "$2" -ge 1 ] && [ "$2" -le 100000 ] ||
-			die "--ageing takes a number of seconds (1-100000)"
-		ageing=$2
-	elif [ $# -gt 0 ]; then
-		die "unknown option '$1'; usage: tools/lab.sh up [--ageing SECS]"
-	fi
+	local ageing=300 hosts=(a b)
+	while [ $# -gt 0 ]; do
+		case $1 in
+		--ageing)
+			[[ "${2:-}" =~ ^[0-9]+$ ]] && [ "$2" -ge 1 ] && [ "$2" -le 100000 ] ||
+				die "--ageing takes a number of seconds (1-100000)"
+			ageing=$2
+			;;
+		--hosts)
+			case ${2:-} in 2) hosts=(a b) ;; 3) hosts=(a b c) ;; *) die "--hosts takes 2 or 3" ;; esac
+			;;
+		*) die "unknown option '$1'; usage: tools/lab.sh up [--ageing SECS] [--hosts 2|3]" ;;
+		esac
+		shift 2
+	done
 	[ "$(id -u)" = 0 ] || die "needs root (it creates network namespaces)"
 	command -v ip >/dev/null || die "ip(8) is missing: apt-get install iproute2"
-	for ns in "$NS_A" "$NS_B" "$NS_C" "$NS_SW"; do
+	for ns in "${ALL_NS[@]}"; do
 		exists "$ns" && die "namespace $ns exists: tools/lab.sh down first (or LAB=another)"
 	done
 	[ -c /dev/net/tun ] || die "/dev/net/tun is missing: the guest's TAPs need the tun module"
@@ -71,16 +83,17 @@ up() {
 	trap 'down; die "setting up failed; nothing was left behind"' ERR
 	trap 'down; die "interrupted; nothing was left behind"' INT TERM
 	set -E
-	mkdir -p "$LAB_DIR/a" "$LAB_DIR/b"
-	for ns in "$NS_A" "$NS_B" "$NS_C" "$NS_SW"; do
+	local h ns i=0
+	for h in "${hosts[@]}"; do mkdir -p "$LAB_DIR/$h" "$LAB_DIR/$h-images"; done
+	for ns in "${hosts[@]/#/$LAB-}" "$NS_C" "$NS_SW"; do
 		ip netns add "$ns"
 		ip -n "$ns" link set lo up
 	done
 	# The switch, learning as a physical one does.
 	ip -n "$NS_SW" link add sw0 type bridge ageing_time $((ageing * 100))
 	ip -n "$NS_SW" link set sw0 up
-	for h in a b; do
-		local ns=$LAB-$h
+	for h in "${hosts[@]}"; do
+		ns=$LAB-$h
 		# ("port-": a bare "a" would read as ip's "address")
 		ip -n "$NS_SW" link add "port-$h" type veth peer name uplink netns "$ns"
 		ip -n "$NS_SW" link set "port-$h" master sw0 up
@@ -94,15 +107,19 @@ up() {
 	ip -n "$NS_SW" link set port-client master sw0 up
 	ip -n "$NS_C" addr add 10.88.0.100/24 dev eth0
 	ip -n "$NS_C" link set eth0 up
-	# The migration network.
-	ip -n "$NS_A" link add mig type veth peer name mig netns "$NS_B"
-	ip -n "$NS_A" addr add 10.77.1.1/24 dev mig
-	ip -n "$NS_B" addr add 10.77.1.2/24 dev mig
-	ip -n "$NS_A" link set mig up
-	ip -n "$NS_B" link set mig up
+	# The migration network: a second switch, one port per host.
+	ip -n "$NS_SW" link add mig0 type bridge
+	ip -n "$NS_SW" link set mig0 up
+	for h in "${hosts[@]}"; do
+		i=$((i + 1))
+		ip -n "$NS_SW" link add "mig-$h" type veth peer name mig netns "$LAB-$h"
+		ip -n "$NS_SW" link set "mig-$h" master mig0 up
+		ip -n "$LAB-$h" addr add "10.77.1.$i/24" dev mig
+		ip -n "$LAB-$h" link set mig up
+	done
 	"$HVCTL" keygen "$LAB_DIR/key" >/dev/null 2>&1 || : # without hvctl built: no key yet
 	trap - ERR INT TERM
-	echo "lab up: hosts $NS_A and $NS_B (TAP tap0 on each, migration link 10.77.1.1-10.77.1.2),"
+	echo "lab up: hosts ${hosts[*]/#/$LAB-} (TAP tap0 on each, migration network 10.77.1.1-${#hosts[@]}),"
 	echo "client $NS_C (10.88.0.100), switch $NS_SW (forgets a MAC after ${ageing} s)"
 }
 
@@ -110,8 +127,7 @@ on() {
 	local who=$1
 	shift
 	case $who in
-	a) ip netns exec "$NS_A" env HV_RUN_DIR="$LAB_DIR/a" "$@" ;;
-	b) ip netns exec "$NS_B" env HV_RUN_DIR="$LAB_DIR/b" "$@" ;;
+	a | b | c) ip netns exec "$LAB-$who" env HV_RUN_DIR="$LAB_DIR/$who" "$@" ;;
 	client) ip netns exec "$NS_C" "$@" ;;
 	esac
 }
@@ -119,7 +135,7 @@ on() {
 where() {
 	local mac=${1,,} port
 	port=$(bridge -n "$NS_SW" fdb show br sw0 2>/dev/null | awk -v m="$mac" '$1 == m && $2 == "dev" { print $3; exit }')
-	case $port in port-a | port-b) echo "${port#port-}" ;; *) echo none ;; esac
+	case $port in port-a | port-b | port-c) echo "${port#port-}" ;; *) echo none ;; esac
 }
 
 # demo_move FROM TO TO_ADDR: the guest "web" over the migration link.
@@ -156,14 +172,31 @@ demo() {
 	on a "$HVCTL" stop web >/dev/null 2>&1
 }
 
+# agents: 'hvctl serve' on every host of the lab, on its migration address, with the lab's
+# key, its images directory and tap0; each logs to LAB_DIR/X-agent.log.
+agents() {
+	local h i=0
+	[ -x "$HVCTL" ] || die "build first: make (needs $HVCTL)"
+	for h in a b c; do
+		i=$((i + 1))
+		exists "$LAB-$h" || continue
+		on "$h" setsid "$HVCTL" serve --dir "$LAB_DIR/$h-images" --listen "10.77.1.$i" --psk "$LAB_DIR/key" \
+			--net tap=tap0 </dev/null >>"$LAB_DIR/$h-agent.log" 2>&1 &
+		for _ in $(seq 50); do grep -q 'agent: serving' "$LAB_DIR/$h-agent.log" 2>/dev/null && break; sleep 0.1; done
+		grep -q 'agent: serving' "$LAB_DIR/$h-agent.log" || die "the agent on ${h^^} did not start: see $LAB_DIR/$h-agent.log"
+		echo "agent on ${h^^}: 10.77.1.$i (log $LAB_DIR/$h-agent.log)"
+	done
+}
+
 cmd=${1:-}
 [ $# -gt 0 ] && shift
 case $cmd in
 up) up "$@" ;;
 down) down ;;
-a | b | client)
+a | b | c | client)
 	[ $# -gt 0 ] || die "usage: tools/lab.sh $cmd CMD..."
 	exists "$NS_A" || die "the lab is not up: tools/lab.sh up"
+	[ "$cmd" != c ] || exists "$NS_HC" || die "the lab has no host C: tools/lab.sh up --hosts 3"
 	on "$cmd" "$@"
 	;;
 where)
@@ -171,6 +204,10 @@ where)
 	exists "$NS_SW" || die "the lab is not up: tools/lab.sh up"
 	where "$1"
 	;;
+agents)
+	exists "$NS_A" || die "the lab is not up: tools/lab.sh up"
+	agents
+	;;
 demo) demo ;;
-*) die "usage: tools/lab.sh up [--ageing SECS] | down | a|b|client CMD... | where MAC | demo" ;;
+*) die "usage: tools/lab.sh up [--ageing SECS] [--hosts 2|3] | down | a|b|c|client CMD... | agents | where MAC | demo" ;;
 esac
