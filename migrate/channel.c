@@ -41,8 +41,8 @@ int channel_parse_hostport(const char *s, char *host, size_t hostlen, char *port
 	const char *p = colon + 1;
 	char *endp;
 	long n = strtol(p, &endp, 10);
-	if (!*p || *endp || n < 1 || n > 65535) {
-		snprintf(err, errlen, "'%s' is not a valid port (1-65535)", p);
+	if (!*p || *endp || n < 0 || n > 65535) {
+		snprintf(err, errlen, "'%s' is not a valid port (1-65535; 0 to listen on any)", p);
 		return -1;
 	}
 	if (hl == 0 || hl >= hostlen) {
@@ -72,6 +72,10 @@ static struct addrinfo *resolve(const char *hostport, int passive, char *err, si
 
 	if (channel_parse_hostport(hostport, host, sizeof(host), port, sizeof(port), err, errlen) < 0)
 		return NULL;
+	if (!passive && !strcmp(port, "0")) {
+		snprintf(err, errlen, "'%s': port 0 cannot be connected to; give the port it listens on", hostport);
+		return NULL;
+	}
 	hints.ai_flags = passive ? AI_PASSIVE : 0;
 	int r = getaddrinfo(host, port, &hints, &res);
 	if (r != 0) {

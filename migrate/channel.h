@@ -4,7 +4,7 @@
 
 #include <stddef.h>
 
-/* Splits "HOST:PORT" or "[V6]:PORT". 0, or -1 with a message in err. */
+/* Splits "HOST:PORT" or "[V6]:PORT" (port 0: any, for a listener). 0, or -1 with a message in err. */
 int channel_parse_hostport(const char *s, char *host, size_t hostlen, char *port, size_t portlen,
 			   char *err, size_t errlen);
 /* Connected, blocking TCP socket, or -1 with a message ("connection refused by

@@ -98,12 +98,31 @@ struct child_output {
 	const struct ctl_request *req;
 	char *out; /* stdout kept, NUL-terminated (keep_stdout) */
 	size_t out_len;
+	char last_err[CTL_ERR_MAX]; /* the last line on stderr, when there is no caller */
 	bool keep_stdout, conn_lost;
 };
 
 /* Passes one chunk of the child's output to the caller as an event. */
 static void send_output(struct child_output *co, int which, const char *data, size_t len)
 {
+	if (!co->conn && which == 2) {
+		/* The agent's own command (a receiver): its errors go to the agent's log, and the
+		 * last one to the caller. */
+		char line[CTL_ERR_MAX];
+		while (len) {
+			size_t n = strcspn(data, "\n");
+			if (n > len)
+				n = len;
+			if (n) {
+				printable_copy(line, sizeof(line), data, n);
+				hv_warn("agent: %s", line);
+				snprintf(co->last_err, sizeof(co->last_err), "%s", line);
+			}
+			data += n < len ? n + 1 : n;
+			len -= n < len ? n + 1 : n;
+		}
+		return;
+	}
 	if (!co->conn || co->conn_lost)
 		return;
 	struct json_object *ev = json_object_new_object();
@@ -266,17 +285,16 @@ static struct json_object *list_vms(struct agent *a, uint64_t *mem_used)
 	return vms;
 }
 
-/* What a guest may still take here: MemAvailable, and --guest-mem minus what runs. */
+/* What a guest may still take here: what the guests here do not have yet of --guest-mem
+ * (default: all the host's memory), counting each guest's whole size (memory it has not
+ * touched yet is not used, but promised), and never more than MemAvailable. */
 static uint64_t headroom(const struct agent *a, uint64_t mem_used)
 {
-	uint64_t h = meminfo("MemAvailable");
+	uint64_t avail = meminfo("MemAvailable");
+	uint64_t offered = a->guest_mem ? a->guest_mem : meminfo("MemTotal");
+	uint64_t left = offered > mem_used ? offered - mem_used : 0;
 
-	if (a->guest_mem) {
-		uint64_t left = a->guest_mem > mem_used ? a->guest_mem - mem_used : 0;
-		if (left < h)
-			h = left;
-	}
-	return h;
+	return left < avail ? left : avail;
 }
 
 static void add_u64(struct json_object *o, const char *k, uint64_t v)
@@ -432,12 +450,13 @@ static int cmd_receive(struct ctl_call *call, void *opaque)
 	agent_policy_add_auth(&a->cfg, &plan, 1);
 	plan.argv[plan.argc] = NULL;
 
-	struct child_output co = { .keep_stdout = true };
+	static __thread struct child_output co;
+	co = (struct child_output){ .keep_stdout = true };
 	int st = run_child(a, plan.argv, &co);
 	free(co.out);
 	if (st != 0) {
-		snprintf(call->err, sizeof(call->err), "could not start a receiver for %s here (status %d: "
-			 "a VM of that name already runs here, or see the agent's log)", name, st);
+		snprintf(call->err, sizeof(call->err), "could not start a receiver for %s here: %.150s", name,
+			 co.last_err[0] ? co.last_err : "see the agent's log");
 		return -1;
 	}
 	/* Where it listens (the port was the kernel's choice): its status says. */

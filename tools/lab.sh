@@ -18,7 +18,8 @@
 # Addresses: the guest 10.88.0.10 (MAC 52:54:00:88:00:10, TAP tap0 on either host), the
 # client 10.88.0.100; the migration network (a second bridge) 10.77.1.1 (A), 10.77.1.2 (B)
 # and 10.77.1.3 (C), authenticated with a pre-shared key in the lab's directory. The
-# agents listen there (port 7460), each with its directory LAB_DIR/X-images. LAB=NAME
+# agents listen there (port 7460), each with its directory LAB_DIR/X-images, offering
+# guests LAB_GUEST_MEM (default 1G) of memory. LAB=NAME
 # (default hvlab) names the namespaces NAME-a, NAME-b, NAME-c, NAME-client, NAME-sw;
 # LAB_DIR (default /tmp/NAME) holds the run directories, the key and the logs; BUILD
 # (default build) the hvctl, guest and client to use (HVCTL another hvctl).
@@ -181,7 +182,7 @@ agents() {
 		i=$((i + 1))
 		exists "$LAB-$h" || continue
 		on "$h" setsid "$HVCTL" serve --dir "$LAB_DIR/$h-images" --listen "10.77.1.$i" --psk "$LAB_DIR/key" \
-			--net tap=tap0 </dev/null >>"$LAB_DIR/$h-agent.log" 2>&1 &
+			--net tap=tap0 --guest-mem "${LAB_GUEST_MEM:-1G}" </dev/null >>"$LAB_DIR/$h-agent.log" 2>&1 &
 		for _ in $(seq 50); do grep -q 'agent: serving' "$LAB_DIR/$h-agent.log" 2>/dev/null && break; sleep 0.1; done
 		grep -q 'agent: serving' "$LAB_DIR/$h-agent.log" || die "the agent on ${h^^} did not start: see $LAB_DIR/$h-agent.log"
 		echo "agent on ${h^^}: 10.77.1.$i (log $LAB_DIR/$h-agent.log)"
