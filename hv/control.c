@@ -68,6 +68,7 @@ struct control_server {
 	void *stop_opaque;
 	bool stopping;
 	char console_pty[128];
+	int disks, nics; /* control_set_devices */
 	struct event *ev_head, *ev_tail;
 	int ev_count;
 	bool ev_overflow_warned;
@@ -551,6 +552,10 @@ static int cmd_status(struct ctl_call *call, void *opaque)
 	pthread_mutex_lock(&cs->lock);
 	if (cs->console_pty[0])
 		json_object_object_add(r, "console_pty", json_object_new_string(cs->console_pty));
+	if (vm) {
+		json_object_object_add(r, "disks", json_object_new_int(cs->disks));
+		json_object_object_add(r, "nics", json_object_new_int(cs->nics));
+	}
 	if (cs->phase[0] && cs->listen_addr[0])
 		json_object_object_add(r, "listen", json_object_new_string(cs->listen_addr));
 	if (cs->phase[0] && cs->peer[0])
@@ -691,6 +696,14 @@ void control_set_console_path(struct control_server *cs, const char *pty_path)
 {
 	pthread_mutex_lock(&cs->lock);
 	snprintf(cs->console_pty, sizeof(cs->console_pty), "%s", pty_path ? pty_path : "");
+	pthread_mutex_unlock(&cs->lock);
+}
+
+void control_set_devices(struct control_server *cs, int disks, int nics)
+{
+	pthread_mutex_lock(&cs->lock);
+	cs->disks = disks;
+	cs->nics = nics;
 	pthread_mutex_unlock(&cs->lock);
 }
 

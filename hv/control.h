@@ -44,6 +44,9 @@ void control_stop(struct control_server *cs);
 /* The PTY that the serial console is attached to: reported as "console_pty" by "status"
  * (hvctl console opens it). NULL or "" for none. Safe from any thread. */
 void control_set_console_path(struct control_server *cs, const char *pty_path);
+/* How many disks and NICs the VM has: status says (an evacuation decides from it whether
+ * a VM's disks travel). */
+void control_set_devices(struct control_server *cs, int disks, int nics);
 
 /* Adds a command (e.g. "migrate"). The handler runs on the server thread with call->ctx ==
  * cs: it must not block for long (start a thread for long jobs and report through

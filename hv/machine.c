@@ -192,6 +192,7 @@ static int start(struct machine *m, bool paused)
 	if (!m->commands_attached) {
 		if (m->console.pty_path[0])
 			control_set_console_path(m->control, m->console.pty_path);
+		control_set_devices(m->control, m->config.ndisks, m->config.nnics);
 		if (m->config.attach_commands) {
 			m->commands = m->config.attach_commands(m->control, m);
 			if (!m->commands)

@@ -122,7 +122,7 @@ int agent_exec(struct agent_conn *c, int argc, const char *const *argv, FILE *ou
 			printable(why, sizeof(why), json_object_get_string(v));
 		snprintf(err, errlen, "agent %s refused: %s", c->peer, why);
 		json_object_put(reply);
-		return -1;
+		return AGENT_EXEC_REFUSED;
 	}
 	if (started)
 		*started = true;

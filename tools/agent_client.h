@@ -28,8 +28,10 @@ struct json_object *agent_call(struct agent_conn *c, const char *cmd, struct jso
 /* Runs an hvctl command line on the agent. Its standard output goes to out (NULL: kept in
  * *captured, malloc'd, when captured is not NULL) and its standard error to errf, each
  * byte outside printable ASCII (but newline, tab, CR) shown as '?'. The command's exit
- * status, or -1 with err set if the agent refused it or the connection failed (then the
- * command's outcome is unknown if it had started: *started tells, when not NULL). */
+ * status; AGENT_EXEC_REFUSED with err set if the agent refused it (nothing ran); -1 with
+ * err set if the connection failed: then what the command did is unknown (*started, when
+ * not NULL, says whether it had written anything). */
+#define AGENT_EXEC_REFUSED (-2)
 int agent_exec(struct agent_conn *c, int argc, const char *const *argv, FILE *out, char **captured, FILE *errf,
 	       bool *started, char *err, size_t errlen);
 

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "hv/clock.h"
 #include "hv/log.h"
@@ -41,6 +42,7 @@ struct move {
 	struct placement_vm vm;
 	char name[64];
 	char *features;
+	int disks;
 	int dest;      /* index in dests, -1: none can take it */
 	char result[200];
 	bool moved;
@@ -91,28 +93,61 @@ static bool parse_done(const char *out, struct move *m, char *why, size_t len)
 	return done;
 }
 
-/* Where a VM whose move lost contact with HOST's agent is now, asked of the destination. */
-static bool arrived(const struct evacuation *e, const struct move *m)
+/* The state of VM m on its destination ("" if it is not there, NULL if the destination's
+ * agent cannot be asked), into buf. */
+static const char *state_at_dest(const struct evacuation *e, const struct move *m, char *buf, size_t len)
 {
 	struct agent_conn c;
 	char err[300];
 	struct json_object *list = NULL, *vms, *v;
-	bool there = false;
+	const char *r = NULL;
 
 	if (agent_open(&c, e->dests[m->dest], &e->tls, err, sizeof(err)) < 0)
-		return false;
+		return NULL;
 	list = agent_call(&c, "list", NULL, err, sizeof(err));
-	if (list && json_object_object_get_ex(list, "vms", &vms))
+	if (list && json_object_object_get_ex(list, "vms", &vms)) {
+		buf[0] = 0;
+		r = buf;
 		for (size_t i = 0; i < json_object_array_length(vms); i++) {
 			struct json_object *vm = json_object_array_get_idx(vms, i);
 			if (json_object_object_get_ex(vm, "name", &v) && !strcmp(json_object_get_string(v), m->name) &&
-			    json_object_object_get_ex(vm, "state", &v) &&
-			    (!strcmp(json_object_get_string(v), "running") || !strcmp(json_object_get_string(v), "paused")))
-				there = true;
+			    json_object_object_get_ex(vm, "state", &v))
+				printable(buf, len, json_object_get_string(v));
 		}
+	}
 	json_object_put(list);
 	agent_conn_close(&c);
-	return there;
+	return r;
+}
+
+#define LOST_WAIT_S 600    /* a move in flight when HOST's agent was lost: how long to watch it */
+#define NEVER_BEGAN_S 10   /* a receiver no source reached after this long: the move never began */
+
+/* HOST's agent was lost while it ran m's migration. The migration itself runs in the VM
+ * and goes on without it: watch the destination until it says how the move ended. */
+static void after_loss(const struct evacuation *e, struct move *m)
+{
+	char state[32];
+	int incoming_s = 0;
+
+	for (int s = 0; s < LOST_WAIT_S; s++) {
+		const char *st = state_at_dest(e, m, state, sizeof(state));
+		if (st && (!strcmp(st, "running") || !strcmp(st, "paused"))) {
+			m->moved = true;
+			snprintf(m->result, sizeof(m->result), "moved (%s's agent was lost on the way)", e->src);
+			return;
+		}
+		if (st && !st[0]) {
+			snprintf(m->result, sizeof(m->result), "stayed: %s's agent was lost; the move failed", e->src);
+			return;
+		}
+		if (st && !strcmp(st, "incoming") && ++incoming_s >= NEVER_BEGAN_S) {
+			snprintf(m->result, sizeof(m->result), "stayed: %s's agent was lost before the move began", e->src);
+			return;
+		}
+		sleep(1);
+	}
+	snprintf(m->result, sizeof(m->result), "unknown: %s's agent was lost; check both hosts", e->src);
 }
 
 static void move_one(struct evacuation *e, struct move *m)
@@ -125,7 +160,7 @@ static void move_one(struct evacuation *e, struct move *m)
 	fprintf(stderr, "%s -> %s: starting\n", m->name, dest);
 	if (agent_open(&src, e->src, &e->tls, err, sizeof(err)) < 0) {
 		snprintf(m->result, sizeof(m->result), "stayed: %.180s", err);
-		return;
+		goto out;
 	}
 	hv_quiet_errors(true);
 	int r = agent_target_prepare(dest, NULL, &e->tls, &m->vm, NULL, &t);
@@ -133,11 +168,11 @@ static void move_one(struct evacuation *e, struct move *m)
 	if (r < 0) {
 		snprintf(m->result, sizeof(m->result), "stayed: %s", hv_last_error());
 		agent_conn_close(&src);
-		return;
+		goto out;
 	}
 	const char *argv[12] = { "migrate", m->name, t.listen, "--json" };
 	int n = 4;
-	if (e->storage) {
+	if (e->storage && m->disks > 0) { /* a VM without disks has none to copy */
 		argv[n++] = "--storage";
 		argv[n++] = e->storage;
 	}
@@ -148,18 +183,16 @@ static void move_one(struct evacuation *e, struct move *m)
 	char *out = NULL, *errtext = NULL;
 	size_t errlen = 0;
 	FILE *errf = open_memstream(&errtext, &errlen);
-	bool started;
-	int st = agent_exec(&src, n, argv, NULL, &out, errf, &started, err, sizeof(err));
+	int st = agent_exec(&src, n, argv, NULL, &out, errf, NULL, err, sizeof(err));
+	bool refused = st == AGENT_EXEC_REFUSED; /* the agent answered: nothing ran */
 	if (errf)
 		fclose(errf);
 	bool done = out && parse_done(out, m, why, sizeof(why));
 	if (st == 0 && done) {
 		m->moved = true;
 		snprintf(m->result, sizeof(m->result), "moved");
-	} else if (st < 0 && started) {
-		m->moved = arrived(e, m);
-		snprintf(m->result, sizeof(m->result), m->moved ? "moved (lost %s's agent on the way)"
-								 : "unknown: lost %s's agent; check it", e->src);
+	} else if (st < 0 && !refused) {
+		after_loss(e, m);
 	} else if (st < 0) {
 		snprintf(m->result, sizeof(m->result), "stayed: %.180s", err);
 	} else {
@@ -175,8 +208,10 @@ static void move_one(struct evacuation *e, struct move *m)
 	}
 	free(out);
 	free(errtext);
-	agent_target_finish(&t, m->name, m->moved ? 0 : st < 0 ? 3 : st);
+	/* A receiver that no source reached goes (a failed move: 1); else it is left alone. */
+	agent_target_finish(&t, m->name, m->moved ? 0 : !strncmp(m->result, "stayed", 6) ? 1 : 3);
 	agent_conn_close(&src);
+out:
 	fprintf(stderr, "%s -> %s: %s\n", m->name, dest, m->result);
 }
 
@@ -223,6 +258,7 @@ static int plan(struct evacuation *e)
 		printable(m->name, sizeof(m->name), json_object_object_get_ex(vm, "name", &v) ? json_object_get_string(v) : "");
 		m->features = strdup(json_object_object_get_ex(vm, "cpu_features", &v) ? json_object_get_string(v) : "");
 		m->vm.mem = json_object_object_get_ex(vm, "mem", &v) ? (uint64_t)json_object_get_int64(v) : 0;
+		m->disks = json_object_object_get_ex(vm, "disks", &v) ? json_object_get_int(v) : 1;
 	}
 	json_object_put(list);
 	qsort(e->moves, (size_t)e->nmoves, sizeof(e->moves[0]), by_mem_desc);

@@ -258,11 +258,17 @@ static int remote_migrate(struct agent_conn *src, const char *src_host, const st
 	for (int i = 0; i < npass; i++)
 		cmd[n++] = pass[i];
 	int st = agent_exec(src, n, cmd, stdout, NULL, stderr, NULL, err, sizeof(err));
-	if (st < 0)
+	if (st == AGENT_EXEC_REFUSED) {
+		hv_error("%s", err);
+		st = 1; /* nothing ran: the receiver goes */
+	} else if (st < 0) {
+		/* The migration runs in the VM and may go on without its caller. */
 		hv_error("%s; where %s runs now is unknown: see 'hvctl -H %s list' and 'hvctl -H %s list'", err, name,
 			 src_host, t.host);
+		st = 3;
+	}
 	agent_target_finish(&t, name, st);
-	return st < 0 ? 1 : st;
+	return st;
 }
 
 int hvctl_remote(const char *host, struct tls_options *tls, int argc, char **argv)

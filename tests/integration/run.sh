@@ -8,6 +8,7 @@
 # (no-kvm-hvctl.sh stops it as soon as hv says so), and the others run as usual.
 #
 # run.sh [REGEX]: only the test functions whose name matches the extended regex.
+# HV_TEST_SHOW=1 prints what each passing test wrote, too.
 # HV_TEST_UPTIME=SECONDS runs each test in a time namespace whose CLOCK_MONOTONIC and
 # CLOCK_BOOTTIME read SECONDS more than the host's: a lab host that has been up that long
 # (anything that mixes up a timeout and a deadline fails there).
@@ -76,6 +77,7 @@ for file in tests/integration/t_*.sh; do
 		if [ $rc -eq 0 ]; then
 			passed=$((passed + 1))
 			printf 'PASS %-50s %5ss\n' "$fn$label" "$secs"
+			[ -n "${HV_TEST_SHOW:-}" ] && sed 's/^/    /' "$T/log"
 		elif needed_kvm "$T"; then
 			skipped=$((skipped + 1))
 			printf 'SKIP %-50s %5ss (needs /dev/kvm)\n' "$fn$label" "$secs"
