@@ -108,6 +108,8 @@ install: all
 	install -D -m 0755 $(BUILD)/hvctl $(DESTDIR)$(PREFIX)/bin/hvctl
 	install -d $(DESTDIR)$(PREFIX)/share/hv/guests
 	install -m 0644 $(BUILD)/guests/*.elf $(DESTDIR)$(PREFIX)/share/hv/guests/
+	install -D -m 0644 docs/man/hvctl-serve.8 $(DESTDIR)$(PREFIX)/share/man/man8/hvctl-serve.8
+	install -D -m 0644 tools/systemd/hv-agent.service $(DESTDIR)$(PREFIX)/lib/systemd/system/hv-agent.service
 
 clean:
 	rm -rf $(BUILD)
