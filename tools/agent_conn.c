@@ -119,8 +119,11 @@ int agent_conn_read_line(struct agent_conn *c, int timeout_ms, char **line)
 			continue;
 		if (n == 0)
 			return 0;
-		if (n < 0)
+		if (n < 0) {
+			const char *why = c->io.ops->strerror ? c->io.ops->strerror(c->io.opaque, (int)-n) : NULL;
+			snprintf(c->io_err, sizeof(c->io_err), "%s", why ? why : strerror((int)-n));
 			return -1;
+		}
 		c->len += (size_t)n;
 	}
 }
@@ -140,9 +143,12 @@ struct json_object *agent_conn_request(struct agent_conn *c, struct json_object 
 		char *line;
 		int r = agent_conn_read_line(c, timeout_ms, &line);
 		if (r <= 0) {
-			snprintf(err, errlen, r == 0 ? "the agent at %s closed the connection"
-						     : "no answer from the agent at %s (timed out or connection lost)",
-				 c->peer);
+			if (r < 0 && c->io_err[0])
+				snprintf(err, errlen, "lost the agent at %s: %s", c->peer, c->io_err);
+			else
+				snprintf(err, errlen, r == 0 ? "the agent at %s closed the connection"
+							     : "no answer from the agent at %s (timed out or connection lost)",
+					 c->peer);
 			return NULL;
 		}
 		struct json_object *obj = json_tokener_parse(line);
@@ -198,7 +204,10 @@ int agent_connect(struct agent_conn *c, const char *addr, struct tls_context *ct
 	struct json_object *reply = agent_conn_request(c, req, timeout_ms, NULL, NULL, e, sizeof(e));
 	json_object_put(req);
 	if (!reply) {
-		if (ctx)
+		if (ctx && c->io_err[0])
+			snprintf(err, errlen, "agent %s refused this side: %s (is this host's certificate valid and "
+				 "signed by the agent's --tls-ca?)", addr, c->io_err);
+		else if (ctx)
 			snprintf(err, errlen, "%s did not answer as an hv agent: is 'hvctl serve' listening there?", addr);
 		else
 			snprintf(err, errlen, "%s did not answer without a key: give the agent's --psk FILE or "

@@ -28,6 +28,7 @@ struct agent_conn {
 	size_t len, cap;
 	int next_id;
 	char peer[160]; /* "HOST:PORT" as the caller named it (client) or as accepted (agent) */
+	char io_err[256]; /* what the last failed read said (TLS: an alert), else "" */
 };
 
 /* "HOST" or "HOST:PORT" (an agent's address; default port 7460) into "HOST:PORT" form. -1

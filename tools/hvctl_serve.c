@@ -579,6 +579,14 @@ static void *serve_client(void *arg)
 		s = tls_handshake(a->tls, cl->fd, NULL, deadline_in_ms(TLS_HANDSHAKE_TIMEOUT_MS), why, sizeof(why));
 		if (!s) {
 			hv_warn("agent: refused %s: %s", cl->peer, why);
+			/* Closing with the caller's bytes unread would reset the connection and could
+			 * destroy the alert that tells it why: let it read that first. */
+			char drain[4096];
+			struct deadline until = deadline_in_ms(1000);
+			shutdown(cl->fd, SHUT_WR);
+			channel_set_recv_timeout(cl->fd, 500);
+			while (deadline_left_ms(until) > 0 && recv(cl->fd, drain, sizeof(drain), 0) > 0) {
+			}
 			close(cl->fd);
 			goto out;
 		}

@@ -281,3 +281,36 @@ blk_finished() {
 		{ cat "$T/v"; fail "host-side check failed"; }
 	grep -q "^blkverify: blocks=$blocks ok=$blocks bad=0\$" "$T/v" || { cat "$T/v"; fail "not every block verified"; }
 }
+
+# tls_pki: a CA, another CA, and certificates signed by them in $T/pki: dst (127.0.0.1 and
+# localhost), src (src.lab), rogue (127.0.0.1, by the other CA), old (src.lab, expired in 2020).
+tls_pki() {
+	local d=$T/pki
+	mkdir -p "$d/db"
+	(
+		cd "$d" || exit 1
+		for ca in ca otherca; do
+			openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout $ca.key \
+				-out $ca.crt -days 30 -subj "/CN=hv test $ca" 2>/dev/null || exit 1
+		done
+		cert() { # NAME CA SAN
+			openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$1.key" \
+				-out "$1.csr" -subj "/CN=$1" 2>/dev/null || exit 1
+			printf 'subjectAltName=%s\n' "$3" >"$1.ext"
+			openssl x509 -req -in "$1.csr" -CA "$2.crt" -CAkey "$2.key" -CAcreateserial -out "$1.crt" \
+				-days 30 -extfile "$1.ext" 2>/dev/null || exit 1
+		}
+		cert dst ca "IP:127.0.0.1,DNS:localhost"
+		cert src ca "DNS:src.lab"
+		cert rogue otherca "IP:127.0.0.1"
+		# An expired certificate needs explicit dates: 'openssl ca' can set them.
+		: >db/index.txt
+		echo 01 >db/serial
+		printf '[ca]\ndefault_ca=t\n[t]\ndatabase=db/index.txt\nnew_certs_dir=db\nserial=db/serial\ndefault_md=sha256\npolicy=p\n[p]\ncommonName=supplied\n' >ca.cnf
+		openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout old.key -out old.csr \
+			-subj "/CN=old" 2>/dev/null || exit 1
+		openssl ca -batch -config ca.cnf -cert ca.crt -keyfile ca.key -in old.csr -out old.crt \
+			-startdate 20200101000000Z -enddate 20200201000000Z -extfile src.ext >/dev/null 2>&1 || exit 1
+		chmod 600 ./*.key
+	) || fail "cannot make test certificates with openssl"
+}

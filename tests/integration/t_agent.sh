@@ -77,6 +77,25 @@ test_agent_start_errors() {
 	expect_error "names the host itself" remote evacuate x
 }
 
+test_agent_certificates() {
+	tls_pki
+	local p=$T/pki
+	mkdir -p "$T/dir"
+	APORT=$(mig_unused_port 17460)
+	"$HVCTL_BIN" serve --dir "$T/dir" --listen "127.0.0.1:$APORT" --tls-cert "$p/dst.crt" --tls-key "$p/dst.key" \
+		--tls-ca "$p/ca.crt" >"$T/agent.log" 2>&1 &
+	echo $! >>"$T/pids"
+	wait_for "$T/agent.log" 'agent: serving' 10
+	"$HVCTL_BIN" -H "127.0.0.1:$APORT" --tls-cert "$p/src.crt" --tls-key "$p/src.key" --tls-ca "$p/ca.crt" \
+		list >"$T/list.out" || fail "a caller with a certificate of the agent's CA was refused"
+	grep -q '^NAME' "$T/list.out" || fail "no list from the agent"
+	expect_error "refused this side: .*unknown ca" "$HVCTL_BIN" -H "127.0.0.1:$APORT" --tls-cert "$p/rogue.crt" --tls-key "$p/rogue.key" \
+		--tls-ca "$p/ca.crt" list
+	expect_error "refused this side: .*expired" "$HVCTL_BIN" -H "127.0.0.1:$APORT" --tls-cert "$p/old.crt" --tls-key "$p/old.key" \
+		--tls-ca "$p/ca.crt" list
+	expect_error "did not answer without a key" "$HVCTL_BIN" -H "127.0.0.1:$APORT" list
+}
+
 # ---- Three lab hosts with agents (tools/lab.sh up --hosts 3; guests need KVM) ----
 
 lab3() { LAB=hva$$ LAB_DIR="$T/lab" BUILD="$BUILD" tools/lab.sh "$@"; }
