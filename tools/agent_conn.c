@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <json-c/json.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -174,6 +175,8 @@ int agent_connect(struct agent_conn *c, const char *addr, struct tls_context *ct
 
 	conn_init(c, -1, NULL);
 	snprintf(c->peer, sizeof(c->peer), "%s", addr);
+	/* An agent that dies mid-call must end the call with a message, not this process. */
+	signal(SIGPIPE, SIG_IGN);
 	if (channel_parse_hostport(addr, host, sizeof(host), port, sizeof(port), e, sizeof(e)) < 0) {
 		snprintf(err, errlen, "%s", e);
 		return -1;

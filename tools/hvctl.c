@@ -34,6 +34,7 @@ static const struct subcommand subcommands[] = {
 	{ "keygen", hvctl_cmd_keygen, "write a new pre-shared key for authenticated migration" },
 	{ "serve", hvctl_cmd_serve, "run this host's agent, for hvctl -H, --to and evacuate" },
 	{ "evacuate", hvctl_cmd_evacuate, "move every VM off a host (with agents)" },
+	{ "hosts", hvctl_cmd_hosts, "what the agents on some hosts report: VMs, memory, load" },
 };
 
 static void usage(FILE *f)

@@ -14,5 +14,6 @@ int hvctl_cmd_keygen(int argc, char **argv);
 int hvctl_cmd_report(int argc, char **argv);
 int hvctl_cmd_move_disk(int argc, char **argv);
 int hvctl_cmd_serve(int argc, char **argv);
+int hvctl_cmd_hosts(int argc, char **argv);
 
 #endif

@@ -37,6 +37,16 @@ test_agent_refuses_strangers() {
 	! grep -q $'\033' "$T/agent.log" || fail "the agent's log holds a stranger's escape sequence"
 }
 
+test_agent_hosts_table() {
+	agent_start --guest-mem 1G
+	"$HVCTL_BIN" hosts "127.0.0.1:$APORT,127.0.0.1:1" --psk "$T/key" >"$T/hosts.out" 2>&1 &&
+		fail "hvctl hosts succeeded with a host that is not there"
+	cat "$T/hosts.out"
+	grep -Eq "^  127\.0\.0\.1:$APORT +0 +0 +1024 " "$T/hosts.out" || fail "no row for the agent (0 VMs, 1024 MiB to spare)"
+	grep -q "^  127.0.0.1:1 .*connection refused" "$T/hosts.out" || fail "no reason for the missing host"
+	awk '{ if (length($0) > 80) exit 1 }' "$T/hosts.out" || fail "the table is wider than 80 columns"
+}
+
 test_agent_runs_nothing_outside_its_policy() {
 	agent_start --net tap=tap-lab0
 	: >"$T/dir/guest.elf"
