@@ -28,6 +28,18 @@ int agent_open(struct agent_conn *c, const char *host, const struct tls_options 
 	return r;
 }
 
+/* The reason of an ok:false reply, printable, into err. */
+static void reply_error(const struct agent_conn *c, struct json_object *reply, const char *verb, char *err,
+			size_t errlen)
+{
+	struct json_object *v;
+	char why[300] = "it gave no reason";
+
+	if (json_object_object_get_ex(reply, "error", &v))
+		printable(why, sizeof(why), json_object_get_string(v));
+	snprintf(err, errlen, "agent %s%s: %s", c->peer, verb, why);
+}
+
 struct json_object *agent_call(struct agent_conn *c, const char *cmd, struct json_object *args, char *err,
 			       size_t errlen)
 {
@@ -44,10 +56,7 @@ struct json_object *agent_call(struct agent_conn *c, const char *cmd, struct jso
 		return NULL;
 	if (json_object_object_get_ex(reply, "ok", &v) && json_object_get_boolean(v))
 		return reply;
-	char why[300] = "it gave no reason";
-	if (json_object_object_get_ex(reply, "error", &v))
-		printable(why, sizeof(why), json_object_get_string(v));
-	snprintf(err, errlen, "agent %s: %s", c->peer, why);
+	reply_error(c, reply, "", err, errlen);
 	json_object_put(reply);
 	return NULL;
 }
@@ -117,10 +126,7 @@ int agent_exec(struct agent_conn *c, int argc, const char *const *argv, FILE *ou
 	if (!reply)
 		return -1;
 	if (!json_object_object_get_ex(reply, "ok", &v) || !json_object_get_boolean(v)) {
-		char why[300] = "it gave no reason";
-		if (json_object_object_get_ex(reply, "error", &v))
-			printable(why, sizeof(why), json_object_get_string(v));
-		snprintf(err, errlen, "agent %s refused: %s", c->peer, why);
+		reply_error(c, reply, " refused", err, errlen);
 		json_object_put(reply);
 		return AGENT_EXEC_REFUSED;
 	}

@@ -51,34 +51,23 @@ static void usage(FILE *f)
  * arguments they took, or -1 after a message. */
 static int global_opts(int argc, char **argv, const char **host, struct tls_options *tls)
 {
-	static const struct { const char *name; int opt; } key_opts[] = {
-		{ "--psk", TLS_OPT_PSK }, { "--tls-cert", TLS_OPT_CERT }, { "--tls-key", TLS_OPT_KEY },
-		{ "--tls-ca", TLS_OPT_CA }, { "--tls-server-name", TLS_OPT_SERVER_NAME },
-	};
 	int i = 1;
 
 	while (i < argc && argv[i][0] == '-' && strcmp(argv[i], "--help") && strcmp(argv[i], "-h")) {
-		const char *o = argv[i];
-		if (i + 1 >= argc) {
-			hv_error("%s needs a value; run 'hvctl --help'", o);
-			return -1;
-		}
-		if (!strcmp(o, "-H") || !strcmp(o, "--host")) {
-			*host = argv[i + 1];
-		} else {
-			size_t k = 0;
-			while (k < sizeof(key_opts) / sizeof(key_opts[0]) && strcmp(o, key_opts[k].name))
-				k++;
-			if (k == sizeof(key_opts) / sizeof(key_opts[0])) {
-				hv_error("unknown option '%s' before the command; run 'hvctl --help'", o);
+		int rc;
+		if (!strcmp(argv[i], "-H") || !strcmp(argv[i], "--host")) {
+			if (i + 1 >= argc) {
+				hv_error("%s needs a value; run 'hvctl --help'", argv[i]);
 				return -1;
 			}
-			int rc;
-			hvctl_parse_tls_opt(key_opts[k].opt, argv[i + 1], tls, &rc);
-			if (rc >= 0)
-				return -1;
+			*host = argv[++i];
+		} else if (!hvctl_take_tls_arg(argc, argv, &i, tls, &rc)) {
+			hv_error("unknown option '%s' before the command; run 'hvctl --help'", argv[i]);
+			return -1;
+		} else if (rc >= 0) {
+			return -1;
 		}
-		i += 2;
+		i++;
 	}
 	if (!*host && tls_options_any(tls)) {
 		hv_error("--psk and --tls-* before the command go with -H HOST; give them after it otherwise");

@@ -38,24 +38,12 @@ int hvctl_cmd_hosts(int argc, char **argv)
 
 	memset(&tls, 0, sizeof(tls));
 	for (int i = 1; i < argc; i++) {
-		static const struct { const char *name; int opt; } opts[] = {
-			{ "--psk", TLS_OPT_PSK }, { "--tls-cert", TLS_OPT_CERT }, { "--tls-key", TLS_OPT_KEY },
-			{ "--tls-ca", TLS_OPT_CA }, { "--tls-server-name", TLS_OPT_SERVER_NAME },
-		};
-		size_t k = 0;
+		int trc;
 		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
 			hosts_usage(stdout);
 			return 0;
 		}
-		while (k < sizeof(opts) / sizeof(opts[0]) && strcmp(argv[i], opts[k].name))
-			k++;
-		if (k < sizeof(opts) / sizeof(opts[0])) {
-			int trc;
-			if (i + 1 == argc) {
-				hv_error("%s needs a value; see hvctl hosts --help", argv[i]);
-				return 2;
-			}
-			hvctl_parse_tls_opt(opts[k].opt, argv[++i], &tls, &trc);
+		if (hvctl_take_tls_arg(argc, argv, &i, &tls, &trc)) {
 			if (trc >= 0)
 				return 2;
 		} else if (argv[i][0] == '-' || list) {

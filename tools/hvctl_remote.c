@@ -128,36 +128,14 @@ void agent_target_finish(struct agent_target *t, const char *name, int status)
 /* Takes the caller's own key options out of argv (they are this side's, never passed on). */
 static int strip_tls_opts(int *argc, char **argv, struct tls_options *tls)
 {
-	static const struct { const char *name; int opt; } opts[] = {
-		{ "--psk", TLS_OPT_PSK }, { "--tls-cert", TLS_OPT_CERT }, { "--tls-key", TLS_OPT_KEY },
-		{ "--tls-ca", TLS_OPT_CA }, { "--tls-server-name", TLS_OPT_SERVER_NAME },
-	};
 	int out = 0;
 
 	for (int i = 0; i < *argc; i++) {
-		bool taken = false;
-		for (size_t k = 0; k < sizeof(opts) / sizeof(opts[0]) && !taken; k++) {
-			size_t n = strlen(opts[k].name);
-			const char *val = NULL;
-			if (!strcmp(argv[i], opts[k].name)) {
-				if (i + 1 == *argc) {
-					hv_error("%s needs a value", opts[k].name);
-					return -1;
-				}
-				val = argv[++i];
-			} else if (!strncmp(argv[i], opts[k].name, n) && argv[i][n] == '=') {
-				val = argv[i] + n + 1;
-			} else {
-				continue;
-			}
-			int rc;
-			hvctl_parse_tls_opt(opts[k].opt, val, tls, &rc);
-			if (rc >= 0)
-				return -1;
-			taken = true;
-		}
-		if (!taken)
+		int rc;
+		if (!hvctl_take_tls_arg(*argc, argv, &i, tls, &rc))
 			argv[out++] = argv[i];
+		else if (rc >= 0)
+			return -1;
 	}
 	*argc = out;
 	argv[out] = NULL;

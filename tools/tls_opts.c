@@ -50,3 +50,33 @@ int hvctl_parse_tls_opt(int opt, const char *arg, struct tls_options *t, int *rc
 		*rc = 2;
 	return 1;
 }
+
+int hvctl_take_tls_arg(int argc, char **argv, int *i, struct tls_options *t, int *rc)
+{
+	static const struct { const char *name; int opt; } opts[] = {
+		{ "--psk", TLS_OPT_PSK }, { "--tls-cert", TLS_OPT_CERT }, { "--tls-key", TLS_OPT_KEY },
+		{ "--tls-ca", TLS_OPT_CA }, { "--tls-server-name", TLS_OPT_SERVER_NAME },
+	};
+	const char *a = argv[*i];
+
+	*rc = -1;
+	for (size_t k = 0; k < sizeof(opts) / sizeof(opts[0]); k++) {
+		size_t n = strlen(opts[k].name);
+		const char *val;
+		if (!strcmp(a, opts[k].name)) {
+			if (*i + 1 >= argc) {
+				hv_error("%s needs a value", a);
+				*rc = 2;
+				return 1;
+			}
+			val = argv[++*i];
+		} else if (!strncmp(a, opts[k].name, n) && a[n] == '=') {
+			val = a + n + 1;
+		} else {
+			continue;
+		}
+		hvctl_parse_tls_opt(opts[k].opt, val, t, rc);
+		return 1;
+	}
+	return 0;
+}

@@ -19,4 +19,9 @@ enum { TLS_OPT_PSK = 0x100, TLS_OPT_CERT, TLS_OPT_KEY, TLS_OPT_CA, TLS_OPT_SERVE
  * become absolute paths: the VM process that loads them runs elsewhere. */
 int hvctl_parse_tls_opt(int opt, const char *arg, struct tls_options *t, int *rc);
 
+/* For commands that parse their arguments by hand (hvctl -H, hvctl hosts): if argv[*i] is
+ * one of the key options ("--psk F" or "--psk=F", and the --tls-* ones), takes it (and its
+ * value: *i moves past it) into t and returns 1 (*rc as above); else returns 0. */
+int hvctl_take_tls_arg(int argc, char **argv, int *i, struct tls_options *t, int *rc);
+
 #endif
