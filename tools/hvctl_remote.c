@@ -105,7 +105,9 @@ int agent_target_prepare(const char *to, const char *hosts, const struct tls_opt
 			return -1;
 		}
 		if (agent_open(&t->conn, to, tls, err, sizeof(err)) < 0) {
-			hv_error("%s", err);
+			/* A typo of HOST:PORT reads as an agent's host: say so. */
+			hv_error("%s%s", err, strchr(to, ':') ? "" : " (a destination without a port is an agent's host; "
+								   "for 'hvctl receive' give HOST:PORT)");
 			return -1;
 		}
 		snprintf(t->host, sizeof(t->host), "%s", to);
