@@ -701,7 +701,10 @@ static int parse_opts(int argc, char **argv, struct agent *a, const char **liste
 	static char listen_buf[300];
 	snprintf(listen_buf, sizeof(listen_buf), "%s", addr);
 	*listen_on = listen_buf;
-	if (mig) {
+	if (mig && (!strcmp(mig, "0.0.0.0") || !strcmp(mig, "::") || !strcmp(mig, "[::]") || !mig[0])) {
+		hv_error("--migration-address '%s' is every address: give the one other hosts send migrations to", mig);
+		return -1;
+	} else if (mig) {
 		snprintf(a->migration_host, sizeof(a->migration_host), "%s", mig);
 	} else if (!a->listen_host[0] || !strcmp(a->listen_host, "0.0.0.0") || !strcmp(a->listen_host, "::")) {
 		hv_error("the agent listens on every address: give --migration-address HOST, the address "

@@ -75,6 +75,8 @@ test_agent_start_errors() {
 	expect_error "unknown or incomplete option '--lisen'" "$HVCTL_BIN" serve --dir "$T/dir" --lisen 1.2.3.4
 	expect_error "without a key" "$HVCTL_BIN" serve --dir "$T/dir" --listen 0.0.0.0:1 --migration-address 10.0.0.1
 	expect_error "give --migration-address" "$HVCTL_BIN" serve --dir "$T/dir" --listen 0.0.0.0:1 --psk "$T/key"
+	expect_error "is every address" "$HVCTL_BIN" serve --dir "$T/dir" --listen 0.0.0.0:1 --psk "$T/key" \
+		--migration-address 0.0.0.0
 	printf '{"version":1,"vms":[{"name":"../x","origin":"run","since":1}]}' >"$T/dir/hv-agent.json"
 	expect_error "damaged.*move it away" "$HVCTL_BIN" serve --dir "$T/dir"
 	rm "$T/dir/hv-agent.json"
