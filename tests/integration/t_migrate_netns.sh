@@ -130,10 +130,11 @@ test_migrate_netns_slow_link_compress_auto() {
 	on_b "$HVCTL" stop slow || fail "stop on $LAB_B failed"
 }
 
-# KNOWN HV BUG (fails until fixed): on the 10 MB/s link, with pages that zlib shrinks ~30x,
-# --compress auto should keep compressing. It compresses only its 8-batch probe (2048 pages)
-# and then sends everything else raw: it measures the link while zlib's small sends only fill
-# the socket buffer (they return at once), concludes the link is fast, and turns zlib off.
+# On the 10 MB/s link, with pages that zlib shrinks ~30x, --compress auto keeps compressing.
+# (It once compressed only its 8-batch probe and sent the rest raw: it took sends that only
+# filled the socket buffer for the link's rate; auto_compress.c now trusts only sends that
+# waited, and a probe ends early on "zlib slower than the link" only once the link was
+# measured 16 times.)
 test_migrate_netns_slow_link_auto_keeps_zlib() {
 	local z r w
 	lab_up
@@ -148,13 +149,14 @@ test_migrate_netns_slow_link_auto_keeps_zlib() {
 	wait_for "$T/zw-b.console" '^memtouch: tick=' 10
 	mig_no_corrupt "$T/zw-a.console" "$T/zw-b.console"
 	[ "$z" -gt "$r" ] && [ "$w" -lt $(((z + r) * 4096 / 2)) ] ||
-		fail "KNOWN HV BUG: --compress auto on a 10 MB/s link sent $r pages raw and only $z compressed ($w bytes on the wire for $(((z + r) * 4096)) bytes of ~30x-compressible pages)"
+		fail "--compress auto on a 10 MB/s link sent $r pages raw and only $z compressed ($w bytes on the wire for $(((z + r) * 4096)) bytes of ~30x-compressible pages)"
 	on_b "$HVCTL" stop zw || fail "stop on $LAB_B failed"
 }
 
-# KNOWN HV BUG (fails until fixed): on the slow link the switchover takes 5x the downtime
-# limit although pre-copy predicted ~2 ms: the last records queue behind what earlier rounds
-# left in the socket send buffer and the link's queue, which the estimate ignores.
+# On the slow link the switchover stays near the downtime limit. (It once took 5x the limit
+# although pre-copy predicted ~2 ms: the last records queued behind what earlier rounds left
+# in the socket send buffer and the link's queue. The source now drains the socket before
+# it decides and counts 1.5 round trips in the estimate.)
 test_migrate_netns_slow_link_downtime_limit() {
 	local d gap
 	lab_up
@@ -170,7 +172,7 @@ test_migrate_netns_slow_link_downtime_limit() {
 	gap=$(mig_first_field "$T/dl-b.console" 'memtouch: tick=' maxgap_us)
 	echo "downtime: $d ms reported, $((gap / 1000)) ms seen by the guest"
 	[ "$d" -le 100 ] && [ "$gap" -le 100000 ] ||
-		fail "KNOWN HV BUG: --downtime 30 on a 10 MB/s link: the switchover took $d ms (the guest stood still $((gap / 1000)) ms)"
+		fail "--downtime 30 on a 10 MB/s link: the switchover took $d ms (the guest stood still $((gap / 1000)) ms)"
 	on_b "$HVCTL" stop dl || fail "stop on $LAB_B failed"
 }
 
