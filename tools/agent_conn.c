@@ -63,7 +63,7 @@ void agent_conn_close(struct agent_conn *c)
 	c->len = c->cap = 0;
 }
 
-static int write_all(struct agent_conn *c, const char *p, size_t len)
+int agent_conn_write(struct agent_conn *c, const char *p, size_t len)
 {
 	while (len) {
 		struct iovec iov = { .iov_base = (void *)p, .iov_len = len };
@@ -83,7 +83,7 @@ int agent_conn_send(struct agent_conn *c, struct json_object *obj)
 
 	if (!line)
 		return -1;
-	int r = write_all(c, line, len);
+	int r = agent_conn_write(c, line, len);
 	free(line);
 	return r;
 }

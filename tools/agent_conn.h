@@ -44,6 +44,8 @@ int agent_connect(struct agent_conn *c, const char *addr, struct tls_context *ct
 void agent_conn_accepted(struct agent_conn *c, int fd, struct tls_session *tls, const char *peer);
 void agent_conn_close(struct agent_conn *c);
 
+/* Sends len bytes (a whole line), however many writes it takes. 0, or -1 (the peer is gone). */
+int agent_conn_write(struct agent_conn *c, const char *p, size_t len);
 /* Sends obj as one line. 0, or -1 (the peer is gone). */
 int agent_conn_send(struct agent_conn *c, struct json_object *obj);
 /* The next line (NUL-terminated, malloc'd) into *line: 1, 0 at the end of the connection,

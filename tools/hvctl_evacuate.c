@@ -6,6 +6,7 @@
 #include <getopt.h>
 #include <json-c/json.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,7 +36,9 @@ static void evacuate_usage(FILE *f)
 		"--parallel N moves up to N at once (default 1). --storage and --downtime\n"
 		"go to each migration (see hvctl migrate --help). A VM whose move fails\n"
 		"keeps running on HOST and the others go on; the table at the end says\n"
-		"where each VM is. Exit status: 0 if every VM moved, 1 if not, 2 bad usage.\n");
+		"where each VM is. Ctrl-C: no new move starts, those in flight end, then the\n"
+		"table (Ctrl-C again quits; a move in flight still ends by itself).\n"
+		"Exit status: 0 if every VM moved, 1 if not, 2 bad usage.\n");
 }
 
 struct move {
@@ -215,6 +218,19 @@ out:
 	fprintf(stderr, "%s -> %s: %s\n", m->name, dest, m->result);
 }
 
+/* Ctrl-C (or SIGTERM): no new move starts; those in flight end first, then the summary. */
+static volatile sig_atomic_t interrupted;
+
+static void on_interrupt(int sig)
+{
+	static const char msg[] = "\nevacuate: no new move starts; waiting for the moves in flight (again: quit)\n";
+	(void)sig;
+	interrupted = 1;
+	if (write(STDERR_FILENO, msg, sizeof(msg) - 1) < 0) {
+		/* nothing to do */
+	}
+}
+
 static void *worker(void *arg)
 {
 	struct evacuation *e = arg;
@@ -227,6 +243,10 @@ static void *worker(void *arg)
 		pthread_mutex_unlock(&e->lock);
 		if (!m)
 			return NULL;
+		if (interrupted) {
+			snprintf(m->result, sizeof(m->result), "stayed: not started (interrupted)");
+			continue;
+		}
 		move_one(e, m);
 	}
 }
@@ -384,11 +404,23 @@ int hvctl_cmd_evacuate(int argc, char **argv)
 	}
 	pthread_t threads[MAX_VMS];
 	int nthreads = (int)(parallel < e.nmoves ? parallel : e.nmoves);
+	/* The workers never see the signals (a read inside TLS must not be interrupted); this
+	 * thread takes them while it waits. */
+	sigset_t sigs, old;
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &sigs, &old);
 	for (int i = 0; i < nthreads; i++)
 		if (pthread_create(&threads[i], NULL, worker, &e) != 0) {
 			nthreads = i;
 			break;
 		}
+	struct sigaction sa = { .sa_handler = on_interrupt, .sa_flags = SA_RESTART | SA_RESETHAND };
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (!nthreads)
 		worker(&e);
 	for (int i = 0; i < nthreads; i++)

@@ -605,10 +605,9 @@ static void *serve_client(void *arg)
 		free(line);
 		if (!resp)
 			break;
-		struct iovec iov = { .iov_base = resp, .iov_len = len };
-		ssize_t w = conn.io.ops->writev(conn.io.opaque, &iov, 1);
+		int w = agent_conn_write(&conn, resp, len);
 		free(resp);
-		if (w != (ssize_t)len)
+		if (w < 0)
 			break;
 	}
 	agent_conn_close(&conn);

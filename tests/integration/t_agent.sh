@@ -265,3 +265,26 @@ test_agent_killed_mid_evacuation() {
 	settle k1 k2 k3
 	for v in k1 k2 k3; do [ "$(runs_on $v)" != "a " ] || fail "$v is still on A"; done
 }
+
+# Ctrl-C during an evacuation: the move in flight ends (the guest on one host), no new move
+# starts, and the summary says which guest went and which did not.
+test_agent_evacuate_interrupted() {
+	lab3_start
+	for v in i1 i2; do
+		on a -H 10.77.1.1 run --kernel guest.elf --name $v --mem 64M --console file:$v.console \
+			--cmdline "prog=memtouch ws=4M" >/dev/null || fail "$v did not start"
+	done
+	wait_for "$T/lab/a-images/i2.console" 'memtouch: tick=' 30
+	lab3 a "$HVCTL" evacuate 10.77.1.1 --to 10.77.1.2 --psk "$KEY" >"$T/evac.out" 2>"$T/evac.err" &
+	local evac=$!
+	wait_for "$T/evac.err" ' -> 10.77.1.2: starting' 60
+	pkill -INT -f -- "evacuate 10.77.1.1 --to 10.77.1.2" || fail "no evacuate to interrupt"
+	wait $evac && fail "an interrupted evacuation reported success"
+	cat "$T/evac.out" "$T/evac.err"
+	grep -q 'no new move starts' "$T/evac.err" || fail "evacuate did not say what Ctrl-C does"
+	grep -q '^evacuated 10.77.1.1: 1 of 2 VMs moved' "$T/evac.out" || fail "the summary does not count one move"
+	grep -q 'stayed: not started' "$T/evac.out" || fail "the summary does not name the move that did not start"
+	settle i1 i2
+	[ "$(runs_on i1) $(runs_on i2)" = "b  a " ] || [ "$(runs_on i1) $(runs_on i2)" = "a  b " ] ||
+		fail "i1 runs on '$(runs_on i1)', i2 on '$(runs_on i2)'"
+}
