@@ -1,4 +1,5 @@
 #include "migrate/convergence.h"
+#include "migrate/migrate_json.h"
 
 #include "hv/layout.h"
 
@@ -9,6 +10,21 @@ double convergence_expected_downtime_ms(uint64_t dirty_pages, double rate_mibs, 
 
 	return (double)dirty_pages * PAGE_SIZE / (1 << 20) / rate * 1000.0 * wire_ratio +
 	       CONVERGENCE_OVERHEAD_MS + 1.5 * rtt_ms;
+}
+
+double convergence_floor_ms(double rtt_ms)
+{
+	return CONVERGENCE_OVERHEAD_MS + 1.5 * (rtt_ms > 0 ? rtt_ms : 0);
+}
+
+uint32_t convergence_effective_limit_ms(double floor_ms, uint32_t limit_ms)
+{
+	if (floor_ms <= limit_ms)
+		return limit_ms;
+	double aim = floor_ms + limit_ms;
+	if (aim > MIGRATE_MAX_DOWNTIME_LIMIT_MS)
+		return MIGRATE_MAX_DOWNTIME_LIMIT_MS;
+	return (uint32_t)((aim + 9.999) / 10) * 10;
 }
 
 enum convergence_verdict convergence_decide(struct convergence *c, uint32_t round, uint64_t dirty_pages,

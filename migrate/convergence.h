@@ -33,6 +33,15 @@ struct convergence {
 double convergence_expected_downtime_ms(uint64_t dirty_pages, double rate_mibs, double wire_ratio,
 					double rtt_ms);
 
+/* The least any switch-over takes on a path of rtt_ms: the fixed part and 1.5 round trips
+ * (what the estimate adds to the pages). */
+double convergence_floor_ms(double rtt_ms);
+/* The downtime limit pre-copy aims for when the path makes --downtime `limit_ms`
+ * impossible (floor_ms above it): the limit on top of the floor, rounded up to 10 ms, so
+ * the guest pauses for what the link costs plus what the user allowed. limit_ms itself
+ * when it can be met. */
+uint32_t convergence_effective_limit_ms(double floor_ms, uint32_t limit_ms);
+
 /* After round `round` (from 0) left `dirty_pages` dirty with `expected_ms` of pause:
  * switch over when the estimate fits max_downtime_ms and either it is good enough or the
  * rounds stopped shrinking the rest (twice in a row: once may be a hiccup); when the last

@@ -458,9 +458,13 @@ static int receive(struct incoming *in, const struct machine_config *cfg)
 		size_t len = rx.hdr.length;
 		switch (rx.hdr.type) {
 		case WIRE_HELLO: {
+			uint64_t t0 = clock_now_ns();
 			int ok = handle_hello(in, p, len, cfg);
+			uint64_t took = (clock_now_ns() - t0) / 1000;
 			struct wire_hello_reply reply = { .ok = ok == 0,
-							  .caps = WIRE_CAP_ZLIB | WIRE_CAP_SYNC | WIRE_CAP_DISK_COPY };
+							  .caps = WIRE_CAP_ZLIB | WIRE_CAP_SYNC | WIRE_CAP_DISK_COPY,
+							  .took_us = took > WIRE_HELLO_TOOK_MAX_US ? WIRE_HELLO_TOOK_MAX_US
+												  : (uint32_t)(took ? took : 1) };
 			if (ok < 0)
 				snprintf(reply.error, sizeof(reply.error), "%s",
 					 in->peer_err[0] ? in->peer_err : in->err);

@@ -89,6 +89,7 @@ struct migrate_stats {
 	bool outcome_unknown;     /* the link failed after COMMIT: the VM stays paused here */
 	bool paused;              /* the VM was paused when the migration began: it arrives paused */
 	char security[96];        /* "TLS 1.3, TLS_AES_128_GCM_SHA256, pre-shared key" or "none" */
+	char warning[256];        /* set once, early: the path makes --downtime impossible */
 	char error[512];
 };
 

@@ -238,6 +238,8 @@ struct json_object *migrate_stats_to_json(const char *event, const struct migrat
 		json_object_object_add(o, "paused", json_object_new_boolean(true));
 	if (st->outcome_unknown)
 		json_object_object_add(o, "outcome_unknown", json_object_new_boolean(true));
+	if (st->warning[0])
+		json_object_object_add(o, "warning", json_object_new_string(st->warning));
 	if (st->error[0])
 		json_object_object_add(o, "error", json_object_new_string(st->error));
 	return o;

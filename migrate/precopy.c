@@ -82,6 +82,8 @@ struct source {
 	bool peer_gone; /* do not try to send ABORT */
 	bool peer_sync; /* the destination answers ROUND_END with SYNC (WIRE_CAP_SYNC) */
 	bool committed, outcome_unknown;
+	double path_rtt_ms; /* the HELLO exchange less the destination's part: proxies included */
+	uint32_t limit_ms;  /* the downtime pre-copy aims for (check_limit) */
 };
 
 /* The first failure is the one reported (hv/log.h). */
@@ -400,6 +402,7 @@ static int handshake(struct source *s)
 	if (!h)
 		return failf(s, "out of memory");
 	fill_hello(s, h);
+	uint64_t t_hello = clock_now_ns();
 	r = wire_send_hello(&s->conn, h);
 	free(h);
 	if (s->to_file) /* nobody answers: whoever restores the file checks the HELLO then */
@@ -438,6 +441,10 @@ static int handshake(struct source *s)
 		s->peer_gone = true;
 		return failf(s, "destination refused: %s", reply.error);
 	}
+	if (reply.took_us) {
+		double rtt = (double)(clock_now_ns() - t_hello) / 1e6 - reply.took_us / 1000.0;
+		s->path_rtt_ms = rtt > 0 ? rtt : 0;
+	}
 	if (s->p->storage_copy && !(reply.caps & WIRE_CAP_DISK_COPY))
 		return failf(s, "the destination's hv cannot take a copy of the disks; update it, or use "
 			     "storage both hosts share (without --storage copy)");
@@ -460,15 +467,38 @@ static void drain_socket(struct source *s)
 	}
 }
 
-/* The kernel's smoothed round-trip time of the connection, in ms. */
+/* The round trip a switch-over pays, in ms: the kernel's smoothed RTT of the connection,
+ * or what the HELLO exchange measured when more (a relay or proxy on the way delays the
+ * data but answers TCP itself, so the kernel sees only the first hop). */
 static double rtt_ms(struct source *s)
 {
 	struct tcp_info ti;
 	socklen_t len = sizeof(ti);
+	double k = getsockopt(s->fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0 ? 0 : ti.tcpi_rtt / 1000.0;
 
-	if (getsockopt(s->fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0)
+	return k > s->path_rtt_ms ? k : s->path_rtt_ms;
+}
+
+/* Says up front when the path alone makes --downtime impossible: with --on-timeout cancel
+ * nothing is sent (the limit would only be missed after every round); else pre-copy aims for
+ * what the path costs plus the limit, and a warning says so. */
+static int check_limit(struct source *s)
+{
+	double rtt = rtt_ms(s), floor = convergence_floor_ms(rtt);
+
+	s->limit_ms = convergence_effective_limit_ms(floor, s->p->downtime_ms);
+	if (s->limit_ms == s->p->downtime_ms)
 		return 0;
-	return ti.tcpi_rtt / 1000.0;
+	if (s->p->on_timeout == MIGRATE_ON_TIMEOUT_CANCEL)
+		return failf(s, "at %.0f ms round trip the switchover alone takes about %.0f ms: --downtime %u cannot "
+			     "be met (--on-timeout cancel); nothing was moved; use --downtime %u or more",
+			     rtt, floor, s->p->downtime_ms, s->limit_ms);
+	snprintf(s->st->warning, sizeof(s->st->warning),
+		 "at %.0f ms round trip the switchover alone takes about %.0f ms, more than --downtime %u: "
+		 "aiming for %u ms instead",
+		 rtt, floor, s->p->downtime_ms, s->limit_ms);
+	report(s);
+	return 0;
 }
 
 static int wait_ack(struct source *s, const char *what, int timeout_ms);
@@ -506,7 +536,7 @@ static int precopy(struct source *s)
 		st->expected_downtime_ms = convergence_expected_downtime_ms(
 			(uint64_t)dirty, st->rate_mbs, auto_compress_wire_ratio(&s->ac), rtt_ms(s));
 		enum convergence_verdict v = convergence_decide(&conv, st->round, (uint64_t)dirty,
-								st->expected_downtime_ms, s->p->downtime_ms,
+								st->expected_downtime_ms, s->limit_ms,
 								s->p->max_rounds, s->p->on_timeout);
 		st->round_end = true;
 		st->round_next = v == CONVERGENCE_NEXT_ROUND ? "round" : v == CONVERGENCE_SWITCH_OVER ? "switchover" : "give-up";
@@ -803,6 +833,7 @@ static int save_to_file(struct source *s)
 	report(s);
 	if (handshake(s) < 0)
 		return -1;
+	s->limit_ms = s->p->downtime_ms; /* a file has no round trips */
 	if (s->p->live) {
 		/* As a live migration: rounds while the guest runs, paused only for the last. */
 		if (dirty_start(&s->dirty, vm) < 0)
@@ -884,6 +915,9 @@ int migrate_source(struct machine *m, const struct migrate_params *p, atomic_boo
 		goto out;
 	report(&s);
 	if (handshake(&s) < 0)
+		goto out;
+	s.limit_ms = p->downtime_ms;
+	if (!p->offline && check_limit(&s) < 0)
 		goto out;
 	if (p->offline) {
 		if (switchover(&s) < 0)

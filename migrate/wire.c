@@ -1095,6 +1095,8 @@ int wire_send_hello_reply(struct wire_conn *c, const struct wire_hello_reply *r)
 	if (!r->ok || r->error[0])
 		json_object_object_add(o, "error", json_object_new_string_len(
 						       r->error, (int)strnlen(r->error, WIRE_ERROR_MAX)));
+	if (r->took_us)
+		json_object_object_add(o, "took_us", json_object_new_int64(r->took_us));
 	return wire_send_json(c, WIRE_HELLO_REPLY, o);
 }
 
@@ -1122,6 +1124,15 @@ int wire_parse_hello_reply(const uint8_t *p, size_t len, struct wire_hello_reply
 		}
 		printable_copy(r->error, sizeof(r->error), json_object_get_string(v),
 			       (size_t)json_object_get_string_len(v));
+	}
+	if (json_object_object_get_ex(o, "took_us", &v)) {
+		int64_t t = json_object_get_int64(v);
+		if (!json_object_is_type(v, json_type_int) || t < 0 || t > WIRE_HELLO_TOOK_MAX_US) {
+			hv_errf(err, errlen, "%s: \"took_us\" is not a number of microseconds (0-%u)", what,
+				WIRE_HELLO_TOOK_MAX_US);
+			goto out;
+		}
+		r->took_us = (uint32_t)t;
 	}
 	if (!r->ok && !r->error[0])
 		strcpy(r->error, "the destination refused without giving a reason");

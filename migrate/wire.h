@@ -278,7 +278,12 @@ struct wire_hello_reply {
 	bool ok;
 	uint32_t caps;
 	char error[WIRE_ERROR_MAX + 1];
+	/* How long the destination took to check the HELLO and set up ("took_us", optional; 0:
+	 * not said, as from an older hv): the source subtracts it from the time the exchange
+	 * took, which leaves the round trip of the path, proxies and all. */
+	uint32_t took_us;
 };
+#define WIRE_HELLO_TOOK_MAX_US 600000000u /* 10 min: more is not a measurement */
 
 /* ROUND_END: 64 bytes. */
 #define WIRE_ROUND_END_SIZE 64

@@ -12,6 +12,7 @@
 
 #include "hv/log.h"
 #include "hv/parse.h"
+#include "hv/printable.h"
 #include "migrate/migrate_json.h"
 #include "migrate/snapshot.h"
 #include "tools/ctl_client.h"
@@ -338,6 +339,7 @@ static int run_job(const struct migrate_opts *op)
 	struct migrate_explain explain = { .limit_ms = o.p.downtime_ms, .max_rounds = o.p.max_rounds };
 	struct migrate_report *report = o.report ? migrate_report_new() : NULL;
 	int result = 1;
+	bool warned = false;
 	for (;;) {
 		char *line;
 		/* Rounds can be long on a slow link and the engine reports at least once per round;
@@ -357,6 +359,13 @@ static int run_job(const struct migrate_opts *op)
 		const char *kind = event_str(ev, "event");
 		if (o.json && !strncmp(kind, "migration", 9))
 			printf("%s\n", line);
+		if (!warned && event_str(ev, "warning")[0]) {
+			char w[256];
+			if (tty)
+				fputc('\n', stderr);
+			hv_warn("%s", printable(w, sizeof(w), event_str(ev, "warning")));
+			warned = true;
+		}
 		free(line);
 		if (report)
 			migrate_report_add(report, ev);

@@ -5,6 +5,7 @@
 #include <cmocka.h>
 
 #include "migrate/convergence.h"
+#include "migrate/migrate_json.h"
 
 #define LIMIT 30 /* ms, the default --downtime */
 
@@ -85,6 +86,18 @@ static void test_expected_downtime(void **unused)
 	assert_float_equal(convergence_expected_downtime_ms(0, 500, 1.0, 0), CONVERGENCE_OVERHEAD_MS, 1e-9);
 }
 
+/* A path whose round trips alone exceed --downtime: pre-copy aims for that plus the limit,
+ * in whole 10 ms; a path that allows the limit keeps it. */
+static void test_limit_the_path_cannot_meet(void **unused)
+{
+	assert_float_equal(convergence_floor_ms(150), CONVERGENCE_OVERHEAD_MS + 225, 1e-9);
+	assert_float_equal(convergence_floor_ms(-1), CONVERGENCE_OVERHEAD_MS, 1e-9);
+	assert_int_equal(convergence_effective_limit_ms(convergence_floor_ms(0.2), 30), 30);
+	assert_int_equal(convergence_effective_limit_ms(convergence_floor_ms(150), 30), 260);
+	assert_int_equal(convergence_effective_limit_ms(convergence_floor_ms(150), 300), 300);
+	assert_int_equal(convergence_effective_limit_ms(1e9, 30), MIGRATE_MAX_DOWNTIME_LIMIT_MS);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -94,6 +107,7 @@ int main(void)
 		cmocka_unit_test(test_max_rounds_force_and_cancel),
 		cmocka_unit_test(test_zero_limit),
 		cmocka_unit_test(test_expected_downtime),
+		cmocka_unit_test(test_limit_the_path_cannot_meet),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -884,6 +884,17 @@ static void test_small_payload_parsers(void **unused)
 						sizeof(err)), WIRE_E_PAYLOAD);
 	assert_int_equal(wire_parse_hello_reply((const uint8_t *)"{\"ok\":true,\"error\":5}", 21, &r,
 						err, sizeof(err)), WIRE_E_PAYLOAD);
+	/* took_us: optional (0 when absent), a number of microseconds within bounds. */
+	static const char *const took_bad[] = { "{\"ok\":true,\"took_us\":-1}", "{\"ok\":true,\"took_us\":\"5\"}",
+						"{\"ok\":true,\"took_us\":600000001}", "{\"ok\":true,\"took_us\":1.5}" };
+	for (size_t i = 0; i < sizeof(took_bad) / sizeof(took_bad[0]); i++)
+		assert_int_equal(wire_parse_hello_reply((const uint8_t *)took_bad[i], strlen(took_bad[i]), &r, err,
+							sizeof(err)), WIRE_E_PAYLOAD);
+	assert_int_equal(wire_parse_hello_reply((const uint8_t *)"{\"ok\":true,\"took_us\":1234}", 26, &r, err,
+						sizeof(err)), 0);
+	assert_int_equal(r.took_us, 1234);
+	assert_int_equal(wire_parse_hello_reply((const uint8_t *)"{\"ok\":true}", 11, &r, err, sizeof(err)), 0);
+	assert_int_equal(r.took_us, 0);
 
 	/* ABORT: short, long, control characters. */
 	assert_int_equal(wire_parse_abort(b, 3, &a, err, sizeof(err)), WIRE_E_PAYLOAD);
