@@ -166,7 +166,8 @@ test_agent_migrate_to_agent_and_auto() {
 	grep -q '^  10.77.1.3 .*chosen' "$T/auto.out" || fail "--to auto did not choose C"
 	grep -q '^  10.77.1.2 .*fits; less memory' "$T/auto.out" || fail "the table does not say why not B"
 	grep -q '^migrated m1 to 10.77.1.3:' "$T/auto.out" || fail "no summary of the migration"
-	awk '{ if (length($0) > 80) exit 1 }' "$T/auto.out" || fail "the output is wider than 80 columns"
+	# (the table and the summary; a warning is one line, like an error)
+	grep -v '^hv: ' "$T/auto.out" | awk '{ if (length($0) > 80) exit 1 }' || fail "the output is wider than 80 columns"
 	[ "$(runs_on m1)" = "c " ] || fail "m1 runs on '$(runs_on m1)', not on C"
 	mig_check_memtouch_continues "$T/lab/a-images/m1.console" "$T/lab/c-images/m1.console"
 	grep -q '"name": *"m1"' "$T/lab/c-images/hv-agent.json" || fail "C's agent did not record m1"
