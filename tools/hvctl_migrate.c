@@ -76,8 +76,9 @@ static void migrate_usage(FILE *f)
 		"the most memory to spare that can take the VM, and prints why. Pre-copy rounds\n"
 		"run until the rest fits in --downtime (default 30 ms) or --max-rounds\n"
 		"(default 30) is reached; then --on-timeout decides (default force). A\n"
-		"path whose round trips alone exceed --downtime is named at once: with\n"
-		"cancel nothing is sent; else pre-copy aims for that cost plus the limit.\n"
+		"path whose round trips alone exceed --downtime is named at once (a note),\n"
+		"and pre-copy aims for that cost plus the limit; with cancel, a round trip\n"
+		"the kernel sees that long ends the migration before anything is sent.\n"
 		"--bandwidth caps the stream (bytes/s, K/M/G suffixes). On any failure before\n"
 		"the destination commits, the VM keeps running here.\n"
 		"--offline moves a paused VM (hvctl pause NAME) without pre-copy rounds:\n"
@@ -361,11 +362,13 @@ static int run_job(const struct migrate_opts *op)
 		const char *kind = event_str(ev, "event");
 		if (o.json && !strncmp(kind, "migration", 9))
 			printf("%s\n", line);
-		if (!warned && event_str(ev, "warning")[0]) {
+		/* A note, not a failure: standard output, with the summary (--json: in the event). */
+		if (!warned && !o.json && event_str(ev, "warning")[0]) {
 			char w[256];
 			if (tty)
-				fputc('\n', stderr);
-			hv_warn("%s", printable(w, sizeof(w), event_str(ev, "warning")));
+				fputs("\r\033[K", stderr);
+			printf("note: %s\n", printable(w, sizeof(w), event_str(ev, "warning")));
+			fflush(stdout);
 			warned = true;
 		}
 		free(line);
