@@ -493,25 +493,24 @@ static double rtt_ms(struct source *s)
  * refusal must not rest on that (the rounds then decide, with the honest estimate). */
 static int check_limit(struct source *s)
 {
-	double rtt = rtt_ms(s), floor = convergence_floor_ms(rtt);
+	uint32_t limit = s->p->downtime_ms;
 
-	s->limit_ms = convergence_effective_limit_ms(floor, s->p->downtime_ms);
-	if (s->limit_ms == s->p->downtime_ms)
-		return 0;
 	if (s->p->on_timeout == MIGRATE_ON_TIMEOUT_CANCEL) {
-		double k = kernel_rtt_ms(s);
-		s->limit_ms = s->p->downtime_ms;
-		if (convergence_floor_ms(k) <= s->p->downtime_ms)
+		double k = kernel_rtt_ms(s), floor = convergence_floor_ms(k);
+		if (floor <= limit)
 			return 0;
 		return failf(s, "at %.0f ms round trip the switchover alone takes about %.0f ms: --downtime %u cannot "
 			     "be met (--on-timeout cancel); nothing was moved; use --downtime %u or more",
-			     k, convergence_floor_ms(k), s->p->downtime_ms,
-			     convergence_effective_limit_ms(convergence_floor_ms(k), s->p->downtime_ms));
+			     k, floor, limit, convergence_effective_limit_ms(floor, limit));
 	}
+	double rtt = rtt_ms(s), floor = convergence_floor_ms(rtt);
+	s->limit_ms = convergence_effective_limit_ms(floor, limit);
+	if (s->limit_ms == limit)
+		return 0;
 	snprintf(s->st->warning, sizeof(s->st->warning),
 		 "at %.0f ms round trip the switchover alone takes about %.0f ms, more than --downtime %u: "
 		 "aiming for %u ms instead",
-		 rtt, floor, s->p->downtime_ms, s->limit_ms);
+		 rtt, floor, limit, s->limit_ms);
 	report(s);
 	return 0;
 }
@@ -848,7 +847,6 @@ static int save_to_file(struct source *s)
 	report(s);
 	if (handshake(s) < 0)
 		return -1;
-	s->limit_ms = s->p->downtime_ms; /* a file has no round trips */
 	if (s->p->live) {
 		/* As a live migration: rounds while the guest runs, paused only for the last. */
 		if (dirty_start(&s->dirty, vm) < 0)
@@ -876,7 +874,7 @@ int migrate_source(struct machine *m, const struct migrate_params *p, atomic_boo
 {
 	struct vm *vm = &m->vm;
 	struct source s = { .m = m, .vm = vm, .p = p, .cancel = cancel, .progress = progress,
-			    .opaque = opaque, .st = st, .fd = -1 };
+			    .opaque = opaque, .st = st, .fd = -1, .limit_ms = p->downtime_ms };
 	int r = -1;
 
 	memset(st, 0, sizeof(*st));
@@ -931,7 +929,6 @@ int migrate_source(struct machine *m, const struct migrate_params *p, atomic_boo
 	report(&s);
 	if (handshake(&s) < 0)
 		goto out;
-	s.limit_ms = p->downtime_ms;
 	if (!p->offline && check_limit(&s) < 0)
 		goto out;
 	if (p->offline) {

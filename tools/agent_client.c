@@ -65,7 +65,6 @@ struct exec_sink {
 	FILE *out, *errf;
 	char **captured;
 	size_t cap_len;
-	bool *started;
 };
 
 /* Output of the remote command: printable ASCII and line breaks only. */
@@ -86,8 +85,6 @@ static void on_output(struct json_object *ev, void *opaque)
 	if (!json_object_object_get_ex(ev, "fd", &fd) || !json_object_object_get_ex(ev, "data", &data) ||
 	    !json_object_is_type(data, json_type_string))
 		return;
-	if (s->started)
-		*s->started = true;
 	const char *d = json_object_get_string(data);
 	size_t n = (size_t)json_object_get_string_len(data);
 	if (json_object_get_int(fd) == 2) {
@@ -107,15 +104,13 @@ static void on_output(struct json_object *ev, void *opaque)
 }
 
 int agent_exec(struct agent_conn *c, int argc, const char *const *argv, FILE *out, char **captured, FILE *errf,
-	       bool *started, char *err, size_t errlen)
+	       char *err, size_t errlen)
 {
 	struct json_object *req = json_object_new_object(), *arr = json_object_new_array(), *v;
-	struct exec_sink sink = { .out = out, .errf = errf, .captured = captured, .started = started };
+	struct exec_sink sink = { .out = out, .errf = errf, .captured = captured };
 
 	if (captured)
 		*captured = NULL;
-	if (started)
-		*started = false;
 	for (int i = 0; i < argc; i++)
 		json_object_array_add(arr, json_object_new_string(argv[i]));
 	json_object_object_add(req, "cmd", json_object_new_string("exec"));
@@ -130,13 +125,26 @@ int agent_exec(struct agent_conn *c, int argc, const char *const *argv, FILE *ou
 		json_object_put(reply);
 		return AGENT_EXEC_REFUSED;
 	}
-	if (started)
-		*started = true;
 	int st = json_object_object_get_ex(reply, "status", &v) ? json_object_get_int(v) : -1;
 	json_object_put(reply);
 	if (st < 0)
 		snprintf(err, errlen, "agent %s did not say how the command ended", c->peer);
 	return st;
+}
+
+struct json_object *agent_list_vm(struct json_object *list, const char *name)
+{
+	struct json_object *vms, *v;
+
+	if (!list || !json_object_object_get_ex(list, "vms", &vms) || !json_object_is_type(vms, json_type_array))
+		return NULL;
+	for (size_t i = 0; i < json_object_array_length(vms); i++) {
+		struct json_object *vm = json_object_array_get_idx(vms, i);
+		if (json_object_object_get_ex(vm, "name", &v) && json_object_is_type(v, json_type_string) &&
+		    !strcmp(json_object_get_string(v), name))
+			return vm;
+	}
+	return NULL;
 }
 
 int agent_receive(struct agent_conn *c, const char *name, char *listen, size_t len, char *err, size_t errlen)

@@ -29,11 +29,14 @@ struct json_object *agent_call(struct agent_conn *c, const char *cmd, struct jso
  * *captured, malloc'd, when captured is not NULL) and its standard error to errf, each
  * byte outside printable ASCII (but newline, tab, CR) shown as '?'. The command's exit
  * status; AGENT_EXEC_REFUSED with err set if the agent refused it (nothing ran); -1 with
- * err set if the connection failed: then what the command did is unknown (*started, when
- * not NULL, says whether it had written anything). */
+ * err set if the connection failed: then what the command did is unknown. */
 #define AGENT_EXEC_REFUSED (-2)
 int agent_exec(struct agent_conn *c, int argc, const char *const *argv, FILE *out, char **captured, FILE *errf,
-	       bool *started, char *err, size_t errlen);
+	       char *err, size_t errlen);
+
+/* In a "list" reply, the status object of VM name (owned by list), or NULL if it is not
+ * there or the reply has no list. */
+struct json_object *agent_list_vm(struct json_object *list, const char *name);
 
 /* Asks the agent to receive VM name; its listening address into listen. 0, or -1. */
 int agent_receive(struct agent_conn *c, const char *name, char *listen, size_t len, char *err, size_t errlen);

@@ -102,21 +102,18 @@ static const char *state_at_dest(const struct evacuation *e, const struct move *
 {
 	struct agent_conn c;
 	char err[300];
-	struct json_object *list = NULL, *vms, *v;
+	struct json_object *list = NULL, *vm, *v;
 	const char *r = NULL;
 
 	if (agent_open(&c, e->dests[m->dest], &e->tls, err, sizeof(err)) < 0)
 		return NULL;
 	list = agent_call(&c, "list", NULL, err, sizeof(err));
-	if (list && json_object_object_get_ex(list, "vms", &vms)) {
+	if (list) {
 		buf[0] = 0;
 		r = buf;
-		for (size_t i = 0; i < json_object_array_length(vms); i++) {
-			struct json_object *vm = json_object_array_get_idx(vms, i);
-			if (json_object_object_get_ex(vm, "name", &v) && !strcmp(json_object_get_string(v), m->name) &&
-			    json_object_object_get_ex(vm, "state", &v))
-				printable(buf, len, json_object_get_string(v));
-		}
+		vm = agent_list_vm(list, m->name);
+		if (vm && json_object_object_get_ex(vm, "state", &v))
+			printable(buf, len, json_object_get_string(v));
 	}
 	json_object_put(list);
 	agent_conn_close(&c);
@@ -186,7 +183,7 @@ static void move_one(struct evacuation *e, struct move *m)
 	char *out = NULL, *errtext = NULL;
 	size_t errlen = 0;
 	FILE *errf = open_memstream(&errtext, &errlen);
-	int st = agent_exec(&src, n, argv, NULL, &out, errf, NULL, err, sizeof(err));
+	int st = agent_exec(&src, n, argv, NULL, &out, errf, err, sizeof(err));
 	bool refused = st == AGENT_EXEC_REFUSED; /* the agent answered: nothing ran */
 	if (errf)
 		fclose(errf);
@@ -285,20 +282,9 @@ static int plan(struct evacuation *e)
 
 	struct placement_host hosts[MAX_DESTS];
 	for (int i = 0; i < e->ndests; i++) {
-		memset(&hosts[i], 0, sizeof(hosts[i]));
-		printable(hosts[i].addr, sizeof(hosts[i].addr), e->dests[i]);
-		struct json_object *res = NULL, *dl = NULL, *dvms = NULL;
-		if (agent_open(&c, e->dests[i], &e->tls, err, sizeof(err)) < 0 ||
-		    !(res = agent_call(&c, "resources", NULL, err, sizeof(err))) ||
-		    !(dl = agent_call(&c, "list", NULL, err, sizeof(err)))) {
-			snprintf(hosts[i].unreachable, sizeof(hosts[i].unreachable), "%.190s", err);
-		} else {
-			json_object_object_get_ex(dl, "vms", &dvms);
-			placement_host_from_json(&hosts[i], res, dvms);
-		}
-		json_object_put(res);
-		json_object_put(dl);
-		agent_conn_close(&c);
+		agent_survey(&c, e->dests[i], &e->tls, &hosts[i]);
+		if (hosts[i].reachable)
+			agent_conn_close(&c);
 	}
 	for (int k = 0; k < e->nmoves; k++) {
 		struct move *m = &e->moves[k];
@@ -442,14 +428,8 @@ int hvctl_cmd_evacuate(int argc, char **argv)
 			snprintf(tm, sizeof(tm), "%.1f s", m->elapsed_ms / 1000);
 			snprintf(dt, sizeof(dt), "%.0f ms", m->downtime_ms);
 		}
-		const char *r = m->result;
-		size_t w = placement_wrap(r, 26);
-		printf("  %-14.14s %-17s %7s %8s  %.*s\n", m->name, dest, tm, dt, (int)w, r);
-		for (r += w; *r; r += w) {
-			r += *r == ' ';
-			w = placement_wrap(r, 26);
-			printf("  %-14s %-17s %7s %8s  %.*s\n", "", "", "", "", (int)w, r);
-		}
+		int col = printf("  %-14.14s %-17s %7s %8s  ", m->name, dest, tm, dt);
+		placement_print_wrapped(stdout, m->result, 26, col);
 		free(m->features);
 	}
 	return moved == e.nmoves ? 0 : 1;

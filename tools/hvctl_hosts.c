@@ -64,14 +64,7 @@ int hvctl_cmd_hosts(int argc, char **argv)
 		char host[20];
 		printable(host, sizeof(host), h);
 		if (agent_open(&c, h, &tls, err, sizeof(err)) < 0 || !(r = agent_call(&c, "resources", NULL, err, sizeof(err)))) {
-			const char *e = err;
-			size_t w = placement_wrap(e, 46);
-			printf("  %-19s %.*s\n", host, (int)w, e);
-			for (e += w; *e; e += w) {
-				e += *e == ' ';
-				w = placement_wrap(e, 46);
-				printf("  %-19s %.*s\n", "", (int)w, e);
-			}
+			placement_print_wrapped(stdout, err, 46, printf("  %-19s ", host));
 			if (c.fd >= 0)
 				agent_conn_close(&c);
 			rc = 1;

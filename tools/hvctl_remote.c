@@ -42,8 +42,7 @@ static int split_hosts(const char *list, char *buf, size_t len, char **out)
 	return n ? n : -1;
 }
 
-/* Asks one agent for what placement needs; h->reachable false (with the reason) if it fails. */
-static void survey(struct agent_conn *c, const char *host, const struct tls_options *tls, struct placement_host *h)
+void agent_survey(struct agent_conn *c, const char *host, const struct tls_options *tls, struct placement_host *h)
 {
 	char err[400];
 	struct json_object *res = NULL, *list = NULL, *vms = NULL;
@@ -84,7 +83,7 @@ int agent_target_prepare(const char *to, const char *hosts, const struct tls_opt
 		if (n < 0)
 			return -1;
 		for (int i = 0; i < n; i++)
-			survey(&conns[i], names[i], tls, &h[i]);
+			agent_survey(&conns[i], names[i], tls, &h[i]);
 		int best = placement_choose(vm, h, n);
 		if (table)
 			placement_print(table, vm, h, n);
@@ -158,20 +157,14 @@ static bool migrate_opt_takes_value(const char *a)
 /* The guest's facts for placement, from the list of an agent. 0, or -1 if it is not there. */
 static int vm_from_list(struct json_object *list, const char *name, struct placement_vm *vm)
 {
-	struct json_object *vms, *v;
+	struct json_object *e = agent_list_vm(list, name), *v;
 
-	if (!json_object_object_get_ex(list, "vms", &vms) || !json_object_is_type(vms, json_type_array))
+	if (!e)
 		return -1;
-	for (size_t i = 0; i < json_object_array_length(vms); i++) {
-		struct json_object *e = json_object_array_get_idx(vms, i);
-		if (!json_object_object_get_ex(e, "name", &v) || strcmp(json_object_get_string(v), name))
-			continue;
-		vm->name = name;
-		vm->mem = json_object_object_get_ex(e, "mem", &v) ? (uint64_t)json_object_get_int64(v) : 0;
-		vm->cpu_features = json_object_object_get_ex(e, "cpu_features", &v) ? json_object_get_string(v) : "";
-		return 0;
-	}
-	return -1;
+	vm->name = name;
+	vm->mem = json_object_object_get_ex(e, "mem", &v) ? (uint64_t)json_object_get_int64(v) : 0;
+	vm->cpu_features = json_object_object_get_ex(e, "cpu_features", &v) ? json_object_get_string(v) : "";
+	return 0;
 }
 
 /* hvctl -H SRC migrate NAME DEST|--to X [--hosts L] [options]: when the destination is an
@@ -237,7 +230,7 @@ static int remote_migrate(struct agent_conn *src, const char *src_host, const st
 	int n = 3;
 	for (int i = 0; i < npass; i++)
 		cmd[n++] = pass[i];
-	int st = agent_exec(src, n, cmd, stdout, NULL, stderr, NULL, err, sizeof(err));
+	int st = agent_exec(src, n, cmd, stdout, NULL, stderr, err, sizeof(err));
 	if (st == AGENT_EXEC_REFUSED) {
 		hv_error("%s", err);
 		st = 1; /* nothing ran: the receiver goes */
@@ -274,7 +267,7 @@ int hvctl_remote(const char *host, struct tls_options *tls, int argc, char **arg
 	if (!strcmp(argv[0], "migrate"))
 		st = remote_migrate(&c, host, tls, argc, argv);
 	if (st == -1) {
-		st = agent_exec(&c, argc, (const char *const *)argv, stdout, NULL, stderr, NULL, err, sizeof(err));
+		st = agent_exec(&c, argc, (const char *const *)argv, stdout, NULL, stderr, err, sizeof(err));
 		if (st < 0) {
 			hv_error("%s", err);
 			st = 1;

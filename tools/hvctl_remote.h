@@ -15,6 +15,10 @@ struct tls_options;
  * command's there; 1 if the agent refused it or could not be reached. */
 int hvctl_remote(const char *host, struct tls_options *tls, int argc, char **argv);
 
+/* Asks the agent on host for what placement needs (its resources and VMs) into h, the
+ * connection left open in c; h->reachable false, with the reason, if that fails (c closed). */
+void agent_survey(struct agent_conn *c, const char *host, const struct tls_options *tls, struct placement_host *h);
+
 /* A destination agent that has started a receiver for a VM. */
 struct agent_target {
 	struct agent_conn conn;

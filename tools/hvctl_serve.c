@@ -95,7 +95,6 @@ struct agent {
 
 struct child_output {
 	struct agent_conn *conn; /* events go here (NULL: keep only) */
-	const struct ctl_request *req;
 	char *out; /* stdout kept, NUL-terminated (keep_stdout) */
 	size_t out_len;
 	char last_err[CTL_ERR_MAX]; /* the last line on stderr, when there is no caller */
@@ -450,8 +449,7 @@ static int cmd_receive(struct ctl_call *call, void *opaque)
 	agent_policy_add_auth(&a->cfg, &plan, 1);
 	plan.argv[plan.argc] = NULL;
 
-	static __thread struct child_output co;
-	co = (struct child_output){ .keep_stdout = true };
+	struct child_output co = { .keep_stdout = true };
 	int st = run_child(a, plan.argv, &co);
 	free(co.out);
 	if (st != 0) {
@@ -514,7 +512,7 @@ static int cmd_exec(struct ctl_call *call, void *opaque)
 	struct agent_conn *conn = call->ctx;
 	struct json_object *arr;
 	char *argv[AGENT_MAX_ARGS + 1];
-	static __thread struct agent_exec_plan plan;
+	struct agent_exec_plan plan;
 	int argc = 0;
 
 	if (!json_object_object_get_ex(call->req->obj, "argv", &arr) || !json_object_is_type(arr, json_type_array) ||
@@ -546,7 +544,7 @@ static int cmd_exec(struct ctl_call *call, void *opaque)
 	char what[80];
 	printable(what, sizeof(what), argc > 1 ? argv[1] : "");
 	hv_info("agent: %s: %s %s", conn->peer, argv[0], what);
-	struct child_output co = { .conn = conn, .req = call->req };
+	struct child_output co = { .conn = conn };
 	int st = run_child(a, plan.argv, &co);
 	if (st < 0) {
 		snprintf(call->err, sizeof(call->err), "could not run the command: %s", strerror(errno));

@@ -140,7 +140,8 @@ int placement_choose(const struct placement_vm *vm, struct placement_host *hosts
 	return best;
 }
 
-size_t placement_wrap(const char *s, size_t width)
+/* How much of s goes on a line of width columns: all of it, or up to a space. */
+static size_t placement_wrap(const char *s, size_t width)
 {
 	size_t len = strlen(s);
 
@@ -152,6 +153,18 @@ size_t placement_wrap(const char *s, size_t width)
 	return width;
 }
 
+void placement_print_wrapped(FILE *f, const char *text, size_t width, int indent)
+{
+	size_t w = placement_wrap(text, width);
+
+	fprintf(f, "%.*s\n", (int)w, text);
+	for (text += w; *text; text += w) {
+		text += *text == ' ';
+		w = placement_wrap(text, width);
+		fprintf(f, "%*s%.*s\n", indent > 0 ? indent : 0, "", (int)w, text);
+	}
+}
+
 void placement_print(FILE *f, const struct placement_vm *vm, const struct placement_host *hosts, int n)
 {
 	fprintf(f, "destination for %s (%.0f MiB):\n", vm->name, vm->mem / MiB_);
@@ -161,17 +174,9 @@ void placement_print(FILE *f, const struct placement_vm *vm, const struct placem
 		char addr[20], verdict[160];
 		printable(addr, sizeof(addr), h->addr);
 		printable(verdict, sizeof(verdict), h->verdict);
-		const char *v = verdict;
-		size_t w = placement_wrap(v, 36);
-		if (h->reachable)
-			fprintf(f, "  %-19s %9.0f %5.2f %3d  %.*s\n", addr, spare(h) / MiB_, h->load, h->vms, (int)w, v);
-		else
-			fprintf(f, "  %-19s %9s %5s %3s  %.*s\n", addr, "-", "-", "-", (int)w, v);
-		/* A long reason goes on under the verdict column. */
-		for (v += w; *v; v += w) {
-			v += *v == ' ';
-			w = placement_wrap(v, 36);
-			fprintf(f, "  %-19s %9s %5s %3s  %.*s\n", "", "", "", "", (int)w, v);
-		}
+		int col = h->reachable
+				  ? fprintf(f, "  %-19s %9.0f %5.2f %3d  ", addr, spare(h) / MiB_, h->load, h->vms)
+				  : fprintf(f, "  %-19s %9s %5s %3s  ", addr, "-", "-", "-");
+		placement_print_wrapped(f, verdict, 36, col);
 	}
 }

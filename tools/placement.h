@@ -45,8 +45,9 @@ int placement_choose(const struct placement_vm *vm, struct placement_host *hosts
 /* The candidates as a table (fits 80 columns). */
 void placement_print(FILE *f, const struct placement_vm *vm, const struct placement_host *hosts, int n);
 
-/* How much of s goes on a line of width columns: all of it, or up to a space. */
-size_t placement_wrap(const char *s, size_t width);
+/* The last column of a table row: text in lines of at most width, the first after what the
+ * row printed already, the others under it (indent: the columns before it). */
+void placement_print_wrapped(FILE *f, const char *text, size_t width, int indent);
 
 /* 1 if every feature in `want` (space-separated) is in `have`; else 0 with the first few
  * missing ones in missing. */
