@@ -22,6 +22,7 @@
 #include "tools/migrate_event.h"
 #include "tools/migrate_explain.h"
 #include "tools/migrate_report.h"
+#include "tools/placement.h"
 #include "tools/tls_opts.h"
 
 struct migrate_opts {
@@ -367,7 +368,9 @@ static int run_job(const struct migrate_opts *op)
 			char w[256];
 			if (tty)
 				fputs("\r\033[K", stderr);
-			printf("note: %s\n", printable(w, sizeof(w), event_str(ev, "warning")));
+			/* wrapped for an 80-column terminal, like the summary under it */
+			placement_print_wrapped(stdout, printable(w, sizeof(w), event_str(ev, "warning")), 74,
+						printf("note: "));
 			fflush(stdout);
 			warned = true;
 		}

@@ -83,10 +83,11 @@ fd_migrate() {
 }
 
 # fd_path_rtt_at_least MS FILE REGEX: FILE says "at N ms round trip the switchover alone
-# takes about F ms" followed by REGEX, with N >= MS (a relay's delay is seen) and F = 2 + 1.5 N.
+# takes about F ms" followed by REGEX (at its end, or where a line ends), with N >= MS (a relay's delay is seen) and F = 2 + 1.5 N.
 fd_path_rtt_at_least() {
 	local line n f
-	line=$(grep -Eo "at [0-9]+ ms round trip the switchover alone takes about [0-9]+ ms[,:] .*$3" "$2") ||
+	# (a note on standard output is wrapped for 80 columns: read it as one line)
+	line=$(tr -s '\n ' '  ' <"$2" | grep -Eo "at [0-9]+ ms round trip the switchover alone takes about [0-9]+ ms[,:] .*$3") ||
 		{ cat "$2"; fail "no line about the path's round trip in $2"; }
 	n=$(sed -E 's/^at ([0-9]+) ms.*/\1/' <<<"$line")
 	f=$(sed -E 's/.*takes about ([0-9]+) ms.*/\1/' <<<"$line")
