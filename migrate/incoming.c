@@ -1,5 +1,6 @@
 /* The destination side of live migration: check compatibility, take pages straight into
- * guest RAM, load the vCPU/VM/device state, acknowledge, and run the guest only on COMMIT.
+ * guest RAM, load the vCPU/VM/device state, then run the guest: at once, saying STARTED,
+ * when both sides speak WIRE_CAP_START_ON_STATE; otherwise acknowledge and wait for COMMIT.
  * Every record is untrusted: the wire layer checks framing and CRCs, the decoders check
  * contents, and the record order is enforced. */
 #include <errno.h>
@@ -66,6 +67,8 @@ struct incoming {
 	bool one_way;         /* a snapshot file: nobody to answer */
 	bool replied;         /* a refusal already went out as HELLO_REPLY */
 	uint32_t abort_code;  /* what kind of failure an ABORT reports */
+	bool start_on_state;  /* the source offered WIRE_CAP_START_ON_STATE: no ACK, no COMMIT */
+	uint64_t t_end_of_state; /* when END_OF_STATE arrived (STARTED reports the time since) */
 };
 
 /* The first failure is the one reported (hv/log.h). */
@@ -461,8 +464,11 @@ static int receive(struct incoming *in, const struct machine_config *cfg)
 			uint64_t t0 = clock_now_ns();
 			int ok = handle_hello(in, p, len, cfg);
 			uint64_t took = (clock_now_ns() - t0) / 1000;
+			/* A snapshot file has nobody to tell STARTED to: it ends with COMMIT. */
+			in->start_on_state = !in->one_way && (in->hello->caps & WIRE_CAP_START_ON_STATE);
 			struct wire_hello_reply reply = { .ok = ok == 0,
-							  .caps = WIRE_CAP_ZLIB | WIRE_CAP_SYNC | WIRE_CAP_DISK_COPY,
+							  .caps = WIRE_CAP_ZLIB | WIRE_CAP_SYNC | WIRE_CAP_DISK_COPY |
+								  (in->start_on_state ? WIRE_CAP_START_ON_STATE : 0),
 							  .took_us = took > WIRE_HELLO_TOOK_MAX_US ? WIRE_HELLO_TOOK_MAX_US
 												  : (uint32_t)(took ? took : 1) };
 			if (ok < 0)
@@ -526,11 +532,16 @@ static int receive(struct incoming *in, const struct machine_config *cfg)
 			}
 			break;
 		case WIRE_END_OF_STATE:
+			in->t_end_of_state = clock_now_ns();
 			if (load_state(in, p, len) < 0)
 				return -1;
 			/* The copied disks are on stable storage before the source may let go. */
 			if (disk_copy_sync(&in->disks, in->err, sizeof(in->err)) < 0)
 				return -1;
+			/* The source stays paused until it hears STARTED or ABORT: the guest may start
+			 * here without a word more from it. */
+			if (in->start_on_state)
+				return 0;
 			r = ack(in);
 			if (r < 0)
 				return fail_wire(in, r, "acknowledging the state");
@@ -592,6 +603,16 @@ int migrate_incoming(struct wire_conn *transport, struct machine *m, const struc
 	device_state_announce(m, o->announce ? o->announce : &DEV_ANNOUNCE_DEFAULT);
 	dest_copy_keep(&in.copy);
 	r = 0;
+	if (in.start_on_state) {
+		/* The guest runs here whatever becomes of this: the source, not hearing STARTED,
+		 * stays paused and says the outcome is unknown (never both running). */
+		uint64_t us = (clock_now_ns() - in.t_end_of_state) / 1000;
+		struct wire_started started = { .load_us = us > WIRE_STARTED_LOAD_MAX_US ? WIRE_STARTED_LOAD_MAX_US
+											 : (uint32_t)us };
+		if (wire_send_started(&in.conn, &started) < 0)
+			hv_warn("could not tell the source that the guest runs here (%s); it runs here anyway",
+				in.conn.err[0] ? in.conn.err : "connection lost");
+	}
 out:
 	if (r < 0) {
 		if (!in.peer_gone && !in.replied && !in.one_way)

@@ -1,6 +1,7 @@
 /* The source side of live migration: handshake, pre-copy rounds driven by the dirty log,
- * switchover, and the two-phase commit. Until COMMIT is sent, any failure leaves the guest
- * running here. */
+ * and the switchover. Until the destination may start the guest (END_OF_STATE is out to a
+ * destination that starts on state, COMMIT to one that waits for it), any failure leaves the
+ * guest running here; after that it resumes here only on the destination's ABORT. */
 #include <errno.h>
 #include <linux/kvm.h>
 #include <linux/sockios.h>
@@ -35,6 +36,8 @@
 
 /* Loading the state takes milliseconds; while we wait the guest stands still. */
 #define ACK_TIMEOUT_MS 5000
+/* Past this without STARTED or ABORT the outcome is unknown: the guest stays paused here. */
+#define STARTED_TIMEOUT_MS 15000
 #define SYNC_TIMEOUT_MS 15000 /* a slow destination may have a full receive buffer to place */
 #define HELLO_TIMEOUT_MS 30000
 #define SEND_TIMEOUT_MS 30000 /* a destination that stops reading this long is gone */
@@ -81,6 +84,7 @@ struct source {
 	bool paused_by_us, devices_paused;
 	bool peer_gone; /* do not try to send ABORT */
 	bool peer_sync; /* the destination answers ROUND_END with SYNC (WIRE_CAP_SYNC) */
+	bool start_on_state; /* the destination starts on END_OF_STATE (WIRE_CAP_START_ON_STATE) */
 	bool committed, outcome_unknown;
 	double path_rtt_ms; /* the HELLO exchange less the destination's part: proxies included */
 	uint32_t limit_ms;  /* the downtime pre-copy aims for (check_limit) */
@@ -367,6 +371,8 @@ static void fill_hello(struct source *s, struct wire_hello *h)
 	h->mem_size = vm->mem.size;
 	h->vcpus = (uint32_t)vm->ncpus;
 	h->caps = WIRE_CAP_ZLIB | WIRE_CAP_SYNC;
+	if (!s->to_file) /* a file ends with COMMIT: nobody reads it until it is whole */
+		h->caps |= WIRE_CAP_START_ON_STATE;
 	uint32_t n = vm->cpuid->hdr.nent;
 	if (n > WIRE_CPUID_MAX)
 		n = WIRE_CPUID_MAX;
@@ -451,6 +457,7 @@ static int handshake(struct source *s)
 	if (!(reply.caps & WIRE_CAP_ZLIB))
 		s->ac.zlib_allowed = false;
 	s->peer_sync = reply.caps & WIRE_CAP_SYNC;
+	s->start_on_state = reply.caps & WIRE_CAP_START_ON_STATE;
 	return 0;
 }
 
@@ -740,13 +747,77 @@ static int offline_pages(struct source *s, uint64_t t_pause)
 	return commit(s, t_pause, t_paused);
 }
 
-/* The state after the last pages, the destination's ACK, then COMMIT. */
+/* The link failed, or the destination said something unexpected, once it may have started
+ * the guest: nobody here can know whether it runs there, so it must not run here too. */
+static int unknown_outcome(struct source *s, const char *after)
+{
+	s->outcome_unknown = true;
+	s->st->error[0] = 0;
+	return failf(s, "the connection failed after %s was sent, so the guest may be running on %s; it stays paused here: check 'hvctl list' there, then 'hvctl resume %s' here only if it does not run there",
+		     after, s->p->uri, s->vm->name);
+}
+
+/* With WIRE_CAP_START_ON_STATE: END_OF_STATE is out, and the destination starts the guest
+ * as soon as it has loaded it, then says STARTED: half a round trip of downtime, not one
+ * and a half. Only its ABORT (it did not start the guest) lets the guest resume here. */
+static int await_started(struct source *s, uint64_t t_pause, uint64_t t_paused, uint64_t t_pages,
+			 uint64_t t_state)
+{
+	struct wire_buf buf = { 0 };
+	struct wire_record rec;
+	struct wire_started started;
+	char perr[256];
+
+	s->committed = true;
+	channel_set_recv_timeout(s->fd, STARTED_TIMEOUT_MS);
+	int r = wire_recv(&s->conn, &buf, &rec);
+	if (r == 0 && rec.hdr.type == WIRE_ABORT) {
+		struct wire_abort a;
+		s->peer_gone = true;
+		s->committed = false;
+		if (wire_parse_abort(rec.payload, rec.len, &a, NULL, 0) == 0)
+			failf(s, "the destination gave up (loading the state): %s", a.reason);
+		wire_buf_free(&buf);
+		return failf(s, "destination aborted");
+	}
+	if (r < 0 || rec.hdr.type != WIRE_STARTED ||
+	    wire_parse_started(rec.payload, rec.len, &started, perr, sizeof(perr)) < 0) {
+		wire_buf_free(&buf);
+		s->peer_gone = true;
+		return unknown_outcome(s, "the state");
+	}
+	wire_buf_free(&buf);
+	/* The guest started there when STARTED left, half the answer's round trip before it
+	 * arrived: the wait less the destination's own time is that round trip. */
+	double wait_ms = (double)(clock_now_ns() - t_state) / 1e6, load_ms = started.load_us / 1000.0;
+	double half_rtt_ms = wait_ms > load_ms ? (wait_ms - load_ms) / 2 : 0;
+	struct migrate_switchover *sw = &s->st->switchover;
+	*sw = (struct migrate_switchover){
+		.valid = true,
+		.pause_ms = (double)(t_paused - t_pause) / 1e6,
+		.last_pages_ms = (double)(t_pages - t_paused) / 1e6,
+		.state_ms = (double)(t_state - t_pages) / 1e6,
+		.load_ms = half_rtt_ms + load_ms,
+		.confirm_ms = half_rtt_ms,
+		.last_pages = s->st->round_done_pages - s->round_disk_pages,
+	};
+	s->st->downtime_ms = sw->pause_ms + sw->last_pages_ms + sw->state_ms + sw->load_ms;
+	return 0;
+}
+
+/* The state after the last pages, then either STARTED (await_started) or the destination's
+ * ACK and COMMIT. */
 static int commit(struct source *s, uint64_t t_pause, uint64_t t_paused)
 {
 	uint64_t t_pages = clock_now_ns();
+	/* The last moment a cancel is honoured when END_OF_STATE lets the destination start. */
+	if (s->start_on_state && atomic_load(s->cancel))
+		return failf(s, "migration cancelled");
 	if (send_state(s) < 0)
 		return -1;
 	uint64_t t_state = clock_now_ns();
+	if (s->start_on_state)
+		return await_started(s, t_pause, t_paused, t_pages, t_state);
 	if (wait_ack(s, "waiting for the destination to load the state", ACK_TIMEOUT_MS) < 0)
 		return -1;
 	uint64_t t_ack = clock_now_ns();
@@ -769,12 +840,8 @@ static int commit(struct source *s, uint64_t t_pause, uint64_t t_paused)
 	s->committed = true;
 	/* The destination confirms COMMIT before it runs the guest. Without that confirmation
 	 * nobody here can know whether the guest runs there: it must not run here too. */
-	if (wait_ack(s, "waiting for the destination to confirm the commit", ACK_TIMEOUT_MS) < 0) {
-		s->outcome_unknown = true;
-		s->st->error[0] = 0;
-		return failf(s, "the connection failed after COMMIT was sent, so the guest may be running on %s; it stays paused here: check 'hvctl list' there, then 'hvctl resume %s' here only if it does not run there",
-			     s->p->uri, s->vm->name);
-	}
+	if (wait_ack(s, "waiting for the destination to confirm the commit", ACK_TIMEOUT_MS) < 0)
+		return unknown_outcome(s, "COMMIT");
 	sw->confirm_ms = (double)(clock_now_ns() - t_commit) / 1e6;
 	return 0;
 }

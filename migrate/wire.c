@@ -36,6 +36,7 @@ static const struct wire_type_info wire_types[WIRE_TYPE_MAX + 1] = {
 	[WIRE_ABORT] = { "ABORT", 4, 4 + WIRE_ERROR_MAX },
 	[WIRE_PROGRESS] = { "PROGRESS", WIRE_PROGRESS_SIZE, WIRE_PROGRESS_SIZE },
 	[WIRE_DISK_DATA] = { "DISK_DATA", WIRE_DISK_DATA_HDR, WIRE_DISK_DATA_HDR + WIRE_DISK_DATA_MAX },
+	[WIRE_STARTED] = { "STARTED", WIRE_STARTED_SIZE, WIRE_STARTED_SIZE },
 };
 
 static bool wire_type_valid(uint32_t type)
@@ -661,6 +662,7 @@ static const struct {
 	{ "zlib", WIRE_CAP_ZLIB },
 	{ "sync", WIRE_CAP_SYNC },
 	{ "disk-copy", WIRE_CAP_DISK_COPY },
+	{ "start-on-state", WIRE_CAP_START_ON_STATE },
 };
 
 static struct json_object *wire_caps_to_json(uint32_t caps)
@@ -1282,6 +1284,28 @@ int wire_parse_end_of_state(const uint8_t *p, size_t len, struct wire_end_of_sta
 	e->devices = wire_get_u32(p + 4);
 	if (e->vcpus == 0 || e->vcpus > WIRE_MAX_VCPUS) {
 		hv_errf(err, errlen, "END_OF_STATE: %u vCPUs", e->vcpus);
+		return WIRE_E_PAYLOAD;
+	}
+	return 0;
+}
+
+int wire_send_started(struct wire_conn *c, const struct wire_started *st)
+{
+	uint8_t b[WIRE_STARTED_SIZE];
+
+	wire_put_u32(b + 0, st->load_us);
+	wire_put_u32(b + 4, 0);
+	return wire_send(c, WIRE_STARTED, b, sizeof(b));
+}
+
+int wire_parse_started(const uint8_t *p, size_t len, struct wire_started *st, char *err,
+		       size_t errlen)
+{
+	if (wire_check_size(len, WIRE_STARTED_SIZE, "STARTED", err, errlen))
+		return WIRE_E_PAYLOAD;
+	st->load_us = wire_get_u32(p + 0);
+	if (st->load_us > WIRE_STARTED_LOAD_MAX_US || wire_get_u32(p + 4) != 0) {
+		hv_errf(err, errlen, "STARTED: load time %u us, flags 0x%x", st->load_us, wire_get_u32(p + 4));
 		return WIRE_E_PAYLOAD;
 	}
 	return 0;

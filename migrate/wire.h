@@ -53,9 +53,10 @@ enum wire_type {
 	WIRE_ABORT = 11,       /* either way, any time: give up, with a reason */
 	WIRE_PROGRESS = 12,    /* either way, optional: progress numbers */
 	WIRE_DISK_DATA = 13,   /* src -> dst: a run of disk blocks (--storage copy) */
+	WIRE_STARTED = 14,     /* dst -> src: the guest runs here now (WIRE_CAP_START_ON_STATE) */
 };
 #define WIRE_TYPE_MIN WIRE_HELLO
-#define WIRE_TYPE_MAX WIRE_DISK_DATA
+#define WIRE_TYPE_MAX WIRE_STARTED
 
 /* Error codes: every function here returns 0 (or a count) or one of these. */
 enum wire_error {
@@ -193,7 +194,8 @@ int wire_decode(struct wire_decoder *d, const uint8_t *buf, size_t len, struct w
 
 /* ---- Record order (what a destination accepts from a source) ----
  * HELLO, then PAGES / ROUND_END / PROGRESS, then CPU_STATE / VM_STATE / DEVICE_STATE, then
- * END_OF_STATE, then (after our ACK) COMMIT. ABORT any time; nothing after COMMIT or ABORT. */
+ * END_OF_STATE, then (after our ACK) COMMIT. ABORT any time; nothing after COMMIT or ABORT.
+ * With WIRE_CAP_START_ON_STATE the destination reads nothing after END_OF_STATE. */
 enum wire_phase {
 	WIRE_PHASE_HELLO,
 	WIRE_PHASE_MEMORY,
@@ -228,6 +230,10 @@ int wire_order_check(struct wire_order *o, uint32_t type);
 #define WIRE_CAP_SYNC (1u << 1)
 /* The destination takes a copy of the disks (HELLO "storage":"copy", DISK_DATA records). */
 #define WIRE_CAP_DISK_COPY (1u << 2)
+/* Half a round trip of switchover instead of one and a half: the destination starts the
+ * guest as soon as END_OF_STATE is loaded and says so with STARTED (no ACK, no COMMIT); the
+ * source resumes only on an ABORT. Used when both sides offer it. */
+#define WIRE_CAP_START_ON_STATE (1u << 4)
 
 struct wire_cpuid_word {
 	uint32_t function, index, eax, ebx, ecx, edx;
@@ -312,6 +318,14 @@ struct wire_end_of_state {
 	uint32_t devices;
 };
 
+/* STARTED: 8 bytes: u32 load_us (END_OF_STATE received to guest started, as the
+ * destination measured it; at most WIRE_STARTED_LOAD_MAX_US), u32 flags (0). */
+#define WIRE_STARTED_SIZE 8
+#define WIRE_STARTED_LOAD_MAX_US 600000000u
+struct wire_started {
+	uint32_t load_us;
+};
+
 /* DEVICE_STATE: u16 name_len, u16 version, name, blob. Names: [A-Za-z0-9_.:-]. */
 #define WIRE_DEVICE_STATE_MAX (16u << 20)
 struct wire_device_state {
@@ -367,6 +381,9 @@ int wire_parse_progress(const uint8_t *p, size_t len, struct wire_progress *pr, 
 int wire_send_end_of_state(struct wire_conn *c, const struct wire_end_of_state *e);
 int wire_parse_end_of_state(const uint8_t *p, size_t len, struct wire_end_of_state *e, char *err,
 			    size_t errlen);
+int wire_send_started(struct wire_conn *c, const struct wire_started *st);
+int wire_parse_started(const uint8_t *p, size_t len, struct wire_started *st, char *err,
+		       size_t errlen);
 int wire_send_device_state(struct wire_conn *c, const char *name, uint16_t version,
 			   const void *data, size_t len);
 int wire_parse_device_state(const uint8_t *p, size_t len, struct wire_device_state *d, char *err,

@@ -128,7 +128,7 @@ size_t migrate_report_why(const struct migrate_report *r, char *buf, size_t len)
 	if (strcmp(event_str(f, "event"), "migration-done")) {
 		printable(err, sizeof(err), event_str(f, "error"));
 		if (event_flag(f, "outcome_unknown"))
-			put(buf, len, &off, "The link failed after COMMIT was sent: %s", err);
+			put(buf, len, &off, "The link failed once the destination could start the guest: %s", err);
 		else
 			put(buf, len, &off, "The migration failed: %s. The guest kept running on the source; "
 				 "nothing was left on the destination.", err);
@@ -470,7 +470,7 @@ static void charts(const struct migrate_report *r, FILE *o)
 static void timeline(const struct migrate_report *r, FILE *o)
 {
 	static const char *const names[] = { "pause vCPUs and devices", "last pages", "vCPU, VM and device state",
-					     "destination loads the state", "commit confirmed" };
+					     "the state crosses, the destination loads it", "the answer comes back" };
 	static const char *const keys[] = { "pause_ms", "last_pages_ms", "state_ms", "load_ms", "confirm_ms" };
 	struct json_object *sw = event_member(r->final, "switchover");
 	double ms[5], total = 0, x = ML;
@@ -482,8 +482,8 @@ static void timeline(const struct migrate_report *r, FILE *o)
 		total += ms[i] > 0 ? ms[i] : 0;
 	}
 	fputs("<h2>Switchover</h2>\n<figure id=\"timeline\"><figcaption>The guest is paused from the first "
-	      "step until COMMIT is sent; the last step runs while it already starts on the "
-	      "destination</figcaption>\n",
+	      "step until it runs on the destination; the last step runs while it already "
+	      "runs there</figcaption>\n",
 	      o);
 	fprintf(o, "<svg class=\"tl\" viewBox=\"0 0 %.0f 70\" role=\"img\" aria-label=\"switchover timeline\">\n", W);
 	for (int i = 0; i < 5 && total > 0; i++) {

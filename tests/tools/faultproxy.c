@@ -64,7 +64,7 @@
 
 static const char *const type_names[] = {
 	NULL, "HELLO", "HELLO_REPLY", "PAGES", "ROUND_END", "CPU_STATE", "VM_STATE",
-	"DEVICE_STATE", "END_OF_STATE", "ACK", "COMMIT", "ABORT", "PROGRESS", "DISK_DATA",
+	"DEVICE_STATE", "END_OF_STATE", "ACK", "COMMIT", "ABORT", "PROGRESS", "DISK_DATA", "STARTED",
 };
 #define NTYPES (sizeof(type_names) / sizeof(type_names[0]))
 

@@ -105,7 +105,7 @@ static void make_hello(struct wire_hello *h)
 static int write_all_types(struct wire_conn *c)
 {
 	struct wire_hello h;
-	struct wire_hello_reply r = { .ok = true, .caps = WIRE_CAP_ZLIB | WIRE_CAP_SYNC };
+	struct wire_hello_reply r = { .ok = true, .caps = WIRE_CAP_ZLIB | WIRE_CAP_SYNC | WIRE_CAP_START_ON_STATE };
 	struct wire_round_end re = { 2, WIRE_ROUND_END_SYNC, 100, 10, 80, 10, 409600, 17, 123456 };
 	struct wire_progress pr = { 3, WIRE_PHASE_MEMORY, 65536, 1000, 64536, 4096000, 1500 };
 	struct wire_end_of_state eos = { 2, 3 };
@@ -190,7 +190,7 @@ static void check_record(int k, const struct wire_record *rec)
 		assert_int_equal(wire_parse_hello_reply(rec->payload, rec->len, &r, err, sizeof(err)),
 				 0);
 		assert_true(r.ok);
-		assert_int_equal(r.caps, WIRE_CAP_ZLIB | WIRE_CAP_SYNC);
+		assert_int_equal(r.caps, WIRE_CAP_ZLIB | WIRE_CAP_SYNC | WIRE_CAP_START_ON_STATE);
 		break;
 	}
 	case 2:
@@ -517,7 +517,7 @@ static void test_header_errors(void **unused)
 	assert_int_equal(decode_one(b, 32, err), WIRE_E_TYPE);
 	craft(b, WIRE_MAGIC, WIRE_VERSION, WIRE_TYPE_MAX + 1, 0, 0, 0, 0);
 	assert_int_equal(decode_one(b, 32, err), WIRE_E_TYPE);
-	assert_non_null(strstr(err, "unknown record type 14"));
+	assert_non_null(strstr(err, "unknown record type 15"));
 	craft(b, WIRE_MAGIC, WIRE_VERSION, WIRE_ACK, 1, 0, 0, 0);
 	assert_int_equal(decode_one(b, 32, err), WIRE_E_FLAGS);
 	craft(b, WIRE_MAGIC, WIRE_VERSION, WIRE_ACK, 0, 0, 1, 1);
@@ -895,6 +895,20 @@ static void test_small_payload_parsers(void **unused)
 	assert_int_equal(r.took_us, 1234);
 	assert_int_equal(wire_parse_hello_reply((const uint8_t *)"{\"ok\":true}", 11, &r, err, sizeof(err)), 0);
 	assert_int_equal(r.took_us, 0);
+
+	/* STARTED: exact size, the load time within bounds, no flags; a round trip. */
+	struct wire_started st;
+	wire_put_u32(b, 1500);
+	wire_put_u32(b + 4, 0);
+	assert_int_equal(wire_parse_started(b, WIRE_STARTED_SIZE, &st, err, sizeof(err)), 0);
+	assert_int_equal(st.load_us, 1500);
+	assert_int_equal(wire_parse_started(b, WIRE_STARTED_SIZE - 1, &st, err, sizeof(err)), WIRE_E_PAYLOAD);
+	wire_put_u32(b + 4, 1);
+	assert_int_equal(wire_parse_started(b, WIRE_STARTED_SIZE, &st, err, sizeof(err)), WIRE_E_PAYLOAD);
+	wire_put_u32(b, WIRE_STARTED_LOAD_MAX_US + 1);
+	wire_put_u32(b + 4, 0);
+	assert_int_equal(wire_parse_started(b, WIRE_STARTED_SIZE, &st, err, sizeof(err)), WIRE_E_PAYLOAD);
+	assert_non_null(strstr(err, "STARTED"));
 
 	/* ABORT: short, long, control characters. */
 	assert_int_equal(wire_parse_abort(b, 3, &a, err, sizeof(err)), WIRE_E_PAYLOAD);
