@@ -11,6 +11,7 @@
 #include <sys/ioctl.h>
 
 #include "hv/log.h"
+#include "hv/throttle.h"
 
 #define SIG_VCPU_KICK SIGUSR1
 
@@ -128,6 +129,7 @@ static bool park_if_asked(struct vcpu *v)
 	bool keep_running = true;
 
 	pthread_mutex_lock(&vm->lock);
+	throttle_vcpu_sleep_locked(v);
 	if (vm->pause_requested && !vm->stop_requested) {
 		vm->vcpus_paused++;
 		pthread_cond_broadcast(&vm->cond);

@@ -19,6 +19,7 @@
 #include "hv/cpuid.h"
 #include "hv/layout.h"
 #include "hv/log.h"
+#include "hv/throttle.h"
 #include "hv/vcpu.h"
 #include "hv/x86_tables.h"
 
@@ -165,7 +166,12 @@ int vm_create(struct vm *vm, const char *name, uint64_t mem_size,
 	vm->ncpus = ncpus;
 	vm->state = VM_CREATED;
 	pthread_mutex_init(&vm->lock, NULL);
-	pthread_cond_init(&vm->cond, NULL);
+	/* Monotonic: the throttle's timed waits on it follow clock_now_ns. */
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&vm->cond, &ca);
+	pthread_condattr_destroy(&ca);
 	bus_init(&vm->pio);
 	bus_init(&vm->mmio);
 
@@ -259,6 +265,7 @@ static void kick_all_locked(struct vm *vm)
 {
 	for (int i = 0; i < vm->ncpus; i++)
 		vcpu_kick(&vm->vcpus[i]);
+	pthread_cond_broadcast(&vm->cond); /* a vCPU sleeping for the throttle */
 }
 
 int vm_start(struct vm *vm)
@@ -350,6 +357,7 @@ int vm_wait(struct vm *vm)
 	while (!vm->stop_requested)
 		pthread_cond_wait(&vm->cond, &vm->lock);
 	pthread_mutex_unlock(&vm->lock);
+	vm_throttle_set(vm, 0); /* a migration that was throttling it ends with the VM */
 	for (int i = 0; i < vm->ncpus; i++)
 		vcpu_join_thread(&vm->vcpus[i]);
 	pthread_mutex_lock(&vm->lock);

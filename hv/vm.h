@@ -37,6 +37,7 @@ struct vcpu {
 	struct kvm_run *run;
 	pthread_t thread;
 	bool thread_started;
+	uint64_t throttle_sleep_ns; /* under vm->lock: the sleep hv/throttle.c asked for */
 };
 
 /* Called (from any thread, VM lock not held) after every state change. */
@@ -67,6 +68,9 @@ struct vm {
 	int exit_status;
 	char exit_reason[160];
 	uint64_t started_ns; /* CLOCK_MONOTONIC at vm_start */
+	unsigned throttle_pct; /* hv/throttle.h: share of time the vCPUs are held back */
+	bool throttle_thread_running;
+	pthread_t throttle_thread;
 
 	vm_state_listener_fn listener;
 	void *listener_opaque;

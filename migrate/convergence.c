@@ -3,18 +3,18 @@
 
 #include "hv/layout.h"
 
+double convergence_floor_ms(double rtt_ms, double rtts)
+{
+	return CONVERGENCE_OVERHEAD_MS + rtts * (rtt_ms > 0 ? rtt_ms : 0);
+}
+
 double convergence_expected_downtime_ms(uint64_t dirty_pages, double rate_mibs, double wire_ratio,
-					double rtt_ms)
+					double rtt_ms, double rtts)
 {
 	double rate = rate_mibs > 1 ? rate_mibs : 1;
 
 	return (double)dirty_pages * PAGE_SIZE / (1 << 20) / rate * 1000.0 * wire_ratio +
-	       CONVERGENCE_OVERHEAD_MS + 1.5 * rtt_ms;
-}
-
-double convergence_floor_ms(double rtt_ms)
-{
-	return CONVERGENCE_OVERHEAD_MS + 1.5 * (rtt_ms > 0 ? rtt_ms : 0);
+	       convergence_floor_ms(rtt_ms, rtts);
 }
 
 uint32_t convergence_effective_limit_ms(double floor_ms, uint32_t limit_ms)
@@ -44,4 +44,17 @@ enum convergence_verdict convergence_decide(struct convergence *c, uint32_t roun
 	if (round + 1 >= max_rounds)
 		return on_timeout == MIGRATE_ON_TIMEOUT_FORCE ? CONVERGENCE_SWITCH_OVER : CONVERGENCE_GIVE_UP;
 	return CONVERGENCE_NEXT_ROUND;
+}
+
+uint32_t convergence_throttle(struct convergence *c, uint32_t current_pct, uint64_t dirty_pages,
+			      uint64_t sent_pages, uint32_t max_pct)
+{
+	if (sent_pages && dirty_pages * 2 >= sent_pages)
+		c->behind++;
+	else
+		c->behind = 0;
+	uint32_t next = current_pct;
+	if (c->behind >= 2 || (current_pct && c->behind))
+		next = current_pct ? current_pct + CONVERGENCE_THROTTLE_STEP : CONVERGENCE_THROTTLE_INITIAL;
+	return next > max_pct ? max_pct : next;
 }

@@ -24,6 +24,7 @@ enum migrate_on_timeout { MIGRATE_ON_TIMEOUT_FORCE, MIGRATE_ON_TIMEOUT_CANCEL };
 #define MIGRATE_PATH_MAX 1024
 #define MIGRATE_DEFAULT_DOWNTIME_MS 30
 #define MIGRATE_DEFAULT_MAX_ROUNDS 30
+#define MIGRATE_DEFAULT_MAX_THROTTLE 99 /* percent, as QEMU's max-cpu-throttle */
 
 struct migrate_params {
 	char uri[256];           /* HOST:PORT of 'hvctl receive' */
@@ -37,6 +38,8 @@ struct migrate_params {
 	bool stop;               /* uri "file:PATH" (hvctl save): stop the VM once saved */
 	bool live;               /* hvctl save --live: pre-copy rounds into the file, then pause */
 	bool storage_copy;       /* --storage copy: the disks travel with the guest */
+	bool auto_converge;      /* throttle a guest that outruns the link (convergence_throttle) */
+	uint32_t max_throttle_pct; /* never hold the vCPUs back more than this (1..99) */
 	char dest_disk[MIGRATE_DISKS_MAX][MIGRATE_PATH_MAX]; /* --dest-disk, per disk ("": theirs) */
 };
 
@@ -73,7 +76,9 @@ struct migrate_stats {
 	uint64_t round_bytes;
 	double round_elapsed_ms;
 	double elapsed_ms;
-	double downtime_ms;       /* source paused -> destination acknowledged + commit sent */
+	double downtime_ms;       /* source paused -> the guest runs there (docs/control-protocol.md) */
+	uint32_t throttle_pct;    /* --auto-converge: the vCPUs held back this share of time now */
+	uint32_t max_throttle_pct; /* and the most they were */
 	bool round_end;           /* this report closes a pre-copy round (one per round) */
 	const char *round_next;   /* then: "round", "switchover" or "give-up" (a literal) */
 	/* The switchover step by step (ms), once it has happened: pausing the vCPUs and devices,

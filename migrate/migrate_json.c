@@ -36,6 +36,10 @@ void migrate_params_to_json(const struct migrate_params *p, struct json_object *
 		json_object_object_add(req, "live", json_object_new_boolean(true));
 	if (p->storage_copy)
 		json_object_object_add(req, "storage", json_object_new_string("copy"));
+	if (p->auto_converge) {
+		json_object_object_add(req, "auto_converge", json_object_new_boolean(true));
+		json_object_object_add(req, "max_throttle", json_object_new_int64(p->max_throttle_pct));
+	}
 	for (int i = 0; i < MIGRATE_DISKS_MAX; i++) {
 		char key[24];
 		snprintf(key, sizeof(key), "dest_disk%d", i);
@@ -154,8 +158,13 @@ int migrate_params_from_json(struct json_object *req, struct migrate_params *p, 
 	p->on_timeout = (enum migrate_on_timeout)c;
 	if (get_flag(req, "offline", &p->offline, err, errlen) < 0 ||
 	    get_flag(req, "stop", &p->stop, err, errlen) < 0 ||
-	    get_flag(req, "live", &p->live, err, errlen) < 0)
+	    get_flag(req, "live", &p->live, err, errlen) < 0 ||
+	    get_flag(req, "auto_converge", &p->auto_converge, err, errlen) < 0)
 		return -1;
+	n = p->max_throttle_pct;
+	if (get_uint(req, "max_throttle", 1, MIGRATE_DEFAULT_MAX_THROTTLE, &n, err, errlen) < 0)
+		return -1;
+	p->max_throttle_pct = (uint32_t)n;
 	static const char *const storage_names[2] = { "shared", "copy" };
 	c = p->storage_copy;
 	if (get_choice(req, "storage", storage_names, 2, &c, err, errlen) < 0)
@@ -212,6 +221,10 @@ struct json_object *migrate_stats_to_json(const char *event, const struct migrat
 	add_dbl(o, "elapsed_ms", st->elapsed_ms);
 	add_dbl(o, "downtime_ms", st->downtime_ms);
 	json_object_object_add(o, "compressing", json_object_new_boolean(st->compressing));
+	if (st->max_throttle_pct) {
+		add_u64(o, "throttle_pct", st->throttle_pct);
+		add_u64(o, "max_throttle_pct", st->max_throttle_pct);
+	}
 	if (st->disk_blocks_sent || st->disk_dirty_blocks) {
 		add_u64(o, "disk_blocks_sent", st->disk_blocks_sent);
 		add_u64(o, "disk_bytes", st->disk_bytes);

@@ -21,6 +21,7 @@
 #include "hv/dev_state.h"
 #include "hv/log.h"
 #include "hv/machine.h"
+#include "hv/throttle.h"
 #include "hv/vm.h"
 #include "migrate/auto_compress.h"
 #include "migrate/channel.h"
@@ -493,6 +494,12 @@ static double rtt_ms(struct source *s)
 	return k > s->path_rtt_ms ? k : s->path_rtt_ms;
 }
 
+/* The round trips a switch-over waits for, in ms of this path. */
+static double switch_rtts(struct source *s)
+{
+	return s->start_on_state ? CONVERGENCE_RTTS_START_ON_STATE : CONVERGENCE_RTTS_COMMIT;
+}
+
 /* Says up front when the path alone makes --downtime impossible, and pre-copy aims for what
  * the path costs plus the limit (a warning in the progress events). With --on-timeout cancel
  * the migration ends at once, nothing sent, but only on the kernel's round trip: the HELLO
@@ -503,14 +510,14 @@ static int check_limit(struct source *s)
 	uint32_t limit = s->p->downtime_ms;
 
 	if (s->p->on_timeout == MIGRATE_ON_TIMEOUT_CANCEL) {
-		double k = kernel_rtt_ms(s), floor = convergence_floor_ms(k);
+		double k = kernel_rtt_ms(s), floor = convergence_floor_ms(k, switch_rtts(s));
 		if (floor <= limit)
 			return 0;
 		return failf(s, "at %.0f ms round trip the switchover alone takes about %.0f ms: --downtime %u cannot "
 			     "be met (--on-timeout cancel); nothing was moved; use --downtime %u or more",
 			     k, floor, limit, convergence_effective_limit_ms(floor, limit));
 	}
-	double rtt = rtt_ms(s), floor = convergence_floor_ms(rtt);
+	double rtt = rtt_ms(s), floor = convergence_floor_ms(rtt, switch_rtts(s));
 	s->limit_ms = convergence_effective_limit_ms(floor, limit);
 	if (s->limit_ms == limit)
 		return 0;
@@ -523,6 +530,24 @@ static int check_limit(struct source *s)
 }
 
 static int wait_ack(struct source *s, const char *what, int timeout_ms);
+
+/* --auto-converge: a guest that dirties memory as fast as the link carries it is held back,
+ * more each round it stays ahead (convergence_throttle), until the rounds shrink. */
+static int throttle_next(struct source *s, struct convergence *conv, uint64_t dirty)
+{
+	struct migrate_stats *st = s->st;
+	uint32_t pct = convergence_throttle(conv, st->throttle_pct, dirty, st->round_done_pages,
+					    s->p->max_throttle_pct);
+
+	if (pct == st->throttle_pct)
+		return 0;
+	if (vm_throttle_set(s->vm, pct) < 0)
+		return failf(s, "cannot throttle the guest's vCPUs (--auto-converge): %s", hv_last_error());
+	st->throttle_pct = pct;
+	if (pct > st->max_throttle_pct)
+		st->max_throttle_pct = pct;
+	return 0;
+}
 
 /* Pre-copy until the remaining dirty set fits the downtime budget (or rounds run out).
  * Leaves the last collected dirty set in s->dirty.bitmap, unsent. */
@@ -555,10 +580,12 @@ static int precopy(struct source *s)
 		st->dirty_rate_mbs = (double)dirty * PAGE_SIZE / secs / (1 << 20);
 		st->remaining_pages = (uint64_t)dirty;
 		st->expected_downtime_ms = convergence_expected_downtime_ms(
-			(uint64_t)dirty, st->rate_mbs, auto_compress_wire_ratio(&s->ac), rtt_ms(s));
+			(uint64_t)dirty, st->rate_mbs, auto_compress_wire_ratio(&s->ac), rtt_ms(s), switch_rtts(s));
 		enum convergence_verdict v = convergence_decide(&conv, st->round, (uint64_t)dirty,
 								st->expected_downtime_ms, s->limit_ms,
 								s->p->max_rounds, s->p->on_timeout);
+		if (v == CONVERGENCE_NEXT_ROUND && s->p->auto_converge && throttle_next(s, &conv, (uint64_t)dirty) < 0)
+			return -1;
 		st->round_end = true;
 		st->round_next = v == CONVERGENCE_NEXT_ROUND ? "round" : v == CONVERGENCE_SWITCH_OVER ? "switchover" : "give-up";
 		report(s);
@@ -853,6 +880,7 @@ void migrate_params_default(struct migrate_params *p)
 	p->max_rounds = MIGRATE_DEFAULT_MAX_ROUNDS;
 	p->compress = MIGRATE_COMPRESS_AUTO;
 	p->on_timeout = MIGRATE_ON_TIMEOUT_FORCE;
+	p->max_throttle_pct = MIGRATE_DEFAULT_MAX_THROTTLE;
 }
 
 const char *migrate_phase_name(enum migrate_phase p)
@@ -1012,6 +1040,11 @@ int migrate_source(struct machine *m, const struct migrate_params *p, atomic_boo
 	}
 	r = 0;
 out:
+	/* Whatever happened, the guest gets its full speed back (here, if it runs here). */
+	if (st->throttle_pct) {
+		vm_throttle_set(vm, 0);
+		st->throttle_pct = 0;
+	}
 	if (s.to_file) {
 		if (r < 0)
 			snapshot_discard(&s.snap);

@@ -64,7 +64,8 @@ static void migrate_usage(FILE *f)
 	fprintf(f,
 		"usage: hvctl migrate NAME HOST:PORT|HOST [--downtime MS] [--bandwidth RATE]\n"
 		"         [--compress auto|zlib|none] [--max-rounds N]\n"
-		"         [--on-timeout force|cancel] [--offline] [--json | --explain]\n"
+		"         [--on-timeout force|cancel] [--auto-converge [--max-throttle PCT]]\n"
+		"         [--offline] [--json | --explain]\n"
 		"         [--report FILE.html] [--storage shared|copy [--dest-disk PATH]...]\n"
 		"         [--psk FILE | --tls-cert F --tls-key F --tls-ca F\n"
 		"          [--tls-server-name N]]\n"
@@ -80,6 +81,9 @@ static void migrate_usage(FILE *f)
 		"path whose round trips alone exceed --downtime is named at once (a note),\n"
 		"and pre-copy aims for that cost plus the limit; with cancel, a round trip\n"
 		"the kernel sees that long ends the migration before anything is sent.\n"
+		"--auto-converge slows a guest that dirties memory as fast as the link\n"
+		"sends it: after two rounds behind, its vCPUs are held back 20%% of the time,\n"
+		"10%% more each round still behind, at most --max-throttle (default 99).\n"
 		"--bandwidth caps the stream (bytes/s, K/M/G suffixes). On any failure before\n"
 		"the destination commits, the VM keeps running here.\n"
 		"--offline moves a paused VM (hvctl pause NAME) without pre-copy rounds:\n"
@@ -95,8 +99,8 @@ static void migrate_usage(FILE *f)
 		"--tls-server-name) run the migration over TLS 1.3, the destination\n"
 		"authenticated before anything of the VM is sent.\n"
 		"Exit status: 0 migrated, 1 failed (the reason on stderr), 2 bad usage, 3 the\n"
-		"link failed after the commit was sent: the VM stays paused here until you\n"
-		"check the destination.\n");
+		"link failed once the destination could start the guest: the VM stays paused\n"
+		"here until you check the destination.\n");
 }
 
 static int parse_opts(int argc, char **argv, struct migrate_opts *o)
@@ -110,6 +114,7 @@ static int parse_opts(int argc, char **argv, struct migrate_opts *o)
 		{ "report", required_argument, NULL, 'R' }, { "storage", required_argument, NULL, 'S' },
 		{ "dest-disk", required_argument, NULL, 'D' },
 		{ "to", required_argument, NULL, 'T' }, { "hosts", required_argument, NULL, 'H' },
+		{ "auto-converge", no_argument, NULL, 'A' }, { "max-throttle", required_argument, NULL, 'M' },
 		TLS_LONGOPTS, { "tls-server-name", required_argument, NULL, TLS_OPT_SERVER_NAME },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -161,6 +166,16 @@ static int parse_opts(int argc, char **argv, struct migrate_opts *o)
 				return -1;
 			}
 			o->p.on_timeout = (enum migrate_on_timeout)n;
+			break;
+		case 'A': o->p.auto_converge = true; break;
+		case 'M':
+			if (parse_int(optarg, 1, MIGRATE_DEFAULT_MAX_THROTTLE, &n) < 0) {
+				hv_error("--max-throttle '%s' is not a percentage from 1 to %d", optarg,
+					 MIGRATE_DEFAULT_MAX_THROTTLE);
+				return -1;
+			}
+			o->p.max_throttle_pct = (uint32_t)n;
+			o->p.auto_converge = true; /* a ceiling for the throttle asks for one */
 			break;
 		case 'j': o->json = 1; break;
 		case 'e': o->explain = 1; break;
@@ -283,6 +298,9 @@ static void print_summary(struct json_object *ev, const char *name, const char *
 		printf("  disks copied    %s of data in %.0f blocks of 64 KiB\n", disk, event_num(ev, "disk_blocks_sent"));
 	}
 	printf("  security        %s\n", !strcmp(event_str(ev, "security"), "none") ? "none (plain TCP)" : event_str(ev, "security"));
+	if (event_num(ev, "max_throttle_pct") > 0)
+		printf("  throttled       up to %.0f%% of the guest's CPU time (--auto-converge)\n",
+		       event_num(ev, "max_throttle_pct"));
 	if (event_flag(ev, "paused"))
 		printf("  state there     paused, as it was here ('hvctl resume %s' on the destination)\n", name);
 }

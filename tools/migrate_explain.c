@@ -59,7 +59,7 @@ static size_t finish(char *buf, size_t len, int n)
 
 static size_t round_end(struct migrate_explain *x, struct json_object *ev, char *buf, size_t len)
 {
-	char dirty[24], sent[24], rate[24], est[32], limit[32], verdict[128];
+	char dirty[24], sent[24], rate[24], est[32], limit[32], verdict[128], throttle[96] = "";
 	double round = event_num(ev, "round"), est_ms = event_num(ev, "expected_downtime_ms");
 	const char *next = event_str(ev, "next");
 
@@ -81,10 +81,15 @@ static size_t round_end(struct migrate_explain *x, struct json_object *ev, char 
 		snprintf(verdict, sizeof(verdict), "over the %s limit, no rounds left: switch over", limit);
 	else
 		snprintf(verdict, sizeof(verdict), "over the %s limit, not shrinking: switch over", limit);
+	double pct = event_num(ev, "throttle_pct");
+	if (pct != x->throttle_pct && pct > 0 && pct <= 100)
+		snprintf(throttle, sizeof(throttle), "\n  the guest outruns the link: its vCPUs are held back %.0f%% of the time",
+			 pct);
+	x->throttle_pct = pct;
 	return finish(buf, len,
 		      snprintf(buf, len, "round %.0f: the guest rewrote %s while we sent %s\n"
-					 "  at %s the rest would take %s: %s",
-			       round, dirty, sent, rate, est, verdict));
+					 "  at %s the rest would take %s: %s%s",
+			       round, dirty, sent, rate, est, verdict, throttle));
 }
 
 size_t migrate_explain_event(struct migrate_explain *x, struct json_object *ev, char *buf, size_t len)

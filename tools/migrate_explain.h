@@ -10,12 +10,13 @@
 #include <stddef.h>
 
 #define MIGRATE_EXPLAIN_COLUMNS 100
-#define MIGRATE_EXPLAIN_MAX 512 /* a buffer that holds what one event says (two lines at most) */
+#define MIGRATE_EXPLAIN_MAX 512 /* a buffer that holds what one event says (three lines at most) */
 
 struct migrate_explain {
 	double limit_ms;   /* --downtime */
 	double max_rounds; /* --max-rounds */
 	bool started;      /* round 0 was announced */
+	double throttle_pct; /* --auto-converge: the throttle last said */
 };
 
 /* The line (without newline) for event ev, or 0 and "" when the event adds nothing worth

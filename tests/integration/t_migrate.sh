@@ -174,6 +174,48 @@ test_migrate_no_convergence() {
 	"$HVCTL" stop nc-dst || fail "stop failed"
 }
 
+# --auto-converge: a guest that rewrites its 32 MiB at 100 MiB/s cannot converge over a
+# 10 MB/s link. With a throttle capped at 50% it still cannot: the migration gives up, and the
+# guest, held back until then, runs here at its full speed again. With the default ceiling
+# (99%) the rounds shrink and it moves, intact, and runs there at full speed.
+test_migrate_auto_converge() {
+	local port pid rc before after there max hb='memtouch: tick='
+	port=$(mig_unused_port 47161)
+	start_vm ac --kernel "$GUEST" --mem 256M --cmdline "prog=memtouch ws=32M rate=100"
+	mig_wait_field_above "$T/ac.console" "$hb" gen 1 30
+	sleep 2
+	before=$(mig_field "$T/ac.console" "$hb" rate)
+	pid=$(mig_vm_pid ac)
+	mig_receiver ac-dst 127.0.0.1:$port "$T/ac-dst1.console"
+	rc=0
+	"$HVCTL" migrate ac 127.0.0.1:$port --bandwidth 10M --max-rounds 7 --on-timeout cancel \
+		--auto-converge --max-throttle 50 --json >"$T/ev1" 2>"$T/err" || rc=$?
+	[ $rc -eq 1 ] || { tail -n 3 "$T/ev1" "$T/err"; fail "a migration throttled at most 50% converged (exit $rc)"; }
+	max=$(grep -Eo '"throttle_pct": *[0-9]+' "$T/ev1" | grep -Eo '[0-9]+$' | sort -n | tail -n 1)
+	echo "capped at 50%: the throttle reached ${max:-0}%; $(cat "$T/err")"
+	[ "${max:-0}" -eq 50 ] || fail "the throttle reached ${max:-0}%, not its ceiling of 50%"
+	grep -q 'did not converge' "$T/err" || fail "no 'did not converge' message"
+	mig_pid_alive "$pid" || fail "the source VM process exited"
+	sleep 3
+	after=$(mig_field "$T/ac.console" "$hb" rate)
+	echo "the guest wrote $before MiB/s before, $after MiB/s after the failed migration"
+	[ "$after" -ge $((before * 3 / 4)) ] || fail "the guest still runs slower after the migration failed ($after vs $before MiB/s)"
+	mig_no_corrupt "$T/ac.console"
+
+	port=$(mig_unused_port $((port + 1)))
+	mig_receiver ac-dst 127.0.0.1:$port "$T/ac-dst2.console"
+	mig_migrate ac 127.0.0.1:$port --bandwidth 10M --on-timeout cancel --downtime 100 --auto-converge
+	cat "$T/mig.out"
+	grep -Eq '^  throttled +up to [0-9]+% ' "$T/mig.out" || fail "the summary does not say the guest was throttled"
+	mig_check_source_gone ac "$pid"
+	mig_check_memtouch_continues "$T/ac.console" "$T/ac-dst2.console"
+	sleep 3
+	there=$(mig_field "$T/ac-dst2.console" "$hb" rate)
+	echo "there it writes $there MiB/s"
+	[ "$there" -ge $((before * 3 / 4)) ] || fail "the guest runs slower on the destination ($there vs $before MiB/s)"
+	"$HVCTL" stop ac-dst || fail "stop failed"
+}
+
 test_migrate_cancel() {
 	local port pid rc mpid
 	port=$(mig_unused_port 47151)

@@ -83,7 +83,9 @@ fd_migrate() {
 }
 
 # fd_path_rtt_at_least MS FILE REGEX: FILE says "at N ms round trip the switchover alone
-# takes about F ms" followed by REGEX (at its end, or where a line ends), with N >= MS (a relay's delay is seen) and F = 2 + 1.5 N.
+# takes about F ms" followed by REGEX (at its end, or where a line ends), with N >= MS (a
+# relay's delay is seen) and F = 2 + 0.5 N (the destination starts on the state: the
+# switchover waits for half a round trip).
 fd_path_rtt_at_least() {
 	local line n f
 	# (a note on standard output is wrapped for 80 columns: read it as one line)
@@ -92,8 +94,8 @@ fd_path_rtt_at_least() {
 	n=$(sed -E 's/^at ([0-9]+) ms.*/\1/' <<<"$line")
 	f=$(sed -E 's/.*takes about ([0-9]+) ms.*/\1/' <<<"$line")
 	[ "$n" -ge "$1" ] || fail "the round trip was taken for $n ms, not at least $1: $line"
-	awk -v n="$n" -v f="$f" 'BEGIN { d = 2 + 1.5 * n - f; exit !(d > -2 && d < 2) }' ||
-		fail "the switchover's floor $f ms is not 2 + 1.5 x $n ms"
+	awk -v n="$n" -v f="$f" 'BEGIN { d = 2 + 0.5 * n - f; exit !(d > -2 && d < 2) }' ||
+		fail "the switchover's floor $f ms is not 2 + 0.5 x $n ms"
 }
 
 test_migrate_distance_150ms_rtt() {
@@ -106,13 +108,16 @@ test_migrate_distance_150ms_rtt() {
 	base=$SECS
 	fd_migrate d1 d2 75
 	far=$SECS
-	# The path alone (1.5 x 150 ms) cannot meet the default 30 ms: said up front, and pre-copy
+	# The path alone (half of 150 ms) cannot meet the default 30 ms: said up front, and pre-copy
 	# aims for the path plus 30 ms instead of running out of rounds. (No check that loopback
 	# gives no warning: under emulation its round trip alone can exceed 20 ms.)
 	fd_path_rtt_at_least 150 "$T/mig-d2.out" 'more than --downtime 30: aiming for [0-9]+ ms instead'
 	ratio=$(awk -v a="$far" -v b="$base" 'BEGIN {printf "%.1f", (b > 0) ? (a / b) : 0}')
 	echo "total time: $base s without delay, $far s with 150 ms RTT (x$ratio)"
 	echo "downtime with 150 ms RTT: $(sed -nE 's/^ *downtime +//p' "$T/mig-d2.out") (the --downtime limit is 30 ms by default)"
+	# What the guest itself saw (its longest stop, its own clock): half a round trip, the
+	# last pages and the load; printed, not asserted (make bench measures it).
+	echo "the guest's longest stop there: $(($(grep -Eo 'maxgap_us=[0-9]+' "$T/d2.console" | cut -d= -f2 | sort -n | tail -n 1) / 1000)) ms"
 	# Sanity bound only (no timing assertions on a shared 2-core VM): per-page or per-batch
 	# round trips would need minutes here.
 	awk -v a="$far" 'BEGIN {exit !(a < 30)}' || fail "migration over 150 ms RTT took $far s (>= 30 s): not pipelined?"
@@ -123,7 +128,7 @@ test_migrate_distance_150ms_rtt() {
 
 # With --on-timeout cancel, a limit a relay's delay makes impossible: the rounds decide (one
 # stretched HELLO exchange is not evidence enough to refuse), and the reason they give
-# counts the relay's round trip (2 ms + 1.5 x 150 ms at the least).
+# counts the relay's round trip (2 ms + half of 150 ms at the least).
 test_migrate_distance_cancel_counts_the_relay() {
 	local rport est
 	fd_setup
@@ -136,6 +141,6 @@ test_migrate_distance_cancel_counts_the_relay() {
 		timeout 60 "$HVCTL" migrate c0 "127.0.0.1:$PPORT" --on-timeout cancel --max-rounds 2
 	est=$(grep -Eo 'stop the guest for about [0-9]+ ms' "$T/err" | grep -Eo '[0-9]+')
 	echo "$(cat "$T/err")"
-	[ "$est" -ge 227 ] || fail "the estimate ($est ms) leaves out the relay's 150 ms round trip"
+	[ "$est" -ge 77 ] || fail "the estimate ($est ms) leaves out the relay's 150 ms round trip"
 	fd_alive c0
 }

@@ -78,24 +78,74 @@ static void test_zero_limit(void **unused)
 static void test_expected_downtime(void **unused)
 {
 	/* 256 pages = 1 MiB at 1000 MiB/s = 1 ms; raw; no RTT. */
-	assert_float_equal(convergence_expected_downtime_ms(256, 1000, 1.0, 0), 1.0 + CONVERGENCE_OVERHEAD_MS, 1e-9);
-	/* Half the bytes when compression halves them; 10 ms RTT adds 15 ms. */
-	assert_float_equal(convergence_expected_downtime_ms(256, 1000, 0.5, 10), 0.5 + CONVERGENCE_OVERHEAD_MS + 15,
-			   1e-9);
-	assert_float_equal(convergence_expected_downtime_ms(256, 0, 1.0, 0), 1000.0 + CONVERGENCE_OVERHEAD_MS, 1e-9);
-	assert_float_equal(convergence_expected_downtime_ms(0, 500, 1.0, 0), CONVERGENCE_OVERHEAD_MS, 1e-9);
+	assert_float_equal(convergence_expected_downtime_ms(256, 1000, 1.0, 0, 1.5), 1.0 + CONVERGENCE_OVERHEAD_MS, 1e-9);
+	/* Half the bytes when compression halves them; 10 ms RTT adds 15 ms with a commit
+	 * handshake, 5 ms when the destination starts on the state. */
+	assert_float_equal(convergence_expected_downtime_ms(256, 1000, 0.5, 10, CONVERGENCE_RTTS_COMMIT),
+			   0.5 + CONVERGENCE_OVERHEAD_MS + 15, 1e-9);
+	assert_float_equal(convergence_expected_downtime_ms(256, 1000, 0.5, 10, CONVERGENCE_RTTS_START_ON_STATE),
+			   0.5 + CONVERGENCE_OVERHEAD_MS + 5, 1e-9);
+	assert_float_equal(convergence_expected_downtime_ms(256, 0, 1.0, 0, 1.5), 1000.0 + CONVERGENCE_OVERHEAD_MS, 1e-9);
+	assert_float_equal(convergence_expected_downtime_ms(0, 500, 1.0, 0, 1.5), CONVERGENCE_OVERHEAD_MS, 1e-9);
 }
 
 /* A path whose round trips alone exceed --downtime: pre-copy aims for that plus the limit,
  * in whole 10 ms; a path that allows the limit keeps it. */
 static void test_limit_the_path_cannot_meet(void **unused)
 {
-	assert_float_equal(convergence_floor_ms(150), CONVERGENCE_OVERHEAD_MS + 225, 1e-9);
-	assert_float_equal(convergence_floor_ms(-1), CONVERGENCE_OVERHEAD_MS, 1e-9);
-	assert_int_equal(convergence_effective_limit_ms(convergence_floor_ms(0.2), 30), 30);
-	assert_int_equal(convergence_effective_limit_ms(convergence_floor_ms(150), 30), 260);
-	assert_int_equal(convergence_effective_limit_ms(convergence_floor_ms(150), 300), 300);
+	const double commit = CONVERGENCE_RTTS_COMMIT, start = CONVERGENCE_RTTS_START_ON_STATE;
+
+	assert_float_equal(convergence_floor_ms(150, commit), CONVERGENCE_OVERHEAD_MS + 225, 1e-9);
+	assert_float_equal(convergence_floor_ms(150, start), CONVERGENCE_OVERHEAD_MS + 75, 1e-9);
+	assert_float_equal(convergence_floor_ms(-1, commit), CONVERGENCE_OVERHEAD_MS, 1e-9);
+	assert_int_equal(convergence_effective_limit_ms(convergence_floor_ms(0.2, commit), 30), 30);
+	assert_int_equal(convergence_effective_limit_ms(convergence_floor_ms(150, commit), 30), 260);
+	assert_int_equal(convergence_effective_limit_ms(convergence_floor_ms(150, start), 30), 110);
+	assert_int_equal(convergence_effective_limit_ms(convergence_floor_ms(150, commit), 300), 300);
+	assert_int_equal(convergence_effective_limit_ms(convergence_floor_ms(40, start), 30), 30);
 	assert_int_equal(convergence_effective_limit_ms(1e9, 30), MIGRATE_MAX_DOWNTIME_LIMIT_MS);
+}
+
+/* --auto-converge: a guest that keeps dirtying as much as the link sends is throttled from
+ * the third round on, 20% first, 10% more per round still behind, never beyond the ceiling;
+ * a round that caught up keeps the throttle. */
+static void test_throttle_starts_gently_and_climbs(void **unused)
+{
+	struct convergence c = { 0 };
+	uint32_t pct = 0;
+
+	pct = convergence_throttle(&c, pct, 800, 1000, 99); /* behind once: not yet */
+	assert_int_equal(pct, 0);
+	pct = convergence_throttle(&c, pct, 900, 1000, 99);
+	assert_int_equal(pct, CONVERGENCE_THROTTLE_INITIAL);
+	pct = convergence_throttle(&c, pct, 700, 900, 99);
+	assert_int_equal(pct, 30);
+	pct = convergence_throttle(&c, pct, 100, 700, 99); /* caught up: held */
+	assert_int_equal(pct, 30);
+	pct = convergence_throttle(&c, pct, 600, 1000, 99); /* behind again, already throttled */
+	assert_int_equal(pct, 40);
+	for (int i = 0; i < 20; i++)
+		pct = convergence_throttle(&c, pct, 1000, 1000, 99);
+	assert_int_equal(pct, 99);
+	struct convergence d = { 0 };
+	uint32_t capped = 0;
+	for (int i = 0; i < 20; i++)
+		capped = convergence_throttle(&d, capped, 1000, 1000, 50);
+	assert_int_equal(capped, 50);
+}
+
+/* One round behind is a hiccup; a round that sent nothing says nothing. */
+static void test_throttle_needs_two_rounds_behind(void **unused)
+{
+	struct convergence c = { 0 };
+
+	assert_int_equal(convergence_throttle(&c, 0, 600, 1000, 99), 0);
+	assert_int_equal(convergence_throttle(&c, 0, 100, 1000, 99), 0);
+	assert_int_equal(convergence_throttle(&c, 0, 600, 1000, 99), 0);
+	assert_int_equal(convergence_throttle(&c, 0, 50, 0, 99), 0);
+	assert_int_equal(convergence_throttle(&c, 0, 499, 1000, 99), 0);
+	assert_int_equal(convergence_throttle(&c, 0, 500, 1000, 99), 0);
+	assert_int_equal(convergence_throttle(&c, 0, 500, 1000, 99), CONVERGENCE_THROTTLE_INITIAL);
 }
 
 int main(void)
@@ -108,6 +158,8 @@ int main(void)
 		cmocka_unit_test(test_zero_limit),
 		cmocka_unit_test(test_expected_downtime),
 		cmocka_unit_test(test_limit_the_path_cannot_meet),
+		cmocka_unit_test(test_throttle_starts_gently_and_climbs),
+		cmocka_unit_test(test_throttle_needs_two_rounds_behind),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

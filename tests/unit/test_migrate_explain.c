@@ -92,6 +92,16 @@ static void test_verdicts(void **state)
 		"\"remaining_pages\":1e9,\"round_bytes\":1e13,\"rate_mibs\":1023,\"expected_downtime_ms\":4.9}",
 	    buf, sizeof(buf));
 	assert_non_null(strstr(buf, "still shrinking: one more round"));
+	/* --auto-converge: a throttle is said when it changes, not at every round. */
+	say(&x, "{\"event\":\"migration\",\"round\":4,\"round_end\":true,\"next\":\"round\","
+		"\"expected_downtime_ms\":90,\"throttle_pct\":20}", buf, sizeof(buf));
+	assert_non_null(strstr(buf, "another round\n  the guest outruns the link: its vCPUs are held back 20% of the time"));
+	say(&x, "{\"event\":\"migration\",\"round\":5,\"round_end\":true,\"next\":\"round\","
+		"\"expected_downtime_ms\":60,\"throttle_pct\":20}", buf, sizeof(buf));
+	assert_null(strstr(buf, "held back"));
+	say(&x, "{\"event\":\"migration\",\"round\":6,\"round_end\":true,\"next\":\"round\","
+		"\"expected_downtime_ms\":60,\"throttle_pct\":1e300}", buf, sizeof(buf));
+	assert_null(strstr(buf, "held back"));
 	/* A progress report in the middle of a round says nothing. */
 	assert_int_equal(say(&x, "{\"event\":\"migration\",\"phase\":\"precopy\",\"round\":2}", buf, sizeof(buf)), 0);
 	say(&x, "{\"event\":\"migration-failed\",\"error\":\"the destination gave up\\u001b[2J\"}", buf,

@@ -33,6 +33,8 @@ static void test_round_trip(void **unused)
 	a.on_timeout = MIGRATE_ON_TIMEOUT_CANCEL;
 	a.offline = true;
 	a.storage_copy = true;
+	a.auto_converge = true;
+	a.max_throttle_pct = 60;
 	snprintf(a.dest_disk[1], sizeof(a.dest_disk[1]), "/srv/in/b.img");
 	snprintf(a.tls.psk_file, sizeof(a.tls.psk_file), "/etc/hv/migration.key");
 	struct json_object *req = json_object_new_object();
@@ -47,6 +49,8 @@ static void test_round_trip(void **unused)
 	assert_int_equal(b.on_timeout, MIGRATE_ON_TIMEOUT_CANCEL);
 	assert_true(b.offline);
 	assert_true(b.storage_copy);
+	assert_true(b.auto_converge);
+	assert_int_equal(b.max_throttle_pct, 60);
 	assert_string_equal(b.dest_disk[0], "");
 	assert_string_equal(b.dest_disk[1], "/srv/in/b.img");
 	assert_string_equal(b.tls.psk_file, "/etc/hv/migration.key");
@@ -67,6 +71,8 @@ static void test_defaults_and_old_name(void **unused)
 	assert_int_equal(p.on_timeout, MIGRATE_ON_TIMEOUT_FORCE);
 	assert_false(p.offline);
 	assert_false(p.storage_copy);
+	assert_false(p.auto_converge);
+	assert_int_equal(p.max_throttle_pct, MIGRATE_DEFAULT_MAX_THROTTLE);
 	assert_int_equal(parse("{\"uri\":\"h:1\",\"downtime_ms\":99}", &p, err, sizeof(err)), 0);
 	assert_int_equal(p.downtime_ms, 99);
 }
@@ -91,6 +97,9 @@ static void test_out_of_range_is_refused(void **unused)
 		{ "{\"uri\":\"h:1\",\"offline\":1}", "'offline' must be true or false" },
 		{ "{\"uri\":\"h:1\",\"storage\":\"nfs\"}", "'storage' must be one of shared, copy" },
 		{ "{\"uri\":\"h:1\",\"dest_disk0\":7}", "'dest_disk0' must be a string" },
+		{ "{\"uri\":\"h:1\",\"auto_converge\":\"yes\"}", "'auto_converge' must be true or false" },
+		{ "{\"uri\":\"h:1\",\"max_throttle\":100}", "'max_throttle' must be an integer from 1 to 99" },
+		{ "{\"uri\":\"h:1\",\"max_throttle\":0}", "'max_throttle'" },
 	};
 	struct migrate_params p;
 	char err[256];
