@@ -28,8 +28,8 @@ uint32_t convergence_effective_limit_ms(double floor_ms, uint32_t limit_ms)
 }
 
 enum convergence_verdict convergence_decide(struct convergence *c, uint32_t round, uint64_t dirty_pages,
-					    double expected_ms, uint32_t max_downtime_ms, uint32_t max_rounds,
-					    enum migrate_on_timeout on_timeout)
+					    double expected_ms, double floor_ms, uint32_t max_downtime_ms,
+					    uint32_t max_rounds, enum migrate_on_timeout on_timeout)
 {
 	/* Within the limit, one more round is still worth it while rounds keep shrinking the
 	 * rest by a quarter: less downtime for a little more total time. */
@@ -39,7 +39,10 @@ enum convergence_verdict convergence_decide(struct convergence *c, uint32_t roun
 		c->stalled = 0;
 	c->have_prev = true;
 	c->prev_dirty = dirty_pages;
-	if (expected_ms <= max_downtime_ms && (expected_ms <= CONVERGENCE_GOOD_ENOUGH_MS || c->stalled >= 2))
+	/* Good enough is measured above the floor: on a path of 20 ms the estimate never gets
+	 * below 12 ms, and nothing left to send is as good as it gets. */
+	bool good_enough = expected_ms - (floor_ms > 0 ? floor_ms : 0) <= CONVERGENCE_GOOD_ENOUGH_MS;
+	if (expected_ms <= max_downtime_ms && (good_enough || c->stalled >= 2))
 		return CONVERGENCE_SWITCH_OVER;
 	if (round + 1 >= max_rounds)
 		return on_timeout == MIGRATE_ON_TIMEOUT_FORCE ? CONVERGENCE_SWITCH_OVER : CONVERGENCE_GIVE_UP;

@@ -9,7 +9,8 @@
 
 #include "migrate/migrate.h"
 
-/* Below this the estimate is as good as it gets: switch over at once. */
+/* Below this much above its floor (the round trips and the fixed part, which no round can
+ * shrink) the estimate is as good as it gets: switch over at once. */
 #define CONVERGENCE_GOOD_ENOUGH_MS 5.0
 /* The fixed part of a switch-over (state save and load, the vCPUs' stop and start). */
 #define CONVERGENCE_OVERHEAD_MS 2.0
@@ -51,13 +52,14 @@ double convergence_floor_ms(double rtt_ms, double rtts);
  * when it can be met. */
 uint32_t convergence_effective_limit_ms(double floor_ms, uint32_t limit_ms);
 
-/* After round `round` (from 0) left `dirty_pages` dirty with `expected_ms` of pause:
- * switch over when the estimate fits max_downtime_ms and either it is good enough or the
- * rounds stopped shrinking the rest (twice in a row: once may be a hiccup); when the last
- * of max_rounds ends, on_timeout decides. */
+/* After round `round` (from 0) left `dirty_pages` dirty with `expected_ms` of pause, of which
+ * floor_ms (convergence_floor_ms) no round can shrink: switch over when the estimate fits
+ * max_downtime_ms and either it is good enough or the rounds stopped shrinking the rest
+ * (twice in a row: once may be a hiccup); when the last of max_rounds ends, on_timeout
+ * decides. */
 enum convergence_verdict convergence_decide(struct convergence *c, uint32_t round, uint64_t dirty_pages,
-					    double expected_ms, uint32_t max_downtime_ms, uint32_t max_rounds,
-					    enum migrate_on_timeout on_timeout);
+					    double expected_ms, double floor_ms, uint32_t max_downtime_ms,
+					    uint32_t max_rounds, enum migrate_on_timeout on_timeout);
 
 /* --auto-converge, after a round that another round follows: the vCPU throttle (percent of
  * their time held back) for the next one. A round is behind when the guest dirtied at least

@@ -579,11 +579,12 @@ static int precopy(struct source *s)
 			st->rate_mbs = (double)bytes / secs / (1 << 20);
 		st->dirty_rate_mbs = (double)dirty * PAGE_SIZE / secs / (1 << 20);
 		st->remaining_pages = (uint64_t)dirty;
+		double rtt = rtt_ms(s);
 		st->expected_downtime_ms = convergence_expected_downtime_ms(
-			(uint64_t)dirty, st->rate_mbs, auto_compress_wire_ratio(&s->ac), rtt_ms(s), switch_rtts(s));
-		enum convergence_verdict v = convergence_decide(&conv, st->round, (uint64_t)dirty,
-								st->expected_downtime_ms, s->limit_ms,
-								s->p->max_rounds, s->p->on_timeout);
+			(uint64_t)dirty, st->rate_mbs, auto_compress_wire_ratio(&s->ac), rtt, switch_rtts(s));
+		enum convergence_verdict v = convergence_decide(
+			&conv, st->round, (uint64_t)dirty, st->expected_downtime_ms, convergence_floor_ms(rtt, switch_rtts(s)),
+			s->limit_ms, s->p->max_rounds, s->p->on_timeout);
 		if (v == CONVERGENCE_NEXT_ROUND && s->p->auto_converge && throttle_next(s, &conv, (uint64_t)dirty) < 0)
 			return -1;
 		st->round_end = true;

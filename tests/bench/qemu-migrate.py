@@ -10,9 +10,13 @@ WAIT_FOR (a substring), starts a second QEMU with -incoming, migrates over QMP a
 With WAIT_AFTER, it then waits (up to 60 s) until the destination's serial log,
 WORKDIR/qdst.log, matches that too (for what the guest measures after the migration).
 With QEMU_MIGRATE_TLS=1 in the environment the migration runs over TLS with a pre-shared
-key (QEMU's tls-creds-psk on both sides), as hv's --psk does.
+key (QEMU's tls-creds-psk on both sides), as hv's --psk does. QEMU_MIGRATE_DELAY_MS=N sends it
+through hv's faultproxy (FAULTPROXY, its path) holding every chunk N ms each way, as hv's
+long-distance rows do; QEMU_MIGRATE_CAPS=a,b turns those migration capabilities on
+(e.g. auto-converge); QEMU_MIGRATE_DOWNTIME_MS sets its downtime-limit.
 Everything it starts, it stops."""
 import os
+import re
 import subprocess
 import sys
 import time
@@ -61,7 +65,25 @@ def main():
             dst.cmd("migrate-set-parameters", **{"tls-creds": "tls0"})
             dst.cmd("migrate-incoming", uri="tcp:127.0.0.1:%d" % port)
             src.cmd("migrate-set-parameters", **{"tls-creds": "tls0"})
-        st = migrate_and_wait(src, "tcp:127.0.0.1:%d" % port, 60)
+        caps = [c for c in os.environ.get("QEMU_MIGRATE_CAPS", "").split(",") if c]
+        if caps:
+            src.cmd("migrate-set-capabilities",
+                    capabilities=[{"capability": c, "state": True} for c in caps])
+        if os.environ.get("QEMU_MIGRATE_DOWNTIME_MS"):
+            src.cmd("migrate-set-parameters",
+                    **{"downtime-limit": int(os.environ["QEMU_MIGRATE_DOWNTIME_MS"])})
+        target = port
+        delay = os.environ.get("QEMU_MIGRATE_DELAY_MS")
+        if delay:
+            proxy = subprocess.Popen([os.environ["FAULTPROXY"], "0", "127.0.0.1:%d" % port,
+                                      "--delay-ms", delay, "--once"],
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            procs.append(proxy)
+            m = re.search(r"listening on 127\.0\.0\.1:(\d+)", proxy.stdout.readline())
+            if not m:
+                raise RuntimeError("faultproxy did not start")
+            target = int(m.group(1))
+        st = migrate_and_wait(src, "tcp:127.0.0.1:%d" % target, 120)
         del dst
         if len(sys.argv) > 6:
             wait_log(work + "/qdst.log", sys.argv[6], time.monotonic() + 60)

@@ -12,7 +12,7 @@
 static enum convergence_verdict decide(struct convergence *c, uint32_t round, uint64_t dirty,
 				       double expected, uint32_t max_rounds, enum migrate_on_timeout t)
 {
-	return convergence_decide(c, round, dirty, expected, LIMIT, max_rounds, t);
+	return convergence_decide(c, round, dirty, expected, 0, LIMIT, max_rounds, t);
 }
 
 /* Good enough at once: an idle guest switches over after round 0. */
@@ -49,6 +49,27 @@ static void test_stalled_above_limit_runs_on(void **unused)
 	assert_true(c.stalled >= 2);
 }
 
+/* On a path whose round trips alone cost more than "good enough" (20 ms: a floor of 12 ms),
+ * a round that leaves nothing, or next to nothing, switches over at once; it used to run
+ * round after empty round until the rounds ran out (a throttled guest on a slow host). */
+static void test_good_enough_above_the_floor(void **unused)
+{
+	struct convergence c = { 0 }, d = { 0 };
+	double floor = convergence_floor_ms(20, CONVERGENCE_RTTS_START_ON_STATE);
+
+	assert_int_equal(convergence_decide(&c, 3, 0, floor, floor, 100, 30, MIGRATE_ON_TIMEOUT_CANCEL),
+			 CONVERGENCE_SWITCH_OVER);
+	assert_int_equal(convergence_decide(&d, 3, 40, floor + 4, floor, 100, 30, MIGRATE_ON_TIMEOUT_CANCEL),
+			 CONVERGENCE_SWITCH_OVER);
+	struct convergence e = { 0 };
+	assert_int_equal(convergence_decide(&e, 3, 400, floor + 20, floor, 100, 30, MIGRATE_ON_TIMEOUT_CANCEL),
+			 CONVERGENCE_NEXT_ROUND);
+	/* Above the limit, a floor changes nothing. */
+	struct convergence f = { 0 };
+	assert_int_equal(convergence_decide(&f, 3, 0, floor, floor, 10, 30, MIGRATE_ON_TIMEOUT_FORCE),
+			 CONVERGENCE_NEXT_ROUND);
+}
+
 /* Out of rounds: force switches over, cancel gives up. */
 static void test_max_rounds_force_and_cancel(void **unused)
 {
@@ -69,8 +90,8 @@ static void test_zero_limit(void **unused)
 {
 	struct convergence c = { 0 };
 
-	assert_int_equal(convergence_decide(&c, 0, 0, 2.0, 0, 2, MIGRATE_ON_TIMEOUT_CANCEL), CONVERGENCE_NEXT_ROUND);
-	assert_int_equal(convergence_decide(&c, 1, 0, 2.0, 0, 2, MIGRATE_ON_TIMEOUT_CANCEL), CONVERGENCE_GIVE_UP);
+	assert_int_equal(convergence_decide(&c, 0, 0, 2.0, 0, 0, 2, MIGRATE_ON_TIMEOUT_CANCEL), CONVERGENCE_NEXT_ROUND);
+	assert_int_equal(convergence_decide(&c, 1, 0, 2.0, 0, 0, 2, MIGRATE_ON_TIMEOUT_CANCEL), CONVERGENCE_GIVE_UP);
 }
 
 /* The estimate: pages at the link rate, scaled by compression, plus the fixed part and
@@ -156,6 +177,7 @@ int main(void)
 		cmocka_unit_test(test_stalled_above_limit_runs_on),
 		cmocka_unit_test(test_max_rounds_force_and_cancel),
 		cmocka_unit_test(test_zero_limit),
+		cmocka_unit_test(test_good_enough_above_the_floor),
 		cmocka_unit_test(test_expected_downtime),
 		cmocka_unit_test(test_limit_the_path_cannot_meet),
 		cmocka_unit_test(test_throttle_starts_gently_and_climbs),
