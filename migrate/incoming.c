@@ -25,6 +25,7 @@
 #include "migrate/disk_copy.h"
 #include "migrate/migrate.h"
 #include "migrate/page_codec.h"
+#include "migrate/postcopy_dst.h"
 #include "migrate/prefault.h"
 #include "migrate/wire.h"
 
@@ -69,6 +70,8 @@ struct incoming {
 	uint32_t abort_code;  /* what kind of failure an ABORT reports */
 	bool start_on_state;  /* the source offered WIRE_CAP_START_ON_STATE: no ACK, no COMMIT */
 	uint64_t t_end_of_state; /* when END_OF_STATE arrived (STARTED reports the time since) */
+	bool postcopy;           /* the source asked for post-copy and this host can (pc is open) */
+	struct postcopy_dst pc;
 };
 
 /* The first failure is the one reported (hv/log.h). */
@@ -159,10 +162,18 @@ static const char *guarded_strerror(void *opaque, int err)
 	return t->ops->strerror ? t->ops->strerror(t->opaque, err) : NULL;
 }
 
+static size_t guarded_pending(void *opaque)
+{
+	struct wire_conn *t = ((struct incoming *)opaque)->transport;
+
+	return t->ops->pending ? t->ops->pending(t->opaque) : 0;
+}
+
 static const struct wire_conn_ops guarded_ops = {
 	.readv = guarded_readv,
 	.writev = guarded_writev,
 	.strerror = guarded_strerror,
+	.pending = guarded_pending,
 };
 
 /* The HELLO is in: the peer is the real source (or was refused); the rate floor applies. */
@@ -427,6 +438,48 @@ static int read_payload(struct incoming *in, struct wire_rx *rx)
 	return r < 0 ? fail_wire(in, r, "reading the stream") : 0;
 }
 
+/* The source asks for post-copy: only with the switchover that starts on the state, and
+ * only if this host can fill RAM page by page. The reason goes to the source as it is (it
+ * names no file of ours). */
+static int open_postcopy(struct incoming *in)
+{
+	char e[sizeof(in->peer_err) - 1];
+
+	in->abort_code = WIRE_ABORT_INCOMPATIBLE;
+	if (!in->start_on_state)
+		return failf(in, "post-copy was asked for without the switchover that starts on the state");
+	if (postcopy_dst_open(&in->pc, &in->m->vm.mem, e, sizeof(e)) < 0) {
+		snprintf(in->peer_err, sizeof(in->peer_err), "%s", e);
+		return failf(in, "%s", e);
+	}
+	in->postcopy = true;
+	return 0;
+}
+
+/* DISCARD: pages that come after the guest starts. A page among them that arrived damaged
+ * in pre-copy comes again, whole. */
+static int handle_discard(struct incoming *in, const uint8_t *p, size_t len)
+{
+	const uint8_t *entries;
+	uint32_t n;
+	char e[256];
+
+	if (!in->postcopy)
+		return failf(in, "stream corrupt: DISCARD in a migration without post-copy");
+	if (wire_parse_discard(p, len, &n, &entries, e, sizeof(e)) < 0 ||
+	    postcopy_dst_discard(&in->pc, entries, n, e, sizeof(e)) < 0)
+		return failf(in, "%s", e);
+	for (uint32_t i = 0; i < n && in->dec.suspect; i++) {
+		uint64_t gfn = wire_get_u64(entries + 16 * i), np = wire_get_u64(entries + 16 * i + 8);
+		for (uint64_t g = gfn; g < gfn + np; g++)
+			if (in->dec.suspect[g / 64] & (1ull << (g % 64))) {
+				in->dec.suspect[g / 64] &= ~(1ull << (g % 64));
+				in->dec.suspect_pages--;
+			}
+	}
+	return 0;
+}
+
 static int receive(struct incoming *in, const struct machine_config *cfg)
 {
 	struct wire_order order;
@@ -466,9 +519,12 @@ static int receive(struct incoming *in, const struct machine_config *cfg)
 			uint64_t took = (clock_now_ns() - t0) / 1000;
 			/* A snapshot file has nobody to tell STARTED to: it ends with COMMIT. */
 			in->start_on_state = !in->one_way && (in->hello->caps & WIRE_CAP_START_ON_STATE);
+			if (ok == 0 && in->hello->postcopy)
+				ok = open_postcopy(in);
 			struct wire_hello_reply reply = { .ok = ok == 0,
 							  .caps = WIRE_CAP_ZLIB | WIRE_CAP_SYNC | WIRE_CAP_DISK_COPY |
-								  (in->start_on_state ? WIRE_CAP_START_ON_STATE : 0),
+								  (in->start_on_state ? WIRE_CAP_START_ON_STATE : 0) |
+								  (in->postcopy ? WIRE_CAP_POSTCOPY : 0),
 							  .took_us = took > WIRE_HELLO_TOOK_MAX_US ? WIRE_HELLO_TOOK_MAX_US
 												  : (uint32_t)(took ? took : 1) };
 			if (ok < 0)
@@ -523,6 +579,10 @@ static int receive(struct incoming *in, const struct machine_config *cfg)
 			if (handle_device_state(in, p, len) < 0)
 				return -1;
 			break;
+		case WIRE_DISCARD:
+			if (handle_discard(in, p, len) < 0)
+				return -1;
+			break;
 		case WIRE_DISK_DATA:
 			if (!in->hello->storage_copy)
 				return failf(in, "stream corrupt: DISK_DATA in a migration without --storage copy");
@@ -538,6 +598,13 @@ static int receive(struct incoming *in, const struct machine_config *cfg)
 			/* The copied disks are on stable storage before the source may let go. */
 			if (disk_copy_sync(&in->disks, in->err, sizeof(in->err)) < 0)
 				return -1;
+			/* Post-copy: what is still to come is dropped now and fetched when touched. */
+			if (in->postcopy) {
+				char e[256];
+				prefault_stop(&in->prefault);
+				if (postcopy_dst_arm(&in->pc, e, sizeof(e)) < 0)
+					return failf(in, "%s", e);
+			}
 			/* The source stays paused until it hears STARTED or ABORT: the guest may start
 			 * here without a word more from it. */
 			if (in->start_on_state)
@@ -558,6 +625,24 @@ static int receive(struct incoming *in, const struct machine_config *cfg)
 			return failf(in, "unexpected %s record", wire_type_name(rx.hdr.type));
 		}
 	}
+}
+
+/* The guest runs; its missing pages arrive while it does. */
+static int finish_postcopy(struct incoming *in)
+{
+	uint64_t t0 = clock_now_ns();
+	char e[320];
+
+	if (postcopy_dst_run(&in->pc, &in->conn, &in->dec, e, sizeof(e)) < 0)
+		return failf(in, "post-copy: %s", e);
+	hv_info("post-copy: %llu pages arrived in %.0f ms after the guest started; it touched %llu of them "
+		"first (%llu requests); %llu untouched pages read as zero",
+		(unsigned long long)in->pc.placed, (double)(clock_now_ns() - t0) / 1e6,
+		(unsigned long long)(in->pc.faults - in->pc.zero_faults), (unsigned long long)in->pc.requests,
+		(unsigned long long)in->pc.zero_faults);
+	postcopy_dst_close(&in->pc);
+	in->postcopy = false;
+	return 0;
 }
 
 int migrate_incoming(struct wire_conn *transport, struct machine *m, const struct machine_config *cfg,
@@ -613,6 +698,14 @@ int migrate_incoming(struct wire_conn *transport, struct machine *m, const struc
 			hv_warn("could not tell the source that the guest runs here (%s); it runs here anyway",
 				in.conn.err[0] ? in.conn.err : "connection lost");
 	}
+	if (in.postcopy && finish_postcopy(&in) < 0) {
+		/* vCPUs and device threads wait on pages that will never come, and nothing may
+		 * touch that RAM again: the process ends here, with its one line. */
+		hv_error("incoming migration failed after the guest started here: %s; the guest cannot "
+			 "continue on either host (its memory is split between them) and is stopped",
+			 in.err);
+		_exit(HV_EXIT_GUEST_CRASHED);
+	}
 out:
 	if (r < 0) {
 		if (!in.peer_gone && !in.replied && !in.one_way)
@@ -627,6 +720,8 @@ out:
 		else
 			hv_error("incoming migration failed: %s", in.err);
 	}
+	if (in.postcopy)
+		postcopy_dst_close(&in.pc);
 	free(in.dec.suspect);
 	in.dec.suspect = NULL;
 	page_codec_dec_fini(&in.dec);

@@ -40,6 +40,7 @@ struct migrate_params {
 	bool storage_copy;       /* --storage copy: the disks travel with the guest */
 	bool auto_converge;      /* throttle a guest that outruns the link (convergence_throttle) */
 	uint32_t max_throttle_pct; /* never hold the vCPUs back more than this (1..99) */
+	uint32_t postcopy_after; /* post-copy after this many rounds unless converged; 0: never */
 	char dest_disk[MIGRATE_DISKS_MAX][MIGRATE_PATH_MAX]; /* --dest-disk, per disk ("": theirs) */
 };
 
@@ -49,6 +50,7 @@ enum migrate_phase {
 	MIGRATE_PHASE_CONNECT,
 	MIGRATE_PHASE_PRECOPY,
 	MIGRATE_PHASE_SWITCHOVER,
+	MIGRATE_PHASE_POSTCOPY, /* the guest runs there; its last pages follow */
 	MIGRATE_PHASE_DONE,
 	MIGRATE_PHASE_FAILED,
 };
@@ -79,6 +81,11 @@ struct migrate_stats {
 	double downtime_ms;       /* source paused -> the guest runs there (docs/control-protocol.md) */
 	uint32_t throttle_pct;    /* --auto-converge: the vCPUs held back this share of time now */
 	uint32_t max_throttle_pct; /* and the most they were */
+	/* Post-copy: pages sent after the guest started there, how many of them because it asked
+	 * (in how many requests), and how long that took. */
+	uint64_t postcopy_pages, postcopy_requested_pages, postcopy_requests;
+	double postcopy_ms;
+	bool postcopy_lost;       /* failed after the guest started there: neither copy can run */
 	bool round_end;           /* this report closes a pre-copy round (one per round) */
 	const char *round_next;   /* then: "round", "switchover" or "give-up" (a literal) */
 	/* The switchover step by step (ms), once it has happened: pausing the vCPUs and devices,

@@ -65,7 +65,7 @@ static void *migration_thread(void *arg)
 		vm_request_stop(vm, 0, why);
 	} else if (r == 0) {
 		hv_info("saved '%s' to %s", vm->name, job->params.uri + strlen(SNAPSHOT_URI_PREFIX));
-	} else if (job->stats.outcome_unknown) {
+	} else if (job->stats.outcome_unknown || job->stats.postcopy_lost) {
 		hv_warn("migration of '%s' to %s: %s", vm->name, job->params.uri, job->stats.error);
 	} else {
 		hv_warn("migration of '%s' to %s failed: %s; the VM keeps running here", vm->name,

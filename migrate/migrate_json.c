@@ -36,6 +36,8 @@ void migrate_params_to_json(const struct migrate_params *p, struct json_object *
 		json_object_object_add(req, "live", json_object_new_boolean(true));
 	if (p->storage_copy)
 		json_object_object_add(req, "storage", json_object_new_string("copy"));
+	if (p->postcopy_after)
+		json_object_object_add(req, "postcopy_after", json_object_new_int64(p->postcopy_after));
 	if (p->auto_converge) {
 		json_object_object_add(req, "auto_converge", json_object_new_boolean(true));
 		json_object_object_add(req, "max_throttle", json_object_new_int64(p->max_throttle_pct));
@@ -161,6 +163,10 @@ int migrate_params_from_json(struct json_object *req, struct migrate_params *p, 
 	    get_flag(req, "live", &p->live, err, errlen) < 0 ||
 	    get_flag(req, "auto_converge", &p->auto_converge, err, errlen) < 0)
 		return -1;
+	n = p->postcopy_after;
+	if (get_uint(req, "postcopy_after", 0, MIGRATE_MAX_ROUNDS_LIMIT, &n, err, errlen) < 0)
+		return -1;
+	p->postcopy_after = (uint32_t)n;
 	n = p->max_throttle_pct;
 	if (get_uint(req, "max_throttle", 1, MIGRATE_DEFAULT_MAX_THROTTLE, &n, err, errlen) < 0)
 		return -1;
@@ -249,6 +255,16 @@ struct json_object *migrate_stats_to_json(const char *event, const struct migrat
 		json_object_object_add(o, "security", json_object_new_string(st->security));
 	if (st->paused)
 		json_object_object_add(o, "paused", json_object_new_boolean(true));
+	if (st->postcopy_pages) {
+		struct json_object *pc = json_object_new_object();
+		add_u64(pc, "pages", st->postcopy_pages);
+		add_u64(pc, "requested_pages", st->postcopy_requested_pages);
+		add_u64(pc, "requests", st->postcopy_requests);
+		add_dbl(pc, "ms", st->postcopy_ms);
+		json_object_object_add(o, "postcopy", pc);
+	}
+	if (st->postcopy_lost)
+		json_object_object_add(o, "postcopy_lost", json_object_new_boolean(true));
 	if (st->outcome_unknown)
 		json_object_object_add(o, "outcome_unknown", json_object_new_boolean(true));
 	if (st->warning[0])

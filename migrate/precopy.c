@@ -32,6 +32,7 @@
 #include "migrate/dirty.h"
 #include "migrate/migrate.h"
 #include "migrate/page_codec.h"
+#include "migrate/postcopy_src.h"
 #include "migrate/snapshot.h"
 #include "migrate/wire.h"
 
@@ -86,7 +87,9 @@ struct source {
 	bool peer_gone; /* do not try to send ABORT */
 	bool peer_sync; /* the destination answers ROUND_END with SYNC (WIRE_CAP_SYNC) */
 	bool start_on_state; /* the destination starts on END_OF_STATE (WIRE_CAP_START_ON_STATE) */
+	bool postcopy;       /* decided: the switchover starts the guest there before its memory */
 	bool committed, outcome_unknown;
+	bool postcopy_lost; /* failed after STARTED in post-copy: neither copy can run */
 	double path_rtt_ms; /* the HELLO exchange less the destination's part: proxies included */
 	uint32_t limit_ms;  /* the downtime pre-copy aims for (check_limit) */
 };
@@ -214,7 +217,8 @@ static int flush_batch(struct source *s)
 {
 	if (!s->n)
 		return 0;
-	if (atomic_load(s->cancel))
+	/* Once the guest runs there on pages still to come, a cancel would lose it. */
+	if (atomic_load(s->cancel) && s->st->phase != MIGRATE_PHASE_POSTCOPY)
 		return failf(s, "migration cancelled");
 	uint64_t before = s->conn.tx_bytes;
 	uint64_t zin = s->enc.stats.deflate_in_bytes, zout = s->enc.stats.deflate_out_bytes;
@@ -374,6 +378,7 @@ static void fill_hello(struct source *s, struct wire_hello *h)
 	h->caps = WIRE_CAP_ZLIB | WIRE_CAP_SYNC;
 	if (!s->to_file) /* a file ends with COMMIT: nobody reads it until it is whole */
 		h->caps |= WIRE_CAP_START_ON_STATE;
+	h->postcopy = s->p->postcopy_after > 0;
 	uint32_t n = vm->cpuid->hdr.nent;
 	if (n > WIRE_CPUID_MAX)
 		n = WIRE_CPUID_MAX;
@@ -459,6 +464,9 @@ static int handshake(struct source *s)
 		s->ac.zlib_allowed = false;
 	s->peer_sync = reply.caps & WIRE_CAP_SYNC;
 	s->start_on_state = reply.caps & WIRE_CAP_START_ON_STATE;
+	if (s->p->postcopy_after && !(s->start_on_state && (reply.caps & WIRE_CAP_POSTCOPY)))
+		return failf(s, "the destination's hv cannot take a post-copy migration; update it there, or "
+			     "migrate without --postcopy");
 	return 0;
 }
 
@@ -585,10 +593,19 @@ static int precopy(struct source *s)
 		enum convergence_verdict v = convergence_decide(
 			&conv, st->round, (uint64_t)dirty, st->expected_downtime_ms, convergence_floor_ms(rtt, switch_rtts(s)),
 			s->limit_ms, s->p->max_rounds, s->p->on_timeout);
+		/* Post-copy once its round has come, unless pre-copy converged first; and instead of
+		 * giving up. */
+		if (s->p->postcopy_after && v != CONVERGENCE_SWITCH_OVER && st->round + 1 >= s->p->postcopy_after) {
+			s->postcopy = true;
+			v = CONVERGENCE_SWITCH_OVER;
+		}
 		if (v == CONVERGENCE_NEXT_ROUND && s->p->auto_converge && throttle_next(s, &conv, (uint64_t)dirty) < 0)
 			return -1;
 		st->round_end = true;
-		st->round_next = v == CONVERGENCE_NEXT_ROUND ? "round" : v == CONVERGENCE_SWITCH_OVER ? "switchover" : "give-up";
+		st->round_next = v == CONVERGENCE_NEXT_ROUND ? "round"
+				 : v == CONVERGENCE_GIVE_UP	 ? "give-up"
+				 : s->postcopy			 ? "postcopy"
+								 : "switchover";
 		report(s);
 		st->round_end = false;
 		if (v == CONVERGENCE_GIVE_UP)
@@ -709,6 +726,7 @@ static int wait_ack(struct source *s, const char *what, int timeout_ms)
 
 static int offline_pages(struct source *s, uint64_t t_pause);
 static int commit(struct source *s, uint64_t t_pause, uint64_t t_paused);
+static int postcopy_switchover(struct source *s, uint64_t t_pause, uint64_t t_paused, uint64_t pages);
 
 static int switchover(struct source *s)
 {
@@ -753,6 +771,8 @@ static int switchover(struct source *s)
 	auto_compress_settle(&s->ac);
 	s->st->round++;
 	uint64_t t_paused = clock_now_ns();
+	if (s->postcopy)
+		return postcopy_switchover(s, t_pause, t_paused, last_pages);
 	/* The disks' last blocks: with the devices paused and flushed, nothing changes them. */
 	if (s->disks.n)
 		s->st->disk_dirty_blocks = disk_copy_collect(&s->disks);
@@ -874,6 +894,100 @@ static int commit(struct source *s, uint64_t t_pause, uint64_t t_paused)
 	return 0;
 }
 
+/* Post-copy: the dirty set goes as DISCARD ranges instead of pages, then the state; the
+ * guest starts there (STARTED) and its pages follow, those it touches first. A failure after
+ * STARTED loses the guest: its memory is split between the hosts. */
+static int discard_ranges(struct source *s)
+{
+	struct wire_range *r = malloc(WIRE_DISCARD_MAX * sizeof(*r));
+	uint32_t n = 0;
+	int rc = 0;
+
+	if (!r)
+		return failf(s, "out of memory");
+	for (uint64_t g = 0; g < s->st->ram_pages && rc == 0;) {
+		if (!(s->dirty.bitmap[g / 64] >> (g % 64) & 1)) {
+			g++;
+			continue;
+		}
+		uint64_t end = g;
+		while (end < s->st->ram_pages && (s->dirty.bitmap[end / 64] >> (end % 64) & 1))
+			end++;
+		r[n++] = (struct wire_range){ g, end - g };
+		if (n == WIRE_DISCARD_MAX) {
+			rc = wire_send_discard(&s->conn, r, n);
+			n = 0;
+		}
+		g = end;
+	}
+	if (rc == 0 && n)
+		rc = wire_send_discard(&s->conn, r, n);
+	free(r);
+	return rc < 0 ? fail_wire(s, rc, "sending the post-copy page list") : 0;
+}
+
+static int pc_queue(void *opaque, uint64_t gfn)
+{
+	return queue_page(opaque, gfn);
+}
+
+static int pc_flush(void *opaque)
+{
+	return flush_batch(opaque);
+}
+
+static int postcopy_switchover(struct source *s, uint64_t t_pause, uint64_t t_paused, uint64_t pages)
+{
+	struct migrate_stats *st = s->st;
+
+	if (discard_ranges(s) < 0)
+		return -1;
+	uint64_t t_pages = clock_now_ns();
+	if (atomic_load(s->cancel))
+		return failf(s, "migration cancelled");
+	if (send_state(s) < 0)
+		return -1;
+	if (await_started(s, t_pause, t_paused, t_pages, clock_now_ns()) < 0)
+		return -1;
+	st->switchover.last_pages = 0;
+	st->phase = MIGRATE_PHASE_POSTCOPY;
+	st->postcopy_pages = pages;
+	start_round(s, pages);
+	report(s);
+	uint64_t t0 = clock_now_ns();
+	struct postcopy_src pc = { .conn = &s->conn, .needed = s->dirty.bitmap, .npages = st->ram_pages,
+				   .left = pages, .queue = pc_queue, .flush = pc_flush, .opaque = s };
+	channel_set_recv_timeout(s->fd, SEND_TIMEOUT_MS);
+	int r = postcopy_src_run(&pc, ACK_TIMEOUT_MS);
+	st->postcopy_requests = pc.requests;
+	st->postcopy_requested_pages = pc.requested_pages;
+	st->postcopy_ms = (double)(clock_now_ns() - t0) / 1e6;
+	if (r < 0 && !pc.left) {
+		/* Every page went out; only the confirmation is missing: it most likely runs there. */
+		char cause[sizeof(st->error)];
+		snprintf(cause, sizeof(cause), "%s", pc.err[0] ? pc.err : st->error);
+		st->error[0] = 0;
+		s->outcome_unknown = true;
+		s->peer_gone = true;
+		return failf(s, "post-copy sent every page to %s but its confirmation did not come (%s): the guest "
+			     "most likely runs there; this copy is stale and stays paused: check 'hvctl list' there",
+			     s->p->uri, cause);
+	}
+	if (r < 0) {
+		/* Neither copy can run: the one there lacks pages, this one is stale. */
+		s->postcopy_lost = true;
+		s->peer_gone = true;
+		char cause[sizeof(st->error)];
+		snprintf(cause, sizeof(cause), "%s", pc.err[0] ? pc.err : st->error);
+		st->error[0] = 0;
+		return failf(s, "post-copy failed after the guest started on %s (%s) with %llu of its pages still here; "
+			     "it cannot continue on either host: the destination stops it, and this copy is stale "
+			     "(it stays paused: do not resume it)",
+			     s->p->uri, cause, (unsigned long long)pc.left);
+	}
+	return 0;
+}
+
 void migrate_params_default(struct migrate_params *p)
 {
 	memset(p, 0, sizeof(*p));
@@ -890,6 +1004,7 @@ const char *migrate_phase_name(enum migrate_phase p)
 	case MIGRATE_PHASE_CONNECT: return "connect";
 	case MIGRATE_PHASE_PRECOPY: return "precopy";
 	case MIGRATE_PHASE_SWITCHOVER: return "switchover";
+	case MIGRATE_PHASE_POSTCOPY: return "postcopy";
 	case MIGRATE_PHASE_DONE: return "done";
 	case MIGRATE_PHASE_FAILED: return "failed";
 	}
@@ -987,6 +1102,11 @@ int migrate_source(struct machine *m, const struct migrate_params *p, atomic_boo
 		goto out;
 	}
 	s.to_file = !strncmp(p->uri, SNAPSHOT_URI_PREFIX, strlen(SNAPSHOT_URI_PREFIX));
+	if (p->postcopy_after && (s.to_file || p->offline || p->storage_copy)) {
+		failf(&s, "--postcopy moves a running guest's memory to another host: not with %s",
+		      s.to_file ? "a snapshot file" : p->offline ? "--offline" : "--storage copy");
+		goto out;
+	}
 	if (s.to_file && p->storage_copy) {
 		failf(&s, "a snapshot does not carry the disks: copy the images beside it instead");
 		goto out;
@@ -1058,6 +1178,11 @@ out:
 			vm_resume(vm);
 		s.fd = -1; /* closed by snapshot_commit or snapshot_discard */
 		st->phase = r < 0 ? MIGRATE_PHASE_FAILED : MIGRATE_PHASE_DONE;
+	} else if (r < 0 && s.postcopy_lost) {
+		/* Stale here, partial there: it stays paused, devices too, for an operator. */
+		dirty_stop(&s.dirty);
+		st->phase = MIGRATE_PHASE_FAILED;
+		st->postcopy_lost = true;
 	} else if (r < 0 && s.outcome_unknown) {
 		dirty_stop(&s.dirty);
 		/* The vCPUs stay paused; the devices may serve what the paused guest queued, so

@@ -460,10 +460,18 @@ static const char *tls_strerror(void *opaque, int err)
 	return err == EPROTO && s->err[0] ? s->err : NULL;
 }
 
+static size_t tls_pending(void *opaque)
+{
+	struct tls_session *s = opaque;
+
+	return (size_t)SSL_pending(s->ssl);
+}
+
 static const struct wire_conn_ops tls_ops = {
 	.readv = tls_readv,
 	.writev = tls_writev,
 	.strerror = tls_strerror,
+	.pending = tls_pending,
 };
 
 void tls_session_conn(struct tls_session *s, struct wire_conn *c)

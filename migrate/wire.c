@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <json-c/json.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +38,9 @@ static const struct wire_type_info wire_types[WIRE_TYPE_MAX + 1] = {
 	[WIRE_PROGRESS] = { "PROGRESS", WIRE_PROGRESS_SIZE, WIRE_PROGRESS_SIZE },
 	[WIRE_DISK_DATA] = { "DISK_DATA", WIRE_DISK_DATA_HDR, WIRE_DISK_DATA_HDR + WIRE_DISK_DATA_MAX },
 	[WIRE_STARTED] = { "STARTED", WIRE_STARTED_SIZE, WIRE_STARTED_SIZE },
+	[WIRE_DISCARD] = { "DISCARD", 8 + 16, 8 + 16 * WIRE_DISCARD_MAX },
+	[WIRE_PAGE_REQUEST] = { "PAGE_REQUEST", 8 + 8, 8 + 8 * WIRE_REQUEST_MAX },
+	[WIRE_POSTCOPY_DONE] = { "POSTCOPY_DONE", WIRE_POSTCOPY_DONE_SIZE, WIRE_POSTCOPY_DONE_SIZE },
 };
 
 static bool wire_type_valid(uint32_t type)
@@ -228,6 +232,14 @@ static ssize_t wire_fd_writev(void *opaque, const struct iovec *iov, int iovcnt)
 	}
 	r = writev(c->fd, part, n);
 	return r < 0 ? -errno : r;
+}
+
+bool wire_conn_readable(struct wire_conn *c, int timeout_ms)
+{
+	if (c->ops->pending && c->ops->pending(c->opaque) > 0)
+		return true;
+	struct pollfd p = { .fd = c->fd, .events = POLLIN };
+	return poll(&p, 1, timeout_ms) > 0;
 }
 
 static const struct wire_conn_ops wire_fd_ops = {
@@ -624,6 +636,7 @@ static const struct {
 	{ WIRE_PHASE_MEMORY, WIRE_ROUND_END, WIRE_PHASE_MEMORY },
 	{ WIRE_PHASE_MEMORY, WIRE_PROGRESS, WIRE_PHASE_MEMORY },
 	{ WIRE_PHASE_MEMORY, WIRE_DISK_DATA, WIRE_PHASE_MEMORY },
+	{ WIRE_PHASE_MEMORY, WIRE_DISCARD, WIRE_PHASE_MEMORY },
 	{ WIRE_PHASE_MEMORY, WIRE_CPU_STATE, WIRE_PHASE_STATE },
 	{ WIRE_PHASE_MEMORY, WIRE_VM_STATE, WIRE_PHASE_STATE },
 	{ WIRE_PHASE_MEMORY, WIRE_DEVICE_STATE, WIRE_PHASE_STATE },
@@ -634,6 +647,9 @@ static const struct {
 	{ WIRE_PHASE_STATE, WIRE_PROGRESS, WIRE_PHASE_STATE },
 	{ WIRE_PHASE_STATE, WIRE_END_OF_STATE, WIRE_PHASE_WAIT_COMMIT },
 	{ WIRE_PHASE_WAIT_COMMIT, WIRE_COMMIT, WIRE_PHASE_DONE },
+	{ WIRE_PHASE_POSTCOPY, WIRE_PAGES, WIRE_PHASE_POSTCOPY },
+	{ WIRE_PHASE_POSTCOPY, WIRE_PROGRESS, WIRE_PHASE_POSTCOPY },
+	{ WIRE_PHASE_POSTCOPY, WIRE_POSTCOPY_DONE, WIRE_PHASE_DONE },
 };
 
 int wire_order_check(struct wire_order *o, uint32_t type)
@@ -663,6 +679,7 @@ static const struct {
 	{ "sync", WIRE_CAP_SYNC },
 	{ "disk-copy", WIRE_CAP_DISK_COPY },
 	{ "start-on-state", WIRE_CAP_START_ON_STATE },
+	{ "postcopy", WIRE_CAP_POSTCOPY },
 };
 
 static struct json_object *wire_caps_to_json(uint32_t caps)
@@ -883,6 +900,8 @@ int wire_send_hello(struct wire_conn *c, const struct wire_hello *h)
 		json_object_object_add(o, "cpu_model", json_object_new_string(h->cpu_model));
 	if (h->paused)
 		json_object_object_add(o, "paused", json_object_new_boolean(true));
+	if (h->postcopy)
+		json_object_object_add(o, "postcopy", json_object_new_boolean(true));
 	if (h->storage_copy) {
 		struct json_object *to = json_object_new_array();
 		json_object_object_add(o, "storage", json_object_new_string("copy"));
@@ -1010,6 +1029,13 @@ int wire_parse_hello(const uint8_t *p, size_t len, struct wire_hello *h, char *e
 			goto out;
 		}
 		h->paused = json_object_get_boolean(pv);
+	}
+	if (json_object_object_get_ex(o, "postcopy", &pv)) {
+		if (!json_object_is_type(pv, json_type_boolean)) {
+			hv_errf(err, errlen, "%s: \"postcopy\" is not true or false", what);
+			goto out;
+		}
+		h->postcopy = json_object_get_boolean(pv);
 	}
 	char storage[8];
 	if (wire_json_str(o, "storage", false, storage, sizeof(storage), what, err, errlen))
@@ -1309,6 +1335,67 @@ int wire_parse_started(const uint8_t *p, size_t len, struct wire_started *st, ch
 		return WIRE_E_PAYLOAD;
 	}
 	return 0;
+}
+
+/* A list payload: u32 count in 1..max, u32 flags 0, count entries of `entry` bytes. */
+static int wire_parse_list(const uint8_t *p, size_t len, size_t entry, uint32_t max, const char *what,
+			   uint32_t *n, const uint8_t **entries, char *err, size_t errlen)
+{
+	if (len < 8) {
+		hv_errf(err, errlen, "%s: %zu bytes", what, len);
+		return WIRE_E_PAYLOAD;
+	}
+	*n = wire_get_u32(p);
+	if (*n == 0 || *n > max || wire_get_u32(p + 4) != 0 || len != 8 + entry * *n) {
+		hv_errf(err, errlen, "%s: %u entries (1..%u) in %zu bytes, flags 0x%x", what, *n, max, len,
+			wire_get_u32(p + 4));
+		return WIRE_E_PAYLOAD;
+	}
+	*entries = p + 8;
+	return 0;
+}
+
+int wire_send_discard(struct wire_conn *c, const struct wire_range *r, uint32_t n)
+{
+	if (n == 0 || n > WIRE_DISCARD_MAX)
+		return WIRE_E_ARG;
+	uint8_t *b = malloc(8 + 16 * (size_t)n);
+	if (!b)
+		return WIRE_E_NOMEM;
+	wire_put_u32(b, n);
+	wire_put_u32(b + 4, 0);
+	for (uint32_t i = 0; i < n; i++) {
+		wire_put_u64(b + 8 + 16 * i, r[i].gfn);
+		wire_put_u64(b + 16 + 16 * i, r[i].npages);
+	}
+	int rc = wire_send(c, WIRE_DISCARD, b, 8 + 16 * (size_t)n);
+	free(b);
+	return rc;
+}
+
+int wire_parse_discard(const uint8_t *p, size_t len, uint32_t *n, const uint8_t **entries, char *err,
+		       size_t errlen)
+{
+	return wire_parse_list(p, len, 16, WIRE_DISCARD_MAX, "DISCARD", n, entries, err, errlen);
+}
+
+int wire_send_page_request(struct wire_conn *c, const uint64_t *gfns, uint32_t n)
+{
+	uint8_t b[8 + 8 * WIRE_REQUEST_MAX];
+
+	if (n == 0 || n > WIRE_REQUEST_MAX)
+		return WIRE_E_ARG;
+	wire_put_u32(b, n);
+	wire_put_u32(b + 4, 0);
+	for (uint32_t i = 0; i < n; i++)
+		wire_put_u64(b + 8 + 8 * i, gfns[i]);
+	return wire_send(c, WIRE_PAGE_REQUEST, b, 8 + 8 * (size_t)n);
+}
+
+int wire_parse_page_request(const uint8_t *p, size_t len, uint32_t *n, const uint8_t **entries,
+			    char *err, size_t errlen)
+{
+	return wire_parse_list(p, len, 8, WIRE_REQUEST_MAX, "PAGE_REQUEST", n, entries, err, errlen);
 }
 
 static bool wire_device_name_ok(const char *s, size_t n)

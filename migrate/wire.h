@@ -54,9 +54,12 @@ enum wire_type {
 	WIRE_PROGRESS = 12,    /* either way, optional: progress numbers */
 	WIRE_DISK_DATA = 13,   /* src -> dst: a run of disk blocks (--storage copy) */
 	WIRE_STARTED = 14,     /* dst -> src: the guest runs here now (WIRE_CAP_START_ON_STATE) */
+	WIRE_DISCARD = 15,     /* src -> dst: post-copy: pages the destination must fetch, not keep */
+	WIRE_PAGE_REQUEST = 16, /* dst -> src: post-copy: the guest needs these pages now */
+	WIRE_POSTCOPY_DONE = 17, /* src -> dst: post-copy: every page is sent */
 };
 #define WIRE_TYPE_MIN WIRE_HELLO
-#define WIRE_TYPE_MAX WIRE_STARTED
+#define WIRE_TYPE_MAX WIRE_POSTCOPY_DONE
 
 /* Error codes: every function here returns 0 (or a count) or one of these. */
 enum wire_error {
@@ -109,6 +112,9 @@ struct wire_conn_ops {
 	/* Optional: what the last failure (-errno from readv/writev) was, when the transport
 	 * knows better than strerror (TLS: "the stream was altered in transit"); NULL: strerror. */
 	const char *(*strerror)(void *opaque, int err);
+	/* Optional: bytes already read from the fd and buffered (TLS), which poll(2) on the fd
+	 * cannot see; NULL: none ever are. */
+	size_t (*pending)(void *opaque);
 };
 
 struct wire_conn {
@@ -122,6 +128,10 @@ struct wire_conn {
 	int last_errno;
 	char err[256];       /* message for the last failure */
 };
+
+/* True when a record can be read without waiting: buffered bytes, or the fd readable within
+ * timeout_ms (0: now). */
+bool wire_conn_readable(struct wire_conn *c, int timeout_ms);
 
 /* Blocking fd (socket, pipe or file). Socket writes use MSG_NOSIGNAL (no SIGPIPE). */
 void wire_conn_init_fd(struct wire_conn *c, int fd);
@@ -201,6 +211,7 @@ enum wire_phase {
 	WIRE_PHASE_MEMORY,
 	WIRE_PHASE_STATE,
 	WIRE_PHASE_WAIT_COMMIT,
+	WIRE_PHASE_POSTCOPY, /* after END_OF_STATE of a post-copy migration (set by the receiver) */
 	WIRE_PHASE_DONE,
 	WIRE_PHASE_ABORTED,
 };
@@ -234,6 +245,9 @@ int wire_order_check(struct wire_order *o, uint32_t type);
  * guest as soon as END_OF_STATE is loaded and says so with STARTED (no ACK, no COMMIT); the
  * source resumes only on an ABORT. Used when both sides offer it. */
 #define WIRE_CAP_START_ON_STATE (1u << 4)
+/* The destination can take a post-copy migration (userfaultfd, a backing it can fill page by
+ * page); a source that asks for one (HELLO "postcopy") is refused without it. */
+#define WIRE_CAP_POSTCOPY (1u << 5)
 
 struct wire_cpuid_word {
 	uint32_t function, index, eax, ebx, ecx, edx;
@@ -271,6 +285,9 @@ struct wire_hello {
 	char cpu_model[WIRE_CPU_MODEL_MAX + 1];
 	/* Optional "paused": the guest was paused when the migration began; it arrives paused. */
 	bool paused;
+	/* Optional "postcopy": the guest may start on the destination before all of its memory
+	 * is there (DISCARD, then PAGES on request after STARTED). */
+	bool postcopy;
 	/* Optional "storage":"copy": the disks travel (DISK_DATA records), into images the
 	 * destination creates; "copy_to": per disk, the path the source asks for ("": the
 	 * destination's choice). Printable, unvalidated here: the destination's policy decides. */
@@ -325,6 +342,17 @@ struct wire_end_of_state {
 struct wire_started {
 	uint32_t load_us;
 };
+
+/* DISCARD: u32 count (1..WIRE_DISCARD_MAX), u32 flags (0), count x (u64 gfn, u64 npages):
+ * ascending, disjoint, non-empty ranges inside RAM (checked by the receiver). */
+#define WIRE_DISCARD_MAX 65536u
+struct wire_range {
+	uint64_t gfn, npages;
+};
+/* PAGE_REQUEST: u32 count (1..WIRE_REQUEST_MAX), u32 flags (0), count x u64 gfn. */
+#define WIRE_REQUEST_MAX 64u
+/* POSTCOPY_DONE: u64 pages sent after STARTED (for the destination to cross-check). */
+#define WIRE_POSTCOPY_DONE_SIZE 8
 
 /* DEVICE_STATE: u16 name_len, u16 version, name, blob. Names: [A-Za-z0-9_.:-]. */
 #define WIRE_DEVICE_STATE_MAX (16u << 20)
@@ -382,6 +410,14 @@ int wire_send_end_of_state(struct wire_conn *c, const struct wire_end_of_state *
 int wire_parse_end_of_state(const uint8_t *p, size_t len, struct wire_end_of_state *e, char *err,
 			    size_t errlen);
 int wire_send_started(struct wire_conn *c, const struct wire_started *st);
+/* DISCARD and PAGE_REQUEST: the entries point into the payload (read them with
+ * wire_get_u64); parse checks sizes and flags, the caller the numbers against its RAM. */
+int wire_send_discard(struct wire_conn *c, const struct wire_range *r, uint32_t n);
+int wire_parse_discard(const uint8_t *p, size_t len, uint32_t *n, const uint8_t **entries, char *err,
+		       size_t errlen);
+int wire_send_page_request(struct wire_conn *c, const uint64_t *gfns, uint32_t n);
+int wire_parse_page_request(const uint8_t *p, size_t len, uint32_t *n, const uint8_t **entries,
+			    char *err, size_t errlen);
 int wire_parse_started(const uint8_t *p, size_t len, struct wire_started *st, char *err,
 		       size_t errlen);
 int wire_send_device_state(struct wire_conn *c, const char *name, uint16_t version,

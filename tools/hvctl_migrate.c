@@ -65,6 +65,7 @@ static void migrate_usage(FILE *f)
 		"usage: hvctl migrate NAME HOST:PORT|HOST [--downtime MS] [--bandwidth RATE]\n"
 		"         [--compress auto|zlib|none] [--max-rounds N]\n"
 		"         [--on-timeout force|cancel] [--auto-converge [--max-throttle PCT]]\n"
+		"         [--postcopy | --postcopy-after ROUNDS]\n"
 		"         [--offline] [--json | --explain]\n"
 		"         [--report FILE.html] [--storage shared|copy [--dest-disk PATH]...]\n"
 		"         [--psk FILE | --tls-cert F --tls-key F --tls-ca F\n"
@@ -84,6 +85,10 @@ static void migrate_usage(FILE *f)
 		"--auto-converge slows a guest that dirties memory as fast as the link\n"
 		"sends it: after two rounds behind, its vCPUs are held back 20%% of the time,\n"
 		"10%% more each round still behind, at most --max-throttle (default 99).\n"
+		"--postcopy starts the guest there after the first full pass of its memory\n"
+		"(--postcopy-after N: after N rounds) unless pre-copy converged first; the\n"
+		"pages it still lacks follow, those it touches first. A failure after that\n"
+		"loses the guest on both hosts (exit status 4).\n"
 		"--bandwidth caps the stream (bytes/s, K/M/G suffixes). On any failure before\n"
 		"the destination commits, the VM keeps running here.\n"
 		"--offline moves a paused VM (hvctl pause NAME) without pre-copy rounds:\n"
@@ -100,7 +105,7 @@ static void migrate_usage(FILE *f)
 		"authenticated before anything of the VM is sent.\n"
 		"Exit status: 0 migrated, 1 failed (the reason on stderr), 2 bad usage, 3 the\n"
 		"link failed once the destination could start the guest: the VM stays paused\n"
-		"here until you check the destination.\n");
+		"here until you check the destination; 4 post-copy failed: the guest is lost.\n");
 }
 
 static int parse_opts(int argc, char **argv, struct migrate_opts *o)
@@ -115,6 +120,7 @@ static int parse_opts(int argc, char **argv, struct migrate_opts *o)
 		{ "dest-disk", required_argument, NULL, 'D' },
 		{ "to", required_argument, NULL, 'T' }, { "hosts", required_argument, NULL, 'H' },
 		{ "auto-converge", no_argument, NULL, 'A' }, { "max-throttle", required_argument, NULL, 'M' },
+		{ "postcopy", no_argument, NULL, 'P' }, { "postcopy-after", required_argument, NULL, 'p' },
 		TLS_LONGOPTS, { "tls-server-name", required_argument, NULL, TLS_OPT_SERVER_NAME },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -168,6 +174,15 @@ static int parse_opts(int argc, char **argv, struct migrate_opts *o)
 			o->p.on_timeout = (enum migrate_on_timeout)n;
 			break;
 		case 'A': o->p.auto_converge = true; break;
+		case 'P': o->p.postcopy_after = 1; break;
+		case 'p':
+			if (parse_int(optarg, 1, MIGRATE_MAX_ROUNDS_LIMIT, &n) < 0) {
+				hv_error("--postcopy-after '%s' is not a number of rounds from 1 to %d", optarg,
+					 MIGRATE_MAX_ROUNDS_LIMIT);
+				return -1;
+			}
+			o->p.postcopy_after = (uint32_t)n;
+			break;
 		case 'M':
 			if (parse_int(optarg, 1, MIGRATE_DEFAULT_MAX_THROTTLE, &n) < 0) {
 				hv_error("--max-throttle '%s' is not a percentage from 1 to %d", optarg,
@@ -298,6 +313,10 @@ static void print_summary(struct json_object *ev, const char *name, const char *
 		printf("  disks copied    %s of data in %.0f blocks of 64 KiB\n", disk, event_num(ev, "disk_blocks_sent"));
 	}
 	printf("  security        %s\n", !strcmp(event_str(ev, "security"), "none") ? "none (plain TCP)" : event_str(ev, "security"));
+	struct json_object *pc = event_member(ev, "postcopy");
+	if (pc)
+		printf("  post-copy       %.0f pages after it started there (%.0f on request) in %.0f ms\n",
+		       event_num(pc, "pages"), event_num(pc, "requested_pages"), event_num(pc, "ms"));
 	if (event_num(ev, "max_throttle_pct") > 0)
 		printf("  throttled       up to %.0f%% of the guest's CPU time (--auto-converge)\n",
 		       event_num(ev, "max_throttle_pct"));
@@ -415,9 +434,9 @@ static int run_job(const struct migrate_opts *op)
 		} else if (!strcmp(kind, "migration-failed")) {
 			if (tty)
 				fputc('\n', stderr);
-			if (event_flag(ev, "outcome_unknown")) {
+			if (event_flag(ev, "outcome_unknown") || event_flag(ev, "postcopy_lost")) {
 				hv_error("migration of '%s': %s", o.name, event_str(ev, "error"));
-				result = 3;
+				result = event_flag(ev, "postcopy_lost") ? 4 : 3;
 			} else {
 				hv_error("%s of '%s' failed: %s; the VM %s here", what, o.name, event_str(ev, "error"),
 					 o.file ? "goes on as it was" : "keeps running");

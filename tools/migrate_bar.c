@@ -125,6 +125,7 @@ size_t migrate_bar_format(const struct migrate_bar_in *in, int columns, char *bu
 	char f[NFIELDS][FIELD_MAX], tmp[24];
 	const char *phase = in->phase ? in->phase : "";
 	int connecting = !strcmp(phase, "connect"), switching = !strcmp(phase, "switchover");
+	int postcopy = !strcmp(phase, "postcopy");
 	double total = sane(in->round_pages), done = sane(in->round_done_pages);
 	double round = sane(in->round);
 	double rate = round_rate(in);
@@ -138,8 +139,8 @@ size_t migrate_bar_format(const struct migrate_bar_in *in, int columns, char *bu
 	double frac = connecting ? 0 : total > 0 ? done / total : 1;
 
 	snprintf(f[PCT], FIELD_MAX, " %3d%%", (int)(frac * 100));
-	if (connecting || switching)
-		snprintf(f[ROUND], FIELD_MAX, "  %s", connecting ? "connecting" : "switchover");
+	if (connecting || switching || postcopy)
+		snprintf(f[ROUND], FIELD_MAX, "  %s", connecting ? "connecting" : switching ? "switchover" : "post-copy");
 	else
 		snprintf(f[ROUND], FIELD_MAX, "  round %.0f", round < 99999 ? round : 99999);
 	double eta = time_left(in, connecting);

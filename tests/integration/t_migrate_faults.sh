@@ -260,10 +260,9 @@ test_migrate_faults_random_cuts() {
 		off=$(((RANDOM * 32768 + RANDOM) % (round0 * 95 / 100)))
 		fp_trial fb "fwd $off (random)" --cut-after "$off"
 	done
-	# Round ends and the switchover: vCPUs stopped, last pages, state, END_OF_STATE
-	# (waiting for the ACK); random points inside CPU_STATE (6.7 KiB) and VM_STATE (436 bytes).
-	for spec in ROUND_END+0 ROUND_END+50 CPU_STATE+0 "CPU_STATE+$((RANDOM % 6600 + 32))" \
-		"VM_STATE+$((RANDOM % 436))" DEVICE_STATE+40 END_OF_STATE+0 END_OF_STATE+36; do
+	# Round ends. (A cut in the state may leave the source unable to tell whether the
+	# destination started: the switchover test covers those, where either outcome is right.)
+	for spec in ROUND_END+0 ROUND_END+50; do
 		fp_trial fb "record $spec" --cut-at-record "$spec"
 	done
 	# The reverse direction: the compatibility answer and the ACK of the sync before the
@@ -274,7 +273,7 @@ test_migrate_faults_random_cuts() {
 		fp_trial fb "reverse record $spec" --cut-at-record-reverse "$spec"
 	done
 	echo "$TRIAL cut trials: the source survived every one"
-	[ "$TRIAL" -ge 20 ] || fail "only $TRIAL trials ran"
+	[ "$TRIAL" -ge 18 ] || fail "only $TRIAL trials ran"
 
 	# Still healthy and migratable.
 	fp_migrate_ok fb fc
@@ -321,16 +320,20 @@ test_migrate_faults_storage_copy_cuts() {
 
 # The switchover: once END_OF_STATE is out, the destination starts the guest without another
 # word from the source, and the source resumes only on the destination's ABORT. The link is
-# cut, corrupted or stalled at every step from there: END_OF_STATE not forwarded, half
-# forwarded, whole; STARTED on the way back not forwarded, half, whole, corrupted, held. The
-# guest must end on exactly one side: running on the destination, or paused on the source
-# with hvctl migrate saying the outcome is unknown (exit 3), from where the operator's
-# resume brings it back. Never lost, never running on both sides.
+# cut, corrupted or stalled at every step of it: inside the vCPU, VM and device state (the
+# source may or may not have written END_OF_STATE before it notices), END_OF_STATE not
+# forwarded, half forwarded, whole; STARTED on the way back not forwarded, half, whole,
+# corrupted, held. The guest must end on exactly one side: running on the source (hvctl
+# migrate failed, exit 1), running on the destination, or paused on the source with hvctl
+# migrate saying the outcome is unknown (exit 3), from where the operator's resume brings it
+# back. Never lost, never running on both sides.
 test_migrate_faults_cut_in_switchover() {
 	local spec n=0 vm rname rport survivors running src_state problems=()
 	fp_setup
 	TRIAL=0
-	for spec in "--cut-at-record END_OF_STATE+0" "--cut-at-record END_OF_STATE+20" \
+	for spec in "--cut-at-record CPU_STATE+0" "--cut-at-record CPU_STATE+$((RANDOM % 6600 + 32))" \
+		"--cut-at-record VM_STATE+$((RANDOM % 436))" "--cut-at-record DEVICE_STATE+40" \
+		"--cut-at-record END_OF_STATE+0" "--cut-at-record END_OF_STATE+20" \
 		"--cut-at-record END_OF_STATE+40" "--cut-at-record-reverse STARTED+0" \
 		"--cut-at-record-reverse STARTED+20" "--cut-at-record-reverse STARTED+40" \
 		"--corrupt-at-record-reverse STARTED+35" "--stall-at-record-reverse STARTED+0"; do
@@ -356,7 +359,12 @@ test_migrate_faults_cut_in_switchover() {
 		if [ "$(wc -w <<<"$running")" -gt 1 ]; then
 			problems+=("$spec: the guest runs on both sides: $survivors")
 		elif [ "$running" = "$vm" ]; then
-			problems+=("$spec: the source runs again although END_OF_STATE had been sent: $survivors")
+			# Failed safely: the destination never had it, the source said so and went on.
+			if [ "$MIG_RC" -ne 1 ] || grep -q 'may be running' "$T/mig.err"; then
+				problems+=("$spec: the source runs again but hvctl migrate exited $MIG_RC")
+			else
+				fp_alive "$vm" "$T/$vm.console"
+			fi
 		elif [ -n "$src_state" ] && { [ "$src_state" != paused ] || [ "$MIG_RC" -ne 3 ]; }; then
 			problems+=("$spec: the source is $src_state and hvctl migrate exited $MIG_RC (expected paused and 3)")
 		elif [ -z "$src_state" ] && [ "$MIG_RC" -ne 0 ]; then
@@ -377,6 +385,39 @@ test_migrate_faults_cut_in_switchover() {
 	done
 	fp_no_cores
 	[ ${#problems[@]} -eq 0 ] || { printf '%s\n' "${problems[@]}" >&2; fail "the switchover loses or duplicates the guest"; }
+}
+
+# Post-copy cut while the guest runs on the destination on pages still to come: its first
+# request for a page is not forwarded and the link is cut (--bandwidth keeps the push slow
+# enough that the guest asks). The outcome is the documented one, never silence: hvctl
+# migrate exits 4 and says the guest is lost; the destination's process ends (126) with one
+# line saying why; the source's stale copy stays paused; no VM runs anywhere.
+test_migrate_faults_cut_in_postcopy() {
+	local rport
+	fp_setup
+	fp_start_memtouch pa
+	rport=$(fp_port 47280)
+	fp_receiver pb "$rport"
+	fp_proxy "$rport" "$T/pproxy.log" --cut-at-record-reverse PAGE_REQUEST+0
+	MIG_RC=0
+	timeout 120 "$HVCTL" migrate pa "127.0.0.1:$PPORT" --postcopy --bandwidth 2M >"$T/mig.out" 2>"$T/mig.err" || MIG_RC=$?
+	fp_wait_exit "$PPID_" 20
+	fp_wait_exit "$RPID" 90
+	echo "hvctl migrate exited $MIG_RC: $(cat "$T/mig.err")"
+	echo "the receiver exited $RC: $(cat "$T/pb.rerr")"
+	[ "$MIG_RC" -eq 4 ] || { cat "$T/mig.out" >&2; fail "hvctl migrate exited $MIG_RC, expected 4 (the guest is lost)"; }
+	fp_one_line "$T/mig.err" "^hv: error: migration of 'pa': post-copy failed after the guest started on .*cannot continue on either host" \
+		"hvctl migrate"
+	[ "$RC" -eq 126 ] || fail "the destination's process exited $RC, expected 126"
+	grep -q "incoming migration failed after the guest started here: .*cannot continue on either host" "$T/pb.rerr" ||
+		fail "the destination did not say the guest is lost"
+	"$HVCTL" list >"$T/list" 2>&1
+	[ "$(tail -n +2 "$T/list" | awk '$1 == "pa" {print $2}')" = paused ] ||
+		{ cat "$T/list" >&2; fail "the source's stale copy is not paused"; }
+	[ "$(tail -n +2 "$T/list" | awk '$2 == "running"' | wc -l)" -eq 0 ] ||
+		{ cat "$T/list" >&2; fail "a VM runs after the guest was lost"; }
+	"$HVCTL" stop pa >/dev/null || fail "cannot stop the stale copy"
+	fp_no_cores
 }
 
 # ---- corruption ----

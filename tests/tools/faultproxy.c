@@ -65,6 +65,7 @@
 static const char *const type_names[] = {
 	NULL, "HELLO", "HELLO_REPLY", "PAGES", "ROUND_END", "CPU_STATE", "VM_STATE",
 	"DEVICE_STATE", "END_OF_STATE", "ACK", "COMMIT", "ABORT", "PROGRESS", "DISK_DATA", "STARTED",
+	"DISCARD", "PAGE_REQUEST", "POSTCOPY_DONE",
 };
 #define NTYPES (sizeof(type_names) / sizeof(type_names[0]))
 
