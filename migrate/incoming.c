@@ -462,7 +462,7 @@ static int receive(struct incoming *in, const struct machine_config *cfg)
 			int ok = handle_hello(in, p, len, cfg);
 			uint64_t took = (clock_now_ns() - t0) / 1000;
 			struct wire_hello_reply reply = { .ok = ok == 0,
-							  .caps = WIRE_CAP_ZLIB | WIRE_CAP_SYNC | WIRE_CAP_DISK_COPY,
+							  .caps = WIRE_CAP_ZLIB | WIRE_CAP_ZSTD | WIRE_CAP_SYNC | WIRE_CAP_DISK_COPY,
 							  .took_us = took > WIRE_HELLO_TOOK_MAX_US ? WIRE_HELLO_TOOK_MAX_US
 												  : (uint32_t)(took ? took : 1) };
 			if (ok < 0)
