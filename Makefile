@@ -14,7 +14,7 @@ HARDEN_CFLAGS := -fstack-protector-strong -fstack-clash-protection -fPIE
 FORTIFY := -U_FORTIFY_SOURCE -D_FORTIFY_SOURCE=2
 HARDEN_LDFLAGS := -pie -Wl,-z,relro,-z,now
 HV_CFLAGS := -std=c11 -D_GNU_SOURCE -I. $(WARN) $(HARDEN_CFLAGS) -pthread -MMD -MP
-LDLIBS := -pthread -luuid -lz -ljson-c -lxxhash -lseccomp -lssl -lcrypto -lm
+LDLIBS := -pthread -luuid -lz -lzstd -ljson-c -lxxhash -lseccomp -lssl -lcrypto -lm
 SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
 LIB_SRCS := $(wildcard hv/*.c devices/*.c migrate/*.c)

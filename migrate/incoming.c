@@ -522,7 +522,7 @@ static int receive(struct incoming *in, const struct machine_config *cfg)
 			if (ok == 0 && in->hello->postcopy)
 				ok = open_postcopy(in);
 			struct wire_hello_reply reply = { .ok = ok == 0,
-							  .caps = WIRE_CAP_ZLIB | WIRE_CAP_SYNC | WIRE_CAP_DISK_COPY |
+							  .caps = WIRE_CAP_ZLIB | WIRE_CAP_ZSTD | WIRE_CAP_SYNC | WIRE_CAP_DISK_COPY |
 								  (in->start_on_state ? WIRE_CAP_START_ON_STATE : 0) |
 								  (in->postcopy ? WIRE_CAP_POSTCOPY : 0),
 							  .took_us = took > WIRE_HELLO_TOOK_MAX_US ? WIRE_HELLO_TOOK_MAX_US

@@ -17,7 +17,14 @@ struct wire_conn;
 struct machine;
 struct machine_config;
 
-enum migrate_compress { MIGRATE_COMPRESS_AUTO, MIGRATE_COMPRESS_ZLIB, MIGRATE_COMPRESS_NONE };
+/* --compress; migrate_compress_names (migrate_json.h) has their names, in this order. */
+enum migrate_compress {
+	MIGRATE_COMPRESS_AUTO,
+	MIGRATE_COMPRESS_ZSTD,
+	MIGRATE_COMPRESS_ZLIB,
+	MIGRATE_COMPRESS_NONE,
+	MIGRATE_COMPRESS_COUNT
+};
 enum migrate_on_timeout { MIGRATE_ON_TIMEOUT_FORCE, MIGRATE_ON_TIMEOUT_CANCEL };
 
 #define MIGRATE_DISKS_MAX 4
@@ -62,8 +69,10 @@ struct migrate_stats {
 	uint32_t round;
 	uint64_t ram_pages;       /* guest RAM in pages */
 	uint64_t remaining_pages; /* dirty pages still to send */
-	uint64_t pages_sent, zero_pages, raw_pages, zlib_pages;
-	uint64_t deflate_pages;   /* pages zlib was given, whether or not the result was sent */
+	uint64_t pages_sent, zero_pages, raw_pages, zlib_pages, zstd_pages;
+	/* Pages a compressor (zlib or zstd) was given, whether or not the result was sent. The
+	 * event calls it "deflate_pages", its name from when zlib was the only one. */
+	uint64_t deflate_pages;
 	uint64_t wire_bytes;
 	/* --storage copy: disk blocks (64 KiB) sent, their data bytes, and the blocks written
 	 * again by the guest still to send (at a round's end). */
@@ -97,7 +106,7 @@ struct migrate_stats {
 		double pause_ms, last_pages_ms, state_ms, load_ms, confirm_ms;
 		uint64_t last_pages;
 	} switchover;
-	bool compressing;         /* auto mode's current choice */
+	bool compressing;         /* auto mode's current choice: compress (with the candidate) */
 	bool outcome_unknown;     /* the link failed after COMMIT: the VM stays paused here */
 	bool paused;              /* the VM was paused when the migration began: it arrives paused */
 	char security[96];        /* "TLS 1.3, TLS_AES_128_GCM_SHA256, pre-shared key" or "none" */

@@ -3,7 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
-const char *const migrate_compress_names[3] = { "auto", "zlib", "none" };
+const char *const migrate_compress_names[MIGRATE_COMPRESS_COUNT] = { "auto", "zstd", "zlib", "none" };
 const char *const migrate_on_timeout_names[2] = { "force", "cancel" };
 
 int migrate_choice(const char *s, const char *const *names, int n)
@@ -12,6 +12,19 @@ int migrate_choice(const char *s, const char *const *names, int n)
 		if (!strcmp(s, names[i]))
 			return i;
 	return -1;
+}
+
+const char *migrate_choice_list(const char *const *names, int n, char *buf, size_t len)
+{
+	size_t off = 0;
+
+	buf[0] = '\0';
+	for (int i = 0; i < n && off < len; i++) {
+		int w = snprintf(buf + off, len - off, "%s%s", i == 0 ? "" : i == n - 1 ? " or " : ", ",
+				 names[i]);
+		off += w > 0 ? (size_t)w : 0;
+	}
+	return buf;
 }
 
 static void add_str(struct json_object *o, const char *key, const char *value)
@@ -86,8 +99,8 @@ static int get_choice(struct json_object *req, const char *key, const char *cons
 		return 0;
 	}
 	/* The value is not echoed: it came from a client, and this goes to a terminal. */
-	snprintf(err, errlen, "'%s' must be one of %s%s%s%s%s", key, names[0], n > 1 ? ", " : "",
-		 n > 1 ? names[1] : "", n > 2 ? ", " : "", n > 2 ? names[2] : "");
+	char list[128];
+	snprintf(err, errlen, "'%s' must be one of %s", key, migrate_choice_list(names, n, list, sizeof(list)));
 	return -1;
 }
 
@@ -151,7 +164,7 @@ int migrate_params_from_json(struct json_object *req, struct migrate_params *p, 
 		return -1;
 	}
 	c = (int)p->compress;
-	if (get_choice(req, "compress", migrate_compress_names, 3, &c, err, errlen) < 0)
+	if (get_choice(req, "compress", migrate_compress_names, MIGRATE_COMPRESS_COUNT, &c, err, errlen) < 0)
 		return -1;
 	p->compress = (enum migrate_compress)c;
 	c = (int)p->on_timeout;
@@ -215,6 +228,7 @@ struct json_object *migrate_stats_to_json(const char *event, const struct migrat
 	add_u64(o, "zero_pages", st->zero_pages);
 	add_u64(o, "raw_pages", st->raw_pages);
 	add_u64(o, "zlib_pages", st->zlib_pages);
+	add_u64(o, "zstd_pages", st->zstd_pages);
 	add_u64(o, "deflate_pages", st->deflate_pages);
 	add_u64(o, "wire_bytes", st->wire_bytes);
 	add_dbl(o, "rate_mibs", st->rate_mbs);

@@ -14,10 +14,12 @@
 #define MIGRATE_MIN_BANDWIDTH 4096 /* bytes/s; 0 is "no cap" */
 
 /* The names of the choices, indexed by the enums. */
-extern const char *const migrate_compress_names[3];
+extern const char *const migrate_compress_names[MIGRATE_COMPRESS_COUNT];
 extern const char *const migrate_on_timeout_names[2];
 /* The index of s in names[0..n), or -1. */
 int migrate_choice(const char *s, const char *const *names, int n);
+/* "a, b or c" from names[0..n), into buf (truncated to len); returns buf. */
+const char *migrate_choice_list(const char *const *names, int n, char *buf, size_t len);
 
 /* Members of the request for p (without "cmd"), every one written. */
 void migrate_params_to_json(const struct migrate_params *p, struct json_object *req);

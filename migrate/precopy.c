@@ -156,8 +156,9 @@ static void fill_stats(struct source *s)
 	s->st->zero_pages = s->enc.stats.zero_pages + s->skipped_zero;
 	s->st->raw_pages = s->enc.stats.raw_pages;
 	s->st->zlib_pages = s->enc.stats.zlib_pages;
-	s->st->deflate_pages = s->enc.stats.deflate_in_bytes / PAGE_SIZE;
-	s->st->compressing = s->ac.use_zlib;
+	s->st->zstd_pages = s->enc.stats.zstd_pages;
+	s->st->deflate_pages = s->enc.stats.compress_in_bytes / PAGE_SIZE;
+	s->st->compressing = s->ac.codec != PAGE_CODEC_COMPRESS_NONE;
 	s->st->disk_blocks_sent = s->disks.blocks_sent;
 	s->st->disk_bytes = s->disks.data_bytes;
 }
@@ -221,10 +222,9 @@ static int flush_batch(struct source *s)
 	if (atomic_load(s->cancel) && s->st->phase != MIGRATE_PHASE_POSTCOPY)
 		return failf(s, "migration cancelled");
 	uint64_t before = s->conn.tx_bytes;
-	uint64_t zin = s->enc.stats.deflate_in_bytes, zout = s->enc.stats.deflate_out_bytes;
-	enum page_codec_compress c = s->ac.use_zlib ? PAGE_CODEC_COMPRESS_ZLIB : PAGE_CODEC_COMPRESS_NONE;
+	uint64_t zin = s->enc.stats.compress_in_bytes, zout = s->enc.stats.compress_out_bytes;
 	uint64_t t = clock_now_ns();
-	int r = page_codec_encode(&s->enc, s->gfns, s->ptrs, s->n, c, s->stable);
+	int r = page_codec_encode(&s->enc, s->gfns, s->ptrs, s->n, s->ac.codec, s->stable);
 	uint64_t t_enc = clock_now_ns();
 	if (r >= 0)
 		r = wire_send_iov(&s->conn, WIRE_PAGES, s->enc.iov, s->enc.iovcnt, s->enc.crc_len);
@@ -233,7 +233,7 @@ static int flush_batch(struct source *s)
 	/* --bandwidth is the link as far as compression is concerned: its wait counts as sending. */
 	throttle(s, s->conn.tx_bytes - before);
 	auto_compress_account(&s->ac, s->conn.tx_bytes - before, clock_now_ns() - t_enc,
-			      s->enc.stats.deflate_in_bytes - zin, s->enc.stats.deflate_out_bytes - zout,
+			      s->enc.stats.compress_in_bytes - zin, s->enc.stats.compress_out_bytes - zout,
 			      t_enc - t);
 	auto_compress_decide(&s->ac);
 	s->st->pages_sent += s->n;
@@ -340,7 +340,8 @@ static int send_round_end(struct source *s, uint64_t pages, uint64_t bytes, uint
 {
 	struct wire_round_end re = {
 		.round = s->st->round, .flags = flags, .pages = pages, .zero_pages = s->enc.stats.zero_pages,
-		.raw_pages = s->enc.stats.raw_pages, .zlib_pages = s->enc.stats.zlib_pages,
+		.raw_pages = s->enc.stats.raw_pages,
+		.compressed_pages = s->enc.stats.zlib_pages + s->enc.stats.zstd_pages,
 		.bytes = bytes, .dirty_pages = dirty, .duration_us = dur_ns / 1000,
 	};
 	int r = wire_send_round_end(&s->conn, &re);
@@ -375,7 +376,7 @@ static void fill_hello(struct source *s, struct wire_hello *h)
 	gethostname(h->host, sizeof(h->host) - 1);
 	h->mem_size = vm->mem.size;
 	h->vcpus = (uint32_t)vm->ncpus;
-	h->caps = WIRE_CAP_ZLIB | WIRE_CAP_SYNC;
+	h->caps = WIRE_CAP_ZLIB | WIRE_CAP_ZSTD | WIRE_CAP_SYNC;
 	if (!s->to_file) /* a file ends with COMMIT: nobody reads it until it is whole */
 		h->caps |= WIRE_CAP_START_ON_STATE;
 	h->postcopy = s->p->postcopy_after > 0;
@@ -460,8 +461,9 @@ static int handshake(struct source *s)
 	if (s->p->storage_copy && !(reply.caps & WIRE_CAP_DISK_COPY))
 		return failf(s, "the destination's hv cannot take a copy of the disks; update it, or use "
 			     "storage both hosts share (without --storage copy)");
-	if (!(reply.caps & WIRE_CAP_ZLIB))
-		s->ac.zlib_allowed = false;
+	const char *no_codec = auto_compress_peer(&s->ac, reply.caps & WIRE_CAP_ZLIB, reply.caps & WIRE_CAP_ZSTD);
+	if (no_codec)
+		return failf(s, "%s", no_codec);
 	s->peer_sync = reply.caps & WIRE_CAP_SYNC;
 	s->start_on_state = reply.caps & WIRE_CAP_START_ON_STATE;
 	if (s->p->postcopy_after && !(s->start_on_state && (reply.caps & WIRE_CAP_POSTCOPY)))

@@ -678,6 +678,7 @@ static const struct {
 	{ "zlib", WIRE_CAP_ZLIB },
 	{ "sync", WIRE_CAP_SYNC },
 	{ "disk-copy", WIRE_CAP_DISK_COPY },
+	{ "zstd", WIRE_CAP_ZSTD },
 	{ "start-on-state", WIRE_CAP_START_ON_STATE },
 	{ "postcopy", WIRE_CAP_POSTCOPY },
 };
@@ -1188,7 +1189,7 @@ int wire_send_round_end(struct wire_conn *c, const struct wire_round_end *r)
 	wire_put_u64(b + 8, r->pages);
 	wire_put_u64(b + 16, r->zero_pages);
 	wire_put_u64(b + 24, r->raw_pages);
-	wire_put_u64(b + 32, r->zlib_pages);
+	wire_put_u64(b + 32, r->compressed_pages);
 	wire_put_u64(b + 40, r->bytes);
 	wire_put_u64(b + 48, r->dirty_pages);
 	wire_put_u64(b + 56, r->duration_us);
@@ -1209,7 +1210,7 @@ int wire_parse_round_end(const uint8_t *p, size_t len, struct wire_round_end *r,
 	r->pages = wire_get_u64(p + 8);
 	r->zero_pages = wire_get_u64(p + 16);
 	r->raw_pages = wire_get_u64(p + 24);
-	r->zlib_pages = wire_get_u64(p + 32);
+	r->compressed_pages = wire_get_u64(p + 32);
 	r->bytes = wire_get_u64(p + 40);
 	r->dirty_pages = wire_get_u64(p + 48);
 	r->duration_us = wire_get_u64(p + 56);

@@ -241,6 +241,9 @@ int wire_order_check(struct wire_order *o, uint32_t type);
 #define WIRE_CAP_SYNC (1u << 1)
 /* The destination takes a copy of the disks (HELLO "storage":"copy", DISK_DATA records). */
 #define WIRE_CAP_DISK_COPY (1u << 2)
+/* The peer decodes zstd PAGES batches (encoding 2): the source sends them only to a
+ * destination that offered it in HELLO_REPLY. */
+#define WIRE_CAP_ZSTD (1u << 3)
 /* Half a round trip of switchover instead of one and a half: the destination starts the
  * guest as soon as END_OF_STATE is loaded and says so with STARTED (no ACK, no COMMIT); the
  * source resumes only on an ABORT. Used when both sides offer it. */
@@ -314,7 +317,11 @@ struct wire_hello_reply {
 struct wire_round_end {
 	uint32_t round;
 	uint32_t flags; /* WIRE_ROUND_END_*; other bits must be zero */
-	uint64_t pages, zero_pages, raw_pages, zlib_pages;
+	uint64_t pages, zero_pages, raw_pages;
+	/* Pages sent compressed, by zlib or zstd (the field of a size every hv checks exactly,
+	 * so a zstd count has no field of its own; to a peer without WIRE_CAP_ZSTD, the pages
+	 * sent with zlib, as before). */
+	uint64_t compressed_pages;
 	uint64_t bytes;       /* wire bytes of the round */
 	uint64_t dirty_pages; /* pages dirty when the round ended (what the next round sends) */
 	uint64_t duration_us;

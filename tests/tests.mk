@@ -6,6 +6,7 @@ $(BUILD)/bench/%: tests/bench/%.c
 all: $(BUILD)/bench/firstbyte
 all: $(BUILD)/bench/tcpbw
 all: $(BUILD)/bench/memfill
+all: $(BUILD)/bench/compress
 
 # Fault-injection helpers for the migration tests (t_migrate_faults.sh, t_migrate_distance.sh):
 # a relay that cuts, corrupts, stalls or delays a stream, and a generator of crafted streams.

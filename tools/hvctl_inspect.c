@@ -105,7 +105,7 @@ static int read_stream(int fd, struct summary *s, char *err, size_t errlen)
 			break;
 		}
 	}
-	s->pages = dec.stats.raw_pages + dec.stats.zlib_pages;
+	s->pages = dec.stats.raw_pages + dec.stats.zlib_pages + dec.stats.zstd_pages;
 	char extra;
 	if (read(fd, &extra, 1) != 0) {
 		hv_errf(err, errlen, "bytes follow the end of the stream");

@@ -59,11 +59,26 @@ static int report_path_check(const char *path)
 	return 0;
 }
 
+/* --compress NAME, for migrate and save. */
+static int parse_compress(const char *arg, struct migrate_params *p)
+{
+	int n = migrate_choice(arg, migrate_compress_names, MIGRATE_COMPRESS_COUNT);
+	char list[64];
+
+	if (n < 0) {
+		hv_error("--compress '%s': use %s", arg,
+			 migrate_choice_list(migrate_compress_names, MIGRATE_COMPRESS_COUNT, list, sizeof(list)));
+		return -1;
+	}
+	p->compress = (enum migrate_compress)n;
+	return 0;
+}
+
 static void migrate_usage(FILE *f)
 {
 	fprintf(f,
 		"usage: hvctl migrate NAME HOST:PORT|HOST [--downtime MS] [--bandwidth RATE]\n"
-		"         [--compress auto|zlib|none] [--max-rounds N]\n"
+		"         [--compress auto|zstd|zlib|none] [--max-rounds N]\n"
 		"         [--on-timeout force|cancel] [--auto-converge [--max-throttle PCT]]\n"
 		"         [--postcopy | --postcopy-after ROUNDS]\n"
 		"         [--offline] [--json | --explain]\n"
@@ -89,8 +104,10 @@ static void migrate_usage(FILE *f)
 		"(--postcopy-after N: after N rounds) unless pre-copy converged first; the\n"
 		"pages it still lacks follow, those it touches first. A failure after that\n"
 		"loses the guest on both hosts (exit status 4).\n"
-		"--bandwidth caps the stream (bytes/s, K/M/G suffixes). On any failure before\n"
-		"the destination commits, the VM keeps running here.\n"
+		"--bandwidth caps the stream (bytes/s, K/M/G suffixes). --compress auto (the\n"
+		"default) compresses with zstd (zlib for a destination without it) only\n"
+		"while the link is the bottleneck; zstd and zlib always; none never.\n"
+		"On any failure before the state is sent, the VM keeps running here.\n"
 		"--offline moves a paused VM (hvctl pause NAME) without pre-copy rounds:\n"
 		"its memory is sent once; it arrives paused.\n"
 		"--storage copy sends the disks too (shared-nothing), into new images the\n"
@@ -160,11 +177,8 @@ static int parse_opts(int argc, char **argv, struct migrate_opts *o)
 			}
 			break;
 		case 'c':
-			if ((n = migrate_choice(optarg, migrate_compress_names, 3)) < 0) {
-				hv_error("--compress '%s': use auto, zlib or none", optarg);
+			if (parse_compress(optarg, &o->p) < 0)
 				return -1;
-			}
-			o->p.compress = (enum migrate_compress)n;
 			break;
 		case 'o':
 			if ((n = migrate_choice(optarg, migrate_on_timeout_names, 2)) < 0) {
@@ -286,9 +300,19 @@ static void draw_bar(struct json_object *ev)
 	fflush(stderr);
 }
 
+/* The compressed pages by compressor, when there are any (an older VM process reports no
+ * zstd_pages: 0). */
+static void print_compressed(struct json_object *ev)
+{
+	if (event_num(ev, "zstd_pages") + event_num(ev, "zlib_pages") > 0)
+		printf("  compressed      %.0f pages with zstd, %.0f with zlib\n", event_num(ev, "zstd_pages"),
+		       event_num(ev, "zlib_pages"));
+}
+
 static void print_summary(struct json_object *ev, const char *name, const char *uri, const char *file)
 {
 	char bytes[32];
+	double compressed = event_num(ev, "zlib_pages") + event_num(ev, "zstd_pages");
 
 	migrate_bar_bytes(bytes, sizeof(bytes), event_num(ev, "wire_bytes"));
 	if (file) {
@@ -297,7 +321,8 @@ static void print_summary(struct json_object *ev, const char *name, const char *
 		printf("  guest paused    %.1f ms\n", event_num(ev, "downtime_ms"));
 		printf("  file size       %s\n", bytes);
 		printf("  pages           %.0f raw, %.0f compressed (zero pages take no space)\n",
-		       event_num(ev, "raw_pages"), event_num(ev, "zlib_pages"));
+		       event_num(ev, "raw_pages"), compressed);
+		print_compressed(ev);
 		return;
 	}
 	printf("migrated %s to %s\n", name, uri);
@@ -306,7 +331,8 @@ static void print_summary(struct json_object *ev, const char *name, const char *
 	printf("  rounds          %.0f\n", event_num(ev, "round") + 1);
 	printf("  on the wire     %s\n", bytes);
 	printf("  pages           %.0f zero, %.0f raw, %.0f compressed\n", event_num(ev, "zero_pages"),
-	       event_num(ev, "raw_pages"), event_num(ev, "zlib_pages"));
+	       event_num(ev, "raw_pages"), compressed);
+	print_compressed(ev);
 	if (event_num(ev, "disk_blocks_sent") > 0) {
 		char disk[32];
 		migrate_bar_bytes(disk, sizeof(disk), event_num(ev, "disk_bytes"));
@@ -505,8 +531,8 @@ int hvctl_cmd_migrate(int argc, char **argv)
 static void save_usage(FILE *f)
 {
 	fprintf(f,
-		"usage: hvctl save NAME FILE [--stop] [--live] [--compress none|zlib|auto]\n"
-		"         [--json]\n"
+		"usage: hvctl save NAME FILE [--stop] [--live]\n"
+		"         [--compress none|zstd|zlib|auto] [--json]\n"
 		"\n"
 		"Writes VM NAME's whole state (memory, vCPUs, devices) to the snapshot FILE,\n"
 		"with the guest paused for it; then the VM goes on (paused if it was), or\n"
@@ -514,7 +540,9 @@ static void save_usage(FILE *f)
 		"exist; it appears only once complete (written beside it, fsynced, renamed).\n"
 		"--live writes pre-copy rounds while the guest runs and pauses it only for\n"
 		"the last one, as a live migration does (a larger file, a shorter pause).\n"
-		"--compress zlib makes a smaller file and a longer pause (default none).\n"
+		"--compress zstd makes a smaller file for a slightly longer pause, zlib a\n"
+		"longer one (default none). 'hvctl restore' of a zstd file needs an hv that\n"
+		"knows zstd.\n"
 		"'hvctl restore FILE' starts the VM again, here or on another host. Disks are\n"
 		"not in FILE: restore refuses one the VM wrote after the save (use --stop, or\n"
 		"copy the image while the VM is paused).\n");
@@ -556,7 +584,7 @@ int hvctl_cmd_save(int argc, char **argv)
 		{ "json", no_argument, NULL, 'j' }, { "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	int c, n;
+	int c;
 
 	memset(&o, 0, sizeof(o));
 	migrate_params_default(&o.p);
@@ -571,11 +599,8 @@ int hvctl_cmd_save(int argc, char **argv)
 		case 'l': o.p.live = true; break;
 		case 'j': o.json = 1; break;
 		case 'c':
-			if ((n = migrate_choice(optarg, migrate_compress_names, 3)) < 0) {
-				hv_error("--compress '%s': use auto, zlib or none", optarg);
+			if (parse_compress(optarg, &o.p) < 0)
 				return 2;
-			}
-			o.p.compress = (enum migrate_compress)n;
 			break;
 		case 'h': save_usage(stdout); return 0;
 		default:

@@ -5,7 +5,7 @@
 # also run inside a QEMU TCG VM that has one (tests/nested/run.sh).
 set -euo pipefail
 
-pkgs=(gcc make libc6-dev libjson-c-dev libcmocka-dev uuid-dev zlib1g-dev libxxhash-dev clang iproute2
+pkgs=(gcc make libc6-dev libjson-c-dev libcmocka-dev uuid-dev zlib1g-dev libzstd-dev libxxhash-dev clang iproute2
       procps psmisc util-linux xz-utils libclang-rt-14-dev iputils-ping tmux
       libseccomp-dev libssl-dev openssl chromium qemu-system-x86 busybox-static cpio)
 [ "${1:-}" = "--bench" ] && pkgs+=(python3)

@@ -22,7 +22,7 @@
 /* One pre-copy round, as its closing event tells it (per-round values, not running totals). */
 struct report_round {
 	double elapsed_ms, duration_ms;
-	double zero, raw, zlib; /* pages of each kind sent in this round */
+	double zero, raw, compressed; /* pages of each kind sent in this round */
 	double bytes;
 	double rate_mibs, dirty_rate_mibs, remaining_pages, expected_downtime_ms;
 };
@@ -31,7 +31,7 @@ struct migrate_report {
 	struct report_round *rounds;
 	size_t n, cap;
 	/* Running totals at the last round's end, to take the next round's share from. */
-	double zero, raw, zlib, wire;
+	double zero, raw, compressed, wire;
 	struct json_object *final;
 };
 
@@ -48,6 +48,12 @@ void migrate_report_free(struct migrate_report *r)
 		json_object_put(r->final);
 	free(r->rounds);
 	free(r);
+}
+
+/* Pages sent compressed so far, by either compressor. */
+static double compressed_pages(struct json_object *ev)
+{
+	return event_num(ev, "zlib_pages") + event_num(ev, "zstd_pages");
 }
 
 void migrate_report_add(struct migrate_report *r, struct json_object *ev)
@@ -76,7 +82,7 @@ void migrate_report_add(struct migrate_report *r, struct json_object *ev)
 		.duration_ms = event_num(ev, "round_elapsed_ms"),
 		.zero = event_num(ev, "zero_pages") - r->zero,
 		.raw = event_num(ev, "raw_pages") - r->raw,
-		.zlib = event_num(ev, "zlib_pages") - r->zlib,
+		.compressed = compressed_pages(ev) - r->compressed,
 		.bytes = event_num(ev, "wire_bytes") - r->wire,
 		.rate_mibs = event_num(ev, "rate_mibs"),
 		.dirty_rate_mibs = event_num(ev, "dirty_rate_mibs"),
@@ -85,7 +91,7 @@ void migrate_report_add(struct migrate_report *r, struct json_object *ev)
 	};
 	r->zero = event_num(ev, "zero_pages");
 	r->raw = event_num(ev, "raw_pages");
-	r->zlib = event_num(ev, "zlib_pages");
+	r->compressed = compressed_pages(ev);
 	r->wire = event_num(ev, "wire_bytes");
 }
 
@@ -143,7 +149,7 @@ size_t migrate_report_why(const struct migrate_report *r, char *buf, size_t len)
 		return off;
 	}
 	const struct report_round *first = &r->rounds[0], *last = &r->rounds[r->n - 1];
-	double first_mib = (first->zero + first->raw + first->zlib) * PAGE / MIB;
+	double first_mib = (first->zero + first->raw + first->compressed) * PAGE / MIB;
 	put(buf, len, &off, "Round 0 copied the %.1f MiB the guest had touched, out of %.0f MiB of RAM "
 		 "(memory it never touched is not sent), while the guest kept running. ",
 		 first_mib, event_num(f, "ram_pages") * PAGE / MIB);
@@ -344,8 +350,10 @@ static void summary(const struct migrate_report *r, FILE *o)
 	row(o, "zero_pages", "zero pages (not sent)", event_num(f, "zero_pages"), t);
 	snprintf(t, sizeof(t), "%.0f", event_num(f, "raw_pages"));
 	row(o, "raw_pages", "pages sent raw", event_num(f, "raw_pages"), t);
+	snprintf(t, sizeof(t), "%.0f", event_num(f, "zstd_pages"));
+	row(o, "zstd_pages", "pages sent compressed with zstd", event_num(f, "zstd_pages"), t);
 	snprintf(t, sizeof(t), "%.0f", event_num(f, "zlib_pages"));
-	row(o, "zlib_pages", "pages sent compressed", event_num(f, "zlib_pages"), t);
+	row(o, "zlib_pages", "pages sent compressed with zlib", event_num(f, "zlib_pages"), t);
 	migrate_bar_bytes(b, sizeof(b), event_num(f, "ram_pages") * PAGE);
 	row(o, "ram", "guest RAM", event_num(f, "ram_pages") * PAGE, b);
 	if (r->n) {
@@ -392,7 +400,7 @@ static void charts(const struct migrate_report *r, FILE *o)
 		const struct report_round *x = i < n ? &r->rounds[i] : NULL;
 		parts[i * 3] = x ? x->zero : event_num(f, "zero_pages") - r->zero;
 		parts[i * 3 + 1] = x ? x->raw : event_num(f, "raw_pages") - r->raw;
-		parts[i * 3 + 2] = x ? x->zlib : event_num(f, "zlib_pages") - r->zlib;
+		parts[i * 3 + 2] = x ? x->compressed : compressed_pages(f) - r->compressed;
 		v[i] = x ? x->bytes : event_num(f, "wire_bytes") - r->wire;
 		double sum = parts[i * 3] + parts[i * 3 + 1] + parts[i * 3 + 2];
 		ymax = sum > ymax ? sum : ymax;

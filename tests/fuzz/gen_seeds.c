@@ -87,7 +87,7 @@ static void seed_migration(const char *dir, const char *name, uint8_t mode)
 	strcpy(h.uuid, "6f1d3c2a-9b7e-4c1d-8e2f-0a1b2c3d4e5f");
 	h.mem_size = FUZZ_GUEST_PAGES * WIRE_PAGE_SIZE;
 	h.vcpus = 1;
-	h.caps = WIRE_CAP_ZLIB;
+	h.caps = WIRE_CAP_ZLIB | WIRE_CAP_ZSTD;
 	h.ncpuid = 2;
 	h.cpuid[0] = (struct wire_cpuid_word){ 0, 0, 0xd, 1, 2, 3 };
 	h.cpuid[1] = (struct wire_cpuid_word){ 7, 0, 0, 0x219c91a9, 0, 0 };
@@ -103,6 +103,8 @@ static void seed_migration(const char *dir, const char *name, uint8_t mode)
 	page_codec_enc_init(&e);
 	seed_pages(&c, &e, 0, 4, PAGE_CODEC_COMPRESS_NONE, false);   /* raw, live */
 	seed_pages(&c, &e, 4, 4, PAGE_CODEC_COMPRESS_ZLIB, false);   /* zlib */
+	seed_pages(&c, &e, 4, 8, PAGE_CODEC_COMPRESS_ZSTD, false);   /* zstd: text, patterned */
+	seed_pages(&c, &e, 9, 4, PAGE_CODEC_COMPRESS_ZSTD, false);   /* zstd: patterned, zero */
 	seed_pages(&c, &e, 20, 3, PAGE_CODEC_COMPRESS_NONE, false);  /* zero pages only */
 	seed_check(wire_send_round_end(&c, &re), &c);
 	seed_check(wire_send_progress(&c, &pr), &c);

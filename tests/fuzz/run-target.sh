@@ -36,7 +36,7 @@ POOL="-Wl,--wrap=pthread_create,--wrap=pthread_join"
 case $NAME in
 stream)
 	SRCS="migrate/wire.c migrate/page_codec.c migrate/cpu_state.c migrate/snapshot.c migrate/disk_copy.c hv/log.c hv/printable.c hv/state_enc.c"
-	LIBS="-lz -ljson-c -luuid -lxxhash"
+	LIBS="-lz -lzstd -ljson-c -luuid -lxxhash"
 	MAXLEN=131072
 	DICT=tests/fuzz/stream.dict ;;
 devices)
@@ -53,7 +53,7 @@ devstate)
 	MAXLEN=65536 ;;
 hello)
 	SRCS="migrate/wire.c migrate/page_codec.c migrate/cpu_state.c hv/log.c hv/printable.c hv/state_enc.c"
-	LIBS="-lz -ljson-c -luuid -lxxhash"
+	LIBS="-lz -lzstd -ljson-c -luuid -lxxhash"
 	MAXLEN=65536
 	DICT=tests/fuzz/hello.dict ;;
 control)

@@ -326,25 +326,33 @@ EOF
 	"$HVCTL" stop js-dst || fail "stop failed"
 }
 
-test_migrate_compress() {
-	local port z r w pid
-	port=$(mig_unused_port 47171)
-	# fill=stamp: 16 bytes per page, the rest zero: compresses ~100x.
-	start_vm cz-a --kernel "$GUEST" --mem 512M --cmdline "prog=memtouch ws=32M rate=50 fill=stamp"
-	mig_wait_field_above "$T/cz-a.console" 'memtouch: tick=' gen 1 15
-	pid=$(mig_vm_pid cz-a)
-	mig_receiver cz-b 127.0.0.1:$port "$T/cz-b.console"
-	mig_migrate cz-a 127.0.0.1:$port --compress zlib
+# compress_leg SRC DST PORT MODE: a guest SRC with 32M of stamped pages (16 bytes per page,
+# the rest zero: they compress ~100x) migrated with --compress MODE to a new receiver DST; its
+# pages must have gone compressed and small. Leaves SRC's pid in CZ_PID and the summary's
+# compressed and raw page counts in CZ_Z and CZ_R.
+compress_leg() {
+	local src=$1 dst=$2 port=$3 mode=$4 w
+	start_vm "$src" --kernel "$GUEST" --mem 512M --cmdline "prog=memtouch ws=32M rate=50 fill=stamp"
+	mig_wait_field_above "$T/$src.console" 'memtouch: tick=' gen 1 15
+	CZ_PID=$(mig_vm_pid "$src")
+	mig_receiver "$dst" 127.0.0.1:$port "$T/$dst.console"
+	mig_migrate "$src" 127.0.0.1:$port --compress "$mode"
 	cat "$T/mig.out"
-	z=$(mig_summary_pages "$T/mig.out" compressed)
-	r=$(mig_summary_pages "$T/mig.out" raw)
+	CZ_Z=$(mig_summary_pages "$T/mig.out" compressed)
+	CZ_R=$(mig_summary_pages "$T/mig.out" raw)
 	w=$(mig_summary_wire_bytes "$T/mig.out")
-	[ "$z" -gt 0 ] || fail "--compress zlib: no compressed pages"
-	[ "$z" -ge 8192 ] || fail "--compress zlib: only $z compressed pages for a 32M working set"
-	[ "$w" -lt $(((z + r) * 4096 / 4)) ] || fail "--compress zlib: $w bytes on the wire for $((z + r)) pages"
-	mig_check_memtouch_continues "$T/cz-a.console" "$T/cz-b.console"
+	[ "$CZ_Z" -ge 8192 ] || fail "--compress $mode: only $CZ_Z compressed pages for a 32M working set"
+	[ "$w" -lt $(((CZ_Z + CZ_R) * 4096 / 4)) ] ||
+		fail "--compress $mode: $w bytes on the wire for $((CZ_Z + CZ_R)) pages"
+	mig_check_memtouch_continues "$T/$src.console" "$T/$dst.console"
+}
+
+test_migrate_compress() {
+	local port z r w
+	port=$(mig_unused_port 47171)
+	compress_leg cz-a cz-b "$port" zlib
 	# And back, uncompressed (the name cz-a is free again once its first process is gone).
-	mig_wait_pid_gone "$pid" 5
+	mig_wait_pid_gone "$CZ_PID" 5
 	port=$(mig_unused_port $((port + 1)))
 	mig_receiver cz-a 127.0.0.1:$port "$T/cz-a2.console"
 	mig_migrate cz-b 127.0.0.1:$port --compress none
@@ -357,6 +365,17 @@ test_migrate_compress() {
 	[ "$w" -ge $((r * 4096)) ] || fail "--compress none: $w bytes on the wire for $r raw pages"
 	mig_check_memtouch_continues "$T/cz-b.console" "$T/cz-a2.console"
 	"$HVCTL" stop cz-a || fail "stop failed"
+}
+
+# --compress zstd: every compressed page went as zstd (the destination offers it), and the
+# summary says so.
+test_migrate_compress_zstd() {
+	local port zs
+	port=$(mig_unused_port 47176)
+	compress_leg zs-a zs-b "$port" zstd
+	zs=$(sed -nE 's/^ *compressed +([0-9]+) pages with zstd, 0 with zlib$/\1/p' "$T/mig.out")
+	[ "$zs" = "$CZ_Z" ] || fail "--compress zstd: $CZ_Z pages compressed, of them '$zs' with zstd"
+	"$HVCTL" stop zs-b || fail "stop failed"
 }
 
 test_migrate_destination_refusals() {

@@ -44,6 +44,28 @@ test_snapshot_save_running_then_restore_elsewhere() {
 	"$HVCTL" stop r1 >/dev/null
 }
 
+# save --compress zstd: a smaller file, its pages as zstd batches; restore reads them back and
+# the guest goes on with its memory intact.
+test_snapshot_zstd_save_and_restore() {
+	local src_run=$T/run-a size
+	mkdir -p "$src_run"
+	HV_RUN_DIR=$src_run start_vm zs1 --kernel "$GUEST" --mem 128M --cmdline "prog=memtouch ws=16M rate=50 fill=stamp"
+	mig_wait_field_above "$T/zs1.console" 'memtouch: tick=' gen 1 15
+	HV_RUN_DIR=$src_run "$HVCTL" save zs1 "$T/zs1.snap" --stop --compress zstd >"$T/save.out" 2>"$T/save.err" ||
+		{ cat "$T/save.out" "$T/save.err"; fail "hvctl save --compress zstd failed"; }
+	cat "$T/save.out"
+	grep -Eq '^ *compressed +[1-9][0-9]* pages with zstd, 0 with zlib$' "$T/save.out" ||
+		fail "the summary names no zstd pages"
+	size=$(stat -c %s "$T/zs1.snap")
+	[ "$size" -lt $((4 << 20)) ] || fail "16 MiB of stamped pages made a $size-byte zstd file"
+	for _ in $(seq 50); do HV_RUN_DIR=$src_run "$HVCTL" list 2>/dev/null | grep -q '^zs1 ' || break; sleep 0.1; done
+	"$HVCTL" restore "$T/zs1.snap" --console "file:$T/zs1r.console" --detach >/dev/null ||
+		fail "hvctl restore of a zstd snapshot failed"
+	mig_wait_field_above "$T/zs1r.console" 'memtouch: tick=' gen 1 15
+	mig_no_corrupt "$T/zs1r.console"
+	"$HVCTL" stop zs1 >/dev/null
+}
+
 # save --stop ends the VM once the file is complete; restore --paused starts it paused, and
 # resumed it goes on.
 test_snapshot_stop_and_restore_paused() {

@@ -91,11 +91,12 @@ static void test_out_of_range_is_refused(void **unused)
 		{ "{\"uri\":\"h:1\",\"max_rounds\":0}", "'max_rounds' must be an integer from 1 to 10000" },
 		{ "{\"uri\":\"h:1\",\"max_rounds\":-3}", "'max_rounds'" },
 		{ "{\"uri\":\"h:1\",\"bandwidth\":100}", "'bandwidth' must be 0 (no cap) or at least 4096" },
-		{ "{\"uri\":\"h:1\",\"compress\":\"lz4\\u001b[2J\"}", "'compress' must be one of auto, zlib, none" },
-		{ "{\"uri\":\"h:1\",\"on_timeout\":1}", "'on_timeout' must be one of force, cancel" },
+		{ "{\"uri\":\"h:1\",\"compress\":\"lz4\\u001b[2J\"}", "'compress' must be one of auto, zstd, zlib or none" },
+		{ "{\"uri\":\"h:1\",\"compress\":\"ZSTD\"}", "'compress' must be one of" },
+		{ "{\"uri\":\"h:1\",\"on_timeout\":1}", "'on_timeout' must be one of force or cancel" },
 		{ "{\"uri\":\"h:1\",\"psk\":\"\"}", "'psk' must be a string of 1 to" },
 		{ "{\"uri\":\"h:1\",\"offline\":1}", "'offline' must be true or false" },
-		{ "{\"uri\":\"h:1\",\"storage\":\"nfs\"}", "'storage' must be one of shared, copy" },
+		{ "{\"uri\":\"h:1\",\"storage\":\"nfs\"}", "'storage' must be one of shared or copy" },
 		{ "{\"uri\":\"h:1\",\"dest_disk0\":7}", "'dest_disk0' must be a string" },
 		{ "{\"uri\":\"h:1\",\"auto_converge\":\"yes\"}", "'auto_converge' must be true or false" },
 		{ "{\"uri\":\"h:1\",\"max_throttle\":100}", "'max_throttle' must be an integer from 1 to 99" },
@@ -112,10 +113,43 @@ static void test_out_of_range_is_refused(void **unused)
 	}
 }
 
+/* Every --compress choice by its name, and back; the names and the enum agree. */
+static void test_compress_names_round_trip(void **unused)
+{
+	static const char *const expect[MIGRATE_COMPRESS_COUNT] = {
+		[MIGRATE_COMPRESS_AUTO] = "auto", [MIGRATE_COMPRESS_ZSTD] = "zstd",
+		[MIGRATE_COMPRESS_ZLIB] = "zlib", [MIGRATE_COMPRESS_NONE] = "none",
+	};
+	char err[256], list[64];
+
+	for (int i = 0; i < MIGRATE_COMPRESS_COUNT; i++) {
+		struct migrate_params a, b;
+		struct json_object *req = json_object_new_object(), *v;
+
+		assert_string_equal(migrate_compress_names[i], expect[i]);
+		migrate_params_default(&a);
+		snprintf(a.uri, sizeof(a.uri), "h:1");
+		a.compress = (enum migrate_compress)i;
+		migrate_params_to_json(&a, req);
+		assert_true(json_object_object_get_ex(req, "compress", &v));
+		assert_string_equal(json_object_get_string(v), expect[i]);
+		assert_int_equal(migrate_params_from_json(req, &b, err, sizeof(err)), 0);
+		assert_int_equal(b.compress, i);
+		json_object_put(req);
+	}
+	struct migrate_params p;
+	assert_int_equal(parse("{\"uri\":\"h:1\",\"compress\":\"zstd\"}", &p, err, sizeof(err)), 0);
+	assert_int_equal(p.compress, MIGRATE_COMPRESS_ZSTD);
+	assert_string_equal(migrate_choice_list(migrate_compress_names, MIGRATE_COMPRESS_COUNT, list, sizeof(list)),
+			    "auto, zstd, zlib or none");
+	assert_string_equal(migrate_choice_list(migrate_compress_names, 1, list, sizeof(list)), "auto");
+	assert_string_equal(migrate_choice_list(migrate_compress_names, MIGRATE_COMPRESS_COUNT, list, 9), "auto, zs");
+}
+
 static void test_events_carry_the_numbers(void **unused)
 {
 	struct migrate_stats st = { .phase = MIGRATE_PHASE_DONE, .round = 3, .wire_bytes = 12345,
-				    .downtime_ms = 1.5 };
+				    .downtime_ms = 1.5, .zlib_pages = 7, .zstd_pages = 11 };
 	snprintf(st.security, sizeof(st.security), "none");
 	struct json_object *o = migrate_stats_to_json("migration-done", &st), *v;
 
@@ -127,6 +161,10 @@ static void test_events_carry_the_numbers(void **unused)
 	assert_int_equal(json_object_get_int64(v), 12345);
 	assert_true(json_object_object_get_ex(o, "downtime_ms", &v));
 	assert_float_equal(json_object_get_double(v), 1.5, 1e-9);
+	assert_true(json_object_object_get_ex(o, "zlib_pages", &v));
+	assert_int_equal(json_object_get_int64(v), 7);
+	assert_true(json_object_object_get_ex(o, "zstd_pages", &v));
+	assert_int_equal(json_object_get_int64(v), 11);
 	assert_true(json_object_object_get_ex(o, "security", &v));
 	assert_false(json_object_object_get_ex(o, "error", &v));
 	assert_false(json_object_object_get_ex(o, "outcome_unknown", &v));
@@ -139,6 +177,7 @@ int main(void)
 		cmocka_unit_test(test_round_trip),
 		cmocka_unit_test(test_defaults_and_old_name),
 		cmocka_unit_test(test_out_of_range_is_refused),
+		cmocka_unit_test(test_compress_names_round_trip),
 		cmocka_unit_test(test_events_carry_the_numbers),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

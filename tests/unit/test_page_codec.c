@@ -1,5 +1,5 @@
-/* page_codec: zero/raw/zlib batches, zero-copy encoding, strict decoding in memory and straight
- * from a stream into "guest RAM". */
+/* page_codec: zero/raw/zlib/zstd batches, zero-copy encoding, strict decoding in memory and
+ * straight from a stream into "guest RAM". */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -11,6 +11,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 #include <zlib.h>
+#include <zstd.h>
 
 #include <cmocka.h>
 
@@ -50,12 +51,16 @@ static void guest_fini(struct guest *g)
 	munmap(g->mem, g->npages * PG);
 }
 
-static uint32_t rng_state = 12345;
+/* xorshift64: bytes with no repeat a compressor could find (a 32-bit LCG's low bits repeat
+ * every 64 KiB, which zstd's window sees). */
+static uint64_t rng_state = 0x9e3779b97f4a7c15ULL;
 
 static uint32_t rng(void)
 {
-	rng_state = rng_state * 1103515245u + 12345u;
-	return rng_state >> 8;
+	rng_state ^= rng_state << 13;
+	rng_state ^= rng_state >> 7;
+	rng_state ^= rng_state << 17;
+	return (uint32_t)(rng_state >> 32);
 }
 
 /* Page contents by kind: 0 zero, 1 random (incompressible), 2 text-like (compressible). */
@@ -265,6 +270,95 @@ static void test_zlib_and_fallback(void **unused)
 	guest_fini(&dst);
 }
 
+/* Decodes what the encoder just encoded into g (it must succeed). */
+static void decode_encoded(const struct page_codec_enc *e, struct page_codec_dec *d, struct guest *g)
+{
+	size_t len;
+	uint8_t *payload = flatten(e, &len);
+
+	assert_int_equal(page_codec_decode(d, payload, len, g->npages, guest_page_ptr, g), 0);
+	free(payload);
+}
+
+/* zstd: a batch of text, random and zero pages in one frame and back; the same encoder on
+ * pages it cannot shrink falls back to raw; every compression attempt is counted. */
+static void test_zstd_and_fallback(void **unused)
+{
+	struct guest src, dst;
+	struct page_codec_enc e;
+	struct page_codec_dec d;
+	uint64_t gfns[PAGE_CODEC_MAX_PAGES];
+	const uint8_t *pages[PAGE_CODEC_MAX_PAGES];
+	unsigned n = PAGE_CODEC_MAX_PAGES, ndata = 0;
+
+	guest_init(&src, 2 * n);
+	guest_init(&dst, 2 * n);
+	memset(dst.mem, 0x5a, 2 * n * PG);
+	for (unsigned i = 0; i < n; i++) {
+		/* Scattered and out of order: the frame holds the data pages in entry order. */
+		gfns[i] = (i * 37) % (2 * n);
+		fill_page(src.mem + gfns[i] * PG, i % 4 == 0 ? 0 : i % 4 == 1 ? 1 : 2, i);
+		ndata += i % 4 != 0;
+		pages[i] = src.mem + gfns[i] * PG;
+	}
+	page_codec_enc_init(&e);
+	page_codec_dec_init(&d);
+	assert_int_equal(page_codec_encode(&e, gfns, pages, n, PAGE_CODEC_COMPRESS_ZSTD, false), 0);
+	assert_int_equal(e.desc[2], PAGE_CODEC_ENC_ZSTD);
+	assert_int_equal(e.desc[3], 0); /* no hashes: the whole record is under the CRC */
+	assert_int_equal(e.crc_len, e.payload_len);
+	assert_true(e.payload_len < PAGE_CODEC_DESC_SIZE(n) + ndata * PG * 3 / 4);
+	assert_int_equal(wire_get_u32(e.iov[1].iov_base), ZSTD_MAGICNUMBER);
+	assert_int_equal(ZSTD_getFrameContentSize(e.iov[1].iov_base, e.iov[1].iov_len), (uint64_t)ndata * PG);
+	assert_int_equal(e.stats.zstd_pages, ndata);
+	assert_int_equal(e.stats.zero_pages, n - ndata);
+	assert_int_equal(e.stats.zstd_in_bytes, (uint64_t)ndata * PG);
+	assert_int_equal(e.stats.zstd_out_bytes, e.payload_len - PAGE_CODEC_DESC_SIZE(n));
+	assert_int_equal(e.stats.compress_in_bytes, (uint64_t)ndata * PG);
+	assert_int_equal(e.stats.compress_out_bytes, e.stats.zstd_out_bytes);
+	assert_int_equal(e.stats.zlib_pages + e.stats.raw_pages, 0);
+	decode_encoded(&e, &d, &dst);
+	for (unsigned i = 0; i < n; i++)
+		assert_memory_equal(dst.mem + gfns[i] * PG, src.mem + gfns[i] * PG, PG);
+	assert_int_equal(d.stats.zstd_pages, ndata);
+	assert_int_equal(d.stats.zstd_out_bytes, e.stats.zstd_out_bytes);
+	assert_int_equal(d.stats.zero_writes, n - ndata);
+
+	/* Random pages only: zstd cannot shrink them, the batch goes raw (hashed, live). */
+	for (unsigned i = 0; i < n; i++)
+		fill_page(src.mem + gfns[i] * PG, 1, i);
+	assert_int_equal(page_codec_encode(&e, gfns, pages, n, PAGE_CODEC_COMPRESS_ZSTD, false), 0);
+	assert_int_equal(e.desc[2], PAGE_CODEC_ENC_RAW);
+	assert_int_equal(e.desc[3], PAGE_CODEC_F_HASHED);
+	assert_int_equal(e.stats.zstd_fallbacks, 1);
+	assert_int_equal(e.stats.zlib_fallbacks, 0);
+	assert_int_equal(e.stats.raw_pages, n);
+	/* The attempt counts, its output as the raw size. */
+	assert_int_equal(e.stats.compress_in_bytes, ((uint64_t)ndata + n) * PG);
+	assert_int_equal(e.stats.compress_out_bytes, e.stats.zstd_out_bytes + (uint64_t)n * PG);
+	decode_encoded(&e, &d, &dst);
+	for (unsigned i = 0; i < n; i++)
+		assert_memory_equal(dst.mem + gfns[i] * PG, src.mem + gfns[i] * PG, PG);
+
+	/* zlib next, through the same encoder: the attempt counters cover both compressors. */
+	fill_page(src.mem + gfns[0] * PG, 2, 0);
+	assert_int_equal(page_codec_encode(&e, gfns, pages, 1, PAGE_CODEC_COMPRESS_ZLIB, false), 0);
+	assert_int_equal(e.desc[2], PAGE_CODEC_ENC_ZLIB);
+	assert_int_equal(e.stats.compress_in_bytes, ((uint64_t)ndata + n + 1) * PG);
+	/* A single page, and a request for a compressor that does not exist. */
+	assert_int_equal(page_codec_encode(&e, gfns, pages, 1, PAGE_CODEC_COMPRESS_ZSTD, false), 0);
+	assert_int_equal(e.desc[2], PAGE_CODEC_ENC_ZSTD);
+	decode_encoded(&e, &d, &dst);
+	assert_memory_equal(dst.mem + gfns[0] * PG, src.mem + gfns[0] * PG, PG);
+	assert_int_equal(page_codec_encode(&e, gfns, pages, 1, (enum page_codec_compress)3, false),
+			 WIRE_E_ARG);
+
+	page_codec_enc_fini(&e);
+	page_codec_dec_fini(&d);
+	guest_fini(&src);
+	guest_fini(&dst);
+}
+
 /* Zero pages on decode: a page that is already zero is only read, never written. */
 static void test_zero_pages_not_written(void **unused)
 {
@@ -414,14 +508,17 @@ static void test_decode_errors(void **unused)
 	for (unsigned i = 0; i <= PAGE_CODEC_MAX_PAGES; i++)
 		craft_entry(c, 0, 1);
 	assert_int_equal(decode_craft(c, &g, err), WIRE_E_PAYLOAD);
-	craft_begin(c, 1, 2, 0, 0);
+	craft_begin(c, 1, 3, 0, 0);
 	craft_entry(c, 0, 1);
 	assert_int_equal(decode_craft(c, &g, err), WIRE_E_PAYLOAD);
-	assert_non_null(strstr(err, "encoding 2"));
+	assert_non_null(strstr(err, "encoding 3"));
 	craft_begin(c, 1, 0, 2, 0); /* an unknown flag */
 	craft_entry(c, 0, 1);
 	assert_int_equal(decode_craft(c, &g, err), WIRE_E_PAYLOAD);
 	craft_begin(c, 1, 1, PAGE_CODEC_F_HASHED, 0); /* hashes only go with raw batches */
+	craft_entry(c, 0, 1);
+	assert_int_equal(decode_craft(c, &g, err), WIRE_E_PAYLOAD);
+	craft_begin(c, 1, 2, PAGE_CODEC_F_HASHED, 0);
 	craft_entry(c, 0, 1);
 	assert_int_equal(decode_craft(c, &g, err), WIRE_E_PAYLOAD);
 
@@ -573,7 +670,7 @@ static void test_decode_truncations_and_flips(void **unused)
 	}
 	page_codec_enc_init(&e);
 	page_codec_dec_init(&d);
-	for (int mode = 0; mode < 2; mode++) {
+	for (int mode = PAGE_CODEC_COMPRESS_NONE; mode <= PAGE_CODEC_COMPRESS_ZSTD; mode++) {
 		size_t len;
 		uint8_t *payload;
 
@@ -635,30 +732,44 @@ static void test_stream_recv_into_ram(void **unused)
 	char err[256];
 	int records;
 
-	guest_init(&src, 1024);
-	guest_init(&dst, 1024);
-	memset(dst.mem, 0x33, 1024 * PG);
-	for (unsigned i = 0; i < 1024; i++)
+	/* Six batches of 256 pages: raw live and raw stable, then zlib and zstd, each in page
+	 * order and reversed. */
+	static const struct {
+		enum page_codec_compress z;
+		bool stable, reversed;
+	} plan[] = {
+		{ PAGE_CODEC_COMPRESS_NONE, false, false }, { PAGE_CODEC_COMPRESS_NONE, true, false },
+		{ PAGE_CODEC_COMPRESS_ZLIB, false, false }, { PAGE_CODEC_COMPRESS_ZLIB, false, true },
+		{ PAGE_CODEC_COMPRESS_ZSTD, false, false }, { PAGE_CODEC_COMPRESS_ZSTD, false, true },
+	};
+	const unsigned nb = sizeof(plan) / sizeof(plan[0]), npages = nb * PAGE_CODEC_MAX_PAGES;
+
+	guest_init(&src, npages);
+	guest_init(&dst, npages);
+	memset(dst.mem, 0x33, npages * PG);
+	for (unsigned i = 0; i < npages; i++)
 		fill_page(src.mem + i * PG, (int)(i % 3), i);
 	page_codec_enc_init(&e);
 	page_codec_dec_init(&d);
 	wire_conn_init(&c, &mem_ops, &p);
-	/* Four batches of 256 pages: raw live, raw stable, zlib, zlib with a reversed order. */
-	for (unsigned b = 0; b < 4; b++) {
+	for (unsigned b = 0; b < nb; b++) {
 		for (unsigned i = 0; i < PAGE_CODEC_MAX_PAGES; i++) {
-			gfns[i] = b == 3 ? 1023 - i : b * 256 + i;
+			gfns[i] = b * 256 + (plan[b].reversed ? 255 - i : i);
 			pages[i] = src.mem + gfns[i] * PG;
 		}
-		assert_int_equal(page_codec_send(&e, &c, gfns, pages, PAGE_CODEC_MAX_PAGES,
-						 b >= 2 ? PAGE_CODEC_COMPRESS_ZLIB
-							: PAGE_CODEC_COMPRESS_NONE, b == 1), 0);
+		assert_int_equal(page_codec_send(&e, &c, gfns, pages, PAGE_CODEC_MAX_PAGES, plan[b].z,
+						 plan[b].stable), 0);
 	}
 	assert_int_equal(recv_all(&p, &dst, &d, err, &records), WIRE_E_EOF);
-	assert_int_equal(records, 4);
-	assert_memory_equal(dst.mem, src.mem, 1024 * PG);
-	assert_int_equal(d.stats.batches, 4);
-	assert_int_equal(d.stats.zero_pages + d.stats.raw_pages + d.stats.zlib_pages, 1024);
+	assert_int_equal(records, nb);
+	assert_memory_equal(dst.mem, src.mem, npages * PG);
+	assert_int_equal(d.stats.batches, nb);
+	assert_int_equal(d.stats.zero_pages + d.stats.raw_pages + d.stats.zlib_pages + d.stats.zstd_pages,
+			 npages);
 	assert_true(d.stats.zlib_pages > 0);
+	assert_true(d.stats.zstd_pages > 0);
+	assert_int_equal(d.stats.zstd_pages, e.stats.zstd_pages);
+	assert_int_equal(d.stats.zstd_out_bytes, e.stats.zstd_out_bytes);
 	assert_int_equal(d.stats.wire_bytes, e.stats.wire_bytes);
 
 	page_codec_enc_fini(&e);
@@ -798,8 +909,8 @@ static void test_stream_corruption(void **unused)
 		assert_int_equal(page_codec_recv(&d, &c, &rx, 8, guest_page_ptr, &dst), WIRE_E_ARG);
 	}
 
-	/* Every truncation of a raw and of a zlib record. */
-	for (int z = 0; z < 2; z++) {
+	/* Every truncation of a raw, a zlib and a zstd record. */
+	for (int z = PAGE_CODEC_COMPRESS_NONE; z <= PAGE_CODEC_COMPRESS_ZSTD; z++) {
 		struct mem_pipe q;
 
 		for (unsigned i = 0; i < 8; i++)
@@ -821,18 +932,217 @@ static void test_stream_corruption(void **unused)
 	guest_fini(&small);
 }
 
+/* zstd-compresses n copies of a page of byte v; with the content size in the frame header or
+ * without it (as a streaming compressor would write it), and with a checksum if asked. */
+static size_t zstd_copies(uint8_t *out, size_t cap, unsigned n, uint8_t v, bool size, bool checksum)
+{
+	ZSTD_CCtx *cc = ZSTD_createCCtx();
+	uint8_t *in = malloc((size_t)n * PG + 1);
+	size_t len;
+
+	memset(in, v, (size_t)n * PG);
+	assert_false(ZSTD_isError(ZSTD_CCtx_setParameter(cc, ZSTD_c_contentSizeFlag, size)));
+	assert_false(ZSTD_isError(ZSTD_CCtx_setParameter(cc, ZSTD_c_checksumFlag, checksum)));
+	len = ZSTD_compress2(cc, out, cap, in, (size_t)n * PG);
+	assert_false(ZSTD_isError(len));
+	assert_true(ZSTD_getFrameContentSize(out, len) == (size ? (unsigned long long)n * PG
+								 : ZSTD_CONTENTSIZE_UNKNOWN));
+	free(in);
+	ZSTD_freeCCtx(cc);
+	return len;
+}
+
+/* A zstd frame written by hand: one segment, an 8-byte content size (any value), then one raw
+ * block of the n bytes at data. */
+static size_t zstd_raw_frame(uint8_t *out, uint64_t content_size, const uint8_t *data, uint32_t n)
+{
+	uint32_t block = 1u | (n << 3); /* last block, type raw, size n */
+
+	wire_put_u32(out, ZSTD_MAGICNUMBER);
+	out[4] = 0xe0; /* frame header descriptor: 8-byte content size, single segment */
+	wire_put_u64(out + 5, content_size);
+	out[13] = (uint8_t)block;
+	out[14] = (uint8_t)(block >> 8);
+	out[15] = (uint8_t)(block >> 16);
+	memcpy(out + 16, data, n);
+	return 16 + n;
+}
+
+/* A zstd batch of `count` data pages (gfns 1..count) with the given data. */
+static int decode_zstd(struct craft *c, struct guest *g, unsigned count, const uint8_t *data,
+		       size_t len, char *err)
+{
+	craft_begin(c, count, PAGE_CODEC_ENC_ZSTD, 0, (uint32_t)len);
+	for (unsigned i = 0; i < count; i++)
+		craft_entry(c, 1 + i, 0);
+	craft_data(c, data, len);
+	return decode_craft(c, g, err);
+}
+
+/* Hostile zstd payloads: each refused with a message that says what is wrong, before a byte of
+ * guest memory is written (the frame is decoded into the decoder's own buffer, bounded by the
+ * declared pages; under ASan any write or read past a buffer fails the test). */
+static void test_zstd_hostile(void **unused)
+{
+	static const struct {
+		unsigned pages;  /* data pages the batch declares */
+		unsigned copies; /* pages of content in the frame */
+		bool size, checksum;
+		const char *msg;
+	} wrong_size[] = {
+		{ 1, 8, true, false, "zstd frame declares 32768 bytes for 1 data pages" },
+		{ 1, 8, false, false, "zstd data decompresses to more than the declared 1 pages" },
+		{ 3, 1, true, false, "zstd frame declares 4096 bytes for 3 data pages" },
+		{ 3, 1, false, false, "zstd data decompresses to fewer than the declared 3 pages" },
+		{ 2, 3, false, true, "more than the declared 2 pages" },
+	};
+	struct guest g;
+	struct craft *c = malloc(sizeof(*c));
+	uint8_t *z = malloc(64 * 1024), *page = malloc(2 * PG);
+	char err[256];
+	size_t zl, zl2;
+
+	guest_init(&g, 16);
+	memset(g.mem, 0x77, 16 * PG);
+	memset(page, 'q', 2 * PG);
+#define UNTOUCHED()                                                                   \
+	do {                                                                          \
+		for (size_t i_ = 0; i_ < 16 * PG; i_++)                               \
+			if (g.mem[i_] != 0x77)                                        \
+				fail_msg("byte %zu written by a rejected batch (%s)", i_, err); \
+	} while (0)
+
+	/* The descriptor's bounds, as for zlib: data pages needed, fewer bytes than raw. */
+	craft_begin(c, 1, PAGE_CODEC_ENC_ZSTD, 0, 4);
+	craft_entry(c, 1, 1);
+	craft_data(c, "abcd", 4);
+	assert_int_equal(decode_craft(c, &g, err), WIRE_E_PAYLOAD);
+	assert_non_null(strstr(err, "zstd batch of 0 data pages has 4 compressed bytes"));
+	assert_int_equal(decode_zstd(c, &g, 1, page, PG, err), WIRE_E_PAYLOAD);
+	assert_non_null(strstr(err, "zstd batch of 1 data pages has 4096 compressed bytes"));
+
+	/* Not a zstd frame: garbage, too short for a magic number, a skippable frame. */
+	assert_int_equal(decode_zstd(c, &g, 1, (const uint8_t *)"not zstd at all!", 16, err), WIRE_E_PAYLOAD);
+	assert_non_null(strstr(err, "does not start with a zstd frame"));
+	zl = zstd_copies(z, 64 * 1024, 1, 'A', true, false);
+	assert_int_equal(decode_zstd(c, &g, 1, z, 3, err), WIRE_E_PAYLOAD);
+	assert_non_null(strstr(err, "does not start with a zstd frame"));
+	{
+		uint8_t skip[12];
+
+		wire_put_u32(skip, 0x184D2A50);
+		wire_put_u32(skip + 4, 4);
+		memcpy(skip + 8, "hvhv", 4);
+		assert_int_equal(decode_zstd(c, &g, 1, skip, sizeof(skip), err), WIRE_E_PAYLOAD);
+		assert_non_null(strstr(err, "does not start with a zstd frame"));
+	}
+	/* The zstd magic, then garbage; a frame cut short at several points. */
+	memcpy(z + 4, "garbage garbage!", 16);
+	assert_int_equal(decode_zstd(c, &g, 1, z, 20, err), WIRE_E_PAYLOAD);
+	assert_non_null(strstr(err, "corrupt zstd"));
+	zl = zstd_copies(z, 64 * 1024, 2, 'T', true, false);
+	for (size_t cut = 4; cut < zl; cut++) {
+		assert_int_equal(decode_zstd(c, &g, 2, z, cut, err), WIRE_E_PAYLOAD);
+		assert_non_null(strstr(err, "corrupt zstd"));
+	}
+	UNTOUCHED();
+
+	/* Decompressing to another size than the batch declares, said in the frame or not. */
+	for (size_t i = 0; i < sizeof(wrong_size) / sizeof(wrong_size[0]); i++) {
+		zl = zstd_copies(z, 64 * 1024, wrong_size[i].copies, 'B', wrong_size[i].size,
+				 wrong_size[i].checksum);
+		assert_int_equal(decode_zstd(c, &g, wrong_size[i].pages, z, zl, err), WIRE_E_PAYLOAD);
+		if (!strstr(err, wrong_size[i].msg))
+			fail_msg("case %zu: '%s' does not say '%s'", i, err, wrong_size[i].msg);
+	}
+	/* A header that declares a huge content size (1 TiB, and the most there is); one that
+	 * declares the right size over a block of other sizes. */
+	zl = zstd_raw_frame(z, 1ULL << 40, page, 16);
+	assert_int_equal(decode_zstd(c, &g, 1, z, zl, err), WIRE_E_PAYLOAD);
+	assert_non_null(strstr(err, "zstd frame declares 1099511627776 bytes for 1 data pages"));
+	zl = zstd_raw_frame(z, UINT64_MAX - 2, page, 16);
+	assert_int_equal(decode_zstd(c, &g, 1, z, zl, err), WIRE_E_PAYLOAD);
+	zl = zstd_raw_frame(z, PG, page, 16);
+	assert_int_equal(decode_zstd(c, &g, 1, z, zl, err), WIRE_E_PAYLOAD);
+	assert_non_null(strstr(err, "corrupt zstd data"));
+	zl = zstd_raw_frame(z, PG, page, PG + 16);
+	assert_int_equal(decode_zstd(c, &g, 2, z, zl, err), WIRE_E_PAYLOAD);
+	UNTOUCHED();
+
+	/* Bytes after the frame; a second frame after the first (each alone would be valid). */
+	zl = zstd_copies(z, 64 * 1024, 2, 'E', true, false);
+	memcpy(z + zl, "xyz", 3);
+	assert_int_equal(decode_zstd(c, &g, 2, z, zl + 3, err), WIRE_E_PAYLOAD);
+	assert_non_null(strstr(err, "3 bytes after the end of the zstd frame"));
+	zl = zstd_copies(z, 64 * 1024, 1, 'F', false, false);
+	zl2 = zstd_copies(z + zl, 64 * 1024 - zl, 1, 'F', false, false);
+	assert_int_equal(decode_zstd(c, &g, 2, z, zl + zl2, err), WIRE_E_PAYLOAD);
+	assert_non_null(strstr(err, "bytes after the end of the zstd frame"));
+	/* A checksum that does not match. */
+	zl = zstd_copies(z, 64 * 1024, 2, 'G', true, true);
+	z[zl - 1] ^= 1;
+	assert_int_equal(decode_zstd(c, &g, 2, z, zl, err), WIRE_E_PAYLOAD);
+	assert_non_null(strstr(err, "corrupt zstd data"));
+	UNTOUCHED();
+
+	/* And the good ones decode: with the content size, without it, with a checksum. */
+	zl = zstd_copies(z, 64 * 1024, 2, 'H', true, false);
+	assert_int_equal(decode_zstd(c, &g, 2, z, zl, err), 0);
+	assert_int_equal(g.mem[2 * PG + 4095], 'H');
+	zl = zstd_copies(z, 64 * 1024, 2, 'I', false, false);
+	assert_int_equal(decode_zstd(c, &g, 2, z, zl, err), 0);
+	assert_int_equal(g.mem[PG], 'I');
+	zl = zstd_copies(z, 64 * 1024, 2, 'J', true, true);
+	assert_int_equal(decode_zstd(c, &g, 2, z, zl, err), 0);
+	assert_int_equal(g.mem[2 * PG], 'J');
+	assert_int_equal(g.mem[3 * PG], 0x77); /* and nothing past the batch */
+	assert_int_equal(g.mem[PG - 1], 0x77);
+#undef UNTOUCHED
+
+	/* From a stream, the record is named. */
+	{
+		struct mem_pipe p = { 0 };
+		struct wire_conn wc;
+		struct page_codec_dec d;
+		struct guest dst;
+		int records;
+
+		guest_init(&dst, 16);
+		zl = zstd_copies(z, 64 * 1024, 8, 'K', false, false);
+		craft_begin(c, 1, PAGE_CODEC_ENC_ZSTD, 0, (uint32_t)zl);
+		craft_entry(c, 1, 0);
+		craft_data(c, z, zl);
+		wire_conn_init(&wc, &mem_ops, &p);
+		assert_int_equal(wire_send(&wc, WIRE_PAGES, c->b, c->len), 0);
+		page_codec_dec_init(&d);
+		assert_int_equal(recv_all(&p, &dst, &d, err, &records), WIRE_E_PAYLOAD);
+		assert_non_null(strstr(err, "stream corrupt: PAGES record #0 at byte 0: zstd data decompresses to more"));
+		assert_true(all_bytes(dst.mem, 16 * PG, 0));
+		page_codec_dec_fini(&d);
+		free(p.buf);
+		guest_fini(&dst);
+	}
+
+	free(z);
+	free(page);
+	free(c);
+	guest_fini(&g);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_is_zero),
 		cmocka_unit_test(test_raw_roundtrip_zero_copy),
 		cmocka_unit_test(test_zlib_and_fallback),
+		cmocka_unit_test(test_zstd_and_fallback),
 		cmocka_unit_test(test_zero_pages_not_written),
 		cmocka_unit_test(test_encode_errors),
 		cmocka_unit_test(test_decode_errors),
 		cmocka_unit_test(test_decode_truncations_and_flips),
 		cmocka_unit_test(test_stream_recv_into_ram),
 		cmocka_unit_test(test_stream_corruption),
+		cmocka_unit_test(test_zstd_hostile),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
