@@ -28,6 +28,7 @@ void auto_compress_init(struct auto_compress *ac, enum migrate_compress mode)
 		[MIGRATE_COMPRESS_ZSTD] = PAGE_CODEC_COMPRESS_ZSTD,
 		[MIGRATE_COMPRESS_ZLIB] = PAGE_CODEC_COMPRESS_ZLIB,
 		[MIGRATE_COMPRESS_NONE] = PAGE_CODEC_COMPRESS_NONE,
+		[MIGRATE_COMPRESS_HYBRID] = PAGE_CODEC_COMPRESS_ZSTD,
 	};
 
 	*ac = (struct auto_compress){ .mode = mode, .may_probe = true, .candidate = compressor[mode] };
@@ -44,6 +45,11 @@ const char *auto_compress_peer(struct auto_compress *ac, bool zlib, bool zstd)
 	case MIGRATE_COMPRESS_ZSTD:
 		return zstd ? NULL : "--compress zstd: the destination's hv cannot decompress zstd; "
 				     "use --compress zlib, or update hv there";
+	case MIGRATE_COMPRESS_HYBRID:
+		ac->candidate = ac->codec = zstd ? PAGE_CODEC_COMPRESS_ZSTD
+						 : zlib ? PAGE_CODEC_COMPRESS_ZLIB : PAGE_CODEC_COMPRESS_NONE;
+		return ac->codec != PAGE_CODEC_COMPRESS_NONE ? NULL
+			: "--compress hybrid: the destination decompresses neither zstd nor zlib; use --compress none";
 	case MIGRATE_COMPRESS_ZLIB:
 		return zlib ? NULL : "--compress zlib: the destination cannot decompress zlib; use "
 				     "--compress none";

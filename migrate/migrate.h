@@ -23,6 +23,7 @@ enum migrate_compress {
 	MIGRATE_COMPRESS_ZSTD,
 	MIGRATE_COMPRESS_ZLIB,
 	MIGRATE_COMPRESS_NONE,
+	MIGRATE_COMPRESS_HYBRID, /* compressor threads; a batch none is free for goes raw */
 	MIGRATE_COMPRESS_COUNT
 };
 enum migrate_on_timeout { MIGRATE_ON_TIMEOUT_FORCE, MIGRATE_ON_TIMEOUT_CANCEL };
@@ -48,6 +49,8 @@ struct migrate_params {
 	bool auto_converge;      /* throttle a guest that outruns the link (convergence_throttle) */
 	uint32_t max_throttle_pct; /* never hold the vCPUs back more than this (1..99) */
 	uint32_t postcopy_after; /* post-copy after this many rounds unless converged; 0: never */
+	uint32_t compress_threads; /* compressor threads; 0: the sending thread compresses (hybrid:
+				    * compress_pool_default_threads) */
 	char dest_disk[MIGRATE_DISKS_MAX][MIGRATE_PATH_MAX]; /* --dest-disk, per disk ("": theirs) */
 };
 

@@ -1,9 +1,11 @@
 #include "migrate/migrate_json.h"
 
+#include "migrate/compress_pool.h"
+
 #include <stdio.h>
 #include <string.h>
 
-const char *const migrate_compress_names[MIGRATE_COMPRESS_COUNT] = { "auto", "zstd", "zlib", "none" };
+const char *const migrate_compress_names[MIGRATE_COMPRESS_COUNT] = { "auto", "zstd", "zlib", "none", "hybrid" };
 const char *const migrate_on_timeout_names[2] = { "force", "cancel" };
 
 int migrate_choice(const char *s, const char *const *names, int n)
@@ -49,6 +51,8 @@ void migrate_params_to_json(const struct migrate_params *p, struct json_object *
 		json_object_object_add(req, "live", json_object_new_boolean(true));
 	if (p->storage_copy)
 		json_object_object_add(req, "storage", json_object_new_string("copy"));
+	if (p->compress_threads)
+		json_object_object_add(req, "compress_threads", json_object_new_int64(p->compress_threads));
 	if (p->postcopy_after)
 		json_object_object_add(req, "postcopy_after", json_object_new_int64(p->postcopy_after));
 	if (p->auto_converge) {
@@ -176,6 +180,10 @@ int migrate_params_from_json(struct json_object *req, struct migrate_params *p, 
 	    get_flag(req, "live", &p->live, err, errlen) < 0 ||
 	    get_flag(req, "auto_converge", &p->auto_converge, err, errlen) < 0)
 		return -1;
+	n = p->compress_threads;
+	if (get_uint(req, "compress_threads", 0, COMPRESS_POOL_MAX, &n, err, errlen) < 0)
+		return -1;
+	p->compress_threads = (uint32_t)n;
 	n = p->postcopy_after;
 	if (get_uint(req, "postcopy_after", 0, MIGRATE_MAX_ROUNDS_LIMIT, &n, err, errlen) < 0)
 		return -1;

@@ -649,3 +649,14 @@ int page_codec_recv(struct page_codec_dec *d, struct wire_conn *c, struct wire_r
 	page_codec_placed(d, entries, &b, d->hashes);
 	return 0;
 }
+
+void page_codec_stats_add(struct page_codec_stats *dst, const struct page_codec_stats *src)
+{
+	/* Every field is a uint64_t counter. */
+	_Static_assert(sizeof(*dst) % sizeof(uint64_t) == 0, "page_codec_stats holds only counters");
+	uint64_t *d = (uint64_t *)dst;
+	const uint64_t *s = (const uint64_t *)src;
+
+	for (size_t i = 0; i < sizeof(*dst) / sizeof(uint64_t); i++)
+		d[i] += s[i];
+}

@@ -67,6 +67,9 @@ struct page_codec_stats {
 	uint64_t wire_bytes;       /* payload bytes (descriptor + data) */
 };
 
+/* dst += src, field by field (a compressor thread's batch into the sender's totals). */
+void page_codec_stats_add(struct page_codec_stats *dst, const struct page_codec_stats *src);
+
 /* Returns the host address of page `gfn`, or NULL if the page is not guest RAM. */
 typedef uint8_t *(*page_codec_page_ptr_fn)(void *opaque, uint64_t gfn);
 

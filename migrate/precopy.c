@@ -7,6 +7,7 @@
 #include <linux/sockios.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <stdio.h>
@@ -25,6 +26,7 @@
 #include "hv/vm.h"
 #include "migrate/auto_compress.h"
 #include "migrate/channel.h"
+#include "migrate/compress_pool.h"
 #include "migrate/convergence.h"
 #include "migrate/cpu_state.h"
 #include "migrate/device_state.h"
@@ -77,6 +79,9 @@ struct source {
 	bool stable;    /* vCPUs stopped: page bytes cannot change under the CRC */
 	uint64_t skipped_zero; /* round 0's zero pages: not sent at all */
 	struct auto_compress ac;
+	struct compress_pool pool; /* --compress-threads, --compress hybrid */
+	bool pool_on;
+	bool hybrid; /* no worker free: the batch goes raw, not waiting */
 
 	uint64_t t0, bw_t0, bw_bytes;
 	uint64_t round_t0, round_bytes0, last_report_ns;
@@ -214,6 +219,97 @@ static void throttle(struct source *s, uint64_t bytes)
 	}
 }
 
+/* Compressor threads when asked for (--compress-threads), and always for hybrid. */
+static int start_pool(struct source *s)
+{
+	int n = (int)s->p->compress_threads;
+
+	if (s->p->compress == MIGRATE_COMPRESS_NONE)
+		return 0;
+	if (!n && s->p->compress == MIGRATE_COMPRESS_HYBRID)
+		n = compress_pool_default_threads();
+	if (!n)
+		return 0;
+	hv_clear_error();
+	if (compress_pool_start(&s->pool, n) < 0)
+		return failf(s, "%s", hv_last_error());
+	s->pool_on = true;
+	s->hybrid = s->p->compress == MIGRATE_COMPRESS_HYBRID || s->p->compress == MIGRATE_COMPRESS_AUTO;
+	return 0;
+}
+
+/* Sends one encoded batch, then the bookkeeping: --bandwidth, auto's measurements, counts. */
+static int send_batch(struct source *s, struct page_codec_enc *e, unsigned n, uint64_t comp_in,
+		      uint64_t comp_out, uint64_t encode_ns)
+{
+	uint64_t before = s->conn.tx_bytes, t = clock_now_ns();
+	int r = wire_send_iov(&s->conn, WIRE_PAGES, e->iov, e->iovcnt, e->crc_len);
+
+	if (r < 0)
+		return fail_wire(s, r, "sending pages");
+	/* --bandwidth is the link as far as compression is concerned: its wait counts as sending. */
+	throttle(s, s->conn.tx_bytes - before);
+	auto_compress_account(&s->ac, s->conn.tx_bytes - before, clock_now_ns() - t, comp_in, comp_out, encode_ns);
+	auto_compress_decide(&s->ac);
+	s->st->pages_sent += n;
+	return 0;
+}
+
+/* A batch a compressor thread finished. Its time counts divided among the threads: that is
+ * the rate they compress at together. */
+static int send_job(struct source *s, struct compress_job *j)
+{
+	int r = j->result < 0 ? fail_wire(s, j->result, "compressing pages")
+			      : send_batch(s, &j->enc, j->n, j->enc.stats.compress_in_bytes,
+					   j->enc.stats.compress_out_bytes, j->encode_ns / (uint64_t)s->pool.n);
+	page_codec_stats_add(&s->enc.stats, &j->enc.stats);
+	compress_pool_release(&s->pool, j);
+	return r;
+}
+
+/* Sends what the compressor threads have finished; wait: everything in flight (before a
+ * ROUND_END, the state or the end: every batch of a round goes before them). */
+static int drain_pool(struct source *s, bool wait)
+{
+	struct compress_job *j;
+
+	while (s->pool_on && (j = compress_pool_done(&s->pool, wait)))
+		if (send_job(s, j) < 0)
+			return -1;
+	return 0;
+}
+
+/* Whether the link would take a raw batch now without waiting: under --bandwidth, the stream
+ * is behind the cap by a whole raw batch (the time waiting for threads was lost to the
+ * link); else the socket has room (a full one means the link is busy). */
+static bool link_idle(struct source *s)
+{
+	if (s->p->bandwidth) {
+		double raw = (double)s->n * PAGE_SIZE;
+		return ((double)s->bw_bytes + raw) * 1e9 / (double)s->p->bandwidth <= (double)(clock_now_ns() - s->bw_t0);
+	}
+	struct pollfd pf = { .fd = s->fd, .events = POLLOUT };
+	return poll(&pf, 1, 0) > 0 && (pf.revents & POLLOUT);
+}
+
+/* With compressor threads: the batch goes to a free one. None free: hybrid sends it raw
+ * when the link would otherwise idle, and otherwise, as a fixed compressor does, waits for a
+ * thread. true when a thread took it. */
+static bool hand_to_pool(struct source *s, int *rc)
+{
+	*rc = drain_pool(s, false);
+	if (*rc < 0)
+		return false;
+	if (compress_pool_submit(&s->pool, s->gfns, s->ptrs, s->n, s->ac.codec, s->stable))
+		return true;
+	if (s->hybrid && link_idle(s))
+		return false;
+	struct compress_job *j = compress_pool_done(&s->pool, true);
+	if (j && (*rc = send_job(s, j)) < 0)
+		return false;
+	return compress_pool_submit(&s->pool, s->gfns, s->ptrs, s->n, s->ac.codec, s->stable);
+}
+
 static int flush_batch(struct source *s)
 {
 	if (!s->n)
@@ -221,24 +317,26 @@ static int flush_batch(struct source *s)
 	/* Once the guest runs there on pages still to come, a cancel would lose it. */
 	if (atomic_load(s->cancel) && s->st->phase != MIGRATE_PHASE_POSTCOPY)
 		return failf(s, "migration cancelled");
-	uint64_t before = s->conn.tx_bytes;
+	enum page_codec_compress codec = s->ac.codec;
+	if (s->pool_on && codec != PAGE_CODEC_COMPRESS_NONE && s->st->phase != MIGRATE_PHASE_POSTCOPY) {
+		int rc;
+		if (hand_to_pool(s, &rc)) {
+			s->n = 0;
+			return 0;
+		}
+		if (rc < 0)
+			return -1;
+		codec = PAGE_CODEC_COMPRESS_NONE; /* hybrid, every thread busy */
+	}
 	uint64_t zin = s->enc.stats.compress_in_bytes, zout = s->enc.stats.compress_out_bytes;
 	uint64_t t = clock_now_ns();
-	int r = page_codec_encode(&s->enc, s->gfns, s->ptrs, s->n, s->ac.codec, s->stable);
-	uint64_t t_enc = clock_now_ns();
-	if (r >= 0)
-		r = wire_send_iov(&s->conn, WIRE_PAGES, s->enc.iov, s->enc.iovcnt, s->enc.crc_len);
+	int r = page_codec_encode(&s->enc, s->gfns, s->ptrs, s->n, codec, s->stable);
 	if (r < 0)
 		return fail_wire(s, r, "sending pages");
-	/* --bandwidth is the link as far as compression is concerned: its wait counts as sending. */
-	throttle(s, s->conn.tx_bytes - before);
-	auto_compress_account(&s->ac, s->conn.tx_bytes - before, clock_now_ns() - t_enc,
-			      s->enc.stats.compress_in_bytes - zin, s->enc.stats.compress_out_bytes - zout,
-			      t_enc - t);
-	auto_compress_decide(&s->ac);
-	s->st->pages_sent += s->n;
+	r = send_batch(s, &s->enc, s->n, s->enc.stats.compress_in_bytes - zin,
+		       s->enc.stats.compress_out_bytes - zout, clock_now_ns() - t);
 	s->n = 0;
-	return 0;
+	return r;
 }
 
 static int queue_page(struct source *s, uint64_t gfn)
@@ -269,7 +367,7 @@ static int send_allocated_pages(struct source *s)
 			if (queue_page(s, g) < 0)
 				return -1;
 	s->skip_zero = false;
-	return flush_batch(s);
+	return flush_batch(s) < 0 ? -1 : drain_pool(s, true);
 }
 
 static int send_dirty_pages(struct source *s, const uint64_t *bitmap, uint64_t words)
@@ -283,7 +381,7 @@ static int send_dirty_pages(struct source *s, const uint64_t *bitmap, uint64_t w
 				return -1;
 		}
 	}
-	return flush_batch(s);
+	return flush_batch(s) < 0 ? -1 : drain_pool(s, true);
 }
 
 #define DISK_CANCELLED (-300)
@@ -1149,6 +1247,8 @@ int migrate_source(struct machine *m, const struct migrate_params *p, atomic_boo
 		goto out;
 	if (!p->offline && check_limit(&s) < 0)
 		goto out;
+	if (start_pool(&s) < 0)
+		goto out;
 	if (p->offline) {
 		if (switchover(&s) < 0)
 			goto out;
@@ -1207,6 +1307,8 @@ out:
 		dirty_stop(&s.dirty);
 		st->phase = MIGRATE_PHASE_DONE;
 	}
+	if (s.pool_on)
+		compress_pool_stop(&s.pool); /* before the guest's RAM can go away */
 	fill_stats(&s); /* the final numbers; the caller reports the outcome */
 	disk_copy_src_stop(&s.disks);
 	tls_session_free(s.tls);

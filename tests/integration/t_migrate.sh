@@ -326,17 +326,18 @@ EOF
 	"$HVCTL" stop js-dst || fail "stop failed"
 }
 
-# compress_leg SRC DST PORT MODE: a guest SRC with 32M of stamped pages (16 bytes per page,
-# the rest zero: they compress ~100x) migrated with --compress MODE to a new receiver DST; its
-# pages must have gone compressed and small. Leaves SRC's pid in CZ_PID and the summary's
-# compressed and raw page counts in CZ_Z and CZ_R.
+# compress_leg SRC DST PORT MODE [MIGRATE OPTIONS...]: a guest SRC with 32M of stamped pages
+# (16 bytes per page, the rest zero: they compress ~100x) migrated with --compress MODE to a
+# new receiver DST; its pages must have gone compressed and small. Leaves SRC's pid in CZ_PID
+# and the summary's compressed and raw page counts in CZ_Z and CZ_R.
 compress_leg() {
 	local src=$1 dst=$2 port=$3 mode=$4 w
+	shift 4
 	start_vm "$src" --kernel "$GUEST" --mem 512M --cmdline "prog=memtouch ws=32M rate=50 fill=stamp"
 	mig_wait_field_above "$T/$src.console" 'memtouch: tick=' gen 1 15
 	CZ_PID=$(mig_vm_pid "$src")
 	mig_receiver "$dst" 127.0.0.1:$port "$T/$dst.console"
-	mig_migrate "$src" 127.0.0.1:$port --compress "$mode"
+	mig_migrate "$src" 127.0.0.1:$port --compress "$mode" "$@"
 	cat "$T/mig.out"
 	CZ_Z=$(mig_summary_pages "$T/mig.out" compressed)
 	CZ_R=$(mig_summary_pages "$T/mig.out" raw)
@@ -376,6 +377,24 @@ test_migrate_compress_zstd() {
 	zs=$(sed -nE 's/^ *compressed +([0-9]+) pages with zstd, 0 with zlib$/\1/p' "$T/mig.out")
 	[ "$zs" = "$CZ_Z" ] || fail "--compress zstd: $CZ_Z pages compressed, of them '$zs' with zstd"
 	"$HVCTL" stop zs-b || fail "stop failed"
+}
+
+# Compressor threads: zstd on two threads (every batch waits for one); then hybrid on two
+# threads over a 20 MB/s link, where they keep up, so nearly every page still goes
+# compressed; the guest's memory checks out each time.
+test_migrate_compress_threads() {
+	local port
+	port=$(mig_unused_port 47177)
+	compress_leg ct-a ct-b "$port" zstd --compress-threads 2
+	mig_wait_pid_gone "$CZ_PID" 5
+	port=$(mig_unused_port $((port + 1)))
+	mig_receiver ct-a 127.0.0.1:$port "$T/ct-a2.console"
+	mig_migrate ct-b 127.0.0.1:$port --compress hybrid --compress-threads 2 --bandwidth 20M
+	cat "$T/mig.out"
+	[ "$(mig_summary_pages "$T/mig.out" compressed)" -ge 8192 ] ||
+		fail "--compress hybrid over 20 MB/s: only $(mig_summary_pages "$T/mig.out" compressed) pages compressed"
+	mig_check_memtouch_continues "$T/ct-b.console" "$T/ct-a2.console"
+	"$HVCTL" stop ct-a || fail "stop failed"
 }
 
 test_migrate_destination_refusals() {

@@ -34,6 +34,7 @@ static void test_round_trip(void **unused)
 	a.offline = true;
 	a.storage_copy = true;
 	a.auto_converge = true;
+	a.compress_threads = 3;
 	a.max_throttle_pct = 60;
 	snprintf(a.dest_disk[1], sizeof(a.dest_disk[1]), "/srv/in/b.img");
 	snprintf(a.tls.psk_file, sizeof(a.tls.psk_file), "/etc/hv/migration.key");
@@ -50,6 +51,7 @@ static void test_round_trip(void **unused)
 	assert_true(b.offline);
 	assert_true(b.storage_copy);
 	assert_true(b.auto_converge);
+	assert_int_equal(b.compress_threads, 3);
 	assert_int_equal(b.max_throttle_pct, 60);
 	assert_string_equal(b.dest_disk[0], "");
 	assert_string_equal(b.dest_disk[1], "/srv/in/b.img");
@@ -91,7 +93,7 @@ static void test_out_of_range_is_refused(void **unused)
 		{ "{\"uri\":\"h:1\",\"max_rounds\":0}", "'max_rounds' must be an integer from 1 to 10000" },
 		{ "{\"uri\":\"h:1\",\"max_rounds\":-3}", "'max_rounds'" },
 		{ "{\"uri\":\"h:1\",\"bandwidth\":100}", "'bandwidth' must be 0 (no cap) or at least 4096" },
-		{ "{\"uri\":\"h:1\",\"compress\":\"lz4\\u001b[2J\"}", "'compress' must be one of auto, zstd, zlib or none" },
+		{ "{\"uri\":\"h:1\",\"compress\":\"lz4\\u001b[2J\"}", "'compress' must be one of auto, zstd, zlib, none or hybrid" },
 		{ "{\"uri\":\"h:1\",\"compress\":\"ZSTD\"}", "'compress' must be one of" },
 		{ "{\"uri\":\"h:1\",\"on_timeout\":1}", "'on_timeout' must be one of force or cancel" },
 		{ "{\"uri\":\"h:1\",\"psk\":\"\"}", "'psk' must be a string of 1 to" },
@@ -101,6 +103,7 @@ static void test_out_of_range_is_refused(void **unused)
 		{ "{\"uri\":\"h:1\",\"auto_converge\":\"yes\"}", "'auto_converge' must be true or false" },
 		{ "{\"uri\":\"h:1\",\"max_throttle\":100}", "'max_throttle' must be an integer from 1 to 99" },
 		{ "{\"uri\":\"h:1\",\"max_throttle\":0}", "'max_throttle'" },
+		{ "{\"uri\":\"h:1\",\"compress_threads\":65}", "'compress_threads' must be an integer from 0 to 64" },
 	};
 	struct migrate_params p;
 	char err[256];
@@ -119,6 +122,7 @@ static void test_compress_names_round_trip(void **unused)
 	static const char *const expect[MIGRATE_COMPRESS_COUNT] = {
 		[MIGRATE_COMPRESS_AUTO] = "auto", [MIGRATE_COMPRESS_ZSTD] = "zstd",
 		[MIGRATE_COMPRESS_ZLIB] = "zlib", [MIGRATE_COMPRESS_NONE] = "none",
+		[MIGRATE_COMPRESS_HYBRID] = "hybrid",
 	};
 	char err[256], list[64];
 
@@ -141,7 +145,7 @@ static void test_compress_names_round_trip(void **unused)
 	assert_int_equal(parse("{\"uri\":\"h:1\",\"compress\":\"zstd\"}", &p, err, sizeof(err)), 0);
 	assert_int_equal(p.compress, MIGRATE_COMPRESS_ZSTD);
 	assert_string_equal(migrate_choice_list(migrate_compress_names, MIGRATE_COMPRESS_COUNT, list, sizeof(list)),
-			    "auto, zstd, zlib or none");
+			    "auto, zstd, zlib, none or hybrid");
 	assert_string_equal(migrate_choice_list(migrate_compress_names, 1, list, sizeof(list)), "auto");
 	assert_string_equal(migrate_choice_list(migrate_compress_names, MIGRATE_COMPRESS_COUNT, list, 9), "auto, zs");
 }
