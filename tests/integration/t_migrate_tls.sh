@@ -100,6 +100,25 @@ test_tls_psk_refusals_then_migration() {
 	"$HVCTL" stop dst >/dev/null
 }
 
+# Post-copy inside TLS: page requests and pages cross one TLS session, read between batches
+# on the source and by one thread on the destination (TLS buffers what poll cannot see);
+# the guest's memory checks out there.
+test_tls_postcopy() {
+	local port
+	"$HVCTL" keygen "$T/good.key" 2>/dev/null
+	tls_src web
+	port=$(mig_unused_port 47621)
+	RNAME=dst
+	mig_receiver_bg dst "$port" --psk "$T/good.key"
+	mig_migrate web 127.0.0.1:$port --psk "$T/good.key" --postcopy
+	cat "$T/mig.out"
+	grep -Eq '^  post-copy +[1-9][0-9]* pages after it started there' "$T/mig.out" ||
+		fail "no page came after the guest started there: post-copy did not happen"
+	mig_check_memtouch_continues "$T/web.console" "$T/dst.console"
+	grep -q "post-copy: [0-9]* pages arrived" "$T/dst.rerr" || { cat "$T/dst.rerr" >&2; fail "the receiver does not report post-copy"; }
+	"$HVCTL" stop dst >/dev/null
+}
+
 # A key on the source and none on the receiver: refused, both sides say what to do.
 test_tls_psk_source_plain_receiver() {
 	local port
