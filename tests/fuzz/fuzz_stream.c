@@ -124,6 +124,24 @@ static void fuzz_parse(struct page_codec_dec *pd, uint32_t type, const uint8_t *
 	case WIRE_ABORT:
 		wire_parse_abort(p, len, &ab, err, sizeof(err));
 		break;
+	case WIRE_STARTED: {
+		struct wire_started st;
+		wire_parse_started(p, len, &st, err, sizeof(err));
+		break;
+	}
+	case WIRE_DISCARD:
+	case WIRE_PAGE_REQUEST: {
+		const uint8_t *entries;
+		uint32_t n;
+		uint64_t sum = 0;
+		int r = type == WIRE_DISCARD ? wire_parse_discard(p, len, &n, &entries, err, sizeof(err))
+					     : wire_parse_page_request(p, len, &n, &entries, err, sizeof(err));
+		/* Every entry the parser vouched for is read. */
+		for (uint32_t i = 0; r == 0 && i < n * (type == WIRE_DISCARD ? 2u : 1u); i++)
+			sum += wire_get_u64(entries + 8 * i);
+		(void)sum;
+		break;
+	}
 	case WIRE_DISK_DATA: {
 		/* Into two small images, through the destination's checks and writer. */
 		static struct disk_copy_dst disks = { .n = 0 };
