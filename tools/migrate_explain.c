@@ -71,6 +71,8 @@ static size_t round_end(struct migrate_explain *x, struct json_object *ev, char 
 	/* Kept short: the second line must fit 100 columns with a rate and a time before it. */
 	if (!strcmp(next, "give-up"))
 		snprintf(verdict, sizeof(verdict), "over the %s limit, no rounds left: give up", limit);
+	else if (!strcmp(next, "postcopy"))
+		snprintf(verdict, sizeof(verdict), "post-copy: it starts there now, the rest follows");
 	else if (strcmp(next, "switchover") && est_ms <= x->limit_ms)
 		snprintf(verdict, sizeof(verdict), "fits the %s limit, still shrinking: one more round", limit);
 	else if (strcmp(next, "switchover"))

@@ -92,6 +92,10 @@ static void test_verdicts(void **state)
 		"\"remaining_pages\":1e9,\"round_bytes\":1e13,\"rate_mibs\":1023,\"expected_downtime_ms\":4.9}",
 	    buf, sizeof(buf));
 	assert_non_null(strstr(buf, "still shrinking: one more round"));
+	/* --postcopy: the round that hands the guest over says so. */
+	say(&x, "{\"event\":\"migration\",\"round\":1,\"round_end\":true,\"next\":\"postcopy\","
+		"\"expected_downtime_ms\":900}", buf, sizeof(buf));
+	assert_non_null(strstr(buf, "would take 900 ms: post-copy: it starts there now, the rest follows"));
 	/* --auto-converge: a throttle is said when it changes, not at every round. */
 	say(&x, "{\"event\":\"migration\",\"round\":4,\"round_end\":true,\"next\":\"round\","
 		"\"expected_downtime_ms\":90,\"throttle_pct\":20}", buf, sizeof(buf));
