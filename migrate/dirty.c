@@ -10,7 +10,16 @@
 #include "hv/log.h"
 #include "hv/vm.h"
 
-int dirty_start(struct dirty_tracker *t, struct vm *vm)
+/* Manual protection on or off for the VM (before logging starts, after it stops). */
+static int set_manual(struct vm *vm, bool on)
+{
+	struct kvm_enable_cap cap = { .cap = KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2,
+				      .args = { on ? KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE : 0 } };
+
+	return ioctl(vm->vm_fd, KVM_ENABLE_CAP, &cap);
+}
+
+int dirty_start(struct dirty_tracker *t, struct vm *vm, bool clear_in_chunks)
 {
 	memset(t, 0, sizeof(*t));
 	t->vm = vm;
@@ -18,7 +27,11 @@ int dirty_start(struct dirty_tracker *t, struct vm *vm)
 	t->words = (t->pages + 63) / 64;
 	t->bitmap = calloc(t->words, sizeof(uint64_t));
 	t->slot_buf = calloc(t->words, sizeof(uint64_t));
-	if (!t->bitmap || !t->slot_buf) {
+	t->clear_buf = calloc(DIRTY_CHUNK_PAGES / 64, sizeof(uint64_t));
+	if (clear_in_chunks && ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2) > 0 &&
+	    set_manual(vm, true) == 0)
+		t->manual = true;
+	if (!t->bitmap || !t->slot_buf || !t->clear_buf) {
 		hv_error("out of memory for the dirty bitmap");
 		dirty_stop(t);
 		return -1;
@@ -69,12 +82,58 @@ int64_t dirty_collect(struct dirty_tracker *t)
 	return count;
 }
 
+/* One slot's part of a chunk: the chunk's bits from t->bitmap, relative to the slot. */
+static int clear_slot(struct dirty_tracker *t, uint32_t slot, uint64_t slot_first, uint64_t slot_pages,
+		      uint64_t first_page, uint64_t npages)
+{
+	uint64_t from = first_page > slot_first ? first_page : slot_first;
+	uint64_t to = first_page + npages < slot_first + slot_pages ? first_page + npages : slot_first + slot_pages;
+
+	if (from >= to)
+		return 0;
+	bool any = false;
+	memset(t->clear_buf, 0, DIRTY_CHUNK_PAGES / 8);
+	for (uint64_t p = from; p < to; p++)
+		if (t->bitmap[p / 64] >> (p % 64) & 1) {
+			t->clear_buf[(p - from) / 64] |= 1ull << ((p - from) % 64);
+			any = true;
+		}
+	if (!any)
+		return 0;
+	/* from - slot_first is a multiple of 64 (chunks and the high slot's start are). */
+	struct kvm_clear_dirty_log c = { .slot = slot, .first_page = from - slot_first,
+					 .num_pages = (uint32_t)(to - from), .dirty_bitmap = t->clear_buf };
+	if (ioctl(t->vm->vm_fd, KVM_CLEAR_DIRTY_LOG, &c) < 0) {
+		hv_error("KVM_CLEAR_DIRTY_LOG failed: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+int dirty_rearm(struct dirty_tracker *t, uint64_t first_page, uint64_t npages)
+{
+	struct guest_mem *m = &t->vm->mem;
+	uint64_t low_pages = m->low_size / PAGE_SIZE;
+
+	if (!t->manual)
+		return 0;
+	if (npages > DIRTY_CHUNK_PAGES)
+		npages = DIRTY_CHUNK_PAGES;
+	if (clear_slot(t, VM_SLOT_LOW, 0, low_pages, first_page, npages) < 0)
+		return -1;
+	return m->high_size ? clear_slot(t, VM_SLOT_HIGH, low_pages, m->high_size / PAGE_SIZE, first_page, npages) : 0;
+}
+
 void dirty_stop(struct dirty_tracker *t)
 {
 	if (t->logging)
 		vm_set_dirty_logging(t->vm, false);
+	if (t->manual)
+		set_manual(t->vm, false);
 	t->logging = 0;
+	t->manual = false;
 	free(t->bitmap);
 	free(t->slot_buf);
-	t->bitmap = t->slot_buf = NULL;
+	free(t->clear_buf);
+	t->bitmap = t->slot_buf = t->clear_buf = NULL;
 }

@@ -51,6 +51,8 @@ void migrate_params_to_json(const struct migrate_params *p, struct json_object *
 		json_object_object_add(req, "live", json_object_new_boolean(true));
 	if (p->storage_copy)
 		json_object_object_add(req, "storage", json_object_new_string("copy"));
+	if (p->dirty_clear)
+		json_object_object_add(req, "dirty_log", json_object_new_string("clear"));
 	if (p->compress_threads)
 		json_object_object_add(req, "compress_threads", json_object_new_int64(p->compress_threads));
 	if (p->postcopy_after)
@@ -180,6 +182,11 @@ int migrate_params_from_json(struct json_object *req, struct migrate_params *p, 
 	    get_flag(req, "live", &p->live, err, errlen) < 0 ||
 	    get_flag(req, "auto_converge", &p->auto_converge, err, errlen) < 0)
 		return -1;
+	static const char *const dirty_log_names[2] = { "get", "clear" };
+	c = p->dirty_clear;
+	if (get_choice(req, "dirty_log", dirty_log_names, 2, &c, err, errlen) < 0)
+		return -1;
+	p->dirty_clear = c == 1;
 	n = p->compress_threads;
 	if (get_uint(req, "compress_threads", 0, COMPRESS_POOL_MAX, &n, err, errlen) < 0)
 		return -1;

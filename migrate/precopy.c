@@ -373,6 +373,11 @@ static int send_allocated_pages(struct source *s)
 static int send_dirty_pages(struct source *s, const uint64_t *bitmap, uint64_t words)
 {
 	for (uint64_t w = 0; w < words; w++) {
+		/* --dirty-log clear: a chunk is re-armed right before its pages are read (a paused
+		 * guest writes nothing: no need). */
+		if (w % (DIRTY_CHUNK_PAGES / 64) == 0 && !s->stable &&
+		    dirty_rearm(&s->dirty, w * 64, DIRTY_CHUNK_PAGES) < 0)
+			return failf(s, "cannot re-arm the dirty log");
 		uint64_t bits = bitmap[w];
 		while (bits) {
 			int b = __builtin_ctzll(bits);
@@ -1160,7 +1165,7 @@ static int save_to_file(struct source *s)
 		return -1;
 	if (s->p->live) {
 		/* As a live migration: rounds while the guest runs, paused only for the last. */
-		if (dirty_start(&s->dirty, vm) < 0)
+		if (dirty_start(&s->dirty, vm, s->p->dirty_clear) < 0)
 			return failf(s, "cannot start dirty logging: %s", hv_last_error());
 		s->dirty_on = true;
 		if (precopy(s) < 0)
@@ -1253,7 +1258,7 @@ int migrate_source(struct machine *m, const struct migrate_params *p, atomic_boo
 		if (switchover(&s) < 0)
 			goto out;
 	} else {
-		if (dirty_start(&s.dirty, vm) < 0) {
+		if (dirty_start(&s.dirty, vm, p->dirty_clear) < 0) {
 			failf(&s, "cannot start dirty logging: %s", hv_last_error());
 			goto out;
 		}

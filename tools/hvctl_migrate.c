@@ -82,7 +82,7 @@ static void migrate_usage(FILE *f)
 		"         [--compress auto|zstd|zlib|hybrid|none] [--compress-threads N]\n"
 		"         [--max-rounds N] [--on-timeout force|cancel]\n"
 		"         [--auto-converge [--max-throttle PCT]]\n"
-		"         [--postcopy | --postcopy-after N]\n"
+		"         [--postcopy | --postcopy-after N] [--dirty-log get|clear]\n"
 		"         [--offline] [--json | --explain]\n"
 		"         [--report FILE.html] [--storage shared|copy [--dest-disk PATH]...]\n"
 		"         [--psk FILE | --tls-cert F --tls-key F --tls-ca F\n"
@@ -106,6 +106,8 @@ static void migrate_usage(FILE *f)
 		"(--postcopy-after N: after N rounds) unless pre-copy converged first; the\n"
 		"pages it still lacks follow, those it touches first. A failure after that\n"
 		"loses the guest on both hosts (exit status 4).\n"
+		"--dirty-log clear re-arms KVM's dirty log chunk by chunk as pages are sent\n"
+		"(default get: all of it when collected).\n"
 		"--bandwidth caps the stream (bytes/s, K/M/G suffixes). --compress auto (the\n"
 		"default) compresses with zstd (zlib for a destination without it) only\n"
 		"while the link is the bottleneck; zstd and zlib always; none never.\n"
@@ -144,6 +146,7 @@ static int parse_opts(int argc, char **argv, struct migrate_opts *o)
 		{ "auto-converge", no_argument, NULL, 'A' }, { "max-throttle", required_argument, NULL, 'M' },
 		{ "postcopy", no_argument, NULL, 'P' }, { "postcopy-after", required_argument, NULL, 'p' },
 		{ "compress-threads", required_argument, NULL, 'C' },
+		{ "dirty-log", required_argument, NULL, 'L' },
 		TLS_LONGOPTS, { "tls-server-name", required_argument, NULL, TLS_OPT_SERVER_NAME },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -195,6 +198,14 @@ static int parse_opts(int argc, char **argv, struct migrate_opts *o)
 			break;
 		case 'A': o->p.auto_converge = true; break;
 		case 'P': o->p.postcopy_after = 1; break;
+		case 'L':
+			if (strcmp(optarg, "get") && strcmp(optarg, "clear")) {
+				hv_error("--dirty-log '%s': use get (re-armed when collected) or clear (re-armed "
+					 "chunk by chunk as it is sent)", optarg);
+				return -1;
+			}
+			o->p.dirty_clear = !strcmp(optarg, "clear");
+			break;
 		case 'C':
 			if (parse_int(optarg, 1, COMPRESS_POOL_MAX, &n) < 0) {
 				hv_error("--compress-threads '%s' is not a number from 1 to %d", optarg, COMPRESS_POOL_MAX);

@@ -22,8 +22,8 @@ echo
 echo "The guest's stop is what it measured itself on the destination (its clock's longest gap)."
 echo "hv's default --downtime is 30 ms, QEMU's downtime-limit 300 ms; both rows of each are shown."
 echo
-row "case" "total ms" "down ms" "guest gap ms" "rounds" "on the wire" "converged"
-row "------------------------------------------------" "---------" "---------" "----------" "------" "------------" "---------" | tr ' ' '-'
+row "case" "total ms" "down ms" "guest gap ms" "rounds" "on the wire" "speed" "converged"
+row "---" "---" "---" "---" "---" "---" "---" "---" | tr ' ' '-'
 migrate_one "1 GiB, idle with a 1 kHz timer" "$idle" 1G
 qemu_one "1 GiB, idle with a 1 kHz timer" "$idle" 1G READY maxgap
 migrate_one "64 MiB rewritten at 200 MiB/s" "$busy" 512M

@@ -8,8 +8,17 @@ FAULTPROXY=$PWD/$BUILD/tools/faultproxy
 
 field() { sed -n "s/^  $1 *\([0-9.]*\).*/\1/p" "$2"; }
 
-# row LABEL TOTAL DOWN GAP ROUNDS WIRE CONVERGED
-row() { printf '| %-46s | %9s | %9s | %10s | %6s | %12s | %s |\n' "$@"; }
+# row LABEL TOTAL DOWN GAP ROUNDS WIRE SPEED CONVERGED
+row() { printf '| %-46s | %9s | %9s | %10s | %6s | %12s | %7s | %s |\n' "$@"; }
+
+# guest_speed LOG FROM_LINE: memtouch's write rate while it was migrated (its heartbeats after
+# line FROM_LINE) as a percentage of its rate just before, or "-": what dirty tracking,
+# throttling and the sender's CPU cost the guest.
+guest_speed() {
+	awk -v from="$2" '/memtouch: tick=/ { r = $0; sub(/.* rate=/, "", r); sub(/ .*/, "", r)
+		if (NR <= from) before = r; else { sum += r; n++ } }
+		END { if (before > 0 && n) printf "%.0f%%", 100 * sum / n / before; else print "-" }' "$1"
+}
 
 # max_gap LOG: the guest's longest stop in ms (memtouch's maxgap_us, its first heartbeats
 # after arriving), or "-".
@@ -44,16 +53,18 @@ migrate_one() {
 	sleep 1
 	"$HVCTL" receive --listen "127.0.0.1:$port" --name dst --console "file:$W/dst.log" --timeout 60 --detach \
 		"${recv_args[@]}"
-	local rc=0 to
+	local rc=0 to from speed
 	to=$(via_proxy "$port")
+	from=$(wc -l <"$W/src.log")
 	"$HVCTL" migrate src "127.0.0.1:$to" "$@" >"$W/sum" 2>"$W/err" || rc=$?
+	speed=$(guest_speed "$W/src.log" "$from")
 	sleep 0.6
 	if [ $rc -eq 0 ]; then
 		local total=$(field "total time" "$W/sum") down=$(field downtime "$W/sum") rounds=$(field rounds "$W/sum")
 		local wire=$(sed -n 's/^  on the wire *//p' "$W/sum")
-		row "$label" "$total" "$down" "$(max_gap "$W/dst.log")" "$rounds" "$wire" "yes"
+		row "$label" "$total" "$down" "$(max_gap "$W/dst.log")" "$rounds" "$wire" "$speed" "yes"
 	else
-		row "$label" "-" "-" "-" "-" "-" "no: $(head -c 60 "$W/err")"
+		row "$label" "-" "-" "-" "-" "-" "-" "no: $(head -c 60 "$W/err")"
 	fi
 	"$HVCTL" stop dst >/dev/null 2>&1
 	"$HVCTL" stop src >/dev/null 2>&1
@@ -67,7 +78,7 @@ migrate_one() {
 qemu_one() {
 	local r total down bytes gap=-
 	if ! command -v qemu-system-x86_64 >/dev/null || ! command -v python3 >/dev/null; then
-		row "QEMU: $1" "-" "-" "-" "-" "-" "(QEMU or python3 not installed)"
+		row "QEMU: $1" "-" "-" "-" "-" "-" "-" "(QEMU or python3 not installed)"
 		return
 	fi
 	mkdir -p "$W/q"
@@ -76,7 +87,7 @@ qemu_one() {
 	read -r total down bytes <<<"$r"
 	[ -n "${5:-}" ] && gap=$(max_gap "$W/q/qdst.log")
 	rm -rf "$W/q"
-	[ "$total" = "-" ] && { row "QEMU: $1" - - - - - "failed"; return; }
-	row "QEMU $qemu_ver: $1" "$total" "$down" "$gap" "-" "$(awk -v b="$bytes" 'BEGIN { printf "%.1f MiB", b / 1048576 }')" "yes"
+	[ "$total" = "-" ] && { row "QEMU: $1" - - - - - - "failed"; return; }
+	row "QEMU $qemu_ver: $1" "$total" "$down" "$gap" "-" "$(awk -v b="$bytes" 'BEGIN { printf "%.1f MiB", b / 1048576 }')" "-" "yes"
 }
 qemu_ver=$(command -v qemu-system-x86_64 >/dev/null && qemu-system-x86_64 --version | head -1 | awk '{print $4}')

@@ -18,6 +18,21 @@ test_migrate_blkcheck_mid_io() {
 	blk_finished bdst "$T/bdst.console" "$T/disk.img" 40 "$T/bsrc.console"
 }
 
+# The same in post-copy (--downtime 1 makes sure it is used): the destination's device
+# thread touches rings and buffers the guest has not got yet, and waits for them like a vCPU.
+test_migrate_blkcheck_mid_io_postcopy() {
+	truncate -s 64M "$T/disk.img"
+	ln "$T/disk.img" "$T/dst-disk.img"
+	start_vm bsrc --mem 256M --disk "$T/disk.img" --kernel "$GUEST" --cmdline "prog=blkcheck passes=40"
+	wait_for "$T/bsrc.console" '^blkcheck: pass=1 ' 30
+	"$HVCTL" receive --listen 127.0.0.1:47812 --name bdst --console "file:$T/bdst.console" \
+		--disk "$T/dst-disk.img" --timeout 60 --detach || fail "receiver did not start"
+	"$HVCTL" migrate bsrc 127.0.0.1:47812 --postcopy --downtime 1 >"$T/mig" 2>&1 || { cat "$T/mig"; fail "migration failed"; }
+	cat "$T/mig"
+	grep -Eq '^  post-copy +[0-9]+ pages after it started there' "$T/mig" || fail "post-copy did not happen"
+	blk_finished bdst "$T/bdst.console" "$T/disk.img" 40 "$T/bsrc.console"
+}
+
 test_migrate_refused_when_disk_missing_on_destination() {
 	truncate -s 16M "$T/disk.img"
 	start_vm dsrc --mem 256M --disk "$T/disk.img" --kernel "$GUEST" --cmdline "prog=memtouch ws=8M"

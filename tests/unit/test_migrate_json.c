@@ -35,6 +35,7 @@ static void test_round_trip(void **unused)
 	a.storage_copy = true;
 	a.auto_converge = true;
 	a.compress_threads = 3;
+	a.dirty_clear = true;
 	a.max_throttle_pct = 60;
 	snprintf(a.dest_disk[1], sizeof(a.dest_disk[1]), "/srv/in/b.img");
 	snprintf(a.tls.psk_file, sizeof(a.tls.psk_file), "/etc/hv/migration.key");
@@ -52,6 +53,7 @@ static void test_round_trip(void **unused)
 	assert_true(b.storage_copy);
 	assert_true(b.auto_converge);
 	assert_int_equal(b.compress_threads, 3);
+	assert_true(b.dirty_clear);
 	assert_int_equal(b.max_throttle_pct, 60);
 	assert_string_equal(b.dest_disk[0], "");
 	assert_string_equal(b.dest_disk[1], "/srv/in/b.img");
@@ -103,6 +105,7 @@ static void test_out_of_range_is_refused(void **unused)
 		{ "{\"uri\":\"h:1\",\"auto_converge\":\"yes\"}", "'auto_converge' must be true or false" },
 		{ "{\"uri\":\"h:1\",\"max_throttle\":100}", "'max_throttle' must be an integer from 1 to 99" },
 		{ "{\"uri\":\"h:1\",\"max_throttle\":0}", "'max_throttle'" },
+		{ "{\"uri\":\"h:1\",\"dirty_log\":\"ring\"}", "'dirty_log' must be one of get or clear" },
 		{ "{\"uri\":\"h:1\",\"compress_threads\":65}", "'compress_threads' must be an integer from 0 to 64" },
 	};
 	struct migrate_params p;
