@@ -49,6 +49,7 @@ struct migrate_params {
 	bool auto_converge;      /* throttle a guest that outruns the link (convergence_throttle) */
 	uint32_t max_throttle_pct; /* never hold the vCPUs back more than this (1..99) */
 	uint32_t postcopy_after; /* post-copy after this many rounds unless converged; 0: never */
+	bool postcopy_forced;    /* --postcopy-after: after them even if pre-copy converged */
 	bool dirty_clear;        /* --dirty-log clear (migrate/dirty.h) */
 	uint32_t compress_threads; /* compressor threads; 0: the sending thread compresses (hybrid:
 				    * compress_pool_default_threads) */

@@ -57,6 +57,8 @@ void migrate_params_to_json(const struct migrate_params *p, struct json_object *
 		json_object_object_add(req, "compress_threads", json_object_new_int64(p->compress_threads));
 	if (p->postcopy_after)
 		json_object_object_add(req, "postcopy_after", json_object_new_int64(p->postcopy_after));
+	if (p->postcopy_forced)
+		json_object_object_add(req, "postcopy_forced", json_object_new_boolean(true));
 	if (p->auto_converge) {
 		json_object_object_add(req, "auto_converge", json_object_new_boolean(true));
 		json_object_object_add(req, "max_throttle", json_object_new_int64(p->max_throttle_pct));
@@ -180,7 +182,8 @@ int migrate_params_from_json(struct json_object *req, struct migrate_params *p, 
 	if (get_flag(req, "offline", &p->offline, err, errlen) < 0 ||
 	    get_flag(req, "stop", &p->stop, err, errlen) < 0 ||
 	    get_flag(req, "live", &p->live, err, errlen) < 0 ||
-	    get_flag(req, "auto_converge", &p->auto_converge, err, errlen) < 0)
+	    get_flag(req, "auto_converge", &p->auto_converge, err, errlen) < 0 ||
+	    get_flag(req, "postcopy_forced", &p->postcopy_forced, err, errlen) < 0)
 		return -1;
 	static const char *const dirty_log_names[2] = { "get", "clear" };
 	c = p->dirty_clear;

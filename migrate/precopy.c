@@ -698,9 +698,12 @@ static int precopy(struct source *s)
 		enum convergence_verdict v = convergence_decide(
 			&conv, st->round, (uint64_t)dirty, st->expected_downtime_ms, convergence_floor_ms(rtt, switch_rtts(s)),
 			s->limit_ms, s->p->max_rounds, s->p->on_timeout);
-		/* Post-copy once its round has come, unless pre-copy converged first; and instead of
-		 * giving up. */
-		if (s->p->postcopy_after && v != CONVERGENCE_SWITCH_OVER && st->round + 1 >= s->p->postcopy_after) {
+		/* Post-copy once its round has come, unless pre-copy converged first (or even then,
+		 * when asked for that round); instead of giving up, and instead of forcing a
+		 * switchover that does not fit the limit. */
+		bool converged = v == CONVERGENCE_SWITCH_OVER && st->expected_downtime_ms <= s->limit_ms;
+		if (s->p->postcopy_after && st->round + 1 >= s->p->postcopy_after &&
+		    (s->p->postcopy_forced || !converged)) {
 			s->postcopy = true;
 			v = CONVERGENCE_SWITCH_OVER;
 		}

@@ -103,7 +103,7 @@ static void migrate_usage(FILE *f)
 		"sends it: after two rounds behind, its vCPUs are held back 20%% of the time,\n"
 		"10%% more each round still behind, at most --max-throttle (default 99).\n"
 		"--postcopy starts the guest there after the first full pass of its memory\n"
-		"(--postcopy-after N: after N rounds) unless pre-copy converged first; the\n"
+		"unless pre-copy converged (--postcopy-after N: after N rounds, always); the\n"
 		"pages it still lacks follow, those it touches first. A failure after that\n"
 		"loses the guest on both hosts (exit status 4).\n"
 		"--dirty-log clear re-arms KVM's dirty log chunk by chunk as pages are sent\n"
@@ -220,6 +220,7 @@ static int parse_opts(int argc, char **argv, struct migrate_opts *o)
 				return -1;
 			}
 			o->p.postcopy_after = (uint32_t)n;
+			o->p.postcopy_forced = true;
 			break;
 		case 'M':
 			if (parse_int(optarg, 1, MIGRATE_DEFAULT_MAX_THROTTLE, &n) < 0) {

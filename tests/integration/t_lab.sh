@@ -89,9 +89,10 @@ test_lab_network_follows_the_guest() {
 	d1=$(lab_move a b 4441 "$T/web-b.log")
 	lab_port_is b
 	sleep 3
-	# Back in post-copy (--downtime 1 makes sure): the NIC's device thread on A waits for the
-	# pages of its rings like a vCPU, and the connection must not notice more than a pause.
-	LAB_MIGRATE_ARGS=(--postcopy --downtime 1)
+	# Back in post-copy (--postcopy-after 1: even though it would converge): the NIC's device
+	# thread on A waits for the pages of its rings like a vCPU, and the connection must not
+	# notice more than a pause.
+	LAB_MIGRATE_ARGS=(--postcopy-after 1)
 	d2=$(lab_move b a 4442 "$T/web-a2.log")
 	LAB_MIGRATE_ARGS=()
 	grep -q '"postcopy"' "$T/mig.json" || fail "the move back did not use post-copy"

@@ -18,7 +18,7 @@ test_migrate_blkcheck_mid_io() {
 	blk_finished bdst "$T/bdst.console" "$T/disk.img" 40 "$T/bsrc.console"
 }
 
-# The same in post-copy (--downtime 1 makes sure it is used): the destination's device
+# The same in post-copy (--postcopy-after 1: even if it would converge): the device
 # thread touches rings and buffers the guest has not got yet, and waits for them like a vCPU.
 test_migrate_blkcheck_mid_io_postcopy() {
 	truncate -s 64M "$T/disk.img"
@@ -27,7 +27,7 @@ test_migrate_blkcheck_mid_io_postcopy() {
 	wait_for "$T/bsrc.console" '^blkcheck: pass=1 ' 30
 	"$HVCTL" receive --listen 127.0.0.1:47812 --name bdst --console "file:$T/bdst.console" \
 		--disk "$T/dst-disk.img" --timeout 60 --detach || fail "receiver did not start"
-	"$HVCTL" migrate bsrc 127.0.0.1:47812 --postcopy --downtime 1 >"$T/mig" 2>&1 || { cat "$T/mig"; fail "migration failed"; }
+	"$HVCTL" migrate bsrc 127.0.0.1:47812 --postcopy-after 1 >"$T/mig" 2>&1 || { cat "$T/mig"; fail "migration failed"; }
 	cat "$T/mig"
 	grep -Eq '^  post-copy +[0-9]+ pages after it started there' "$T/mig" || fail "post-copy did not happen"
 	blk_finished bdst "$T/bdst.console" "$T/disk.img" 40 "$T/bsrc.console"
