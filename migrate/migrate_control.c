@@ -201,11 +201,18 @@ static int cmd_migrate_cancel(struct ctl_call *call, void *opaque)
 
 	pthread_mutex_lock(&job->lock);
 	bool running = job->running;
+	/* The engine ignores it then (it would lose the guest); say so rather than seem to agree. */
+	bool postcopy = running && job->stats.phase == MIGRATE_PHASE_POSTCOPY;
 	if (running)
 		atomic_store(&job->cancel, true);
 	pthread_mutex_unlock(&job->lock);
 	if (!running) {
 		snprintf(call->err, sizeof(call->err), "no migration or disk move is in progress");
+		return -1;
+	}
+	if (postcopy) {
+		snprintf(call->err, sizeof(call->err), "the guest already runs on the destination (post-copy): "
+			 "the migration cannot be cancelled; its last pages are on their way");
 		return -1;
 	}
 	return 0;
