@@ -1,9 +1,12 @@
 /* Post-copy on the source (postcopy_src.h). */
 #include "migrate/postcopy_src.h"
 
+#include <linux/sockios.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <sys/ioctl.h>
 
+#include "hv/clock.h"
 #include "hv/log.h"
 #include "migrate/channel.h"
 #include "migrate/wire.h"
@@ -102,14 +105,33 @@ static int await_ack(struct postcopy_src *p, int timeout_ms)
 	return 0;
 }
 
+/* Whether the socket holds so much that more push would delay the next requested page. */
+static bool queue_full(const struct postcopy_src *p)
+{
+	int queued;
+
+	return ioctl(p->conn->fd, SIOCOUTQ, &queued) == 0 && queued > POSTCOPY_QUEUE_MAX;
+}
+
 int postcopy_src_run(struct postcopy_src *p, int ack_timeout_ms)
 {
-	uint64_t cursor = 0, sent = p->left;
+	uint64_t cursor = 0, sent = p->left, pushed_at = clock_now_ns();
 
 	while (p->left) {
 		while (p->left && wire_conn_readable(p->conn, 0))
 			if (serve_request(p, &cursor) < 0)
 				return -1;
+		if (queue_full(p)) {
+			/* Let the link drain a little, answering a request at once if one comes; a
+			 * destination that reads nothing for as long as a send may block is gone. */
+			if (clock_now_ns() - pushed_at > (uint64_t)POSTCOPY_STALL_MS * 1000000)
+				return hv_errf(p->err, sizeof(p->err), "the destination stopped reading for %d s",
+					       POSTCOPY_STALL_MS / 1000);
+			if (wire_conn_readable(p->conn, 1) && serve_request(p, &cursor) < 0)
+				return -1;
+			continue;
+		}
+		pushed_at = clock_now_ns();
 		for (unsigned n = 0; n < WIRE_PAGES_MAX && p->left; n++) {
 			uint64_t gfn = next_needed(p, cursor % p->npages);
 			cursor = gfn + 1;
