@@ -318,17 +318,69 @@ test_migrate_faults_storage_copy_cuts() {
 	MIG_ARGS=()
 }
 
+# fp_one_copy_trial N SPEC [MIGRATE OPTIONS...]: a fresh memtouch guest cmN migrated through a
+# proxy doing SPEC to a fresh receiver crN; afterwards the guest must be in one place, as
+# hvctl migrate's exit status says: running on the source (1: failed safely), running on the
+# destination (0, or 3 with the source paused: "may be running"), paused on the source with
+# nothing on the destination (3: the operator's resume brings it back, and does here), or,
+# in post-copy, lost on both with exit 4 saying so. Never running twice. What is wrong is
+# appended to PROBLEMS.
+fp_one_copy_trial() {
+	local n=$1 spec=$2 vm=cm$1 rname=cr$1 rport survivors running src_state
+	shift 2
+	fp_start_memtouch "$vm"
+	rport=$(fp_port 47250)
+	fp_receiver "$rname" "$rport"
+	# shellcheck disable=SC2086
+	fp_proxy "$rport" "$T/cproxy$n.log" $spec
+	MIG_RC=0
+	timeout 120 "$HVCTL" migrate "$vm" "127.0.0.1:$PPORT" "$@" >"$T/mig.out" 2>"$T/mig.err" || MIG_RC=$?
+	fp_wait_exit "$PPID_" 20
+	sleep 1.5 # let either side settle
+	"$HVCTL" list >"$T/list" 2>&1
+	survivors=$(tail -n +2 "$T/list" | awk '{print $1 "(" $2 ")"}' | tr '\n' ' ')
+	echo "$spec: migrate exit $MIG_RC ($(head -c 200 "$T/mig.err" | tr '\n' ' ')), receiver: $(head -c 200 "$T/$rname.rerr" | tr '\n' ' '), VMs now: ${survivors:-none}"
+	running=$(tail -n +2 "$T/list" | awk '$2 == "running" {print $1}')
+	src_state=$(tail -n +2 "$T/list" | awk -v n="$vm" '$1 == n {print $2}')
+	if [ "$(wc -w <<<"$running")" -gt 1 ]; then
+		PROBLEMS+=("$spec: the guest runs on both sides: $survivors")
+	elif [ "$running" = "$vm" ]; then
+		if [ "$MIG_RC" -ne 1 ] || grep -q 'may be running' "$T/mig.err"; then
+			PROBLEMS+=("$spec: the source runs again but hvctl migrate exited $MIG_RC")
+		else
+			fp_alive "$vm" "$T/$vm.console"
+		fi
+	elif [ "$MIG_RC" -eq 4 ]; then
+		# Post-copy lost it: said so, the stale copy paused, nothing running.
+		grep -q 'cannot continue on either host' "$T/mig.err" || PROBLEMS+=("$spec: exit 4 without saying the guest is lost")
+		[ "$src_state" = paused ] && [ -z "$running" ] || PROBLEMS+=("$spec: lost, but the VMs are: $survivors")
+	elif [ -n "$src_state" ] && { [ "$src_state" != paused ] || [ "$MIG_RC" -ne 3 ]; }; then
+		PROBLEMS+=("$spec: the source is $src_state and hvctl migrate exited $MIG_RC (expected paused and 3)")
+	elif [ -z "$src_state" ] && [ "$MIG_RC" -ne 0 ]; then
+		PROBLEMS+=("$spec: the source is gone but hvctl migrate exited $MIG_RC")
+	elif [ "$MIG_RC" -eq 3 ] && ! grep -q 'may be running\|most likely runs there' "$T/mig.err"; then
+		PROBLEMS+=("$spec: exit 3 without saying the outcome is unknown")
+	elif [ "$running" = "$rname" ]; then
+		fp_alive "$rname" "$T/$rname.console"
+	elif [ -z "$running" ] && [ "$src_state" = paused ]; then
+		"$HVCTL" resume "$vm" >/dev/null || PROBLEMS+=("$spec: hvctl resume $vm failed")
+		fp_alive "$vm" "$T/$vm.console"
+	else
+		PROBLEMS+=("$spec: the guest is lost on both sides: $survivors")
+	fi
+	for s in $(tail -n +2 "$T/list" | awk '{print $1}'); do "$HVCTL" stop "$s" >/dev/null 2>&1 || true; done
+	fp_wait_exit "$RPID" 90
+}
+
 # The switchover: once END_OF_STATE is out, the destination starts the guest without another
 # word from the source, and the source resumes only on the destination's ABORT. The link is
 # cut, corrupted or stalled at every step of it: inside the vCPU, VM and device state (the
 # source may or may not have written END_OF_STATE before it notices), END_OF_STATE not
 # forwarded, half forwarded, whole; STARTED on the way back not forwarded, half, whole,
-# corrupted, held. The guest must end on exactly one side: running on the source (hvctl
-# migrate failed, exit 1), running on the destination, or paused on the source with hvctl
-# migrate saying the outcome is unknown (exit 3), from where the operator's resume brings it
-# back. Never lost, never running on both sides.
+# corrupted, held. Each time the guest is in exactly one place (fp_one_copy_trial).
 test_migrate_faults_cut_in_switchover() {
-	local spec n=0 vm rname rport survivors running src_state problems=()
+	local spec n=0
+	PROBLEMS=()
 	fp_setup
 	TRIAL=0
 	for spec in "--cut-at-record CPU_STATE+0" "--cut-at-record CPU_STATE+$((RANDOM % 6600 + 32))" \
@@ -338,53 +390,29 @@ test_migrate_faults_cut_in_switchover() {
 		"--cut-at-record-reverse STARTED+20" "--cut-at-record-reverse STARTED+40" \
 		"--corrupt-at-record-reverse STARTED+35" "--stall-at-record-reverse STARTED+0"; do
 		n=$((n + 1))
-		vm=cm$n
-		rname=cr$n
-		fp_start_memtouch "$vm"
-		rport=$(fp_port 47250)
-		fp_receiver "$rname" "$rport"
-		# shellcheck disable=SC2086
-		fp_proxy "$rport" "$T/cproxy$n.log" $spec
-		MIG_RC=0
-		timeout 60 "$HVCTL" migrate "$vm" "127.0.0.1:$PPORT" >"$T/mig.out" 2>"$T/mig.err" || MIG_RC=$?
-		fp_wait_exit "$PPID_" 20
-		sleep 1.5 # let either side settle
-		"$HVCTL" list >"$T/list" 2>&1
-		survivors=$(tail -n +2 "$T/list" | awk '{print $1 "(" $2 ")"}' | tr '\n' ' ')
-		echo "$spec: migrate exit $MIG_RC ($(head -c 200 "$T/mig.err" | tr '\n' ' ')), receiver: $(head -c 200 "$T/$rname.rerr" | tr '\n' ' '), VMs now: ${survivors:-none}"
-		# Never running twice; where it runs, it works. The source, when listed, is paused
-		# and hvctl migrate said the outcome is unknown (exit 3), or it is gone (exit 0).
-		running=$(tail -n +2 "$T/list" | awk '$2 == "running" {print $1}')
-		src_state=$(tail -n +2 "$T/list" | awk -v n="$vm" '$1 == n {print $2}')
-		if [ "$(wc -w <<<"$running")" -gt 1 ]; then
-			problems+=("$spec: the guest runs on both sides: $survivors")
-		elif [ "$running" = "$vm" ]; then
-			# Failed safely: the destination never had it, the source said so and went on.
-			if [ "$MIG_RC" -ne 1 ] || grep -q 'may be running' "$T/mig.err"; then
-				problems+=("$spec: the source runs again but hvctl migrate exited $MIG_RC")
-			else
-				fp_alive "$vm" "$T/$vm.console"
-			fi
-		elif [ -n "$src_state" ] && { [ "$src_state" != paused ] || [ "$MIG_RC" -ne 3 ]; }; then
-			problems+=("$spec: the source is $src_state and hvctl migrate exited $MIG_RC (expected paused and 3)")
-		elif [ -z "$src_state" ] && [ "$MIG_RC" -ne 0 ]; then
-			problems+=("$spec: the source is gone but hvctl migrate exited $MIG_RC")
-		elif [ "$MIG_RC" -eq 3 ] && ! grep -q 'may be running' "$T/mig.err"; then
-			problems+=("$spec: exit 3 without saying the outcome is unknown")
-		elif [ "$running" = "$rname" ]; then
-			fp_alive "$rname" "$T/$rname.console"
-		elif [ -z "$running" ] && [ "$src_state" = paused ]; then
-			# Not on the destination: the operator's resume brings it back here.
-			"$HVCTL" resume "$vm" >/dev/null || problems+=("$spec: hvctl resume $vm failed")
-			fp_alive "$vm" "$T/$vm.console"
-		else
-			problems+=("$spec: the guest is lost on both sides: $survivors")
-		fi
-		for s in $(tail -n +2 "$T/list" | awk '{print $1}'); do "$HVCTL" stop "$s" >/dev/null 2>&1 || true; done
-		fp_wait_exit "$RPID" 20
+		fp_one_copy_trial "$n" "$spec"
 	done
 	fp_no_cores
-	[ ${#problems[@]} -eq 0 ] || { printf '%s\n' "${problems[@]}" >&2; fail "the switchover loses or duplicates the guest"; }
+	[ ${#PROBLEMS[@]} -eq 0 ] || { printf '%s\n' "${PROBLEMS[@]}" >&2; fail "the switchover loses or duplicates the guest"; }
+}
+
+# Post-copy (after round 1, the push slowed to 4 MB/s so that cuts land in it) cut at each of
+# its steps: the DISCARD list, STARTED on the way back, the second page request, the last
+# page's POSTCOPY_DONE and its ACK (every page is there: the destination runs on), and the
+# page requests held. Each outcome is one of fp_one_copy_trial's, lost included, and says so.
+test_migrate_faults_postcopy_cuts() {
+	local spec n=20
+	PROBLEMS=()
+	fp_setup
+	TRIAL=0
+	for spec in "--cut-at-record DISCARD+0" "--cut-at-record-reverse STARTED+0" \
+		"--cut-at-record-reverse PAGE_REQUEST#2+$((RANDOM % 40))" "--cut-at-record POSTCOPY_DONE+0" \
+		"--cut-at-record-reverse ACK#2+0" "--stall-at-record-reverse PAGE_REQUEST+0"; do
+		n=$((n + 1))
+		fp_one_copy_trial "$n" "$spec" --postcopy-after 1 --bandwidth 4M
+	done
+	fp_no_cores
+	[ ${#PROBLEMS[@]} -eq 0 ] || { printf '%s\n' "${PROBLEMS[@]}" >&2; fail "post-copy fails without saying what became of the guest"; }
 }
 
 # Post-copy cut while the guest runs on the destination on pages still to come: its first
