@@ -105,12 +105,14 @@ static int await_ack(struct postcopy_src *p, int timeout_ms)
 	return 0;
 }
 
-/* Whether the socket holds so much that more push would delay the next requested page. */
+/* Whether the socket holds so much not yet sent that more push would delay the next
+ * requested page. Bytes in flight (sent, not acknowledged) do not count: they arrive anyway,
+ * and counting them would cap the push at the queue over the round trip on a long link. */
 static bool queue_full(const struct postcopy_src *p)
 {
-	int queued;
+	int unsent;
 
-	return ioctl(p->conn->fd, SIOCOUTQ, &queued) == 0 && queued > POSTCOPY_QUEUE_MAX;
+	return ioctl(p->conn->fd, SIOCOUTQNSD, &unsent) == 0 && unsent > POSTCOPY_QUEUE_MAX;
 }
 
 int postcopy_src_run(struct postcopy_src *p, int ack_timeout_ms)

@@ -13,8 +13,8 @@ struct wire_conn;
 
 /* Pages after a requested one that go with it (when they are still needed). */
 #define POSTCOPY_REQUEST_RUN 16
-/* The push keeps at most this much in the socket: a requested page queues behind what is
- * already there, so a deep queue is a long fault (megabytes at tens of MB/s: a second). */
+/* The push keeps at most this much unsent in the socket: a requested page queues behind
+ * what is there, so a deep queue is a long fault (megabytes at tens of MB/s: a second). */
 #define POSTCOPY_QUEUE_MAX (256 * 1024)
 #define POSTCOPY_STALL_MS 30000
 
