@@ -230,41 +230,38 @@ test_migrate_auto_converge() {
 	"$HVCTL" stop ac-dst || fail "stop failed"
 }
 
-# --postcopy: a guest rewriting 64 MiB at 200 MiB/s starts on the destination after the first
-# pass over its memory; the pages it still lacks follow, those it touches first. Its memory
-# checks out there (memtouch verifies every page of a whole sweep), and the summary says how
-# many pages came after the start and how many on request.
-test_migrate_postcopy() {
-	local port pid
-	port=$(mig_unused_port 47171)
-	start_vm pc --kernel "$GUEST" --mem 512M --cmdline "prog=memtouch ws=64M rate=200"
-	mig_wait_field_above "$T/pc.console" "memtouch: tick=" gen 1 30
-	pid=$(mig_vm_pid pc)
-	mig_receiver pc-dst 127.0.0.1:$port "$T/pc-dst.console"
-	mig_migrate pc 127.0.0.1:$port --postcopy
+# busy_leg NAME PORT [MIGRATE OPTIONS...]: a guest NAME rewriting 64 MiB at 200 MiB/s migrated to
+# NAME-dst; the summary is in $T/mig.out; the source is gone, the memory checks out there
+# (memtouch verifies every page of a whole sweep); NAME-dst is left running.
+busy_leg() {
+	local name=$1 port=$2 pid
+	shift 2
+	start_vm "$name" --kernel "$GUEST" --mem 512M --cmdline "prog=memtouch ws=64M rate=200"
+	mig_wait_field_above "$T/$name.console" "memtouch: tick=" gen 1 30
+	pid=$(mig_vm_pid "$name")
+	mig_receiver "$name-dst" 127.0.0.1:$port "$T/$name-dst.console"
+	mig_migrate "$name" 127.0.0.1:$port "$@"
 	cat "$T/mig.out"
+	mig_check_source_gone "$name" "$pid"
+	mig_check_memtouch_continues "$T/$name.console" "$T/$name-dst.console"
+}
+
+# --postcopy: the busy guest starts on the destination after the first pass over its memory;
+# the pages it still lacks follow, those it touches first; the summary says how many came
+# after the start and how many on request.
+test_migrate_postcopy() {
+	busy_leg pc "$(mig_unused_port 47171)" --postcopy
 	grep -Eq '^  post-copy +[1-9][0-9]* pages after it started there' "$T/mig.out" ||
 		fail "no page came after the guest started there: post-copy did not happen"
-	mig_check_source_gone pc "$pid"
-	mig_check_memtouch_continues "$T/pc.console" "$T/pc-dst.console"
 	"$HVCTL" stop pc-dst || fail "stop failed"
 }
 
 # --dirty-log clear: KVM's log re-armed chunk by chunk just before the pages are read. A
-# page the guest writes between the two must still arrive in its last version: memtouch,
-# rewriting 64 MiB at 200 MiB/s over several rounds, checks a whole sweep on the destination.
+# page the guest writes between the two must still arrive in its last version, over several
+# rounds.
 test_migrate_dirty_log_clear() {
-	local port pid
-	port=$(mig_unused_port 47191)
-	start_vm dl --kernel "$GUEST" --mem 512M --cmdline "prog=memtouch ws=64M rate=200"
-	mig_wait_field_above "$T/dl.console" "memtouch: tick=" gen 1 30
-	pid=$(mig_vm_pid dl)
-	mig_receiver dl-dst 127.0.0.1:$port "$T/dl-dst.console"
-	mig_migrate dl 127.0.0.1:$port --dirty-log clear --downtime 100
-	cat "$T/mig.out"
+	busy_leg dl "$(mig_unused_port 47191)" --dirty-log clear --downtime 100
 	[ "$(field_rounds "$T/mig.out")" -ge 2 ] || fail "one round only: the re-arming was never used"
-	mig_check_source_gone dl "$pid"
-	mig_check_memtouch_continues "$T/dl.console" "$T/dl-dst.console"
 	"$HVCTL" stop dl-dst || fail "stop failed"
 }
 

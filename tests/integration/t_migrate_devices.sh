@@ -4,33 +4,32 @@
 
 BLKVERIFY=${BLKVERIFY:-$PWD/$BUILD/tools/blkverify}
 
-test_migrate_blkcheck_mid_io() {
+# blkcheck_leg PORT [MIGRATE OPTIONS...]: a guest writing and verifying its disk, migrated to a
+# destination that opens the same image under its own name; it finishes its passes there.
+blkcheck_leg() {
+	local port=$1
+	shift
 	truncate -s 64M "$T/disk.img"
 	# The destination's own name for the same image (a second link, as another host's mount).
 	ln "$T/disk.img" "$T/dst-disk.img"
 	start_vm bsrc --mem 256M --disk "$T/disk.img" --kernel "$GUEST" --cmdline "prog=blkcheck passes=40"
 	wait_for "$T/bsrc.console" '^blkcheck: pass=1 ' 30
-	"$HVCTL" receive --listen 127.0.0.1:47811 --name bdst --console "file:$T/bdst.console" \
+	"$HVCTL" receive --listen 127.0.0.1:$port --name bdst --console "file:$T/bdst.console" \
 		--disk "$T/dst-disk.img" --timeout 60 --detach || fail "receiver did not start"
-	"$HVCTL" migrate bsrc 127.0.0.1:47811 >"$T/mig" 2>&1 || { cat "$T/mig"; fail "migration failed"; }
+	"$HVCTL" migrate bsrc 127.0.0.1:$port "$@" >"$T/mig" 2>&1 || { cat "$T/mig"; fail "migration failed"; }
+	cat "$T/mig"
 	grep -q '^migrated bsrc' "$T/mig" || fail "no summary"
 	# The guest finishes its passes on the destination: every block written and read back.
 	blk_finished bdst "$T/bdst.console" "$T/disk.img" 40 "$T/bsrc.console"
 }
 
+test_migrate_blkcheck_mid_io() { blkcheck_leg 47811; }
+
 # The same in post-copy (--postcopy-after 1: even if it would converge): the device
 # thread touches rings and buffers the guest has not got yet, and waits for them like a vCPU.
 test_migrate_blkcheck_mid_io_postcopy() {
-	truncate -s 64M "$T/disk.img"
-	ln "$T/disk.img" "$T/dst-disk.img"
-	start_vm bsrc --mem 256M --disk "$T/disk.img" --kernel "$GUEST" --cmdline "prog=blkcheck passes=40"
-	wait_for "$T/bsrc.console" '^blkcheck: pass=1 ' 30
-	"$HVCTL" receive --listen 127.0.0.1:47812 --name bdst --console "file:$T/bdst.console" \
-		--disk "$T/dst-disk.img" --timeout 60 --detach || fail "receiver did not start"
-	"$HVCTL" migrate bsrc 127.0.0.1:47812 --postcopy-after 1 >"$T/mig" 2>&1 || { cat "$T/mig"; fail "migration failed"; }
-	cat "$T/mig"
+	blkcheck_leg 47812 --postcopy-after 1
 	grep -Eq '^  post-copy +[0-9]+ pages after it started there' "$T/mig" || fail "post-copy did not happen"
-	blk_finished bdst "$T/bdst.console" "$T/disk.img" 40 "$T/bsrc.console"
 }
 
 test_migrate_refused_when_disk_missing_on_destination() {
