@@ -211,7 +211,8 @@ test_receive_status_shows_the_arrival() {
 	wait_for "$T/a1.console" '^memtouch: tick=' 10
 	sleep 2 # some of its working set written: the migration has pages to send
 	mig_receiver arr "127.0.0.1:$port" "$T/arr.console"
-	HV_RUN_DIR=$src_run "$HVCTL" migrate a1 "127.0.0.1:$port" --bandwidth 16M >"$T/mig.out" 2>&1 &
+	# Uncompressed, so that the cap holds it for seconds (auto would shrink these pages).
+	HV_RUN_DIR=$src_run "$HVCTL" migrate a1 "127.0.0.1:$port" --bandwidth 16M --compress none >"$T/mig.out" 2>&1 &
 	pid=$!
 	for ((i = 0; i < 100; i++)); do
 		"$HVCTL" status arr >"$T/st" 2>/dev/null || true
