@@ -91,16 +91,18 @@ static int clear_slot(struct dirty_tracker *t, uint32_t slot, uint64_t slot_firs
 
 	if (from >= to)
 		return 0;
-	bool any = false;
-	memset(t->clear_buf, 0, DIRTY_CHUNK_PAGES / 8);
-	for (uint64_t p = from; p < to; p++)
-		if (t->bitmap[p / 64] >> (p % 64) & 1) {
-			t->clear_buf[(p - from) / 64] |= 1ull << ((p - from) % 64);
-			any = true;
-		}
+	/* from is a multiple of 64 (chunks and the high slot's start are): whole words, the
+	 * last one cut at `to`. */
+	uint64_t words = (to - from + 63) / 64, any = 0;
+	for (uint64_t w = 0; w < words; w++) {
+		uint64_t bits = t->bitmap[from / 64 + w];
+		if (w == words - 1 && (to - from) % 64)
+			bits &= (1ull << ((to - from) % 64)) - 1;
+		t->clear_buf[w] = bits;
+		any |= bits;
+	}
 	if (!any)
 		return 0;
-	/* from - slot_first is a multiple of 64 (chunks and the high slot's start are). */
 	struct kvm_clear_dirty_log c = { .slot = slot, .first_page = from - slot_first,
 					 .num_pages = (uint32_t)(to - from), .dirty_bitmap = t->clear_buf };
 	if (ioctl(t->vm->vm_fd, KVM_CLEAR_DIRTY_LOG, &c) < 0) {

@@ -805,6 +805,18 @@ out:
 	return r;
 }
 
+/* The destination's ABORT, received while waiting for `what`: its reason becomes ours. */
+static int fail_aborted(struct source *s, struct wire_buf *buf, const struct wire_record *rec, const char *what)
+{
+	struct wire_abort a;
+
+	s->peer_gone = true;
+	if (wire_parse_abort(rec->payload, rec->len, &a, NULL, 0) == 0)
+		failf(s, "the destination gave up (%s): %s", what, a.reason);
+	wire_buf_free(buf);
+	return failf(s, "destination aborted");
+}
+
 static int wait_ack(struct source *s, const char *what, int timeout_ms)
 {
 	struct wire_buf buf = { 0 };
@@ -818,14 +830,8 @@ static int wait_ack(struct source *s, const char *what, int timeout_ms)
 		wire_buf_free(&buf);
 		return fail_wire(s, r, what);
 	}
-	if (rec.hdr.type == WIRE_ABORT) {
-		struct wire_abort a;
-		s->peer_gone = true;
-		if (wire_parse_abort(rec.payload, rec.len, &a, NULL, 0) == 0)
-			failf(s, "the destination gave up (%s): %s", what, a.reason);
-		wire_buf_free(&buf);
-		return failf(s, "destination aborted");
-	}
+	if (rec.hdr.type == WIRE_ABORT)
+		return fail_aborted(s, &buf, &rec, what);
 	wire_buf_free(&buf);
 	if (rec.hdr.type != WIRE_ACK)
 		return failf(s, "destination sent %s instead of ACK", wire_type_name(rec.hdr.type));
@@ -928,13 +934,8 @@ static int await_started(struct source *s, uint64_t t_pause, uint64_t t_paused, 
 	channel_set_recv_timeout(s->fd, STARTED_TIMEOUT_MS);
 	int r = wire_recv(&s->conn, &buf, &rec);
 	if (r == 0 && rec.hdr.type == WIRE_ABORT) {
-		struct wire_abort a;
-		s->peer_gone = true;
 		s->committed = false;
-		if (wire_parse_abort(rec.payload, rec.len, &a, NULL, 0) == 0)
-			failf(s, "the destination gave up (loading the state): %s", a.reason);
-		wire_buf_free(&buf);
-		return failf(s, "destination aborted");
+		return fail_aborted(s, &buf, &rec, "loading the state");
 	}
 	if (r < 0 || rec.hdr.type != WIRE_STARTED ||
 	    wire_parse_started(rec.payload, rec.len, &started, perr, sizeof(perr)) < 0) {

@@ -124,6 +124,28 @@ out:
 	return NULL;
 }
 
+/* The destination's side made ready: the ranges announced, dropped from RAM, RAM registered. */
+static void arm(struct guest_mem *mem, struct postcopy_dst *p, const struct wire_range *r, uint32_t n)
+{
+	uint8_t b[16 * 4];
+	char err[320];
+
+	assert_true(n <= 4);
+	assert_int_equal(postcopy_dst_open(p, mem, err, sizeof(err)), 0);
+	assert_int_equal(postcopy_dst_discard(p, ranges(b, r, n), n, err, sizeof(err)), 0);
+	assert_int_equal(postcopy_dst_arm(p, err, sizeof(err)), 0);
+}
+
+/* Everything one destination test made. */
+static void teardown_dst(struct postcopy_dst *p, struct page_codec_dec *dec, const int sv[2], struct guest_mem *mem)
+{
+	postcopy_dst_close(p);
+	page_codec_dec_fini(dec);
+	close(sv[0]);
+	close(sv[1]);
+	guest_mem_destroy(mem);
+}
+
 /* Seven pages still to come; a thread touches one of them and reads what the source sends,
  * another touches a page nobody ever wrote and reads zero; pre-copy's pages stay. */
 static void test_destination_serves_faults(void **unused)
@@ -132,18 +154,15 @@ static void test_destination_serves_faults(void **unused)
 		skip();
 	struct guest_mem mem;
 	struct postcopy_dst p;
-	uint8_t b[16 * 4];
 	char err[320];
 	int sv[2];
 
 	assert_int_equal(guest_mem_create(&mem, NPAGES * PG), 0);
 	for (uint64_t g = 0; g < 200; g++) /* pre-copy's pages; 200.. never written */
 		fill(mem.host + g * PG, g, 1);
-	assert_int_equal(postcopy_dst_open(&p, &mem, err, sizeof(err)), 0);
 	const struct wire_range r[] = { { 10, 5 }, { 40, 2 } };
-	assert_int_equal(postcopy_dst_discard(&p, ranges(b, r, 2), 2, err, sizeof(err)), 0);
+	arm(&mem, &p, r, 2);
 	assert_int_equal(p.discarded, 7);
-	assert_int_equal(postcopy_dst_arm(&p, err, sizeof(err)), 0);
 
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
 	static const uint64_t want[] = { 10, 11, 12, 13, 14, 40, 41 };
@@ -179,11 +198,7 @@ static void test_destination_serves_faults(void **unused)
 	fill(want_page, 15, 1); /* not announced: pre-copy's copy stays */
 	assert_memory_equal(mem.host + 15 * PG, want_page, PG);
 	assert_int_equal(never.first, 0);
-	postcopy_dst_close(&p);
-	page_codec_dec_fini(&dec);
-	close(sv[0]);
-	close(sv[1]);
-	guest_mem_destroy(&mem);
+	teardown_dst(&p, &dec, sv, &mem);
 }
 
 /* A page that was not announced (or comes twice) is refused: it could overwrite memory the
@@ -194,15 +209,12 @@ static void test_destination_refuses_unannounced_pages(void **unused)
 		skip();
 	struct guest_mem mem;
 	struct postcopy_dst p;
-	uint8_t b[16];
 	char err[320];
 	int sv[2];
 
 	assert_int_equal(guest_mem_create(&mem, NPAGES * PG), 0);
-	assert_int_equal(postcopy_dst_open(&p, &mem, err, sizeof(err)), 0);
 	const struct wire_range r[] = { { 3, 1 } };
-	assert_int_equal(postcopy_dst_discard(&p, ranges(b, r, 1), 1, err, sizeof(err)), 0);
-	assert_int_equal(postcopy_dst_arm(&p, err, sizeof(err)), 0);
+	arm(&mem, &p, r, 1);
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
 	struct fake_source f = { .fd = sv[1], .bogus = 7 };
 	pthread_t ts;
@@ -214,11 +226,7 @@ static void test_destination_refuses_unannounced_pages(void **unused)
 	assert_int_equal(postcopy_dst_run(&p, &c, &dec, err, sizeof(err)), -1);
 	assert_non_null(strstr(err, "page 0x7 arrived twice or unannounced"));
 	pthread_join(ts, NULL);
-	postcopy_dst_close(&p);
-	page_codec_dec_fini(&dec);
-	close(sv[0]);
-	close(sv[1]);
-	guest_mem_destroy(&mem);
+	teardown_dst(&p, &dec, sv, &mem);
 }
 
 /* DISCARD ranges must lie inside RAM, be non-empty and ascend across records. */
